@@ -1,0 +1,294 @@
+//! Messages as they cross the plugin boundary and the network: msgpack (`rmp-serde`) values.
+//!
+//! Actors of different versions (and different nodes) talk through these shapes, never through
+//! Rust types: a user message is either [`Payload::Text`] or a [`Payload::Typed`] value whose
+//! `tag` names its type and whose `body` is the msgpack of that type. Everything the runtime
+//! itself says is a [`SystemMessage`].
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where an actor lives: the admin address of its node and an id unique within that node's
+/// lifetime. Addresses are plain values: they can be copied, compared and sent in messages.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Address {
+    /// The node's admin address, `host:port`.
+    pub node: String,
+    /// The actor's id on that node.
+    pub id: u64,
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{:x}", self.node, self.id)
+    }
+}
+
+/// A message body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Payload {
+    /// A plain string (the built-in message type).
+    Text(String),
+    /// A typed user message: `tag` names the type, `body` is its msgpack encoding.
+    Typed {
+        /// The type's tag, e.g. `encoders/EncodeThis`.
+        tag: String,
+        /// msgpack of the value.
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
+    /// A message from the runtime.
+    System(SystemMessage),
+}
+
+/// A message as handed to an actor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incoming {
+    /// Who sent it; `None` for the runtime itself.
+    pub sender: Option<Address>,
+    /// What was sent.
+    pub payload: Payload,
+}
+
+/// Messages the runtime sends to actors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SystemMessage {
+    /// Asks the actor to exit. Recursive requests also stop all of its children.
+    ActorExitRequest {
+        /// Whether the actor's children are stopped too (the default).
+        recursive: bool,
+    },
+    /// One of the actor's children exited, or could not be created.
+    ChildActorExited {
+        /// The child's address (as returned by `create`).
+        child: Address,
+        /// Why it exited.
+        reason: ExitReason,
+    },
+    /// A message this actor sent could not be handled: the target's handler failed twice, or
+    /// the target does not exist (any more).
+    PoisonMessage {
+        /// The message that was sent.
+        message: Box<Payload>,
+        /// Who it was sent to.
+        target: Address,
+        /// Why it came back.
+        details: String,
+    },
+    /// A wake-up the actor asked for.
+    Wakeup {
+        /// What the actor attached to the request (if anything).
+        payload: Option<Box<Payload>>,
+    },
+    /// Sent to the source authority: decide whether this source may be loaded.
+    ValidateSource {
+        /// sha256 of the zip.
+        hash: String,
+        /// Where the zip came from (the file name given to `troupe load`, or the peer).
+        info: String,
+        /// The manifest's package name.
+        package: String,
+        /// The manifest's package version.
+        version: String,
+        /// Every actor type in the source.
+        actor_types: Vec<String>,
+    },
+    /// The authority's answer to `ValidateSource`.
+    ValidatedSource {
+        /// The hash being answered.
+        hash: String,
+        /// Whether the source may be loaded.
+        accepted: bool,
+        /// Why not (shown to the user who loaded it).
+        reason: Option<String>,
+    },
+}
+
+/// Why an actor is gone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ExitReason {
+    /// It handled an `ActorExitRequest` or asked to exit.
+    Requested,
+    /// It could not be created.
+    CreateFailed(CreateError),
+    /// Its node is stopping.
+    NodeStopping,
+    /// Its version was unloaded with a grace period that ran out.
+    Unloaded,
+    /// Its node no longer has the capabilities it requires.
+    CapabilityLost {
+        /// The requirements that no longer hold.
+        requirements: Vec<String>,
+    },
+    /// Its node became unreachable.
+    NodeLost {
+        /// The node's admin address.
+        node: String,
+    },
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Requested => f.write_str("exited on request"),
+            ExitReason::CreateFailed(e) => write!(f, "could not be created: {e}"),
+            ExitReason::NodeStopping => f.write_str("its node is stopping"),
+            ExitReason::Unloaded => f.write_str("its source was unloaded"),
+            ExitReason::CapabilityLost { requirements } => {
+                write!(f, "its node no longer has [{}]", requirements.join(", "))
+            }
+            ExitReason::NodeLost { node } => write!(f, "its node {node} was lost"),
+        }
+    }
+}
+
+/// Why a create failed. Mirrors Thespian's error codes, with the details it only logged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CreateError {
+    /// No node of the convention has the capabilities the type requires.
+    NoCompatibleSystemForActor {
+        /// `module.Type`.
+        type_name: String,
+        /// The capabilities that were required.
+        requirements: Vec<String>,
+        /// The nodes whose capabilities were checked.
+        nodes_considered: Vec<String>,
+    },
+    /// The hash names no active version (never loaded, still validating, draining or gone).
+    InvalidActorSourceHash {
+        /// The hash asked for.
+        hash: String,
+        /// What is known about it.
+        detail: String,
+    },
+    /// The version exists but does not export that type.
+    InvalidActorSpecification {
+        /// The type asked for.
+        type_name: String,
+        /// Why it is invalid.
+        detail: String,
+    },
+    /// The plugin's constructor failed or panicked.
+    PluginError {
+        /// `module.Type`.
+        type_name: String,
+        /// The error or panic message.
+        message: String,
+    },
+    /// The node is stopping and creates nothing new.
+    ActorSystemShuttingDown,
+}
+
+impl CreateError {
+    /// A stable name for the kind of error (what scripts and tests match on).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CreateError::NoCompatibleSystemForActor { .. } => "NoCompatibleSystemForActor",
+            CreateError::InvalidActorSourceHash { .. } => "InvalidActorSourceHash",
+            CreateError::InvalidActorSpecification { .. } => "InvalidActorSpecification",
+            CreateError::PluginError { .. } => "PluginError",
+            CreateError::ActorSystemShuttingDown => "ActorSystemShuttingDown",
+        }
+    }
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::NoCompatibleSystemForActor { type_name, requirements, nodes_considered } => write!(
+                f,
+                "NoCompatibleSystemForActor: no node has the capabilities [{}] that {type_name} requires (nodes considered: {})",
+                requirements.join(", "),
+                if nodes_considered.is_empty() { "none".to_string() } else { nodes_considered.join(", ") }
+            ),
+            CreateError::InvalidActorSourceHash { hash, detail } => {
+                write!(f, "InvalidActorSourceHash: source hash {hash} {detail}")
+            }
+            CreateError::InvalidActorSpecification { type_name, detail } => {
+                write!(f, "InvalidActorSpecification: {type_name}: {detail}")
+            }
+            CreateError::PluginError { type_name, message } => {
+                write!(f, "PluginError: creating {type_name} failed: {message}")
+            }
+            CreateError::ActorSystemShuttingDown => {
+                f.write_str("ActorSystemShuttingDown: the node is stopping")
+            }
+        }
+    }
+}
+
+/// What an actor asks for when it creates another.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateSpec {
+    /// `module.Type`.
+    pub type_name: String,
+    /// Capabilities required on top of those the type declares.
+    pub requirements: Vec<String>,
+    /// A name unique on the node: a create naming a live actor returns that actor.
+    pub global_name: Option<String>,
+    /// The version to create from; `None` means the creator's own.
+    pub source_hash: Option<String>,
+}
+
+/// What an actor can learn about itself during a call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallInfo {
+    /// The actor's own address.
+    pub me: Address,
+    /// Who created it (`None` when created by a client).
+    pub parent: Option<Address>,
+    /// The global name it was created with.
+    pub global_name: Option<String>,
+    /// Its version's hash.
+    pub source_hash: String,
+    /// Its `module.Type`.
+    pub type_name: String,
+    /// The hosting node's capabilities.
+    pub capabilities: Vec<String>,
+}
+
+/// Encodes a value as msgpack with field names (so that fields can be added compatibly).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // Encoding our own plain data types into a Vec cannot fail: they hold no maps with non-string
+    // keys and the writer is infallible; an error would be a bug in this crate.
+    rmp_serde::to_vec_named(value).unwrap_or_default()
+}
+
+/// Decodes msgpack.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_round_trips() {
+        let m = Incoming {
+            sender: Some(Address { node: "127.0.0.1:1900".into(), id: 7 }),
+            payload: Payload::System(SystemMessage::ChildActorExited {
+                child: Address { node: "n".into(), id: 1 },
+                reason: ExitReason::CreateFailed(CreateError::NoCompatibleSystemForActor {
+                    type_name: "morse.MorseEncoder".into(),
+                    requirements: vec!["morse".into()],
+                    nodes_considered: vec!["127.0.0.1:1900".into()],
+                }),
+            }),
+        };
+        let back: Incoming = decode(&encode(&m)).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn create_error_names_what_was_required() {
+        let e = CreateError::NoCompatibleSystemForActor {
+            type_name: "encoder.Base64Encoder".into(),
+            requirements: vec!["64bit encoder".into()],
+            nodes_considered: vec!["127.0.0.1:1900".into()],
+        };
+        assert_eq!(e.kind(), "NoCompatibleSystemForActor");
+        let s = e.to_string();
+        assert!(s.contains("[64bit encoder]") && s.contains("127.0.0.1:1900"), "{s}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The admin server: one TCP port per node, serving clients with the [`crate::protocol`].
+//!
+//! Every connection gets its own task and its own client address (so actors can answer it).
+//! A connection that does not say hello within [`HELLO_TIMEOUT`], speaks another protocol
+//! version, sends garbage or an oversized frame gets a `ProtocolError` frame and is closed; the
+//! node keeps serving everyone else. Requests on one connection are handled concurrently (a slow
+//! load does not hold up a status request) and answered by id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::codec::Framed;
+use troupe_actor_abi::message::Incoming;
+
+use crate::node::{Node, Shared};
+use crate::protocol::{self, ClientFrame, ErrorReply, Request, Response, ServerFrame, PROTOCOL_VERSION};
+
+/// How long a new connection may take to say hello: long enough for any honest client on a
+/// loaded machine, short enough that half-open connections do not pile up.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful stop waits for actors to exit and versions to unload.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+
+/// Serves `listener` until the node is stopped (by a `Stop` request, SIGTERM or SIGINT).
+pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
+    let done = Arc::new(Notify::new());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let node = node.clone();
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = connection(node, stream, done).await {
+                            tracing::debug!(%peer, "connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the ones we have.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = done.notified() => break,
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: stopping");
+                let _ = node.shared().stop(STOP_TIMEOUT).await;
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping");
+                let _ = node.shared().stop(STOP_TIMEOUT).await;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, protocol::codec());
+    // Hello first.
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await {
+        Err(_) => return reject(&mut framed, "no hello within 10s".into()).await,
+        Ok(None) => return Err("closed before hello".into()),
+        Ok(Some(Err(e))) => return reject(&mut framed, format!("bad frame: {e}")).await,
+        Ok(Some(Ok(bytes))) => bytes,
+    };
+    match protocol::decode::<ClientFrame>(&first) {
+        Ok(ClientFrame::Hello { protocol: v, agent }) if v == PROTOCOL_VERSION => {
+            tracing::debug!(%agent, "client connected");
+        }
+        Ok(ClientFrame::Hello { protocol: v, .. }) => {
+            return reject(&mut framed, format!("protocol version {v} is not supported; this node speaks {PROTOCOL_VERSION}")).await
+        }
+        Ok(_) => return reject(&mut framed, "the first frame must be a hello".into()).await,
+        Err(e) => return reject(&mut framed, format!("not a troupe hello: {e}")).await,
+    }
+    let shared = node.shared().clone();
+    let (dtx, mut drx) = mpsc::unbounded_channel::<Incoming>();
+    let me = shared.register_client(dtx);
+    let hello = ServerFrame::Hello {
+        protocol: PROTOCOL_VERSION,
+        node: shared.addr.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        client: me.clone(),
+    };
+    let (mut sink, mut stream) = framed.split();
+    if let Err(e) = sink.send(protocol::encode(&hello)).await {
+        shared.unregister_client(&me);
+        return Err(e.to_string());
+    }
+    let (otx, mut orx) = mpsc::unbounded_channel::<(ServerFrame, Option<oneshot::Sender<()>>)>();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some((frame, ack)) = orx.recv() => {
+                    let closing = matches!(frame, ServerFrame::ProtocolError { .. });
+                    if sink.send(protocol::encode(&frame)).await.is_err() {
+                        break;
+                    }
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                    if closing {
+                        break;
+                    }
+                }
+                Some(m) = drx.recv() => {
+                    if sink.send(protocol::encode(&ServerFrame::Deliver(m))).await.is_err() {
+                        break;
+                    }
+                }
+                else => break,
+            }
+        }
+    });
+    let result = loop {
+        match stream.next().await {
+            None => break Ok(()),
+            Some(Err(e)) => {
+                let _ = otx.send((ServerFrame::ProtocolError { message: format!("bad frame: {e}") }, None));
+                break Err(format!("bad frame: {e}"));
+            }
+            Some(Ok(bytes)) => match protocol::decode::<ClientFrame>(&bytes) {
+                Ok(ClientFrame::Request { id, request }) => {
+                    let shared = shared.clone();
+                    let otx = otx.clone();
+                    let me = me.clone();
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        let stop = matches!(request, Request::Stop);
+                        let result = handle(&shared, &me, request).await;
+                        let (ack_tx, ack_rx) = oneshot::channel();
+                        let _ = otx.send((ServerFrame::Reply { id, result }, Some(ack_tx)));
+                        if stop {
+                            // Let the reply reach the client before the process exits.
+                            let _ = tokio::time::timeout(Duration::from_secs(2), ack_rx).await;
+                            done.notify_one();
+                        }
+                    });
+                }
+                Ok(ClientFrame::Hello { .. }) => {
+                    let _ = otx.send((ServerFrame::ProtocolError { message: "hello sent twice".into() }, None));
+                    break Err("second hello".into());
+                }
+                Err(e) => {
+                    let _ = otx.send((ServerFrame::ProtocolError { message: format!("undecodable request: {e}") }, None));
+                    break Err(format!("undecodable request: {e}"));
+                }
+            },
+        }
+    };
+    drop(otx);
+    let _ = writer.await;
+    shared.unregister_client(&me);
+    result
+}
+
+async fn reject(framed: &mut Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>, message: String) -> Result<(), String> {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        framed.send(protocol::encode(&ServerFrame::ProtocolError { message: message.clone() })),
+    )
+    .await;
+    Err(message)
+}
+
+async fn handle(shared: &Arc<Shared>, me: &troupe_actor_abi::message::Address, request: Request) -> Result<Response, ErrorReply> {
+    match request {
+        Request::Status => Ok(Response::Status(Box::new(shared.status()))),
+        Request::Load { zip, info } => shared.load(zip, info).await,
+        Request::Unload { hash, grace_ms } => shared.unload(&hash, grace_ms.map(Duration::from_millis)).await,
+        Request::Create { spec } => shared.create_for_client(spec),
+        Request::Send { to, payload } => {
+            shared.send(Some(me.clone()), &to, payload);
+            Ok(Response::Sent)
+        }
+        Request::ChangeCapability { add, name } => shared.change_capability(add, &name),
+        Request::Stop => shared.stop(STOP_TIMEOUT).await,
+    }
+}

@@ -1,0 +1,439 @@
+//! Version hosts: the threads that own a loaded version and are the only ones to run its code.
+//!
+//! Each version gets two OS threads:
+//! - the **executor**, which dlopens the version's libraries, calls `init`, and then runs every
+//!   actor of the version: creates, message handling and drops, one command at a time from the
+//!   version's queue. Messages between actors of the same version go straight into a local queue
+//!   on this thread, with no hop through a channel. When the version retires it calls
+//!   `on_unload` and returns the libraries — still open — and exits;
+//! - the **supervisor**, which waits for the executor to exit, *then* dlcloses the libraries and
+//!   deletes their files. Closing only after the thread that ran plugin code has exited is what
+//!   makes unloading safe: a TLS destructor or pthread-key destructor registered by plugin code
+//!   has run (or pinned the library) before the code is unmapped
+//!   (`reference/dylib-unloading.md` §2.3).
+//!
+//! No plugin code ever runs on the node's tokio workers.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use troupe_actor_abi::abi::{self, HostApi, OutSink, RawStr, Status};
+use troupe_actor_abi::message::{self, Address, CreateSpec, Incoming, Payload, SystemMessage};
+
+use crate::node::Shared;
+use crate::plugin::{Plugin, PluginInfo};
+
+/// Work for a version's executor.
+pub(crate) enum Cmd {
+    /// Construct actor `id` of `type_name`.
+    Create { id: u64, type_name: String },
+    /// Hand `msg` to actor `id`.
+    Deliver { id: u64, msg: Incoming },
+    /// No actors are left: run `on_unload` and stop.
+    Retire,
+}
+
+/// Something an actor asked for during a call; applied after the call returns, in order.
+pub(crate) enum Effect {
+    Send { to: Address, payload: Payload },
+    Create { id: u64, spec: CreateSpec },
+    ExitSelf,
+    Wakeup { delay_ms: u64, payload: Option<Payload> },
+    RegisterAuthority,
+}
+
+/// The node's context for one plugin call, passed to the plugin as the opaque `call` pointer.
+struct CallCtx<'a> {
+    node: &'a Shared,
+    me: Address,
+    effects: Vec<Effect>,
+}
+
+/// Where a version's executor keeps messages between its own actors.
+pub(crate) struct LocalQueue<'a> {
+    pub gen: u64,
+    pub queue: &'a mut VecDeque<Cmd>,
+}
+
+/// Starts a version host for the libraries at `files` (inside `dir`, which is deleted when the
+/// version is gone). Blocks until the executor opened, checked and initialised every library.
+pub(crate) fn start(
+    node: Arc<Shared>,
+    hash: String,
+    gen: u64,
+    files: Vec<PathBuf>,
+    dir: PathBuf,
+) -> Result<(Sender<Cmd>, Vec<PluginInfo>), String> {
+    let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Vec<PluginInfo>, String>>(1);
+    let short = hash.chars().take(8).collect::<String>();
+    let exec_node = node.clone();
+    let exec_hash = hash.clone();
+    let exec_name = format!("troupe-v-{short}");
+    std::thread::Builder::new()
+        .name(format!("troupe-s-{short}"))
+        .spawn(move || {
+            let exec = std::thread::Builder::new()
+                .name(exec_name)
+                .spawn(move || executor(exec_node, exec_hash, gen, files, rx, ready_tx));
+            let plugins = match exec {
+                Ok(handle) => match handle.join() {
+                    Ok(plugins) => plugins,
+                    Err(_) => {
+                        // Host code on the executor panicked (a node bug, not a plugin panic:
+                        // those are caught in the plugin). The libraries were leaked with the
+                        // thread's stack; never close what may still be referenced.
+                        tracing::error!(%hash, "version executor panicked; its libraries stay mapped");
+                        Vec::new()
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(%hash, "cannot spawn version executor: {e}");
+                    Vec::new()
+                }
+            };
+            let t0 = Instant::now();
+            for p in plugins {
+                p.close();
+            }
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), "cannot delete version files: {e}");
+                }
+            }
+            node.version_gone(&hash, gen, t0.elapsed());
+        })
+        .map_err(|e| format!("cannot spawn version host thread: {e}"))?;
+    let infos = ready_rx.recv().map_err(|_| "version host exited during start".to_string())??;
+    Ok((tx, infos))
+}
+
+struct Executor {
+    node: Arc<Shared>,
+    hash: String,
+    gen: u64,
+    plugins: Vec<Plugin>,
+    /// `module.Type` → index into `plugins`.
+    types: HashMap<String, usize>,
+    /// Live actors: id → (plugin index, opaque state, type name).
+    actors: HashMap<u64, (usize, *mut c_void, String)>,
+}
+
+fn executor(
+    node: Arc<Shared>,
+    hash: String,
+    gen: u64,
+    files: Vec<PathBuf>,
+    rx: Receiver<Cmd>,
+    ready: std::sync::mpsc::SyncSender<Result<Vec<PluginInfo>, String>>,
+) -> Vec<Plugin> {
+    let mut plugins = Vec::new();
+    for f in &files {
+        match Plugin::open(f) {
+            Ok(p) => plugins.push(p),
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return plugins;
+            }
+        }
+    }
+    for p in &plugins {
+        let mut err = Vec::new();
+        // SAFETY: the root was checked in Plugin::open; HOST_API lives for the whole process;
+        // we are on the version's own thread.
+        let st = unsafe { (p.root().init)(&HOST_API, OutSink::for_vec(&mut err)) };
+        if st != abi::STATUS_OK {
+            let _ = ready.send(Err(format!(
+                "plugin {} failed to initialise: {}",
+                p.info.name,
+                String::from_utf8_lossy(&err)
+            )));
+            return plugins;
+        }
+    }
+    let mut types = HashMap::new();
+    for (i, p) in plugins.iter().enumerate() {
+        for t in &p.info.actor_types {
+            types.insert(t.name.clone(), i);
+        }
+    }
+    let _ = ready.send(Ok(plugins.iter().map(|p| p.info.clone()).collect()));
+    let mut ex = Executor { node, hash, gen, plugins, types, actors: HashMap::new() };
+    let mut local = VecDeque::new();
+    loop {
+        let cmd = match local.pop_front() {
+            Some(c) => c,
+            None => match rx.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            },
+        };
+        match cmd {
+            Cmd::Create { id, type_name } => ex.create(id, &type_name, &mut local),
+            Cmd::Deliver { id, msg } => ex.deliver(id, msg, &mut local),
+            Cmd::Retire => break,
+        }
+    }
+    ex.retire();
+    ex.plugins
+}
+
+fn err_text(err: &[u8]) -> String {
+    let s = String::from_utf8_lossy(err).into_owned();
+    if s.is_empty() {
+        "no details".into()
+    } else {
+        s
+    }
+}
+
+impl Executor {
+    fn address(&self, id: u64) -> Address {
+        Address { node: self.node.addr.clone(), id }
+    }
+
+    fn create(&mut self, id: u64, type_name: &str, local: &mut VecDeque<Cmd>) {
+        let Some(&pi) = self.types.get(type_name) else {
+            self.node.create_failed(
+                id,
+                message::CreateError::InvalidActorSpecification {
+                    type_name: type_name.into(),
+                    detail: "the version exports no such type".into(),
+                },
+            );
+            return;
+        };
+        let mut ctx = CallCtx { node: &self.node, me: self.address(id), effects: Vec::new() };
+        let mut err = Vec::new();
+        let mut out: *mut c_void = std::ptr::null_mut();
+        let name = type_name.as_bytes();
+        // SAFETY: we are on the version's executor thread; `ctx`, `name`, `out` and `err`
+        // outlive the call; the root was checked at open.
+        let st = unsafe {
+            (self.plugins[pi].root().new_actor)(
+                &mut ctx as *mut CallCtx as *mut c_void,
+                RawStr::from_bytes(name),
+                &mut out,
+                OutSink::for_vec(&mut err),
+            )
+        };
+        let effects = std::mem::take(&mut ctx.effects);
+        if st == abi::STATUS_OK && !out.is_null() {
+            self.actors.insert(id, (pi, out, type_name.to_string()));
+            self.node.apply_effects(id, effects, &mut LocalQueue { gen: self.gen, queue: local });
+        } else {
+            let what = if st == abi::STATUS_PANIC { "constructor panicked" } else { "constructor failed" };
+            // What a failed constructor asked for is dropped with it: it never existed.
+            drop(effects);
+            self.node.create_failed(
+                id,
+                message::CreateError::PluginError {
+                    type_name: type_name.into(),
+                    message: format!("{what}: {}", err_text(&err)),
+                },
+            );
+        }
+    }
+
+    fn call_handle(&mut self, id: u64, bytes: &[u8]) -> (Status, String, Vec<Effect>) {
+        let Some(&(pi, state, _)) = self.actors.get(&id) else {
+            return (abi::STATUS_ERROR, "actor vanished".into(), Vec::new());
+        };
+        let mut ctx = CallCtx { node: &self.node, me: self.address(id), effects: Vec::new() };
+        let mut err = Vec::new();
+        // SAFETY: `state` came from this plugin's new_actor and was not dropped; executor thread.
+        let st = unsafe {
+            (self.plugins[pi].root().handle)(
+                state,
+                &mut ctx as *mut CallCtx as *mut c_void,
+                RawStr::from_bytes(bytes),
+                OutSink::for_vec(&mut err),
+            )
+        };
+        (st, err_text(&err), std::mem::take(&mut ctx.effects))
+    }
+
+    fn deliver(&mut self, id: u64, msg: Incoming, local: &mut VecDeque<Cmd>) {
+        if !self.actors.contains_key(&id) {
+            self.node.undeliverable(id, msg);
+            return;
+        }
+        let is_exit = matches!(msg.payload, Payload::System(SystemMessage::ActorExitRequest { .. }));
+        let bytes = message::encode(&msg);
+        let (st, err, effects) = self.call_handle(id, &bytes);
+        self.node.apply_effects(id, effects, &mut LocalQueue { gen: self.gen, queue: local });
+        if is_exit {
+            if st != abi::STATUS_OK {
+                tracing::debug!(actor = id, "handler failed on ActorExitRequest (ignored): {err}");
+            }
+            self.drop_actor(id);
+            self.node.actor_exited(id, &mut LocalQueue { gen: self.gen, queue: local });
+            return;
+        }
+        if st == abi::STATUS_OK {
+            return;
+        }
+        // A failed handler gets the message once more, as in Thespian; a second failure sends
+        // the message back to its sender.
+        tracing::debug!(actor = id, "handler failed, retrying once: {err}");
+        let (st2, err2, effects2) = self.call_handle(id, &bytes);
+        self.node.apply_effects(id, effects2, &mut LocalQueue { gen: self.gen, queue: local });
+        if st2 != abi::STATUS_OK {
+            let type_name = self.actors.get(&id).map(|a| a.2.clone()).unwrap_or_default();
+            let details = format!("{type_name} failed twice handling the message: {err2}");
+            tracing::warn!(actor = id, "{details}");
+            self.node.poison(msg, self.address(id), details);
+        }
+    }
+
+    fn drop_actor(&mut self, id: u64) {
+        if let Some((pi, state, type_name)) = self.actors.remove(&id) {
+            let mut err = Vec::new();
+            // SAFETY: `state` came from new_actor of this plugin and is dropped exactly once.
+            let st = unsafe { (self.plugins[pi].root().drop_actor)(state, OutSink::for_vec(&mut err)) };
+            if st != abi::STATUS_OK {
+                tracing::warn!(actor = id, %type_name, "dropping the actor failed: {}", err_text(&err));
+            }
+        }
+    }
+
+    fn retire(&mut self) {
+        let ids: Vec<u64> = self.actors.keys().copied().collect();
+        for id in ids {
+            // Only reachable when the node stops abruptly; normal retirement has no actors left.
+            self.drop_actor(id);
+        }
+        for p in &self.plugins {
+            let mut err = Vec::new();
+            // SAFETY: executor thread; every actor of the plugin was dropped.
+            let st = unsafe { (p.root().on_unload)(OutSink::for_vec(&mut err)) };
+            if st != abi::STATUS_OK {
+                tracing::warn!(hash = %self.hash, plugin = %p.info.name, "on_unload failed: {}", err_text(&err));
+            }
+        }
+    }
+}
+
+// ---- the host API table handed to plugins -------------------------------------------------
+
+/// The node's function table. A static in the node binary, which is never unloaded, so plugins
+/// may keep pointers to it.
+pub(crate) static HOST_API: HostApi = HostApi {
+    size: std::mem::size_of::<HostApi>() as u32,
+    send: host_send,
+    create: host_create,
+    exit_self: host_exit_self,
+    wakeup: host_wakeup,
+    log: host_log,
+    info: host_info,
+    register_authority: host_register_authority,
+};
+
+/// Runs `f` on the call context, refusing a null context and never letting a panic unwind into
+/// the plugin.
+fn with_ctx(call: *mut c_void, f: impl FnOnce(&mut CallCtx) -> Status) -> Status {
+    if call.is_null() {
+        return abi::STATUS_BAD_INPUT;
+    }
+    // SAFETY: the plugin passes back the `call` pointer the node handed it for the current call,
+    // on the same thread, while that call is running; it points to a live CallCtx.
+    let ctx = unsafe { &mut *(call as *mut CallCtx) };
+    catch_unwind(AssertUnwindSafe(|| f(ctx))).unwrap_or(abi::STATUS_ERROR)
+}
+
+unsafe extern "C" fn host_send(call: *mut c_void, to: RawStr, msg: RawStr) -> Status {
+    with_ctx(call, |ctx| {
+        // SAFETY: the plugin passes slices valid for this call.
+        let (to, msg) = unsafe { (to.as_bytes(), msg.as_bytes()) };
+        match (message::decode::<Address>(to), message::decode::<Payload>(msg)) {
+            (Ok(to), Ok(payload)) => {
+                ctx.effects.push(Effect::Send { to, payload });
+                abi::STATUS_OK
+            }
+            _ => abi::STATUS_BAD_INPUT,
+        }
+    })
+}
+
+unsafe extern "C" fn host_create(call: *mut c_void, spec: RawStr, out: OutSink) -> Status {
+    with_ctx(call, |ctx| {
+        // SAFETY: valid for this call.
+        let spec = unsafe { spec.as_bytes() };
+        match message::decode::<CreateSpec>(spec) {
+            Ok(spec) => {
+                let id = ctx.node.allocate_id();
+                let addr = Address { node: ctx.node.addr.clone(), id };
+                out.write_bytes(&message::encode(&addr));
+                ctx.effects.push(Effect::Create { id, spec });
+                abi::STATUS_OK
+            }
+            Err(e) => {
+                out.write_bytes(format!("bad create spec: {e}").as_bytes());
+                abi::STATUS_BAD_INPUT
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn host_exit_self(call: *mut c_void) -> Status {
+    with_ctx(call, |ctx| {
+        ctx.effects.push(Effect::ExitSelf);
+        abi::STATUS_OK
+    })
+}
+
+unsafe extern "C" fn host_wakeup(call: *mut c_void, delay_ms: u64, payload: RawStr) -> Status {
+    with_ctx(call, |ctx| {
+        // SAFETY: valid for this call.
+        let bytes = unsafe { payload.as_bytes() };
+        let payload = if bytes.is_empty() {
+            None
+        } else {
+            match message::decode::<Payload>(bytes) {
+                Ok(p) => Some(p),
+                Err(_) => return abi::STATUS_BAD_INPUT,
+            }
+        };
+        ctx.effects.push(Effect::Wakeup { delay_ms, payload });
+        abi::STATUS_OK
+    })
+}
+
+unsafe extern "C" fn host_log(call: *mut c_void, level: u32, text: RawStr) {
+    // SAFETY: valid for this call.
+    let text = String::from_utf8_lossy(unsafe { text.as_bytes() }).into_owned();
+    let who = if call.is_null() {
+        String::from("plugin")
+    } else {
+        // SAFETY: as in `with_ctx`.
+        unsafe { &*(call as *const CallCtx) }.me.to_string()
+    };
+    let _ = catch_unwind(|| match level {
+        abi::log_level::ERROR => tracing::error!(actor = %who, "{text}"),
+        abi::log_level::WARN => tracing::warn!(actor = %who, "{text}"),
+        abi::log_level::INFO => tracing::info!(actor = %who, "{text}"),
+        _ => tracing::debug!(actor = %who, "{text}"),
+    });
+}
+
+unsafe extern "C" fn host_info(call: *mut c_void, out: OutSink) -> Status {
+    with_ctx(call, |ctx| match ctx.node.call_info(&ctx.me) {
+        Some(info) => {
+            out.write_bytes(&message::encode(&info));
+            abi::STATUS_OK
+        }
+        None => abi::STATUS_ERROR,
+    })
+}
+
+unsafe extern "C" fn host_register_authority(call: *mut c_void) -> Status {
+    with_ctx(call, |ctx| {
+        ctx.effects.push(Effect::RegisterAuthority);
+        abi::STATUS_OK
+    })
+}

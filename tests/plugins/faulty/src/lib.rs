@@ -1,0 +1,221 @@
+//! Test plugin: actors that misbehave on purpose, one that creates children on command, and
+//! one that acts as the node's source authority. The integration tests in `tests/` drive them.
+//!
+//! Every actor answers `msg.sender()` with plain text:
+//! - `faulty.Echo`: `t` → `echo: t`.
+//! - `faulty.PanicOnMessage`: `panic` → panics (`asked to panic`); anything else is echoed.
+//! - `faulty.FailOnMessage`: `fail` → its handler returns the error `asked to fail`; anything
+//!   else is echoed.
+//! - `faulty.PanicInCreate`: its constructor panics (`constructor panicked on purpose`).
+//! - `faulty.Spawner`: `create TYPE [HASH [NAME]]` creates a child (`-` as HASH means "my own
+//!   version") and answers `created <address>`; `send MSG` sends `MSG` to the last child. What
+//!   happens to a child comes back to whoever asked for it: `child exited: <reason>`,
+//!   `poison: <details>`, and any text the child sends as `relay: <text>`.
+//! - `faulty.Gatekeeper`: `register` makes it the source authority (answer `registered`); it
+//!   accepts every source except packages named `rejected-*`.
+//! - `faulty.Picky` (requires `picky`): an echo that needs a capability nobody has by default.
+
+use std::collections::BTreeMap;
+use troupe_actor_abi::prelude::*;
+
+/// Answers `echo: <t>` to the sender of a text `t`.
+fn echo(ctx: &mut Context, msg: &Message) {
+    if let (Some(t), Some(from)) = (msg.text(), msg.sender()) {
+        let from = from.clone();
+        ctx.send_text(&from, &format!("echo: {t}"));
+    }
+}
+
+/// `faulty.Echo` and `faulty.Picky`.
+struct Echo;
+impl Actor for Echo {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Echo)
+    }
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        echo(ctx, &msg);
+        Ok(())
+    }
+}
+
+/// `faulty.PanicOnMessage`.
+struct PanicOnMessage;
+impl Actor for PanicOnMessage {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(PanicOnMessage)
+    }
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if msg.text() == Some("panic") {
+            panic!("asked to panic");
+        }
+        echo(ctx, &msg);
+        Ok(())
+    }
+}
+
+/// `faulty.FailOnMessage`.
+struct FailOnMessage;
+impl Actor for FailOnMessage {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(FailOnMessage)
+    }
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if msg.text() == Some("fail") {
+            return Err(ActorError::msg("asked to fail"));
+        }
+        echo(ctx, &msg);
+        Ok(())
+    }
+}
+
+/// `faulty.PanicInCreate`.
+struct PanicInCreate;
+impl Actor for PanicInCreate {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        panic!("constructor panicked on purpose")
+    }
+    fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+        Ok(())
+    }
+}
+
+/// `faulty.Spawner`.
+#[derive(Default)]
+struct Spawner {
+    /// Every child created on command → who asked for it. Kept after the child exits, so that
+    /// messages returned late as `PoisonMessage` still reach the right requester.
+    requesters: BTreeMap<Address, Address>,
+    /// The target of `send`.
+    last_child: Option<Address>,
+    /// Where text from anyone else (the children's replies) is relayed.
+    last_requester: Option<Address>,
+}
+
+impl Spawner {
+    /// `create TYPE [HASH [NAME]]`.
+    fn create(&mut self, ctx: &mut Context, from: &Address, args: &str) {
+        let mut words = args.split_whitespace();
+        let Some(type_name) = words.next() else {
+            ctx.send_text(from, "usage: create TYPE [HASH|- [NAME]]");
+            return;
+        };
+        let source_hash = words.next().filter(|h| *h != "-").map(str::to_string);
+        let global_name = words.next().map(str::to_string);
+        let spec = CreateSpec { type_name: type_name.to_string(), source_hash, global_name, ..CreateSpec::default() };
+        match ctx.create_with(spec) {
+            Ok(child) => {
+                ctx.send_text(from, &format!("created {child}"));
+                self.requesters.insert(child.clone(), from.clone());
+                self.last_child = Some(child);
+            }
+            Err(e) => ctx.send_text(from, &format!("create failed: {}", e.message())),
+        }
+    }
+
+    /// Who should hear about `child`: its requester, else the last one.
+    fn requester_of(&self, child: &Address) -> Option<Address> {
+        self.requesters.get(child).or(self.last_requester.as_ref()).cloned()
+    }
+
+    fn on_text(&mut self, ctx: &mut Context, from: Address, text: &str) {
+        let is_child = self.requesters.contains_key(&from);
+        if !is_child {
+            if let Some(args) = text.strip_prefix("create ") {
+                self.last_requester = Some(from.clone());
+                self.create(ctx, &from, args);
+                return;
+            }
+            if let Some(body) = text.strip_prefix("send ") {
+                self.last_requester = Some(from.clone());
+                match self.last_child.clone() {
+                    Some(child) => ctx.send_text(&child, body),
+                    None => ctx.send_text(&from, "no child to send to"),
+                }
+                return;
+            }
+        }
+        match &self.last_requester {
+            Some(r) if *r != from => {
+                let r = r.clone();
+                ctx.send_text(&r, &format!("relay: {text}"));
+            }
+            _ => ctx.send_text(&from, &format!("unknown command: {text}")),
+        }
+    }
+}
+
+impl Actor for Spawner {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Spawner::default())
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if let (Some(text), Some(from)) = (msg.text(), msg.sender()) {
+            self.on_text(ctx, from.clone(), text);
+            return Ok(());
+        }
+        match msg.system() {
+            Some(SystemMessage::ChildActorExited { child, reason }) => {
+                if let Some(r) = self.requester_of(child) {
+                    ctx.send_text(&r, &format!("child exited: {reason}"));
+                }
+            }
+            Some(SystemMessage::PoisonMessage { target, details, .. }) => {
+                if let Some(r) = self.requester_of(target) {
+                    ctx.send_text(&r, &format!("poison: {details}"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Why the gatekeeper refuses a source, shown to whoever loaded it.
+const REFUSAL: &str = "the gatekeeper refuses packages named rejected-*";
+
+/// `faulty.Gatekeeper`.
+struct Gatekeeper;
+impl Actor for Gatekeeper {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Gatekeeper)
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if msg.text() == Some("register") {
+            ctx.register_source_authority();
+            if let Some(from) = msg.sender() {
+                let from = from.clone();
+                ctx.send_text(&from, "registered");
+            }
+            return Ok(());
+        }
+        if let Some(SystemMessage::ValidateSource { hash, package, .. }) = msg.system() {
+            let Some(asker) = msg.sender() else {
+                ctx.log(log_level::ERROR, &format!("ValidateSource for {hash} has no sender to answer"));
+                return Ok(());
+            };
+            let accepted = !package.starts_with("rejected-");
+            let answer = SystemMessage::ValidatedSource {
+                hash: hash.clone(),
+                accepted,
+                reason: (!accepted).then(|| REFUSAL.to_string()),
+            };
+            let asker = asker.clone();
+            ctx.send(&asker, Payload::System(answer));
+            return Ok(());
+        }
+        echo(ctx, &msg);
+        Ok(())
+    }
+}
+
+troupe_actor_abi::export_plugin!(actors: [
+    "faulty.Echo" => Echo,
+    "faulty.PanicOnMessage" => PanicOnMessage,
+    "faulty.FailOnMessage" => FailOnMessage,
+    "faulty.PanicInCreate" => PanicInCreate,
+    "faulty.Spawner" => Spawner,
+    "faulty.Gatekeeper" => Gatekeeper,
+    "faulty.Picky" => Echo requires ["picky"],
+]);
