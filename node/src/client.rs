@@ -38,7 +38,7 @@ pub enum ClientError {
         message: String,
     },
     /// The node refused the request.
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(#[from] ErrorReply),
     /// No answer in time.
     #[error("{what} timed out after {after:?}")]

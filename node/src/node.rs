@@ -864,15 +864,25 @@ impl Shared {
         let (hash, gen, live, waiter, retire) = {
             let mut st = self.lock();
             let hash = Self::resolve_hash(&st, hash).map_err(|e| refused(e.kind(), e.to_string()))?;
-            let Some(gen) = st.current.remove(&hash) else {
-                let draining = st.versions.iter().find(|(_, v)| v.hash == hash && v.state == VersionState::Draining);
-                if let Some((_, v)) = draining {
-                    return Ok(Response::Unloaded { hash, live_actors: v.live, gone: false });
+            let gen = match st.current.remove(&hash) {
+                Some(g) => g,
+                None => {
+                    // Unloading again a version that is already draining: apply the grace
+                    // period (if any) to it.
+                    let draining = st.versions.iter().find(|(_, v)| v.hash == hash && v.state == VersionState::Draining);
+                    match draining {
+                        Some((g, _)) => *g,
+                        None if st.gone.iter().any(|g| g.hash == hash) => {
+                            return Ok(Response::Unloaded { hash, live_actors: 0, gone: true });
+                        }
+                        None => {
+                            return Err(refused(
+                                "InvalidActorSourceHash",
+                                format!("InvalidActorSourceHash: source hash {hash} does not match any loaded source"),
+                            ))
+                        }
+                    }
                 }
-                if st.gone.iter().any(|g| g.hash == hash) {
-                    return Ok(Response::Unloaded { hash, live_actors: 0, gone: true });
-                }
-                return Err(refused("InvalidActorSourceHash", format!("InvalidActorSourceHash: source hash {hash} does not match any loaded source")));
             };
             let Some(v) = st.versions.get_mut(&gen) else {
                 return Err(refused("internal", "version table out of step"));

@@ -101,7 +101,12 @@ impl Spawner {
         };
         let source_hash = words.next().filter(|h| *h != "-").map(str::to_string);
         let global_name = words.next().map(str::to_string);
-        let spec = CreateSpec { type_name: type_name.to_string(), source_hash, global_name, ..CreateSpec::default() };
+        let spec = CreateSpec {
+            type_name: type_name.to_string(),
+            source_hash,
+            global_name,
+            ..CreateSpec::default()
+        };
         match ctx.create_with(spec) {
             Ok(child) => {
                 ctx.send_text(from, &format!("created {child}"));
@@ -114,7 +119,10 @@ impl Spawner {
 
     /// Who should hear about `child`: its requester, else the last one.
     fn requester_of(&self, child: &Address) -> Option<Address> {
-        self.requesters.get(child).or(self.last_requester.as_ref()).cloned()
+        self.requesters
+            .get(child)
+            .or(self.last_requester.as_ref())
+            .cloned()
     }
 
     fn on_text(&mut self, ctx: &mut Context, from: Address, text: &str) {
@@ -160,7 +168,9 @@ impl Actor for Spawner {
                     ctx.send_text(&r, &format!("child exited: {reason}"));
                 }
             }
-            Some(SystemMessage::PoisonMessage { target, details, .. }) => {
+            Some(SystemMessage::PoisonMessage {
+                target, details, ..
+            }) => {
                 if let Some(r) = self.requester_of(target) {
                     ctx.send_text(&r, &format!("poison: {details}"));
                 }
@@ -192,7 +202,10 @@ impl Actor for Gatekeeper {
         }
         if let Some(SystemMessage::ValidateSource { hash, package, .. }) = msg.system() {
             let Some(asker) = msg.sender() else {
-                ctx.log(log_level::ERROR, &format!("ValidateSource for {hash} has no sender to answer"));
+                ctx.log(
+                    log_level::ERROR,
+                    &format!("ValidateSource for {hash} has no sender to answer"),
+                );
                 return Ok(());
             };
             let accepted = !package.starts_with("rejected-");

@@ -1,0 +1,688 @@
+//! # troupe (CLI)
+//!
+//! The `troupe` command: start and stop nodes, pack, load and unload sources, run the demo
+//! app, show status. The binary (`main.rs`) only calls [`run`]; every command lives here so
+//! tests can call it too. Talking to nodes goes through [`troupe_node::client`]; packing and
+//! plugin inspection through [`troupe_node::archive`] and [`troupe_node::plugin`].
+//!
+//! Exit codes (DESIGN §7): 0 success, 1 the request was refused, 2 usage error, 3 node
+//! unreachable.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use troupe_actor_abi::message::{Address, CreateSpec, Payload, SystemMessage};
+use troupe_node::client::{Client, ClientError};
+use troupe_node::protocol::{ErrorKind, Request, Response};
+use troupe_node::status::StatusReport;
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// The node refused the request (rejected source, unknown hash, no compatible node, failures).
+pub const EXIT_REFUSED: u8 = 1;
+/// The command line or its input was wrong.
+pub const EXIT_USAGE: u8 = 2;
+/// No node answers at that address.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// Troupe: native actor plugins, hot-loaded into running nodes.
+#[derive(Parser, Debug)]
+#[command(
+    name = "troupe",
+    version,
+    about = "Troupe: native actor plugins (cdylibs in zips), hot-loaded into running nodes, several versions side by side, really unloaded.",
+    after_help = "Quick start:\n  troupe start 1900 \"morse,Caesar cipher,64bit encoder\"\n  make load PORT=1900                 # builds, packs src.zip, loads it, prints the hash\n  echo hello | troupe app <hash>\n  troupe stop 1900\n\nExit codes: 0 ok, 1 refused by the node, 2 usage error, 3 node unreachable."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a node on PORT (detaches and returns once the node answers).
+    #[command(after_help = "Examples:\n  troupe start 1900\n  troupe start 10000 \"morse,Caesar cipher\"\n  troupe start 1900 --foreground      # for supervisors (systemd, tests)")]
+    Start(StartArgs),
+    /// Stop nodes gracefully: actors get ActorExitRequest, versions unload, files are removed.
+    #[command(after_help = "Example:\n  troupe stop 10101 10000 1900")]
+    Stop {
+        /// Admin ports (or host:port) of the nodes to stop.
+        #[arg(required = true)]
+        ports: Vec<String>,
+    },
+    /// Pack cdylib plugins into a source zip with its manifest.
+    #[command(after_help = "Example:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs).")]
+    Pack {
+        /// The zip to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Package name in the manifest (default: the first plugin's crate name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Package version in the manifest (default: the first plugin's crate version).
+        #[arg(long = "package-version")]
+        package_version: Option<String>,
+        /// The cdylib files (`lib*.so`).
+        #[arg(required = true)]
+        cdylibs: Vec<PathBuf>,
+    },
+    /// Load a source zip into a node; prints its hash once validated, or why it was rejected.
+    #[command(after_help = "Example:\n  HASH=$(troupe load 1900 src.zip)")]
+    Load {
+        /// Admin port (or host:port).
+        port: String,
+        /// The zip written by `troupe pack`.
+        zip: PathBuf,
+    },
+    /// Unload a version: it drains (no new actors) and is unloaded when its last actor exits.
+    #[command(after_help = "Examples:\n  troupe unload 1900 3f2a9c1e\n  troupe unload 1900 3f2a9c1e --grace 5s   # then ask the remaining actors to exit")]
+    Unload {
+        /// Admin port (or host:port).
+        port: String,
+        /// Hash, or a unique prefix of at least 8 hex digits.
+        hash: String,
+        /// After this long, ask the remaining actors to exit, and wait until the version is gone.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
+    },
+    /// Run the encoders demo: send stdin's text to the Acceptor of HASH and print each result line.
+    #[command(after_help = "Example:\n  echo hello | troupe app 3f2a9c1e\n\nCreates app.Acceptor from HASH with the global name Acceptor:<hash> (or reuses the\nrunning one), prints each result line as it arrives, and exits when all arrived.")]
+    App {
+        /// Hash, or a unique prefix of at least 8 hex digits.
+        hash: String,
+        /// Admin port (or host:port) of the node to talk to.
+        #[arg(long, default_value = "1900")]
+        port: String,
+        /// How long to wait for all result lines.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Show a node's capabilities, versions, actors and global names.
+    Status {
+        /// Admin port (or host:port).
+        port: String,
+        /// Print JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add (+) or remove (-) a capability of a running node.
+    #[command(after_help = "Examples:\n  troupe chgcap 10101 + morse\n  troupe chgcap 10101 - \"64bit encoder\"")]
+    Chgcap {
+        /// Admin port (or host:port).
+        port: String,
+        /// `+` to add, `-` to remove.
+        #[arg(value_parser = ["+", "-"])]
+        op: String,
+        /// The capability name.
+        capability: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct StartArgs {
+    /// The admin port to listen on.
+    port: u16,
+    /// Comma-separated capability names, e.g. "morse,Caesar cipher".
+    #[arg(default_value = "")]
+    capabilities: String,
+    /// Address to bind (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Directory for the node's store and log (default: $TROUPE_HOME/node-PORT, TROUPE_HOME
+    /// defaulting to /tmp/troupe-$UID).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Source authority: `accept-all` (as the tutorial's start script) or `none` (loads are
+    /// rejected until an actor registers itself as authority).
+    #[arg(long, default_value = "accept-all", value_parser = ["accept-all", "none"])]
+    authority: String,
+    /// Run in the foreground instead of detaching (for supervisors).
+    #[arg(long)]
+    foreground: bool,
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let code = match cli.command {
+        Command::Start(args) if args.foreground => report(run_foreground(args)),
+        Command::Start(args) => report(start_detached(args)),
+        command => {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("troupe: cannot start the async runtime: {e}");
+                    return ExitCode::from(EXIT_REFUSED);
+                }
+            };
+            report(rt.block_on(dispatch(command)))
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// A failure with its exit code.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn usage(e: anyhow::Error) -> Failure {
+    Failure { code: EXIT_USAGE, error: e }
+}
+
+fn refused(e: anyhow::Error) -> Failure {
+    Failure { code: EXIT_REFUSED, error: e }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        let code = match &e {
+            ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
+            ClientError::Refused(r) if r.kind == ErrorKind::BadRequest => EXIT_USAGE,
+            _ => EXIT_REFUSED,
+        };
+        let error = match &e {
+            ClientError::Unreachable { addr, .. } => {
+                let port = addr.rsplit(':').next().unwrap_or(addr);
+                anyhow!(e.to_string()).context(format!(
+                    "no node is listening on {addr} — start one with: troupe start {port}"
+                ))
+            }
+            _ => anyhow!(e),
+        };
+        Failure { code, error }
+    }
+}
+
+fn report(r: Result<u8, Failure>) -> u8 {
+    match r {
+        Ok(c) => c,
+        Err(f) => {
+            // The chain, outermost first, as ripgrep does.
+            eprintln!("troupe: {}", f.error);
+            for cause in f.error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            f.code
+        }
+    }
+}
+
+/// `1900` → `127.0.0.1:1900`; `host:port` stays.
+pub fn node_addr(port: &str) -> String {
+    if port.contains(':') {
+        port.to_string()
+    } else {
+        format!("127.0.0.1:{port}")
+    }
+}
+
+async fn connect(port: &str) -> Result<Client, Failure> {
+    Ok(Client::connect(&node_addr(port)).await?)
+}
+
+async fn dispatch(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Start(_) => unreachable!("handled in run"),
+        Command::Stop { ports } => stop(&ports).await,
+        Command::Pack { output, name, package_version, cdylibs } => pack(&output, name, package_version, &cdylibs),
+        Command::Load { port, zip } => load(&port, &zip).await,
+        Command::Unload { port, hash, grace } => unload(&port, &hash, grace).await,
+        Command::App { hash, port, timeout } => app(&hash, &port, timeout).await,
+        Command::Status { port, json } => status(&port, json).await,
+        Command::Chgcap { port, op, capability } => chgcap(&port, &op, &capability).await,
+    }
+}
+
+// ---- start ----------------------------------------------------------------------------------
+
+fn state_dir(args: &StartArgs) -> PathBuf {
+    if let Some(d) = &args.state_dir {
+        return d.clone();
+    }
+    let home = std::env::var_os("TROUPE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        PathBuf::from(format!("/tmp/troupe-{uid}"))
+    });
+    home.join(format!("node-{}", args.port))
+}
+
+fn capabilities(s: &str) -> Vec<String> {
+    s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+}
+
+fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let dir = state_dir(&args);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("troupe-worker")
+        .build()
+        .map_err(|e| refused(anyhow!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        let bind = std::net::SocketAddr::new(args.bind, args.port);
+        let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+            refused(anyhow!(
+                "cannot listen on {bind}: {e} — port {} is taken; choose another port or stop what uses it (troupe stop {})",
+                args.port,
+                args.port
+            ))
+        })?;
+        let addr = format!("{}:{}", args.bind, args.port);
+        let config = troupe_node::NodeConfig {
+            addr: addr.clone(),
+            capabilities: capabilities(&args.capabilities),
+            state_dir: dir.clone(),
+            authority: if args.authority == "none" {
+                troupe_node::AuthorityConfig::None
+            } else {
+                troupe_node::AuthorityConfig::AcceptAll
+            },
+        };
+        let node = troupe_node::Node::new(config)
+            .map_err(|e| refused(anyhow!("cannot create the store in {}: {e}", dir.display())))?;
+        tracing::info!(%addr, pid = std::process::id(), capabilities = %args.capabilities, "node listening");
+        troupe_node::server::serve(node, listener).await.map_err(|e| refused(anyhow!("server failed: {e}")))?;
+        Ok(EXIT_OK)
+    })
+}
+
+fn start_detached(args: StartArgs) -> Result<u8, Failure> {
+    let addr = format!("{}:{}", args.bind, args.port);
+    let probe_addr = if args.bind.is_unspecified() { format!("127.0.0.1:{}", args.port) } else { addr.clone() };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| refused(anyhow!("cannot start the async runtime: {e}")))?;
+    match rt.block_on(Client::connect(&probe_addr)) {
+        Ok(_) => return Err(refused(anyhow!("a troupe node is already running on {addr} — stop it first: troupe stop {}", args.port))),
+        Err(ClientError::Unreachable { .. }) => {}
+        Err(_) => return Err(refused(anyhow!("port {} is taken by something that is not a troupe node — choose another port", args.port))),
+    }
+    let dir = state_dir(&args);
+    std::fs::create_dir_all(&dir).map_err(|e| refused(anyhow!("cannot create {}: {e}", dir.display())))?;
+    let log_path = dir.join("node.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| refused(anyhow!("cannot create {}: {e}", log_path.display())))?;
+    let exe = std::env::current_exe().map_err(|e| refused(anyhow!("cannot find my own executable: {e}")))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("start")
+        .arg(args.port.to_string())
+        .arg(&args.capabilities)
+        .arg("--bind")
+        .arg(args.bind.to_string())
+        .arg("--state-dir")
+        .arg(&dir)
+        .arg("--authority")
+        .arg(&args.authority)
+        .arg("--foreground")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| refused(anyhow!("{e}")))?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and only detaches the child from our session, so
+    // that closing the terminal does not stop the node.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| refused(anyhow!("cannot start the node process: {e}")))?;
+    // Wait until the node answers its hello, or its process exits.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut delay = Duration::from_millis(5);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(refused(anyhow!("the node exited during start ({status}):\n{}", tail.join("\n"))));
+        }
+        if rt.block_on(Client::connect(&probe_addr)).is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(refused(anyhow!("the node did not answer within 20s; see {}", log_path.display())));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+    let caps = capabilities(&args.capabilities);
+    println!(
+        "node {addr} started (pid {}, capabilities: {}, log: {})",
+        child.id(),
+        if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
+        log_path.display()
+    );
+    Ok(EXIT_OK)
+}
+
+// ---- stop, load, unload, chgcap -------------------------------------------------------------
+
+async fn stop(ports: &[String]) -> Result<u8, Failure> {
+    let mut worst = EXIT_OK;
+    for port in ports {
+        let addr = node_addr(port);
+        let result: Result<(), Failure> = async {
+            let mut c = connect(port).await?;
+            c.request(Request::Stop).await?;
+            // The node exits after answering: wait until it closes the connection.
+            let _ = tokio::time::timeout(Duration::from_secs(10), c.next_message()).await;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => println!("stopped {addr}"),
+            Err(f) => {
+                worst = worst.max(f.code);
+                report(Err(f));
+            }
+        }
+    }
+    Ok(worst)
+}
+
+fn pack(output: &Path, name: Option<String>, version: Option<String>, cdylibs: &[PathBuf]) -> Result<u8, Failure> {
+    let mut inputs = Vec::new();
+    let mut first: Option<troupe_node::plugin::PluginInfo> = None;
+    for path in cdylibs {
+        let bytes = std::fs::read(path).map_err(|e| usage(anyhow!("cannot read {}: {e}", path.display())))?;
+        let info = troupe_node::plugin::inspect(path)
+            .map_err(|e| refused(anyhow!(e).context(format!("{} is not a loadable plugin", path.display()))))?;
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| usage(anyhow!("{} has no usable file name", path.display())))?
+            .to_string();
+        inputs.push(troupe_node::archive::PackInput {
+            file_name,
+            bytes,
+            actors: info
+                .actor_types
+                .iter()
+                .map(|t| troupe_node::archive::ActorTypeEntry { type_name: t.name.clone(), requires: t.requirements.clone() })
+                .collect(),
+        });
+        first.get_or_insert(info);
+    }
+    let Some(first) = first else { return Err(usage(anyhow!("no cdylib given"))) };
+    let package = troupe_node::archive::PackageInfo {
+        name: name.unwrap_or(first.name),
+        version: version.unwrap_or(first.version),
+        abi_version: troupe_actor_abi::abi::ABI_VERSION,
+        msg_schema: troupe_actor_abi::abi::MSG_SCHEMA,
+        target: troupe_node::TARGET.to_string(),
+    };
+    let zip = troupe_node::archive::pack(&package, &inputs).map_err(|e| refused(anyhow!(e)))?;
+    std::fs::write(output, &zip).map_err(|e| refused(anyhow!("cannot write {}: {e}", output.display())))?;
+    eprintln!(
+        "packed {} ({} bytes, {} librar{}): {}",
+        output.display(),
+        zip.len(),
+        inputs.len(),
+        if inputs.len() == 1 { "y" } else { "ies" },
+        troupe_node::archive::sha256_hex(&zip)
+    );
+    Ok(EXIT_OK)
+}
+
+async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
+    let bytes = std::fs::read(zip)
+        .with_context(|| format!("cannot read {}", zip.display()))
+        .map_err(|e| usage(e.context("give the path of a zip written by `troupe pack` (or run `make load`)")))?;
+    let mut c = connect(port).await?;
+    let info = zip.display().to_string();
+    match c.request(Request::Load { zip: bytes, info }).await? {
+        Response::Loaded { hash, already_active } => {
+            if already_active {
+                eprintln!("already loaded; nothing changed");
+            }
+            println!("{hash}");
+            Ok(EXIT_OK)
+        }
+        other => Err(refused(anyhow!("unexpected answer {other:?}"))),
+    }
+}
+
+async fn unload(port: &str, hash: &str, grace: Option<Duration>) -> Result<u8, Failure> {
+    let mut c = connect(port).await?;
+    let grace_ms = grace.map(|g| g.as_millis() as u64);
+    match c.request(Request::Unload { hash: hash.into(), grace_ms }).await? {
+        Response::Unloaded { hash, live_actors, gone } => {
+            if gone {
+                println!("unloaded {hash}: library closed and files deleted");
+            } else {
+                println!(
+                    "unloading {hash}: draining, {live_actors} actor{} still alive; it is unloaded when {} exit (or use --grace)",
+                    if live_actors == 1 { "" } else { "s" },
+                    if live_actors == 1 { "it" } else { "they" }
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        other => Err(refused(anyhow!("unexpected answer {other:?}"))),
+    }
+}
+
+async fn chgcap(port: &str, op: &str, cap: &str) -> Result<u8, Failure> {
+    let mut c = connect(port).await?;
+    match c.request(Request::ChangeCapability { add: op == "+", name: cap.into() }).await? {
+        Response::Capabilities { capabilities, stopped_actors } => {
+            println!(
+                "{}: capabilities now [{}]; {stopped_actors} actor{} asked to exit",
+                c.node(),
+                capabilities.join(", "),
+                if stopped_actors == 1 { "" } else { "s" }
+            );
+            Ok(EXIT_OK)
+        }
+        other => Err(refused(anyhow!("unexpected answer {other:?}"))),
+    }
+}
+
+// ---- status -----------------------------------------------------------------------------------
+
+async fn status(port: &str, json: bool) -> Result<u8, Failure> {
+    let mut c = connect(port).await?;
+    let Response::Status(report) = c.request(Request::Status).await? else {
+        return Err(refused(anyhow!("unexpected answer to status")));
+    };
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        serde_json::to_string_pretty(&report).map_err(|e| refused(anyhow!(e)))? + "\n"
+    } else {
+        render_status(&report)
+    };
+    // A closed pipe (`troupe status 1900 | head`) is not an error.
+    let _ = out.write_all(text.as_bytes());
+    Ok(EXIT_OK)
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// The human-readable status table.
+pub fn render_status(r: &StatusReport) -> String {
+    let mut s = String::new();
+    let caps = if r.capabilities.is_empty() { "none".to_string() } else { r.capabilities.join(", ") };
+    s += &format!("node {} (pid {})\n  capabilities: {caps}\n  source authority: {}\n  store: {}\n", r.node, r.pid, r.authority, r.store);
+    s += &format!("\nversions ({}):\n", r.versions.len());
+    for v in &r.versions {
+        s += &format!(
+            "  {}  {:<10} gen {:<3} {:>3} actor{}  {}  ({})\n",
+            short(&v.hash),
+            v.state,
+            v.generation,
+            v.live_actors,
+            if v.live_actors == 1 { " " } else { "s" },
+            v.package,
+            v.info
+        );
+    }
+    if !r.gone.is_empty() {
+        s += &format!("\nrecently unloaded ({}):\n", r.gone.len());
+        for g in r.gone.iter().rev().take(5) {
+            s += &format!("  {}  gen {:<3} closed in {:.2} ms\n", short(&g.hash), g.generation, g.unload_ms);
+        }
+    }
+    s += &format!("\nactors ({}):\n", r.actors.len());
+    for a in &r.actors {
+        let parent = a.parent.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let name = a.global_name.as_deref().map(|n| format!("  name {n}")).unwrap_or_default();
+        s += &format!("  {}  {:<22} {}  parent {parent}{name}\n", a.address, a.type_name, short(&a.hash));
+    }
+    if !r.global_names.is_empty() {
+        s += &format!("\nglobal names ({}):\n", r.global_names.len());
+        for (n, a) in &r.global_names {
+            s += &format!("  {n} -> {a}\n");
+        }
+    }
+    s
+}
+
+// ---- app -------------------------------------------------------------------------------------
+
+/// `app/Expect`: the encoders the Acceptor is about to use (mirrors the encoders plugin).
+#[derive(Serialize, Deserialize, Debug)]
+struct Expect {
+    encoders: Vec<String>,
+}
+/// `app/Failed`: one encoder could not answer, and why.
+#[derive(Serialize, Deserialize, Debug)]
+struct Failed {
+    encoder: String,
+    reason: String,
+}
+
+fn decode_typed<T: for<'de> Deserialize<'de>>(payload: &Payload, tag: &str) -> Option<T> {
+    match payload {
+        Payload::Typed { tag: t, body } if t == tag => troupe_actor_abi::message::decode(body).ok(),
+        _ => None,
+    }
+}
+
+/// Finds the full hash for a prefix among the node's versions (so the global name is
+/// `Acceptor:<full hash>` whatever the user typed). Unknown prefixes are passed on as given
+/// and the node explains.
+fn full_hash(report: &StatusReport, hash: &str) -> String {
+    let h = hash.trim().to_ascii_lowercase();
+    let matches: Vec<&String> = report.versions.iter().map(|v| &v.hash).filter(|v| v.starts_with(&h)).collect();
+    match matches.as_slice() {
+        [one] => (*one).clone(),
+        _ => h,
+    }
+}
+
+async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
+    let mut input = String::new();
+    if std::io::stdin().is_terminal() {
+        eprintln!("(reading the text to encode from stdin; end with Ctrl-D)");
+    }
+    std::io::stdin().read_to_string(&mut input).map_err(|e| usage(anyhow!("cannot read stdin: {e}")))?;
+    let text = input.trim();
+    if text.is_empty() {
+        return Err(usage(anyhow!("nothing to encode: stdin is empty — try: echo hello | troupe app {hash}")));
+    }
+    let mut c = connect(port).await?;
+    let Response::Status(report) = c.request(Request::Status).await? else {
+        return Err(refused(anyhow!("unexpected answer to status")));
+    };
+    let full = full_hash(&report, hash);
+    let spec = CreateSpec {
+        type_name: "app.Acceptor".into(),
+        requirements: Vec::new(),
+        global_name: Some(format!("Acceptor:{full}")),
+        source_hash: Some(full.clone()),
+    };
+    let acceptor: Address = match c.request(Request::Create { spec }).await? {
+        Response::Created { address, .. } => address,
+        other => return Err(refused(anyhow!("unexpected answer {other:?}"))),
+    };
+    c.request(Request::Send { to: acceptor.clone(), payload: Payload::Text(text.to_string()) }).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut expected: Option<Vec<String>> = None;
+    let mut answered: Vec<String> = Vec::new();
+    let mut failed = 0usize;
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        if let Some(exp) = &expected {
+            if exp.iter().all(|e| answered.contains(e)) {
+                break;
+            }
+        }
+        let msg = match tokio::time::timeout_at(deadline, c.next_message()).await {
+            Ok(m) => m?,
+            Err(_) => {
+                let missing: Vec<String> = match &expected {
+                    Some(exp) => exp.iter().filter(|e| !answered.contains(e)).cloned().collect(),
+                    None => vec!["the Acceptor (it never said what to expect)".into()],
+                };
+                return Err(refused(anyhow!(
+                    "timed out after {}: no answer from {}",
+                    humantime::format_duration(timeout),
+                    missing.join(", ")
+                )));
+            }
+        };
+        match &msg.payload {
+            Payload::Text(line) => {
+                let _ = writeln!(stdout, "{line}");
+                let _ = stdout.flush();
+                let name = line.split_whitespace().next().unwrap_or_default().to_string();
+                answered.push(name);
+            }
+            Payload::System(SystemMessage::PoisonMessage { details, .. }) => {
+                return Err(refused(anyhow!("the Acceptor could not take the request: {details}")));
+            }
+            p => {
+                if let Some(e) = decode_typed::<Expect>(p, "app/Expect") {
+                    expected = Some(e.encoders);
+                } else if let Some(f) = decode_typed::<Failed>(p, "app/Failed") {
+                    eprintln!("{}: {}", f.encoder, f.reason);
+                    failed += 1;
+                    answered.push(f.encoder);
+                }
+            }
+        }
+    }
+    Ok(if failed == 0 { EXIT_OK } else { EXIT_REFUSED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_become_loopback_addresses() {
+        assert_eq!(node_addr("1900"), "127.0.0.1:1900");
+        assert_eq!(node_addr("10.0.0.2:1900"), "10.0.0.2:1900");
+    }
+
+    #[test]
+    fn capabilities_are_comma_separated_and_trimmed() {
+        assert_eq!(capabilities("morse, Caesar cipher,,"), vec!["morse", "Caesar cipher"]);
+        assert!(capabilities("").is_empty());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
