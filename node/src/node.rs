@@ -379,7 +379,7 @@ impl Shared {
                         ActorKind::Client { .. } => None,
                     });
                     if let Err(e) = self.create_actor(id, Some(me_addr.clone()), spec, inherit, Some(local)) {
-                        self.create_failed(id, e);
+                        self.create_failed(id, Some(me_addr.clone()), e);
                     }
                 }
                 Effect::ExitSelf => {
@@ -555,16 +555,16 @@ impl Shared {
         }
     }
 
-    /// Actor `id` could not be created: tell its parent why.
-    pub(crate) fn create_failed(&self, id: u64, error: CreateError) {
+    /// Actor `id` could not be created: tell its parent why. `creator` names the parent of an
+    /// actor that was refused before it was ever registered.
+    pub(crate) fn create_failed(&self, id: u64, creator: Option<Address>, error: CreateError) {
         let mut st = self.lock();
         let parent = match st.actors.remove(&id) {
             Some(rec) => {
                 forget_actor(&mut st, id, &rec);
                 rec.parent
             }
-            // Never registered (refused before): the parent is the creator, who is told below.
-            None => None,
+            None => creator,
         };
         let text = error.to_string();
         tombstone(&mut st, id, text.clone());

@@ -201,6 +201,7 @@ impl Executor {
         let Some(&pi) = self.types.get(type_name) else {
             self.node.create_failed(
                 id,
+                None,
                 message::CreateError::InvalidActorSpecification {
                     type_name: type_name.into(),
                     detail: "the version exports no such type".into(),
@@ -232,6 +233,7 @@ impl Executor {
             drop(effects);
             self.node.create_failed(
                 id,
+                None,
                 message::CreateError::PluginError {
                     type_name: type_name.into(),
                     message: format!("{what}: {}", err_text(&err)),

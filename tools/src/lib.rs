@@ -56,7 +56,7 @@ enum Command {
         ports: Vec<String>,
     },
     /// Pack cdylib plugins into a source zip with its manifest.
-    #[command(after_help = "Example:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs).")]
+    #[command(after_help = "Examples:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n  troupe pack -o src.zip --build encoders     # cargo build --release the crate, pack its cdylib\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs).")]
     Pack {
         /// The zip to write.
         #[arg(short, long)]
@@ -67,8 +67,12 @@ enum Command {
         /// Package version in the manifest (default: the first plugin's crate version).
         #[arg(long = "package-version")]
         package_version: Option<String>,
+        /// Build this plugin crate (a directory with Cargo.toml) in release mode and pack its
+        /// cdylib(s), in addition to any files given.
+        #[arg(long, value_name = "CRATE_DIR")]
+        build: Option<PathBuf>,
         /// The cdylib files (`lib*.so`).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "build")]
         cdylibs: Vec<PathBuf>,
     },
     /// Load a source zip into a node; prints its hash once validated, or why it was rejected.
@@ -238,7 +242,12 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Start(_) => unreachable!("handled in run"),
         Command::Stop { ports } => stop(&ports).await,
-        Command::Pack { output, name, package_version, cdylibs } => pack(&output, name, package_version, &cdylibs),
+        Command::Pack { output, name, package_version, build, mut cdylibs } => {
+            if let Some(dir) = build {
+                cdylibs.extend(build_cdylibs(&dir)?);
+            }
+            pack(&output, name, package_version, &cdylibs)
+        }
         Command::Load { port, zip } => load(&port, &zip).await,
         Command::Unload { port, hash, grace } => unload(&port, &hash, grace).await,
         Command::App { hash, port, timeout } => app(&hash, &port, timeout).await,
@@ -395,6 +404,46 @@ async fn stop(ports: &[String]) -> Result<u8, Failure> {
         }
     }
     Ok(worst)
+}
+
+/// Builds the plugin crate in `dir` with cargo (release) and returns its cdylib files, as cargo
+/// reports them (so workspace target dirs and renamed libraries just work).
+fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(usage(anyhow!("{} has no Cargo.toml — give the directory of a plugin crate", dir.display())));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["build", "--release", "--message-format=json-render-diagnostics", "--manifest-path"])
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| refused(anyhow!("cannot run cargo: {e}")))?;
+    if !out.status.success() {
+        return Err(refused(anyhow!("cargo build of {} failed", dir.display())));
+    }
+    let manifest = manifest.canonicalize().unwrap_or(manifest);
+    let mut libs = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_ours = msg["manifest_path"].as_str().map(Path::new).is_some_and(|p| p == manifest);
+        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        if is_ours && is_cdylib {
+            for f in msg["filenames"].as_array().into_iter().flatten() {
+                if let Some(f) = f.as_str().filter(|f| f.ends_with(".so")) {
+                    libs.push(PathBuf::from(f));
+                }
+            }
+        }
+    }
+    if libs.is_empty() {
+        return Err(usage(anyhow!("{} builds no cdylib — set crate-type = [\"cdylib\"] in its [lib]", dir.display())));
+    }
+    Ok(libs)
 }
 
 fn pack(output: &Path, name: Option<String>, version: Option<String>, cdylibs: &[PathBuf]) -> Result<u8, Failure> {
