@@ -21,6 +21,10 @@ pub const RUSTC_VERSION: &str = env!("TROUPE_RUSTC_VERSION");
 /// Everything a plugin author needs in scope.
 pub mod prelude {
     pub use crate::abi::log_level;
-    pub use crate::message::{Address, CreateError, CreateSpec, ExitReason, Payload, SystemMessage};
-    pub use crate::sdk::{decode_payload, Actor, ActorError, ActorResult, Context, IntoPayload, Message, Typed};
+    pub use crate::message::{
+        Address, ConventionChange, CreateError, CreateSpec, ExitReason, Payload, SystemMessage,
+    };
+    pub use crate::sdk::{
+        decode_payload, Actor, ActorError, ActorResult, Context, IntoPayload, Message, Typed,
+    };
 }

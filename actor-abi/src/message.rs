@@ -93,6 +93,24 @@ pub enum SystemMessage {
         /// Every actor type in the source.
         actor_types: Vec<String>,
     },
+    /// Sent by an actor to its node's admin address (id 0): start (or stop) telling it about
+    /// the convention's members.
+    NotifyOnSystemRegistrationChanges {
+        /// Start (true) or stop (false).
+        enable: bool,
+    },
+    /// A node joined or left the convention, or changed its capabilities. Watchers get one
+    /// `added` update per current member when they register.
+    ActorSystemConventionUpdate {
+        /// The node's admin address.
+        node: String,
+        /// Its capabilities (after the change).
+        capabilities: Vec<String>,
+        /// True when it joined (or is a member), false when it left or was lost.
+        added: bool,
+        /// What happened.
+        change: ConventionChange,
+    },
     /// The authority's answer to `ValidateSource`.
     ValidatedSource {
         /// The hash being answered.
@@ -103,6 +121,23 @@ pub enum SystemMessage {
         reason: Option<String>,
     },
 }
+
+/// What an `ActorSystemConventionUpdate` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConventionChange {
+    /// The node is a member (joined now, or already was when the watcher registered).
+    Joined,
+    /// The node left gracefully.
+    Left,
+    /// The node stopped answering and was declared lost.
+    Lost,
+    /// The node's capabilities changed.
+    CapabilitiesChanged,
+}
+
+/// The id of every node's own admin endpoint: actors address the node itself at
+/// `Address { node, id: ADMIN_ID }`.
+pub const ADMIN_ID: u64 = 0;
 
 /// Why an actor is gone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,9 +301,15 @@ mod tests {
     #[test]
     fn incoming_round_trips() {
         let m = Incoming {
-            sender: Some(Address { node: "127.0.0.1:1900".into(), id: 7 }),
+            sender: Some(Address {
+                node: "127.0.0.1:1900".into(),
+                id: 7,
+            }),
             payload: Payload::System(SystemMessage::ChildActorExited {
-                child: Address { node: "n".into(), id: 1 },
+                child: Address {
+                    node: "n".into(),
+                    id: 1,
+                },
                 reason: ExitReason::CreateFailed(CreateError::NoCompatibleSystemForActor {
                     type_name: "morse.MorseEncoder".into(),
                     requirements: vec!["morse".into()],
@@ -289,6 +330,9 @@ mod tests {
         };
         assert_eq!(e.kind(), "NoCompatibleSystemForActor");
         let s = e.to_string();
-        assert!(s.contains("[64bit encoder]") && s.contains("127.0.0.1:1900"), "{s}");
+        assert!(
+            s.contains("[64bit encoder]") && s.contains("127.0.0.1:1900"),
+            "{s}"
+        );
     }
 }

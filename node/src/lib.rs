@@ -5,20 +5,28 @@
 //! - [`archive`]: reading and writing source zips (manifest, limits, hashes);
 //! - [`plugin`]: opening a cdylib and checking its root before any plugin code runs;
 //! - [`version`]: version hosts, the threads that alone run a version's code;
-//! - [`node`]: actors, versions, routing, loads and unloads;
+//! - [`node`]: actors, versions, routing, creates and exits; `loading`: loads, unloads,
+//!   fetches between nodes, status and stop;
+//! - [`convention`]: members, placement across nodes, global names, failures; `peer`: links
+//!   to other nodes;
 //! - [`protocol`], [`server`], [`client`]: the admin port;
 //! - [`status`]: what `troupe status` reports.
 
 pub mod archive;
 pub mod client;
+pub mod convention;
+mod loading;
 pub mod node;
+mod peer;
 pub mod plugin;
 pub mod protocol;
 pub mod server;
 pub mod status;
 pub(crate) mod version;
 
+pub use convention::ConventionConfig;
 pub use node::{AuthorityConfig, Node, NodeConfig};
+pub use protocol::RemoteSources;
 
 /// The target triple this node was built for; a source packed for another is refused.
 pub const TARGET: &str = env!("TROUPE_TARGET");

@@ -1,40 +1,45 @@
-//! The node: actor table, versions, routing, loads and unloads.
+//! The node: actor table, versions, routing, creates and exits.
 //!
 //! [`Node`] is the handle the admin server and the binary hold; [`Shared`] is the state every
-//! version host thread and every connection task shares. One mutex guards the tables in
-//! [`State`]; it is held only for table updates and never while plugin code runs (plugin code
-//! runs on version executors, which call back into `Shared` between plugin calls).
+//! version host thread, peer link and connection task shares. One mutex guards the tables in
+//! [`State`]; it is held only for table updates, never while plugin code runs (plugin code runs
+//! on version executors, which call back into `Shared` between plugin calls) and never across
+//! an `.await`.
 //!
 //! Life of a version: `validating` (the source authority decides) → `active` (creates allowed)
 //! → `draining` (unloaded: no new actors; live ones keep serving) → gone (executor joined,
 //! libraries closed, files deleted). Each load of a hash gets a new *generation* and its own
-//! store path, so a reload can never revive a closing instance of the same file.
+//! store path, so a reload can never revive a closing instance of the same file. Loading and
+//! unloading live in [`crate::loading`]; the convention (members, placement across nodes,
+//! global names, failures) in [`crate::convention`].
+//!
+//! Creating an actor returns its address at once: the creator's node chooses where it runs
+//! (placement) and allocates its id, so the address is known before the actor exists.
+//! Messages sent to it queue behind the create, on the version's executor or on the peer link
+//! to the node that hosts it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Notify};
-use troupe_actor_abi::abi;
 use troupe_actor_abi::message::{
     Address, CallInfo, CreateError, CreateSpec, ExitReason, Incoming, Payload, SystemMessage,
+    ADMIN_ID,
 };
 
-use crate::archive::{self, ArchiveLimits};
-use crate::protocol::{ErrorReply, Response};
-use crate::status::{ActorStatus, GoneStatus, StatusReport, VersionStatus};
-use crate::version::{self, Cmd, Effect, LocalQueue};
+use crate::convention::{ConventionConfig, Member};
+use crate::peer::Peers;
+use crate::protocol::{ErrorReply, RemoteSources, Request, Response};
+use crate::status::GoneStatus;
+use crate::version::{Cmd, Effect, LocalQueue};
 
-/// How long a source authority actor may take to answer a `ValidateSource`.
-const AUTHORITY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many exited actors are remembered, so that a message to one comes back with the reason
 /// instead of a bare "unknown actor". Bounded: enough for any burst a test or the demo makes.
 const TOMBSTONES: usize = 4096;
-/// How many unloaded versions `status` lists.
-const GONE_HISTORY: usize = 64;
-/// The shortest hash prefix accepted (as Git's abbreviations, long enough to be unambiguous in
+/// The shortest hash prefix accepted (as Git's abbreviations: long enough to be unambiguous in
 /// practice, short enough to type).
 pub const MIN_HASH_PREFIX: usize = 8;
 
@@ -50,7 +55,7 @@ pub enum AuthorityConfig {
 /// How a node is configured.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// The admin address clients and actors know the node by (`host:port`).
+    /// The admin address clients and peers know the node by (`host:port`).
     pub addr: String,
     /// Capability names.
     pub capabilities: Vec<String>,
@@ -58,23 +63,25 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     /// The initial source authority.
     pub authority: AuthorityConfig,
+    /// The convention this node belongs to.
+    pub convention: ConventionConfig,
 }
 
-enum Authority {
+pub(crate) enum Authority {
     None,
     AcceptAll,
     Actor(Address),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum VersionState {
+pub(crate) enum VersionState {
     Validating,
     Active,
     Draining,
 }
 
 impl VersionState {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             VersionState::Validating => "validating",
             VersionState::Active => "active",
@@ -83,72 +90,121 @@ impl VersionState {
     }
 }
 
-struct VersionRec {
-    hash: String,
-    state: VersionState,
-    package: String,
-    info: String,
+pub(crate) struct VersionRec {
+    pub(crate) hash: String,
+    pub(crate) state: VersionState,
+    pub(crate) package: String,
+    pub(crate) info: String,
     /// Set once the host runs.
-    tx: Option<std::sync::mpsc::Sender<Cmd>>,
-    live: usize,
+    pub(crate) tx: Option<std::sync::mpsc::Sender<Cmd>>,
+    pub(crate) live: usize,
     /// `module.Type` → declared requirements.
-    types: BTreeMap<String, Vec<String>>,
-    files: Vec<String>,
+    pub(crate) types: BTreeMap<String, Vec<String>>,
+    pub(crate) files: Vec<String>,
+    /// The zip as loaded, served to peers that fetch this version.
+    pub(crate) zip_path: Option<PathBuf>,
     /// Callers waiting for this generation to be gone (unload with grace, stop).
-    gone_waiters: Vec<oneshot::Sender<()>>,
+    pub(crate) gone_waiters: Vec<oneshot::Sender<()>>,
+    /// Callers waiting for validation to finish (a second load or fetch of the same bytes).
+    pub(crate) ready_waiters: Vec<oneshot::Sender<Result<(), String>>>,
     /// Set when unloaded during validation: the load is abandoned.
-    cancelled: bool,
+    pub(crate) cancelled: bool,
 }
 
-enum ActorKind {
-    Plugin { gen: u64, hash: String, type_name: String },
-    Client { tx: mpsc::UnboundedSender<Incoming> },
+pub(crate) enum ActorKind {
+    Plugin {
+        gen: u64,
+        hash: String,
+        type_name: String,
+    },
+    /// Placed here, waiting for its version to be fetched from a peer; messages wait in
+    /// `buffer`.
+    Pending {
+        hash: String,
+        type_name: String,
+        buffer: Vec<Incoming>,
+    },
+    Client {
+        tx: mpsc::UnboundedSender<Incoming>,
+    },
 }
 
-struct ActorRec {
-    kind: ActorKind,
-    parent: Option<Address>,
-    children: BTreeSet<u64>,
-    global_name: Option<String>,
-    requirements: Vec<String>,
+pub(crate) struct ActorRec {
+    pub(crate) kind: ActorKind,
+    pub(crate) parent: Option<Address>,
+    /// Children wherever they run.
+    pub(crate) children: BTreeSet<Address>,
+    pub(crate) global_name: Option<String>,
+    pub(crate) requirements: Vec<String>,
     /// Why the actor is being stopped, once it is.
-    exit_reason: Option<ExitReason>,
+    pub(crate) exit_reason: Option<ExitReason>,
 }
 
-struct PendingValidation {
-    reply: oneshot::Sender<Result<(), String>>,
+impl ActorRec {
+    fn new(
+        kind: ActorKind,
+        parent: Option<Address>,
+        global_name: Option<String>,
+        requirements: Vec<String>,
+    ) -> ActorRec {
+        ActorRec {
+            kind,
+            parent,
+            children: BTreeSet::new(),
+            global_name,
+            requirements,
+            exit_reason: None,
+        }
+    }
 }
 
-struct State {
-    actors: HashMap<u64, ActorRec>,
-    versions: HashMap<u64, VersionRec>,
+pub(crate) struct PendingValidation {
+    pub(crate) reply: oneshot::Sender<Result<(), String>>,
+}
+
+pub(crate) struct State {
+    pub(crate) actors: HashMap<u64, ActorRec>,
+    pub(crate) versions: HashMap<u64, VersionRec>,
     /// hash → generation of its validating or active version (at most one per hash).
-    current: HashMap<String, u64>,
-    names: HashMap<String, u64>,
-    tombstones: HashMap<u64, String>,
-    tombstone_order: VecDeque<u64>,
-    gone: VecDeque<GoneStatus>,
-    authority: Authority,
-    validations: HashMap<String, PendingValidation>,
-    capabilities: BTreeSet<String>,
-    stopping: bool,
+    pub(crate) current: HashMap<String, u64>,
+    /// Global names of actors hosted here → their ids.
+    pub(crate) names: HashMap<String, u64>,
+    pub(crate) tombstones: HashMap<u64, String>,
+    pub(crate) tombstone_order: VecDeque<u64>,
+    pub(crate) gone: VecDeque<GoneStatus>,
+    pub(crate) authority: Authority,
+    pub(crate) validations: HashMap<String, PendingValidation>,
+    pub(crate) capabilities: BTreeSet<String>,
+    pub(crate) stopping: bool,
+    /// Other nodes of the convention, by admin address.
+    pub(crate) members: BTreeMap<String, Member>,
+    /// When the leader last answered a registration (members only).
+    pub(crate) leader_last_ok: Instant,
+    /// Actors told about membership changes.
+    pub(crate) watchers: BTreeSet<Address>,
+    /// Convention-wide global names (on the leader).
+    pub(crate) conv_names: HashMap<String, Address>,
 }
 
 /// State shared by the node's tasks and version threads.
 pub struct Shared {
     /// The node's admin address.
     pub addr: String,
-    store: PathBuf,
+    pub(crate) store: PathBuf,
+    pub(crate) conv: ConventionConfig,
     next_id: AtomicU64,
-    next_gen: AtomicU64,
+    pub(crate) next_gen: AtomicU64,
+    /// Rotates placement over eligible nodes.
+    pub(crate) next_placement: AtomicUsize,
     st: Mutex<State>,
     rt: tokio::runtime::Handle,
-    /// The node's own endpoint, through which the source authority answers.
-    admin_id: u64,
+    peers: Peers,
     /// Signalled when the node has stopped.
     pub stopped: Notify,
-    /// Our own `Arc`, weakly, for timers that must not keep the node alive.
-    weak: std::sync::Weak<Shared>,
+    /// Wakes the membership task for an immediate re-registration.
+    pub(crate) reregister: Notify,
+    /// Our own `Arc`, weakly, for timers and tasks that must not keep the node alive.
+    pub(crate) weak: std::sync::Weak<Shared>,
 }
 
 /// A running node.
@@ -158,7 +214,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// Creates a node (its store is emptied and created). Must be called inside a tokio runtime.
+    /// Creates a node (its store is emptied and created) and starts its convention tasks. Must
+    /// be called inside a tokio runtime.
     pub fn new(config: NodeConfig) -> std::io::Result<Node> {
         let store = config.state_dir.join("store");
         if store.exists() {
@@ -166,13 +223,16 @@ impl Node {
             std::fs::remove_dir_all(&store)?;
         }
         std::fs::create_dir_all(&store)?;
-        // Ids start from the clock so that a restarted node never reuses an address a client may
-        // still hold.
-        let base = std::time::SystemTime::now()
+        // Ids are unique across the convention in practice: a random-looking 32-bit prefix per
+        // process start (clock and pid mixed) above a 32-bit counter. A restarted node never
+        // reuses an address a peer may still hold.
+        let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(1)
-            << 16;
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ ((std::process::id() as u64) << 17);
+        let prefix = splitmix(seed) & 0x7fff_ffff;
+        let base = prefix.max(1) << 32;
         let authority = match config.authority {
             AuthorityConfig::None => Authority::None,
             AuthorityConfig::AcceptAll => Authority::AcceptAll,
@@ -187,32 +247,38 @@ impl Node {
             gone: VecDeque::new(),
             authority,
             validations: HashMap::new(),
-            capabilities: config.capabilities.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect(),
+            capabilities: config
+                .capabilities
+                .iter()
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
             stopping: false,
+            members: BTreeMap::new(),
+            leader_last_ok: Instant::now(),
+            watchers: BTreeSet::new(),
+            conv_names: HashMap::new(),
         };
         let shared = Arc::new_cyclic(|weak| Shared {
             weak: weak.clone(),
             addr: config.addr,
             store,
+            conv: config.convention,
             next_id: AtomicU64::new(base + 1),
             next_gen: AtomicU64::new(1),
+            next_placement: AtomicUsize::new(0),
             st: Mutex::new(state),
             rt: tokio::runtime::Handle::current(),
-            admin_id: base,
+            peers: Peers::default(),
             stopped: Notify::new(),
+            reregister: Notify::new(),
         });
-        // The admin endpoint: replies from a source authority actor arrive here.
+        // The admin endpoint (id 0): the source authority's answers and convention watch
+        // requests arrive here.
         let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
         shared.lock().actors.insert(
-            base,
-            ActorRec {
-                kind: ActorKind::Client { tx },
-                parent: None,
-                children: BTreeSet::new(),
-                global_name: None,
-                requirements: Vec::new(),
-                exit_reason: None,
-            },
+            ADMIN_ID,
+            ActorRec::new(ActorKind::Client { tx }, None, None, Vec::new()),
         );
         let weak = Arc::downgrade(&shared);
         tokio::spawn(async move {
@@ -221,6 +287,7 @@ impl Node {
                 shared.admin_message(m);
             }
         });
+        crate::convention::start(&shared);
         Ok(Node { shared })
     }
 
@@ -235,27 +302,80 @@ impl Node {
     }
 }
 
-fn refused(code: &str, message: impl Into<String>) -> ErrorReply {
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+pub(crate) fn refused(code: &str, message: impl Into<String>) -> ErrorReply {
     ErrorReply::refused(code, message)
 }
 
+/// Where a create will run.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    /// Here, from the active generation `Some(gen)`, or after fetching the version (`None`).
+    Local(Option<u64>),
+    /// On another node.
+    Remote(String),
+}
+
+/// A create, resolved and placed (or not placeable).
+pub(crate) struct Plan {
+    pub(crate) hash: String,
+    pub(crate) requirements: Vec<String>,
+    pub(crate) target: Result<Target, CreateError>,
+}
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a node bug panicked mid-update; the tables are still the best
         // information we have, and refusing every later request would lose more.
         self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.rt
+    }
+
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    pub(crate) fn arc(&self) -> Option<Arc<Shared>> {
+        self.weak.upgrade()
     }
 
     pub(crate) fn allocate_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn address(&self, id: u64) -> Address {
-        Address { node: self.addr.clone(), id }
+    pub(crate) fn address(&self, id: u64) -> Address {
+        Address {
+            node: self.addr.clone(),
+            id,
+        }
     }
 
-    fn is_local(&self, a: &Address) -> bool {
+    pub(crate) fn is_local(&self, a: &Address) -> bool {
         a.node == self.addr
+    }
+
+    /// Whether `a` is on this node.
+    pub fn is_local_address(&self, a: &Address) -> bool {
+        self.is_local(a)
+    }
+
+    /// A message from a peer for one of our actors.
+    pub fn deliver_from_peer(&self, msg: Incoming, to: &Address) {
+        self.route(msg, to, None);
+    }
+
+    /// Whether this node leads its convention.
+    pub fn is_leader(&self) -> bool {
+        self.addr == self.conv.leader
     }
 
     // ---- clients --------------------------------------------------------------------------
@@ -265,14 +385,7 @@ impl Shared {
         let id = self.allocate_id();
         self.lock().actors.insert(
             id,
-            ActorRec {
-                kind: ActorKind::Client { tx },
-                parent: None,
-                children: BTreeSet::new(),
-                global_name: None,
-                requirements: Vec::new(),
-                exit_reason: None,
-            },
+            ActorRec::new(ActorKind::Client { tx }, None, None, Vec::new()),
         );
         self.address(id)
     }
@@ -291,23 +404,38 @@ impl Shared {
         self.route(Incoming { sender, payload }, to, None);
     }
 
-    fn route(&self, msg: Incoming, to: &Address, local: Option<&mut LocalQueue<'_>>) {
+    /// Delivers `msg` to `to`, wherever it is.
+    pub(crate) fn route(&self, msg: Incoming, to: &Address, local: Option<&mut LocalQueue<'_>>) {
         if !self.is_local(to) {
-            // Conventions (other nodes) are not part of this node yet.
-            let details = format!("actor {to} is on node {}, which this node is not connected to", to.node);
-            self.poison(msg, to.clone(), details);
+            match self.arc() {
+                Some(me) => self.peers.notify(
+                    &me,
+                    &to.node,
+                    Request::Deliver {
+                        to: to.clone(),
+                        msg,
+                    },
+                ),
+                None => self.poison(msg, to.clone(), "the node is shutting down".into()),
+            }
             return;
         }
-        let st = self.lock();
-        match st.actors.get(&to.id).map(|r| &r.kind) {
+        let mut st = self.lock();
+        if let Payload::System(SystemMessage::ChildActorExited { child, .. }) = &msg.payload {
+            if let Some(rec) = st.actors.get_mut(&to.id) {
+                rec.children.remove(child);
+            }
+        }
+        match st.actors.get_mut(&to.id).map(|r| &mut r.kind) {
             Some(ActorKind::Plugin { gen, .. }) => {
+                let gen = *gen;
                 if let Some(l) = local {
-                    if l.gen == *gen {
+                    if l.gen == gen {
                         l.queue.push_back(Cmd::Deliver { id: to.id, msg });
                         return;
                     }
                 }
-                let tx = st.versions.get(gen).and_then(|v| v.tx.clone());
+                let tx = st.versions.get(&gen).and_then(|v| v.tx.clone());
                 drop(st);
                 match tx {
                     Some(tx) => {
@@ -320,6 +448,7 @@ impl Shared {
                     None => self.poison(msg, to.clone(), "its version is not running".into()),
                 }
             }
+            Some(ActorKind::Pending { buffer, .. }) => buffer.push(msg),
             Some(ActorKind::Client { tx }) => {
                 let tx = tx.clone();
                 drop(st);
@@ -347,9 +476,18 @@ impl Shared {
                     target,
                     details,
                 });
-                self.route(Incoming { sender: None, payload: p }, &sender, None);
+                self.route(
+                    Incoming {
+                        sender: None,
+                        payload: p,
+                    },
+                    &sender,
+                    None,
+                );
             }
-            (_, payload) => tracing::debug!(%target, "dropped undeliverable message {payload:?}: {details}"),
+            (_, payload) => {
+                tracing::debug!(%target, "dropped undeliverable message {payload:?}: {details}")
+            }
         }
     }
 
@@ -370,29 +508,50 @@ impl Shared {
         let me_addr = self.address(me);
         for e in effects {
             match e {
-                Effect::Send { to, payload } => {
-                    self.route(Incoming { sender: Some(me_addr.clone()), payload }, &to, Some(local))
-                }
-                Effect::Create { id, spec } => {
-                    let inherit = self.lock().actors.get(&me).and_then(|r| match &r.kind {
-                        ActorKind::Plugin { hash, .. } => Some(hash.clone()),
-                        ActorKind::Client { .. } => None,
+                Effect::Send { to, payload } => self.route(
+                    Incoming {
+                        sender: Some(me_addr.clone()),
+                        payload,
+                    },
+                    &to,
+                    Some(local),
+                ),
+                Effect::Create { id, spec, plan } => {
+                    let name = spec.global_name.clone();
+                    let result = plan.target.clone().and_then(|t| {
+                        self.commit_create(id, Some(me_addr.clone()), spec, plan, t, Some(local))
                     });
-                    if let Err(e) = self.create_actor(id, Some(me_addr.clone()), spec, inherit, Some(local)) {
+                    if let Err(e) = result {
+                        if let Some(name) = name {
+                            self.release_name(&name, &self.address(id));
+                        }
                         self.create_failed(id, Some(me_addr.clone()), e);
                     }
                 }
+                Effect::CreateFailed { id, error } => {
+                    self.create_failed(id, Some(me_addr.clone()), error)
+                }
+                Effect::Nothing => {}
                 Effect::ExitSelf => {
                     self.request_exit(me, ExitReason::Requested, Some(local));
                 }
                 Effect::Wakeup { delay_ms, payload } => {
-                    let weak = self.weak_self();
+                    let weak = self.weak.clone();
                     let to = me_addr.clone();
                     self.rt.spawn(async move {
                         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                        if let Some(s) = weak.and_then(|w| w.upgrade()) {
-                            let p = Payload::System(SystemMessage::Wakeup { payload: payload.map(Box::new) });
-                            s.route(Incoming { sender: None, payload: p }, &to, None);
+                        if let Some(s) = weak.upgrade() {
+                            let p = Payload::System(SystemMessage::Wakeup {
+                                payload: payload.map(Box::new),
+                            });
+                            s.route(
+                                Incoming {
+                                    sender: None,
+                                    payload: p,
+                                },
+                                &to,
+                                None,
+                            );
                         }
                     });
                 }
@@ -404,27 +563,44 @@ impl Shared {
         }
     }
 
-    fn weak_self(&self) -> Option<std::sync::Weak<Shared>> {
-        Some(self.weak.clone())
-    }
+    // ---- create ------------------------------------------------------------------------------
 
-    // ---- create / exit ----------------------------------------------------------------------
-
-    /// Resolves a full hash or unique prefix among versions known to this node.
-    fn resolve_hash(st: &State, hash: &str) -> Result<String, CreateError> {
+    /// Resolves a full hash or unique prefix among versions known here or in the convention.
+    pub(crate) fn resolve_hash(st: &State, hash: &str) -> Result<String, CreateError> {
         let h = hash.trim().to_ascii_lowercase();
+        if h.len() < MIN_HASH_PREFIX || h.len() > 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(CreateError::InvalidActorSourceHash {
+                hash: hash.into(),
+                detail: format!(
+                    "is not a sha256 hash or a prefix of at least {MIN_HASH_PREFIX} hex digits"
+                ),
+            });
+        }
         if h.len() == 64 {
             return Ok(h);
         }
-        if h.len() < MIN_HASH_PREFIX || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(CreateError::InvalidActorSourceHash {
-                hash: hash.into(),
-                detail: format!("is not a sha256 hash or a prefix of at least {MIN_HASH_PREFIX} hex digits"),
-            });
+        let mut found: BTreeSet<&String> = st
+            .versions
+            .values()
+            .map(|v| &v.hash)
+            .filter(|x| x.starts_with(&h))
+            .collect();
+        for m in st.members.values() {
+            found.extend(
+                m.info
+                    .sources
+                    .iter()
+                    .map(|s| &s.hash)
+                    .filter(|x| x.starts_with(&h)),
+            );
         }
-        let mut found: BTreeSet<&String> = st.versions.values().map(|v| &v.hash).filter(|x| x.starts_with(&h)).collect();
         if found.is_empty() {
-            found = st.gone.iter().map(|g| &g.hash).filter(|x| x.starts_with(&h)).collect();
+            found = st
+                .gone
+                .iter()
+                .map(|g| &g.hash)
+                .filter(|x| x.starts_with(&h))
+                .collect();
         }
         match found.len() {
             0 => Err(CreateError::InvalidActorSourceHash {
@@ -439,18 +615,16 @@ impl Shared {
         }
     }
 
-    /// Creates actor `id` (already allocated). On success the actor is queued for construction
-    /// on its version's executor; returns the address of the actor that now answers (a live
-    /// actor with the same global name, or the new one) and the version's full hash.
-    fn create_actor(
+    /// Resolves, checks and places a create. `Err` for problems with the request itself (hash,
+    /// type); placement failures are in `Plan::target`, so that a live named actor can still
+    /// be returned.
+    pub(crate) fn plan_create(
         &self,
-        id: u64,
-        parent: Option<Address>,
-        spec: CreateSpec,
+        spec: &CreateSpec,
         inherit: Option<String>,
-        local: Option<&mut LocalQueue<'_>>,
-    ) -> Result<(Address, String, bool), CreateError> {
-        let mut st = self.lock();
+        forced_local: bool,
+    ) -> Result<Plan, CreateError> {
+        let st = self.lock();
         if st.stopping {
             return Err(CreateError::ActorSystemShuttingDown);
         }
@@ -461,33 +635,59 @@ impl Shared {
             });
         };
         let hash = Self::resolve_hash(&st, &hash)?;
-        let Some(&gen) = st.current.get(&hash) else {
-            let detail = if st.versions.values().any(|v| v.hash == hash && v.state == VersionState::Draining) {
+        let local_gen = st.current.get(&hash).copied();
+        let local_active = local_gen.filter(|g| {
+            st.versions
+                .get(g)
+                .is_some_and(|v| v.state == VersionState::Active)
+        });
+        let draining_here = st
+            .versions
+            .values()
+            .any(|v| v.hash == hash && v.state == VersionState::Draining);
+        let holders: Vec<&String> = st
+            .members
+            .iter()
+            .filter(|(_, m)| m.has_source(&hash))
+            .map(|(a, _)| a)
+            .collect();
+        // The declared types: from our own version, else from the convention's directory.
+        let types = match local_gen.and_then(|g| st.versions.get(&g)) {
+            Some(v) => Some(&v.types),
+            None if draining_here => None,
+            None => st.members.values().find_map(|m| m.source_types(&hash)),
+        };
+        let Some(types) = types else {
+            let detail = if draining_here {
                 "was unloaded: its version is draining and creates no new actors"
+            } else if local_gen.is_some() {
+                "is still being validated"
             } else {
                 "does not match any loaded source"
             };
-            return Err(CreateError::InvalidActorSourceHash { hash, detail: detail.into() });
-        };
-        let v = &st.versions[&gen];
-        if v.state != VersionState::Active {
             return Err(CreateError::InvalidActorSourceHash {
                 hash,
-                detail: format!("is {}, not active", v.state.name()),
+                detail: detail.into(),
             });
-        }
-        let Some(declared) = v.types.get(&spec.type_name) else {
-            let known: Vec<&String> = v.types.keys().collect();
+        };
+        let Some(declared) = types.get(&spec.type_name) else {
             let detail = if spec.type_name.contains('.') {
                 format!(
                     "version {} exports no such type (it has: {})",
                     &hash[..MIN_HASH_PREFIX],
-                    known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    types
+                        .keys()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             } else {
                 "an actor type is named module.Type".to_string()
             };
-            return Err(CreateError::InvalidActorSpecification { type_name: spec.type_name, detail });
+            return Err(CreateError::InvalidActorSpecification {
+                type_name: spec.type_name.clone(),
+                detail,
+            });
         };
         let mut requirements = declared.clone();
         for r in &spec.requirements {
@@ -495,63 +695,293 @@ impl Shared {
                 requirements.push(r.clone());
             }
         }
-        if let Some(name) = &spec.global_name {
-            if let Some(&existing) = st.names.get(name) {
-                if st.actors.contains_key(&existing) {
-                    return Ok((self.address(existing), hash, true));
-                }
+        let satisfies = |caps: &dyn Fn(&str) -> bool| requirements.iter().all(|r| caps(r));
+        let leader_has = st
+            .members
+            .get(&self.conv.leader)
+            .is_some_and(|m| m.has_source(&hash));
+        let can_fetch_here = match self.conv.remote_sources {
+            RemoteSources::Yes => !holders.is_empty(),
+            RemoteSources::LeaderOnly => leader_has,
+            RemoteSources::No => false,
+        };
+        let here_caps = satisfies(&|r| st.capabilities.contains(r));
+        let here_ok = here_caps
+            && !draining_here
+            && (local_active.is_some() || (local_gen.is_none() && can_fetch_here));
+        let target = if here_ok {
+            Ok(Target::Local(local_active))
+        } else if forced_local {
+            if here_caps {
+                Err(CreateError::InvalidActorSourceHash {
+                    hash: hash.clone(),
+                    detail: match self.conv.remote_sources {
+                        RemoteSources::No => format!("is not loaded on {} and it does not fetch sources (--remote-sources no)", self.addr),
+                        RemoteSources::LeaderOnly => format!("is not loaded on {} and the leader does not have it (--remote-sources leader-only)", self.addr),
+                        RemoteSources::Yes => format!("is not active on {} nor on any member it knows", self.addr),
+                    },
+                })
+            } else {
+                Err(self.no_compatible(&st, spec, &requirements))
             }
+        } else {
+            let eligible: Vec<&String> = st
+                .members
+                .iter()
+                .filter(|(_, m)| satisfies(&|r| m.info.capabilities.iter().any(|c| c == r)))
+                .filter(|(a, m)| {
+                    m.has_source(&hash)
+                        || match m.info.remote_sources {
+                            RemoteSources::Yes => !holders.is_empty() || local_active.is_some(),
+                            RemoteSources::LeaderOnly => {
+                                (leader_has && **a != self.conv.leader)
+                                    || (self.is_leader() && local_active.is_some())
+                            }
+                            RemoteSources::No => false,
+                        }
+                })
+                .map(|(a, _)| a)
+                .collect();
+            if eligible.is_empty() {
+                Err(self.no_compatible(&st, spec, &requirements))
+            } else {
+                let i = self.next_placement.fetch_add(1, Ordering::Relaxed) % eligible.len();
+                Ok(Target::Remote(eligible[i].clone()))
+            }
+        };
+        Ok(Plan {
+            hash,
+            requirements,
+            target,
+        })
+    }
+
+    fn no_compatible(&self, st: &State, spec: &CreateSpec, requirements: &[String]) -> CreateError {
+        let mut nodes_considered = vec![self.addr.clone()];
+        nodes_considered.extend(st.members.keys().cloned());
+        CreateError::NoCompatibleSystemForActor {
+            type_name: spec.type_name.clone(),
+            requirements: requirements.to_vec(),
+            nodes_considered,
         }
-        if !requirements.iter().all(|r| st.capabilities.contains(r)) {
-            return Err(CreateError::NoCompatibleSystemForActor {
-                type_name: spec.type_name,
-                requirements,
-                nodes_considered: vec![self.addr.clone()],
-            });
+    }
+
+    /// The address actor `id` gets at `target`.
+    pub(crate) fn target_address(&self, target: &Target, id: u64) -> Address {
+        match target {
+            Target::Local(_) => self.address(id),
+            Target::Remote(node) => Address {
+                node: node.clone(),
+                id,
+            },
         }
-        let tx = v.tx.clone();
-        if let Some(v) = st.versions.get_mut(&gen) {
-            v.live += 1;
+    }
+
+    /// Registers and starts a planned create. Returns the new actor's address.
+    pub(crate) fn commit_create(
+        &self,
+        id: u64,
+        parent: Option<Address>,
+        spec: CreateSpec,
+        plan: Plan,
+        target: Target,
+        local: Option<&mut LocalQueue<'_>>,
+    ) -> Result<Address, CreateError> {
+        let addr = self.target_address(&target, id);
+        let mut st = self.lock();
+        if st.stopping {
+            return Err(CreateError::ActorSystemShuttingDown);
         }
         if let Some(p) = parent.as_ref().filter(|p| self.is_local(p)) {
             if let Some(pr) = st.actors.get_mut(&p.id) {
-                pr.children.insert(id);
+                pr.children.insert(addr.clone());
             }
         }
-        if let Some(name) = &spec.global_name {
-            st.names.insert(name.clone(), id);
-        }
-        st.actors.insert(
-            id,
-            ActorRec {
-                kind: ActorKind::Plugin { gen, hash: hash.clone(), type_name: spec.type_name.clone() },
-                parent,
-                children: BTreeSet::new(),
-                global_name: spec.global_name.clone(),
-                requirements,
-                exit_reason: None,
-            },
-        );
-        let cmd = Cmd::Create { id, type_name: spec.type_name };
-        match local {
-            Some(l) if l.gen == gen => l.queue.push_back(cmd),
-            _ => {
-                if let Some(tx) = tx {
-                    // The executor outlives every actor it hosts (it retires only at live == 0),
-                    // and we just counted this one, so the send cannot fail.
-                    let _ = tx.send(cmd);
+        match target {
+            Target::Remote(node) => {
+                drop(st);
+                let spec = CreateSpec {
+                    source_hash: Some(plan.hash),
+                    ..spec
+                };
+                match self.arc() {
+                    Some(me) => {
+                        self.peers
+                            .notify(&me, &node, Request::PeerCreate { id, parent, spec })
+                    }
+                    None => return Err(CreateError::ActorSystemShuttingDown),
+                }
+            }
+            Target::Local(None) => {
+                if let Some(name) = &spec.global_name {
+                    st.names.insert(name.clone(), id);
+                }
+                let kind = ActorKind::Pending {
+                    hash: plan.hash.clone(),
+                    type_name: spec.type_name.clone(),
+                    buffer: Vec::new(),
+                };
+                st.actors.insert(
+                    id,
+                    ActorRec::new(kind, parent, spec.global_name.clone(), plan.requirements),
+                );
+                drop(st);
+                if let Some(me) = self.arc() {
+                    self.rt
+                        .spawn(async move { me.fetch_then_create(id, plan.hash).await });
+                }
+            }
+            Target::Local(Some(gen)) => {
+                let Some(v) = st.versions.get_mut(&gen) else {
+                    return Err(CreateError::InvalidActorSourceHash {
+                        hash: plan.hash,
+                        detail: "was unloaded meanwhile".into(),
+                    });
+                };
+                v.live += 1;
+                let tx = v.tx.clone();
+                if let Some(name) = &spec.global_name {
+                    st.names.insert(name.clone(), id);
+                }
+                let kind = ActorKind::Plugin {
+                    gen,
+                    hash: plan.hash.clone(),
+                    type_name: spec.type_name.clone(),
+                };
+                st.actors.insert(
+                    id,
+                    ActorRec::new(kind, parent, spec.global_name.clone(), plan.requirements),
+                );
+                let cmd = Cmd::Create {
+                    id,
+                    type_name: spec.type_name,
+                };
+                match local {
+                    Some(l) if l.gen == gen => l.queue.push_back(cmd),
+                    _ => {
+                        if let Some(tx) = tx {
+                            // The executor outlives every actor it hosts (it retires only at
+                            // live == 0), and we just counted this one, so this cannot fail.
+                            let _ = tx.send(cmd);
+                        }
+                    }
                 }
             }
         }
-        Ok((self.address(id), hash, false))
+        Ok(addr)
+    }
+
+    /// A create requested by an actor, during its plugin call (on its version's thread):
+    /// resolves and places it now, so that the address returned to the actor is where the
+    /// child will live (or, for a global name already held, the holder). The work itself is
+    /// an effect applied after the call returns; a failure then reaches the actor as
+    /// `ChildActorExited`.
+    pub(crate) fn prepare_actor_create(
+        &self,
+        id: u64,
+        inherit: &str,
+        spec: CreateSpec,
+    ) -> (Address, Effect) {
+        let mut plan = self.plan_create(&spec, Some(inherit.to_string()), false);
+        if self.needs_directory_refresh(&plan) {
+            // A version loaded elsewhere moments ago: ask the leader for the latest directory.
+            let _ = self.rt.block_on(self.refresh_membership());
+            plan = self.plan_create(&spec, Some(inherit.to_string()), false);
+        }
+        let plan = match plan {
+            Ok(p) => p,
+            Err(error) => return (self.address(id), Effect::CreateFailed { id, error }),
+        };
+        if let Some(name) = &spec.global_name {
+            let candidate = plan
+                .target
+                .as_ref()
+                .ok()
+                .map(|t| self.target_address(t, id));
+            if let Some(holder) = self.rt.block_on(self.claim_name(name, candidate.clone())) {
+                if Some(&holder) != candidate.as_ref() {
+                    return (holder, Effect::Nothing);
+                }
+            }
+        }
+        match &plan.target {
+            Ok(t) => (
+                self.target_address(t, id),
+                Effect::Create { id, spec, plan },
+            ),
+            Err(e) => {
+                let error = e.clone();
+                (self.address(id), Effect::CreateFailed { id, error })
+            }
+        }
+    }
+
+    fn needs_directory_refresh(&self, plan: &Result<Plan, CreateError>) -> bool {
+        !self.is_leader()
+            && matches!(plan, Err(CreateError::InvalidActorSourceHash { detail, .. }) if detail == "does not match any loaded source")
     }
 
     /// Creates a top-level actor for a client.
-    pub fn create_for_client(&self, spec: CreateSpec) -> Result<Response, ErrorReply> {
+    pub async fn create_for_client(
+        self: &Arc<Self>,
+        spec: CreateSpec,
+    ) -> Result<Response, ErrorReply> {
         let id = self.allocate_id();
-        match self.create_actor(id, None, spec, None, None) {
-            Ok((address, hash, existing)) => Ok(Response::Created { address, hash, existing }),
-            Err(e) => Err(refused(e.kind(), e.to_string())),
+        let mut plan = self.plan_create(&spec, None, false);
+        if self.needs_directory_refresh(&plan) {
+            let _ = self.refresh_membership().await;
+            plan = self.plan_create(&spec, None, false);
+        }
+        let plan = plan.map_err(|e| refused(e.kind(), e.to_string()))?;
+        if let Some(name) = &spec.global_name {
+            let candidate = plan
+                .target
+                .as_ref()
+                .ok()
+                .map(|t| self.target_address(t, id));
+            if let Some(holder) = self.claim_name(name, candidate.clone()).await {
+                if Some(&holder) != candidate.as_ref() {
+                    return Ok(Response::Created {
+                        address: holder,
+                        hash: plan.hash,
+                        existing: true,
+                    });
+                }
+            }
+        }
+        let target = plan
+            .target
+            .clone()
+            .map_err(|e| refused(e.kind(), e.to_string()))?;
+        let hash = plan.hash.clone();
+        let name = spec.global_name.clone();
+        match self.commit_create(id, None, spec, plan, target, None) {
+            Ok(address) => Ok(Response::Created {
+                address,
+                hash,
+                existing: false,
+            }),
+            Err(e) => {
+                if let Some(name) = name {
+                    self.release_name(&name, &self.address(id));
+                }
+                Err(refused(e.kind(), e.to_string()))
+            }
+        }
+    }
+
+    /// A peer placed an actor here.
+    pub fn peer_create(&self, id: u64, parent: Option<Address>, spec: CreateSpec) {
+        let name = spec.global_name.clone();
+        let result = self.plan_create(&spec, None, true).and_then(|plan| {
+            let target = plan.target.clone()?;
+            self.commit_create(id, parent.clone(), spec, plan, target, None)
+        });
+        if let Err(e) = result {
+            if let Some(name) = name {
+                self.release_name(&name, &self.address(id));
+            }
+            self.create_failed(id, parent, e);
         }
     }
 
@@ -559,84 +989,148 @@ impl Shared {
     /// actor that was refused before it was ever registered.
     pub(crate) fn create_failed(&self, id: u64, creator: Option<Address>, error: CreateError) {
         let mut st = self.lock();
-        let parent = match st.actors.remove(&id) {
-            Some(rec) => {
+        let (parent, buffered) = match st.actors.remove(&id) {
+            Some(mut rec) => {
                 forget_actor(&mut st, id, &rec);
-                rec.parent
+                let buffered = match &mut rec.kind {
+                    ActorKind::Pending { buffer, .. } => std::mem::take(buffer),
+                    _ => Vec::new(),
+                };
+                (rec.parent, buffered)
             }
-            None => creator,
+            None => (creator, Vec::new()),
         };
         let text = error.to_string();
         tombstone(&mut st, id, text.clone());
-        let retire = self.retire_if_idle(&mut st);
+        let retire = retire_if_idle(&mut st);
         drop(st);
         for tx in retire {
             let _ = tx.send(Cmd::Retire);
         }
         tracing::info!(actor = id, "create failed: {text}");
+        for m in buffered {
+            self.poison(m, self.address(id), text.clone());
+        }
         if let Some(parent) = parent {
-            self.notify_parent(parent, id, ExitReason::CreateFailed(error));
+            self.notify_parent(parent, self.address(id), ExitReason::CreateFailed(error));
         }
     }
 
-    fn notify_parent(&self, parent: Address, child: u64, reason: ExitReason) {
-        let p = Payload::System(SystemMessage::ChildActorExited { child: self.address(child), reason });
-        self.route(Incoming { sender: None, payload: p }, &parent, None);
+    /// A `PeerCreate` could not reach `node`.
+    pub(crate) fn remote_create_unreachable(
+        &self,
+        id: u64,
+        node: &str,
+        parent: Option<Address>,
+        spec: &CreateSpec,
+        why: &str,
+    ) {
+        tracing::info!(actor = id, %node, type_name = %spec.type_name, "create could not reach its node: {why}");
+        if let Some(parent) = parent {
+            self.notify_parent(
+                parent,
+                Address {
+                    node: node.to_string(),
+                    id,
+                },
+                ExitReason::NodeLost {
+                    node: node.to_string(),
+                },
+            );
+        }
     }
 
-    /// Asks actor `id` to exit (recursively), remembering why.
-    fn request_exit(&self, id: u64, reason: ExitReason, local: Option<&mut LocalQueue<'_>>) {
+    pub(crate) fn notify_parent(&self, parent: Address, child: Address, reason: ExitReason) {
+        let p = Payload::System(SystemMessage::ChildActorExited { child, reason });
+        self.route(
+            Incoming {
+                sender: None,
+                payload: p,
+            },
+            &parent,
+            None,
+        );
+    }
+
+    // ---- exit ----------------------------------------------------------------------------------
+
+    /// Asks actor `id` (local) to exit, recursively, remembering why.
+    pub(crate) fn request_exit(
+        &self,
+        id: u64,
+        reason: ExitReason,
+        local: Option<&mut LocalQueue<'_>>,
+    ) {
         {
             let mut st = self.lock();
             match st.actors.get_mut(&id) {
-                Some(rec) if rec.exit_reason.is_none() => rec.exit_reason = Some(reason),
-                Some(_) => return,
-                None => return,
+                Some(rec)
+                    if rec.exit_reason.is_none()
+                        && !matches!(rec.kind, ActorKind::Client { .. }) =>
+                {
+                    rec.exit_reason = Some(reason)
+                }
+                _ => return,
             }
         }
         let p = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
-        self.route(Incoming { sender: None, payload: p }, &self.address(id), local);
+        self.route(
+            Incoming {
+                sender: None,
+                payload: p,
+            },
+            &self.address(id),
+            local,
+        );
     }
 
     /// Actor `id` handled its exit request and was dropped.
     pub(crate) fn actor_exited(&self, id: u64, local: &mut LocalQueue<'_>) {
         let mut st = self.lock();
-        let Some(rec) = st.actors.remove(&id) else { return };
+        let Some(rec) = st.actors.remove(&id) else {
+            return;
+        };
         forget_actor(&mut st, id, &rec);
         let reason = rec.exit_reason.clone().unwrap_or(ExitReason::Requested);
         tombstone(&mut st, id, format!("the actor exited ({reason})"));
-        let retire = self.retire_if_idle(&mut st);
+        let retire = retire_if_idle(&mut st);
         drop(st);
+        if let Some(name) = &rec.global_name {
+            self.release_name(name, &self.address(id));
+        }
+        let exit = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
         for child in &rec.children {
-            // Children stop with their parent; they report to it, which is gone, so their
-            // ChildActorExited is dropped quietly.
-            self.request_exit(*child, reason.clone(), Some(local));
+            // Children stop with their parent, wherever they run.
+            if self.is_local(child) {
+                self.request_exit(child.id, reason.clone(), Some(local));
+            } else {
+                self.route(
+                    Incoming {
+                        sender: None,
+                        payload: exit.clone(),
+                    },
+                    child,
+                    None,
+                );
+            }
         }
         if let Some(parent) = rec.parent {
-            self.notify_parent(parent, id, reason);
+            self.notify_parent(parent, self.address(id), reason);
         }
         for tx in retire {
             let _ = tx.send(Cmd::Retire);
         }
     }
 
-    /// Draining versions with no live actors left: returns their executors' queues to retire.
-    fn retire_if_idle(&self, st: &mut State) -> Vec<std::sync::mpsc::Sender<Cmd>> {
-        let mut out = Vec::new();
-        for v in st.versions.values_mut() {
-            if v.state == VersionState::Draining && v.live == 0 {
-                if let Some(tx) = v.tx.take() {
-                    out.push(tx);
-                }
-            }
-        }
-        out
-    }
-
     pub(crate) fn call_info(&self, me: &Address) -> Option<CallInfo> {
         let st = self.lock();
         let rec = st.actors.get(&me.id)?;
-        let ActorKind::Plugin { hash, type_name, .. } = &rec.kind else { return None };
+        let ActorKind::Plugin {
+            hash, type_name, ..
+        } = &rec.kind
+        else {
+            return None;
+        };
         Some(CallInfo {
             me: me.clone(),
             parent: rec.parent.clone(),
@@ -647,187 +1141,17 @@ impl Shared {
         })
     }
 
-    // ---- loading ------------------------------------------------------------------------------
-
-    /// Validates and loads a zip; answers once the version is active or rejected.
-    pub async fn load(self: &Arc<Self>, zip: Vec<u8>, info: String) -> Result<Response, ErrorReply> {
-        let source = tokio::task::spawn_blocking(move || archive::open(&zip, &ArchiveLimits::default()))
-            .await
-            .map_err(|e| refused("internal", format!("archive reader failed: {e}")))?
-            .map_err(|e| refused(e.kind(), format!("rejected: {e}")))?;
-        let m = &source.manifest;
-        if m.package.abi_version != abi::ABI_VERSION {
-            return Err(refused(
-                "abi_version",
-                format!(
-                    "rejected: the source was packed for plugin ABI version {}, this node speaks {} — rebuild it against this troupe-actor-abi",
-                    m.package.abi_version,
-                    abi::ABI_VERSION
-                ),
-            ));
-        }
-        if m.package.msg_schema != abi::MSG_SCHEMA {
-            return Err(refused(
-                "msg_schema",
-                format!("rejected: message schema {} (this node speaks {})", m.package.msg_schema, abi::MSG_SCHEMA),
-            ));
-        }
-        if m.package.target != crate::TARGET {
-            return Err(refused(
-                "target",
-                format!("rejected: built for {}, this node runs on {}", m.package.target, crate::TARGET),
-            ));
-        }
-        let hash = source.hash.clone();
-        let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
-        let types: BTreeMap<String, Vec<String>> = m
-            .cdylibs
-            .iter()
-            .flat_map(|c| c.actors.iter().map(|a| (a.type_name.clone(), a.requires.clone())))
-            .collect();
-        let package = format!("{} {}", m.package.name, m.package.version);
-        let authority_addr;
-        {
-            let mut st = self.lock();
-            if st.stopping {
-                return Err(ErrorReply {
-                    kind: crate::protocol::ErrorKind::Unavailable,
-                    code: "stopping".into(),
-                    message: "the node is stopping".into(),
-                });
-            }
-            if let Some(g) = st.current.get(&hash) {
-                let v = &st.versions[g];
-                return match v.state {
-                    VersionState::Active => Ok(Response::Loaded { hash, already_active: true }),
-                    _ => Err(refused("busy", format!("{hash} is already being validated; wait for that load to finish"))),
-                };
-            }
-            authority_addr = match &st.authority {
-                Authority::None => {
-                    return Err(refused(
-                        "no_authority",
-                        "rejected: no source authority is registered on this node, so nothing can be loaded — start the node with the default accept-all authority (troupe start) or have an actor register itself",
-                    ))
-                }
-                Authority::AcceptAll => None,
-                Authority::Actor(a) => Some(a.clone()),
-            };
-            st.current.insert(hash.clone(), gen);
-            st.versions.insert(
-                gen,
-                VersionRec {
-                    hash: hash.clone(),
-                    state: VersionState::Validating,
-                    package: package.clone(),
-                    info: info.clone(),
-                    tx: None,
-                    live: 0,
-                    types: types.clone(),
-                    files: m.cdylibs.iter().map(|c| c.file.clone()).collect(),
-                    gone_waiters: Vec::new(),
-                    cancelled: false,
-                },
-            );
-        }
-        let result = self.load_validated(&source, gen, authority_addr, info).await;
-        if let Err(e) = &result {
-            let mut st = self.lock();
-            if let Some(v) = st.versions.remove(&gen) {
-                for w in v.gone_waiters {
-                    let _ = w.send(());
-                }
-            }
-            if st.current.get(&hash) == Some(&gen) {
-                st.current.remove(&hash);
-            }
-            tracing::info!(%hash, "load rejected: {}", e.message);
-        }
-        result
-    }
-
-    async fn load_validated(
-        self: &Arc<Self>,
-        source: &archive::Source,
-        gen: u64,
-        authority: Option<Address>,
-        info: String,
-    ) -> Result<Response, ErrorReply> {
-        let hash = source.hash.clone();
-        if let Some(auth) = authority {
-            let (tx, rx) = oneshot::channel();
-            self.lock().validations.insert(hash.clone(), PendingValidation { reply: tx });
-            let ask = SystemMessage::ValidateSource {
-                hash: hash.clone(),
-                info,
-                package: source.manifest.package.name.clone(),
-                version: source.manifest.package.version.clone(),
-                actor_types: source.manifest.cdylibs.iter().flat_map(|c| c.actors.iter().map(|a| a.type_name.clone())).collect(),
-            };
-            self.send(Some(self.address(self.admin_id)), &auth, Payload::System(ask));
-            let answer = tokio::time::timeout(AUTHORITY_TIMEOUT, rx).await;
-            self.lock().validations.remove(&hash);
-            match answer {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(reason))) => return Err(refused("authority_rejected", format!("rejected by the source authority: {reason}"))),
-                Ok(Err(_)) | Err(_) => {
-                    return Err(refused(
-                        "authority_timeout",
-                        format!("rejected: the source authority {auth} did not answer within {}s", AUTHORITY_TIMEOUT.as_secs()),
-                    ))
-                }
-            }
-        }
-        if self.lock().versions.get(&gen).is_none_or(|v| v.cancelled) {
-            return Err(refused("unloaded", format!("{hash} was unloaded while it was being validated")));
-        }
-        // Write every library to a path unique to (hash, generation).
-        let dir = self.store.join(&hash).join(gen.to_string());
-        let files: Vec<(String, Vec<u8>)> = source.files.iter().map(|f| (f.name.clone(), f.bytes.clone())).collect();
-        let dir2 = dir.clone();
-        let paths = tokio::task::spawn_blocking(move || write_files(&dir2, &files))
-            .await
-            .map_err(|e| refused("internal", format!("store writer failed: {e}")))?
-            .map_err(|e| refused("store", format!("cannot write to the store {}: {e}", dir.display())))?;
-        let me = self.clone();
-        let h2 = hash.clone();
-        let started = tokio::task::spawn_blocking(move || version::start(me, h2, gen, paths, dir))
-            .await
-            .map_err(|e| refused("internal", format!("version host failed: {e}")))?;
-        let (tx, infos) = started.map_err(|e| refused("plugin", format!("rejected: {e}")))?;
-        // The manifest was written by `troupe pack` from the libraries' roots; insist they agree.
-        let exported: BTreeMap<String, Vec<String>> = infos
-            .iter()
-            .flat_map(|i| i.actor_types.iter().map(|t| (t.name.clone(), t.requirements.clone())))
-            .collect();
-        let mut st = self.lock();
-        let Some(v) = st.versions.get_mut(&gen) else {
-            let _ = tx.send(Cmd::Retire);
-            return Err(refused("unloaded", format!("{hash} was unloaded while it was being loaded")));
-        };
-        if exported != v.types {
-            let _ = tx.send(Cmd::Retire);
-            return Err(refused(
-                "manifest_mismatch",
-                format!("rejected: the manifest's actor types {:?} differ from what the libraries export {:?} — repack with troupe pack", v.types, exported),
-            ));
-        }
-        if v.cancelled {
-            let _ = tx.send(Cmd::Retire);
-            return Err(refused("unloaded", format!("{hash} was unloaded while it was being loaded")));
-        }
-        v.tx = Some(tx);
-        v.state = VersionState::Active;
-        tracing::info!(%hash, generation = gen, package = %v.package, "source loaded");
-        Ok(Response::Loaded { hash, already_active: false })
-    }
-
-    /// A message to the node's own endpoint: the source authority's answers.
+    /// A message to the node's own endpoint: the source authority's answers, watch requests.
     fn admin_message(&self, m: Incoming) {
         match m.payload {
-            Payload::System(SystemMessage::ValidatedSource { hash, accepted, reason }) => {
+            Payload::System(SystemMessage::ValidatedSource {
+                hash,
+                accepted,
+                reason,
+            }) => {
                 let mut st = self.lock();
-                let from_authority = matches!((&st.authority, &m.sender), (Authority::Actor(a), Some(s)) if a == s);
+                let from_authority =
+                    matches!((&st.authority, &m.sender), (Authority::Actor(a), Some(s)) if a == s);
                 if !from_authority {
                     tracing::warn!(sender = ?m.sender, "ignored ValidatedSource from an actor that is not the source authority");
                     return;
@@ -842,268 +1166,33 @@ impl Shared {
                     tracing::warn!(%hash, "ValidatedSource for a hash that is not being validated (ignored)");
                 }
             }
-            Payload::System(SystemMessage::PoisonMessage { target, details, .. }) => {
+            Payload::System(SystemMessage::NotifyOnSystemRegistrationChanges { enable }) => {
+                if let Some(w) = m.sender {
+                    self.watch(w, enable);
+                }
+            }
+            Payload::System(SystemMessage::PoisonMessage {
+                target, details, ..
+            }) => {
                 // The authority is gone: fail every pending validation now rather than at the
                 // timeout, and stop using it.
                 let mut st = self.lock();
                 if matches!(&st.authority, Authority::Actor(a) if *a == target) {
                     st.authority = Authority::None;
                     for (_, p) in st.validations.drain() {
-                        let _ = p.reply.send(Err(format!("the source authority {target} is gone: {details}")));
+                        let _ = p.reply.send(Err(format!(
+                            "the source authority {target} is gone: {details}"
+                        )));
                     }
                 }
             }
             other => tracing::debug!("admin endpoint ignored {other:?}"),
         }
     }
-
-    /// Unloads a version: it turns draining, and is really unloaded when its last actor exits.
-    /// With a grace period, actors still alive after it are asked to exit and the answer waits
-    /// until the version is gone.
-    pub async fn unload(self: &Arc<Self>, hash: &str, grace: Option<Duration>) -> Result<Response, ErrorReply> {
-        let (hash, gen, live, waiter, retire) = {
-            let mut st = self.lock();
-            let hash = Self::resolve_hash(&st, hash).map_err(|e| refused(e.kind(), e.to_string()))?;
-            let gen = match st.current.remove(&hash) {
-                Some(g) => g,
-                None => {
-                    // Unloading again a version that is already draining: apply the grace
-                    // period (if any) to it.
-                    let draining = st.versions.iter().find(|(_, v)| v.hash == hash && v.state == VersionState::Draining);
-                    match draining {
-                        Some((g, _)) => *g,
-                        None if st.gone.iter().any(|g| g.hash == hash) => {
-                            return Ok(Response::Unloaded { hash, live_actors: 0, gone: true });
-                        }
-                        None => {
-                            return Err(refused(
-                                "InvalidActorSourceHash",
-                                format!("InvalidActorSourceHash: source hash {hash} does not match any loaded source"),
-                            ))
-                        }
-                    }
-                }
-            };
-            let Some(v) = st.versions.get_mut(&gen) else {
-                return Err(refused("internal", "version table out of step"));
-            };
-            if v.state == VersionState::Validating {
-                // Thespian crashed here; we abandon the load, and its caller is told.
-                v.cancelled = true;
-                if let Some(p) = st.validations.remove(&hash) {
-                    let _ = p.reply.send(Err("the source was unloaded while being validated".into()));
-                }
-                return Ok(Response::Unloaded { hash, live_actors: 0, gone: true });
-            }
-            v.state = VersionState::Draining;
-            let live = v.live;
-            let (wtx, wrx) = oneshot::channel();
-            v.gone_waiters.push(wtx);
-            let retire = self.retire_if_idle(&mut st);
-            tracing::info!(%hash, generation = gen, live, "unloading: version is draining");
-            (hash, gen, live, wrx, retire)
-        };
-        for tx in retire {
-            let _ = tx.send(Cmd::Retire);
-        }
-        if live == 0 {
-            let _ = waiter.await;
-            return Ok(Response::Unloaded { hash, live_actors: 0, gone: true });
-        }
-        let Some(grace) = grace else {
-            return Ok(Response::Unloaded { hash, live_actors: live, gone: false });
-        };
-        let mut waiter = waiter;
-        if tokio::time::timeout(grace, &mut waiter).await.is_ok() {
-            return Ok(Response::Unloaded { hash, live_actors: 0, gone: true });
-        }
-        let stragglers: Vec<u64> = {
-            let st = self.lock();
-            st.actors
-                .iter()
-                .filter(|(_, r)| matches!(&r.kind, ActorKind::Plugin { gen: g, .. } if *g == gen))
-                .map(|(id, _)| *id)
-                .collect()
-        };
-        tracing::info!(%hash, count = stragglers.len(), "grace period over: asking the remaining actors to exit");
-        for id in stragglers {
-            self.request_exit(id, ExitReason::Unloaded, None);
-        }
-        let _ = waiter.await;
-        Ok(Response::Unloaded { hash, live_actors: 0, gone: true })
-    }
-
-    /// The version host of `gen` has exited and its files are gone.
-    pub(crate) fn version_gone(&self, hash: &str, gen: u64, close_time: Duration) {
-        let mut st = self.lock();
-        if let Some(v) = st.versions.remove(&gen) {
-            for w in v.gone_waiters {
-                let _ = w.send(());
-            }
-            if st.current.get(hash) == Some(&gen) {
-                st.current.remove(hash);
-            }
-            // Only versions that were really running count as unloaded.
-            if v.state == VersionState::Draining {
-                st.gone.push_back(GoneStatus {
-                    hash: hash.to_string(),
-                    generation: gen,
-                    unload_ms: close_time.as_secs_f64() * 1000.0,
-                });
-                while st.gone.len() > GONE_HISTORY {
-                    st.gone.pop_front();
-                }
-                tracing::info!(%hash, generation = gen, "version unloaded: library closed and files deleted");
-            }
-        }
-        if st.stopping && st.versions.is_empty() {
-            self.stopped.notify_waiters();
-        }
-    }
-
-    // ---- capabilities ----------------------------------------------------------------------------
-
-    /// Adds or removes a capability; actors whose requirements no longer hold are asked to exit.
-    pub fn change_capability(&self, add: bool, name: &str) -> Result<Response, ErrorReply> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(ErrorReply::bad_request("usage", "a capability name cannot be empty"));
-        }
-        let (caps, victims) = {
-            let mut st = self.lock();
-            if add {
-                st.capabilities.insert(name.to_string());
-            } else {
-                st.capabilities.remove(name);
-            }
-            let caps: Vec<String> = st.capabilities.iter().cloned().collect();
-            let victims: Vec<(u64, Vec<String>)> = st
-                .actors
-                .iter()
-                .filter(|(_, r)| r.exit_reason.is_none() && !r.requirements.iter().all(|q| st.capabilities.contains(q)))
-                .map(|(id, r)| (*id, r.requirements.clone()))
-                .collect();
-            (caps, victims)
-        };
-        let n = victims.len();
-        for (id, requirements) in victims {
-            self.request_exit(id, ExitReason::CapabilityLost { requirements }, None);
-        }
-        tracing::info!(capabilities = ?caps, stopped = n, "capabilities changed");
-        Ok(Response::Capabilities { capabilities: caps, stopped_actors: n })
-    }
-
-    // ---- status and stop -------------------------------------------------------------------------
-
-    /// A snapshot for `troupe status`.
-    pub fn status(&self) -> StatusReport {
-        let st = self.lock();
-        let mut versions: Vec<VersionStatus> = st
-            .versions
-            .iter()
-            .map(|(gen, v)| VersionStatus {
-                hash: v.hash.clone(),
-                generation: *gen,
-                state: v.state.name().into(),
-                package: v.package.clone(),
-                info: v.info.clone(),
-                live_actors: v.live,
-                actor_types: v.types.clone(),
-                files: v.files.iter().map(|f| self.store.join(&v.hash).join(gen.to_string()).join(f).display().to_string()).collect(),
-            })
-            .collect();
-        versions.sort_by_key(|v| v.generation);
-        let mut actors: Vec<ActorStatus> = st
-            .actors
-            .iter()
-            .filter_map(|(id, r)| match &r.kind {
-                ActorKind::Plugin { hash, type_name, .. } => Some(ActorStatus {
-                    address: self.address(*id),
-                    type_name: type_name.clone(),
-                    hash: hash.clone(),
-                    parent: r.parent.clone(),
-                    global_name: r.global_name.clone(),
-                }),
-                ActorKind::Client { .. } => None,
-            })
-            .collect();
-        actors.sort_by_key(|a| a.address.id);
-        StatusReport {
-            node: self.addr.clone(),
-            pid: std::process::id(),
-            capabilities: st.capabilities.iter().cloned().collect(),
-            authority: match &st.authority {
-                Authority::None => "none".into(),
-                Authority::AcceptAll => "accept-all".into(),
-                Authority::Actor(a) => format!("actor {a}"),
-            },
-            store: self.store.display().to_string(),
-            versions,
-            gone: st.gone.iter().cloned().collect(),
-            actors,
-            global_names: st.names.iter().map(|(n, id)| (n.clone(), self.address(*id))).collect(),
-        }
-    }
-
-    /// Stops the node gracefully: every actor gets `ActorExitRequest`, every version drains and
-    /// unloads, and the store is deleted. Returns when that is done (or after `timeout`).
-    pub async fn stop(self: &Arc<Self>, timeout: Duration) -> Result<Response, ErrorReply> {
-        let (roots, retire) = {
-            let mut st = self.lock();
-            st.stopping = true;
-            for (_, p) in st.validations.drain() {
-                let _ = p.reply.send(Err("the node is stopping".into()));
-            }
-            let gens: Vec<u64> = st.versions.keys().copied().collect();
-            for g in gens {
-                if let Some(v) = st.versions.get_mut(&g) {
-                    if v.state == VersionState::Validating {
-                        v.cancelled = true;
-                    }
-                    v.state = VersionState::Draining;
-                }
-            }
-            st.current.clear();
-            // Stop top-level actors; the rest go with their parents.
-            let roots: Vec<u64> = st
-                .actors
-                .iter()
-                .filter(|(id, r)| {
-                    matches!(r.kind, ActorKind::Plugin { .. })
-                        && r.parent.as_ref().is_none_or(|p| !self.is_local(p) || !st.actors.contains_key(&p.id) || p.id == **id)
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            (roots, self.retire_if_idle(&mut st))
-        };
-        for tx in retire {
-            let _ = tx.send(Cmd::Retire);
-        }
-        for id in roots {
-            self.request_exit(id, ExitReason::NodeStopping, None);
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let notified = self.stopped.notified();
-            if self.lock().versions.is_empty() {
-                break;
-            }
-            if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {
-                let left = self.lock().versions.len();
-                tracing::warn!(versions = left, "stop timed out with versions still loaded");
-                break;
-            }
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.store) {
-            tracing::warn!(store = %self.store.display(), "cannot delete the store: {e}");
-        }
-        tracing::info!("node stopped");
-        Ok(Response::Stopped)
-    }
 }
 
-/// Removes an actor's name and parent link and counts it out of its version.
-fn forget_actor(st: &mut State, id: u64, rec: &ActorRec) {
+/// Removes an actor's name, watch and parent link and counts it out of its version.
+pub(crate) fn forget_actor(st: &mut State, id: u64, rec: &ActorRec) {
     if let Some(n) = &rec.global_name {
         if st.names.get(n) == Some(&id) {
             st.names.remove(n);
@@ -1111,7 +1200,7 @@ fn forget_actor(st: &mut State, id: u64, rec: &ActorRec) {
     }
     if let Some(p) = &rec.parent {
         if let Some(pr) = st.actors.get_mut(&p.id) {
-            pr.children.remove(&id);
+            pr.children.retain(|c| c.id != id);
         }
     }
     if let ActorKind::Plugin { gen, .. } = &rec.kind {
@@ -1119,6 +1208,7 @@ fn forget_actor(st: &mut State, id: u64, rec: &ActorRec) {
             v.live = v.live.saturating_sub(1);
         }
     }
+    st.watchers.retain(|w| w.id != id);
     if matches!(&st.authority, Authority::Actor(a) if a.id == id) {
         st.authority = Authority::None;
         for (_, p) in st.validations.drain() {
@@ -1127,7 +1217,7 @@ fn forget_actor(st: &mut State, id: u64, rec: &ActorRec) {
     }
 }
 
-fn tombstone(st: &mut State, id: u64, why: String) {
+pub(crate) fn tombstone(st: &mut State, id: u64, why: String) {
     st.tombstones.insert(id, why);
     st.tombstone_order.push_back(id);
     while st.tombstone_order.len() > TOMBSTONES {
@@ -1137,18 +1227,15 @@ fn tombstone(st: &mut State, id: u64, why: String) {
     }
 }
 
-fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
+/// Draining versions with no live actors left: returns their executors' queues to retire.
+pub(crate) fn retire_if_idle(st: &mut State) -> Vec<std::sync::mpsc::Sender<Cmd>> {
     let mut out = Vec::new();
-    for (name, bytes) in files {
-        // Write to a temporary name and rename: a crash never leaves a half-written library at
-        // a path that could be opened.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, bytes)?;
-        tmp.as_file().sync_all()?;
-        let path = dir.join(name);
-        tmp.persist(&path).map_err(|e| e.error)?;
-        out.push(path);
+    for v in st.versions.values_mut() {
+        if v.state == VersionState::Draining && v.live == 0 {
+            if let Some(tx) = v.tx.take() {
+                out.push(tx);
+            }
+        }
     }
-    Ok(out)
+    out
 }

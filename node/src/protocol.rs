@@ -22,7 +22,9 @@ pub const MAX_FRAME_BYTES: usize = 300 * 1024 * 1024;
 
 /// The codec both sides use.
 pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_BYTES).new_codec()
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
 }
 
 /// Client → node.
@@ -34,6 +36,12 @@ pub enum ClientFrame {
         protocol: u32,
         /// Who is calling, for the node's log (e.g. `troupe 0.1.0`).
         agent: String,
+    },
+    /// A one-way request: no reply. Handled in the order received, which is what keeps
+    /// messages between two nodes in order (a create before the messages to the created actor).
+    Notify {
+        /// What is asked.
+        request: Request,
     },
     /// A request; the answer carries the same id.
     Request {
@@ -86,6 +94,107 @@ pub enum Request {
     },
     /// Stop the node gracefully; the reply comes when everything is unloaded.
     Stop,
+    // ---- between nodes of a convention ----
+    /// A member registers (and heartbeats) with the leader; the answer lists every member.
+    Register(MemberInfo),
+    /// A member leaves the convention (it is stopping).
+    Deregister {
+        /// Its admin address.
+        node: String,
+    },
+    /// Deliver a message to an actor of the receiving node (one-way).
+    Deliver {
+        /// The target, on the receiving node.
+        to: Address,
+        /// The message.
+        msg: Incoming,
+    },
+    /// Create an actor on the receiving node, which the sender chose by placement (one-way).
+    PeerCreate {
+        /// The id the creator allocated; the actor's address is (receiving node, id).
+        id: u64,
+        /// The parent (on the sender's node), told if the create fails.
+        parent: Option<Address>,
+        /// What to create; `source_hash` is a full hash.
+        spec: CreateSpec,
+    },
+    /// Send the zip bytes of an active version.
+    FetchSource {
+        /// Full hash.
+        hash: String,
+    },
+    /// Ask the leader for a convention-wide global name: returns the live holder, or registers
+    /// `candidate` (if given) and returns it.
+    ClaimName {
+        /// The name.
+        name: String,
+        /// The address that gets the name if nobody holds it.
+        candidate: Option<Address>,
+    },
+    /// Tell the leader a named actor exited (one-way).
+    ReleaseName {
+        /// The name.
+        name: String,
+        /// Its holder.
+        holder: Address,
+    },
+    /// Unload a version here because it was unloaded on another node (one-way: no re-spread).
+    UnloadSpread {
+        /// Full hash.
+        hash: String,
+        /// Grace period.
+        grace_ms: Option<u64>,
+    },
+}
+
+/// What a node tells the convention about itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Admin address.
+    pub node: String,
+    /// Capability names.
+    pub capabilities: Vec<String>,
+    /// Whether it fetches versions it lacks from peers.
+    pub remote_sources: RemoteSources,
+    /// Its active versions, with each type's requirements (so any node can place actors of a
+    /// version it does not hold).
+    pub sources: Vec<SourceSummary>,
+    /// Process id (diagnostics).
+    pub pid: u32,
+}
+
+/// An active version as the convention knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceSummary {
+    /// Full hash.
+    pub hash: String,
+    /// `module.Type` → requirements.
+    pub types: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Policy for versions fetched from peers (`--remote-sources`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteSources {
+    /// Fetch from any member.
+    Yes,
+    /// Never fetch: only versions loaded here can run here.
+    No,
+    /// Fetch only from the leader.
+    LeaderOnly,
+}
+
+impl std::str::FromStr for RemoteSources {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "yes" => Ok(RemoteSources::Yes),
+            "no" => Ok(RemoteSources::No),
+            "leader-only" => Ok(RemoteSources::LeaderOnly),
+            other => Err(format!(
+                "--remote-sources takes yes, no or leader-only, not {other:?}"
+            )),
+        }
+    }
 }
 
 /// Node → client.
@@ -138,6 +247,9 @@ pub enum Response {
         live_actors: usize,
         /// Whether the library is already closed and its files deleted.
         gone: bool,
+        /// Other nodes the unload was sent to.
+        #[serde(default)]
+        spread_to: Vec<String>,
     },
     /// The actor exists (or creating it was queued) at `address`.
     Created {
@@ -159,6 +271,24 @@ pub enum Response {
     },
     /// The node stopped.
     Stopped,
+    /// The leader's answer to `Register`: every member, the leader included.
+    Registered {
+        /// All members.
+        members: Vec<MemberInfo>,
+    },
+    /// The zip of a version.
+    Source {
+        /// The zip bytes.
+        #[serde(with = "serde_bytes")]
+        zip: Vec<u8>,
+    },
+    /// The holder of a global name (none if nobody holds it and no candidate was given).
+    Name {
+        /// The holder.
+        holder: Option<Address>,
+    },
+    /// Done (for requests with nothing to report).
+    Done,
 }
 
 /// Why a request failed.
@@ -187,11 +317,19 @@ pub enum ErrorKind {
 impl ErrorReply {
     /// A refusal.
     pub fn refused(code: impl Into<String>, message: impl Into<String>) -> ErrorReply {
-        ErrorReply { kind: ErrorKind::Refused, code: code.into(), message: message.into() }
+        ErrorReply {
+            kind: ErrorKind::Refused,
+            code: code.into(),
+            message: message.into(),
+        }
     }
     /// A bad request.
     pub fn bad_request(code: impl Into<String>, message: impl Into<String>) -> ErrorReply {
-        ErrorReply { kind: ErrorKind::BadRequest, code: code.into(), message: message.into() }
+        ErrorReply {
+            kind: ErrorKind::BadRequest,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -16,14 +16,15 @@ use tokio_util::codec::Framed;
 use troupe_actor_abi::message::Incoming;
 
 use crate::node::{Node, Shared};
-use crate::protocol::{self, ClientFrame, ErrorReply, Request, Response, ServerFrame, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, ClientFrame, ErrorReply, Request, Response, ServerFrame, PROTOCOL_VERSION,
+};
 
 /// How long a new connection may take to say hello: long enough for any honest client on a
 /// loaded machine, short enough that half-open connections do not pile up.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a graceful stop waits for actors to exit and versions to unload.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-
 
 /// Serves `listener` until the node is stopped (by a `Stop` request, SIGTERM or SIGINT).
 pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
@@ -79,7 +80,13 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
             tracing::debug!(%agent, "client connected");
         }
         Ok(ClientFrame::Hello { protocol: v, .. }) => {
-            return reject(&mut framed, format!("protocol version {v} is not supported; this node speaks {PROTOCOL_VERSION}")).await
+            return reject(
+                &mut framed,
+                format!(
+                    "protocol version {v} is not supported; this node speaks {PROTOCOL_VERSION}"
+                ),
+            )
+            .await
         }
         Ok(_) => return reject(&mut framed, "the first frame must be a hello".into()).await,
         Err(e) => return reject(&mut framed, format!("not a troupe hello: {e}")).await,
@@ -127,10 +134,16 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
         match stream.next().await {
             None => break Ok(()),
             Some(Err(e)) => {
-                let _ = otx.send((ServerFrame::ProtocolError { message: format!("bad frame: {e}") }, None));
+                let _ = otx.send((
+                    ServerFrame::ProtocolError {
+                        message: format!("bad frame: {e}"),
+                    },
+                    None,
+                ));
                 break Err(format!("bad frame: {e}"));
             }
             Some(Ok(bytes)) => match protocol::decode::<ClientFrame>(&bytes) {
+                Ok(ClientFrame::Notify { request }) => notify(&shared, request),
                 Ok(ClientFrame::Request { id, request }) => {
                     let shared = shared.clone();
                     let otx = otx.clone();
@@ -149,11 +162,21 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
                     });
                 }
                 Ok(ClientFrame::Hello { .. }) => {
-                    let _ = otx.send((ServerFrame::ProtocolError { message: "hello sent twice".into() }, None));
+                    let _ = otx.send((
+                        ServerFrame::ProtocolError {
+                            message: "hello sent twice".into(),
+                        },
+                        None,
+                    ));
                     break Err("second hello".into());
                 }
                 Err(e) => {
-                    let _ = otx.send((ServerFrame::ProtocolError { message: format!("undecodable request: {e}") }, None));
+                    let _ = otx.send((
+                        ServerFrame::ProtocolError {
+                            message: format!("undecodable request: {e}"),
+                        },
+                        None,
+                    ));
                     break Err(format!("undecodable request: {e}"));
                 }
             },
@@ -165,26 +188,89 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
     result
 }
 
-async fn reject(framed: &mut Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>, message: String) -> Result<(), String> {
+async fn reject(
+    framed: &mut Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>,
+    message: String,
+) -> Result<(), String> {
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
-        framed.send(protocol::encode(&ServerFrame::ProtocolError { message: message.clone() })),
+        framed.send(protocol::encode(&ServerFrame::ProtocolError {
+            message: message.clone(),
+        })),
     )
     .await;
     Err(message)
 }
 
-async fn handle(shared: &Arc<Shared>, me: &troupe_actor_abi::message::Address, request: Request) -> Result<Response, ErrorReply> {
+async fn handle(
+    shared: &Arc<Shared>,
+    me: &troupe_actor_abi::message::Address,
+    request: Request,
+) -> Result<Response, ErrorReply> {
     match request {
         Request::Status => Ok(Response::Status(Box::new(shared.status()))),
         Request::Load { zip, info } => shared.load(zip, info).await,
-        Request::Unload { hash, grace_ms } => shared.unload(&hash, grace_ms.map(Duration::from_millis)).await,
-        Request::Create { spec } => shared.create_for_client(spec),
+        Request::Unload { hash, grace_ms } => {
+            shared
+                .unload(&hash, grace_ms.map(Duration::from_millis))
+                .await
+        }
+        Request::Create { spec } => shared.create_for_client(spec).await,
         Request::Send { to, payload } => {
             shared.send(Some(me.clone()), &to, payload);
             Ok(Response::Sent)
         }
         Request::ChangeCapability { add, name } => shared.change_capability(add, &name),
         Request::Stop => shared.stop(STOP_TIMEOUT).await,
+        Request::Register(info) => Ok(shared.handle_register(info)),
+        Request::FetchSource { hash } => shared.serve_source(&hash).await,
+        Request::ClaimName { name, candidate } => Ok(Response::Name {
+            holder: shared.handle_claim(&name, candidate),
+        }),
+        Request::Deregister { .. }
+        | Request::Deliver { .. }
+        | Request::PeerCreate { .. }
+        | Request::ReleaseName { .. }
+        | Request::UnloadSpread { .. } => {
+            notify(shared, request);
+            Ok(Response::Done)
+        }
+    }
+}
+
+/// One-way requests, handled in the order they arrive on the connection: this is what keeps a
+/// peer's create ahead of the messages to the created actor.
+fn notify(shared: &Arc<Shared>, request: Request) {
+    match request {
+        Request::Deliver { to, msg } => {
+            if shared.is_local_address(&to) {
+                shared.deliver_from_peer(msg, &to);
+            }
+        }
+        Request::PeerCreate { id, parent, spec } => shared.peer_create(id, parent, spec),
+        Request::ReleaseName { name, holder } => shared.handle_release(&name, &holder),
+        Request::Deregister { node } => {
+            shared.node_lost(&node, troupe_actor_abi::message::ConventionChange::Left)
+        }
+        Request::UnloadSpread { hash, grace_ms } => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                // A node without the version has nothing to do.
+                let _ = shared
+                    .unload_local(&hash, grace_ms.map(Duration::from_millis))
+                    .await;
+            });
+        }
+        other => {
+            // Anything else sent one-way: run it, there is nobody to answer.
+            let shared = shared.clone();
+            let me = troupe_actor_abi::message::Address {
+                node: shared.addr.clone(),
+                id: troupe_actor_abi::message::ADMIN_ID,
+            };
+            tokio::spawn(async move {
+                let _ = handle(&shared, &me, other).await;
+            });
+        }
     }
 }

@@ -23,8 +23,47 @@ pub struct StatusReport {
     pub gone: Vec<GoneStatus>,
     /// Live actors.
     pub actors: Vec<ActorStatus>,
-    /// Global names and the actors they name.
+    /// Global names of actors hosted here and the actors they name.
     pub global_names: BTreeMap<String, Address>,
+    /// This node's view of its convention.
+    #[serde(default)]
+    pub convention: ConventionStatus,
+}
+
+/// A node's view of its convention.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ConventionStatus {
+    /// The leader's admin address.
+    pub leader: String,
+    /// `leader` or `member`.
+    pub role: String,
+    /// `yes`, `no` or `leaderonly`.
+    pub remote_sources: String,
+    /// Registration period.
+    pub heartbeat_ms: u64,
+    /// Silence after which a node is declared lost.
+    pub dead_after_ms: u64,
+    /// The other nodes it knows.
+    pub members: Vec<MemberStatus>,
+}
+
+/// Another node as this one knows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Admin address.
+    pub node: String,
+    /// `leader` or `member`.
+    pub role: String,
+    /// Capabilities.
+    pub capabilities: Vec<String>,
+    /// Heard from within the failure-detection time.
+    pub alive: bool,
+    /// Milliseconds since last heard from.
+    pub last_seen_ms: u64,
+    /// Its process id.
+    pub pid: u32,
+    /// Its active versions.
+    pub sources: Vec<String>,
 }
 
 /// One loaded version.

@@ -46,7 +46,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start a node on PORT (detaches and returns once the node answers).
-    #[command(after_help = "Examples:\n  troupe start 1900\n  troupe start 10000 \"morse,Caesar cipher\"\n  troupe start 1900 --foreground      # for supervisors (systemd, tests)")]
+    #[command(
+        after_help = "Examples:\n  troupe start 1900\n  troupe start 10000 \"morse,Caesar cipher\"\n  troupe start 1900 --foreground      # for supervisors (systemd, tests)"
+    )]
     Start(StartArgs),
     /// Stop nodes gracefully: actors get ActorExitRequest, versions unload, files are removed.
     #[command(after_help = "Example:\n  troupe stop 10101 10000 1900")]
@@ -56,7 +58,9 @@ enum Command {
         ports: Vec<String>,
     },
     /// Pack cdylib plugins into a source zip with its manifest.
-    #[command(after_help = "Examples:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n  troupe pack -o src.zip --build encoders     # cargo build --release the crate, pack its cdylib\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs).")]
+    #[command(
+        after_help = "Examples:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n  troupe pack -o src.zip --build encoders     # cargo build --release the crate, pack its cdylib\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs)."
+    )]
     Pack {
         /// The zip to write.
         #[arg(short, long)]
@@ -84,7 +88,9 @@ enum Command {
         zip: PathBuf,
     },
     /// Unload a version: it drains (no new actors) and is unloaded when its last actor exits.
-    #[command(after_help = "Examples:\n  troupe unload 1900 3f2a9c1e\n  troupe unload 1900 3f2a9c1e --grace 5s   # then ask the remaining actors to exit")]
+    #[command(
+        after_help = "Examples:\n  troupe unload 1900 3f2a9c1e\n  troupe unload 1900 3f2a9c1e --grace 5s   # then ask the remaining actors to exit"
+    )]
     Unload {
         /// Admin port (or host:port).
         port: String,
@@ -95,7 +101,9 @@ enum Command {
         grace: Option<Duration>,
     },
     /// Run the encoders demo: send stdin's text to the Acceptor of HASH and print each result line.
-    #[command(after_help = "Example:\n  echo hello | troupe app 3f2a9c1e\n\nCreates app.Acceptor from HASH with the global name Acceptor:<hash> (or reuses the\nrunning one), prints each result line as it arrives, and exits when all arrived.")]
+    #[command(
+        after_help = "Example:\n  echo hello | troupe app 3f2a9c1e\n\nCreates app.Acceptor from HASH with the global name Acceptor:<hash> (or reuses the\nrunning one), prints each result line as it arrives, and exits when all arrived."
+    )]
     App {
         /// Hash, or a unique prefix of at least 8 hex digits.
         hash: String,
@@ -106,16 +114,25 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
-    /// Show a node's capabilities, versions, actors and global names.
+    /// Show a node's capabilities, versions, actors and global names (or every node's).
+    #[command(
+        after_help = "Examples:\n  troupe status 1900\n  troupe status 1900 --convention          # every node of the convention\n  troupe status 1900 --convention --json"
+    )]
     Status {
         /// Admin port (or host:port).
         port: String,
         /// Print JSON (for scripts).
         #[arg(long)]
         json: bool,
+        /// Show every node of the node's convention: address, role, capabilities, liveness,
+        /// versions and actors.
+        #[arg(long)]
+        convention: bool,
     },
     /// Add (+) or remove (-) a capability of a running node.
-    #[command(after_help = "Examples:\n  troupe chgcap 10101 + morse\n  troupe chgcap 10101 - \"64bit encoder\"")]
+    #[command(
+        after_help = "Examples:\n  troupe chgcap 10101 + morse\n  troupe chgcap 10101 - \"64bit encoder\""
+    )]
     Chgcap {
         /// Admin port (or host:port).
         port: String,
@@ -148,6 +165,18 @@ struct StartArgs {
     /// Run in the foreground instead of detaching (for supervisors).
     #[arg(long)]
     foreground: bool,
+    /// The convention's leader (host:port). The node whose own address equals it leads.
+    #[arg(long, default_value = "127.0.0.1:1900", env = "TROUPE_CONVENTION")]
+    convention: String,
+    /// How often members register with the leader.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// Silence after which a node is declared lost.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    dead_after: Duration,
+    /// Whether this node fetches versions it lacks from peers: yes, no or leader-only.
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no", "leader-only"])]
+    remote_sources: String,
 }
 
 /// Parses the command line and runs it.
@@ -163,7 +192,10 @@ pub fn run() -> ExitCode {
         Command::Start(args) if args.foreground => report(run_foreground(args)),
         Command::Start(args) => report(start_detached(args)),
         command => {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("troupe: cannot start the async runtime: {e}");
@@ -184,11 +216,17 @@ struct Failure {
 }
 
 fn usage(e: anyhow::Error) -> Failure {
-    Failure { code: EXIT_USAGE, error: e }
+    Failure {
+        code: EXIT_USAGE,
+        error: e,
+    }
 }
 
 fn refused(e: anyhow::Error) -> Failure {
-    Failure { code: EXIT_REFUSED, error: e }
+    Failure {
+        code: EXIT_REFUSED,
+        error: e,
+    }
 }
 
 impl From<ClientError> for Failure {
@@ -242,7 +280,13 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Start(_) => unreachable!("handled in run"),
         Command::Stop { ports } => stop(&ports).await,
-        Command::Pack { output, name, package_version, build, mut cdylibs } => {
+        Command::Pack {
+            output,
+            name,
+            package_version,
+            build,
+            mut cdylibs,
+        } => {
             if let Some(dir) = build {
                 cdylibs.extend(build_cdylibs(&dir)?);
             }
@@ -250,9 +294,21 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         }
         Command::Load { port, zip } => load(&port, &zip).await,
         Command::Unload { port, hash, grace } => unload(&port, &hash, grace).await,
-        Command::App { hash, port, timeout } => app(&hash, &port, timeout).await,
-        Command::Status { port, json } => status(&port, json).await,
-        Command::Chgcap { port, op, capability } => chgcap(&port, &op, &capability).await,
+        Command::App {
+            hash,
+            port,
+            timeout,
+        } => app(&hash, &port, timeout).await,
+        Command::Status {
+            port,
+            json,
+            convention,
+        } => status(&port, json, convention).await,
+        Command::Chgcap {
+            port,
+            op,
+            capability,
+        } => chgcap(&port, &op, &capability).await,
     }
 }
 
@@ -262,22 +318,30 @@ fn state_dir(args: &StartArgs) -> PathBuf {
     if let Some(d) = &args.state_dir {
         return d.clone();
     }
-    let home = std::env::var_os("TROUPE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
-        PathBuf::from(format!("/tmp/troupe-{uid}"))
-    });
+    let home = std::env::var_os("TROUPE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            PathBuf::from(format!("/tmp/troupe-{uid}"))
+        });
     home.join(format!("node-{}", args.port))
 }
 
 fn capabilities(s: &str) -> Vec<String> {
-    s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+    s.split(',')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let dir = state_dir(&args);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -303,6 +367,12 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
             } else {
                 troupe_node::AuthorityConfig::AcceptAll
             },
+            convention: troupe_node::ConventionConfig {
+                leader: node_addr(&args.convention),
+                heartbeat: args.heartbeat,
+                dead_after: args.dead_after,
+                remote_sources: args.remote_sources.parse().map_err(|e: String| usage(anyhow!(e)))?,
+            },
         };
         let node = troupe_node::Node::new(config)
             .map_err(|e| refused(anyhow!("cannot create the store in {}: {e}", dir.display())))?;
@@ -314,21 +384,38 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
 
 fn start_detached(args: StartArgs) -> Result<u8, Failure> {
     let addr = format!("{}:{}", args.bind, args.port);
-    let probe_addr = if args.bind.is_unspecified() { format!("127.0.0.1:{}", args.port) } else { addr.clone() };
+    let probe_addr = if args.bind.is_unspecified() {
+        format!("127.0.0.1:{}", args.port)
+    } else {
+        addr.clone()
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| refused(anyhow!("cannot start the async runtime: {e}")))?;
     match rt.block_on(Client::connect(&probe_addr)) {
-        Ok(_) => return Err(refused(anyhow!("a troupe node is already running on {addr} — stop it first: troupe stop {}", args.port))),
+        Ok(_) => {
+            return Err(refused(anyhow!(
+                "a troupe node is already running on {addr} — stop it first: troupe stop {}",
+                args.port
+            )))
+        }
         Err(ClientError::Unreachable { .. }) => {}
-        Err(_) => return Err(refused(anyhow!("port {} is taken by something that is not a troupe node — choose another port", args.port))),
+        Err(_) => {
+            return Err(refused(anyhow!(
+                "port {} is taken by something that is not a troupe node — choose another port",
+                args.port
+            )))
+        }
     }
     let dir = state_dir(&args);
-    std::fs::create_dir_all(&dir).map_err(|e| refused(anyhow!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| refused(anyhow!("cannot create {}: {e}", dir.display())))?;
     let log_path = dir.join("node.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| refused(anyhow!("cannot create {}: {e}", log_path.display())))?;
-    let exe = std::env::current_exe().map_err(|e| refused(anyhow!("cannot find my own executable: {e}")))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| refused(anyhow!("cannot create {}: {e}", log_path.display())))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| refused(anyhow!("cannot find my own executable: {e}")))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("start")
         .arg(args.port.to_string())
@@ -339,6 +426,14 @@ fn start_detached(args: StartArgs) -> Result<u8, Failure> {
         .arg(&dir)
         .arg("--authority")
         .arg(&args.authority)
+        .arg("--convention")
+        .arg(&args.convention)
+        .arg("--heartbeat")
+        .arg(humantime::format_duration(args.heartbeat).to_string())
+        .arg("--dead-after")
+        .arg(humantime::format_duration(args.dead_after).to_string())
+        .arg("--remote-sources")
+        .arg(&args.remote_sources)
         .arg("--foreground")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|e| refused(anyhow!("{e}")))?)
@@ -351,22 +446,37 @@ fn start_detached(args: StartArgs) -> Result<u8, Failure> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| refused(anyhow!("cannot start the node process: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| refused(anyhow!("cannot start the node process: {e}")))?;
     // Wait until the node answers its hello, or its process exits.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut delay = Duration::from_millis(5);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(refused(anyhow!("the node exited during start ({status}):\n{}", tail.join("\n"))));
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(refused(anyhow!(
+                "the node exited during start ({status}):\n{}",
+                tail.join("\n")
+            )));
         }
         if rt.block_on(Client::connect(&probe_addr)).is_ok() {
             break;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(refused(anyhow!("the node did not answer within 20s; see {}", log_path.display())));
+            return Err(refused(anyhow!(
+                "the node did not answer within 20s; see {}",
+                log_path.display()
+            )));
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(100));
@@ -375,7 +485,11 @@ fn start_detached(args: StartArgs) -> Result<u8, Failure> {
     println!(
         "node {addr} started (pid {}, capabilities: {}, log: {})",
         child.id(),
-        if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
+        if caps.is_empty() {
+            "none".to_string()
+        } else {
+            caps.join(", ")
+        },
         log_path.display()
     );
     Ok(EXIT_OK)
@@ -411,11 +525,19 @@ async fn stop(ports: &[String]) -> Result<u8, Failure> {
 fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(usage(anyhow!("{} has no Cargo.toml — give the directory of a plugin crate", dir.display())));
+        return Err(usage(anyhow!(
+            "{} has no Cargo.toml — give the directory of a plugin crate",
+            dir.display()
+        )));
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["build", "--release", "--message-format=json-render-diagnostics", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -426,12 +548,19 @@ fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     let manifest = manifest.canonicalize().unwrap_or(manifest);
     let mut libs = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let is_ours = msg["manifest_path"].as_str().map(Path::new).is_some_and(|p| p == manifest);
-        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        let is_ours = msg["manifest_path"]
+            .as_str()
+            .map(Path::new)
+            .is_some_and(|p| p == manifest);
+        let is_cdylib = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
         if is_ours && is_cdylib {
             for f in msg["filenames"].as_array().into_iter().flatten() {
                 if let Some(f) = f.as_str().filter(|f| f.ends_with(".so")) {
@@ -441,18 +570,28 @@ fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
         }
     }
     if libs.is_empty() {
-        return Err(usage(anyhow!("{} builds no cdylib — set crate-type = [\"cdylib\"] in its [lib]", dir.display())));
+        return Err(usage(anyhow!(
+            "{} builds no cdylib — set crate-type = [\"cdylib\"] in its [lib]",
+            dir.display()
+        )));
     }
     Ok(libs)
 }
 
-fn pack(output: &Path, name: Option<String>, version: Option<String>, cdylibs: &[PathBuf]) -> Result<u8, Failure> {
+fn pack(
+    output: &Path,
+    name: Option<String>,
+    version: Option<String>,
+    cdylibs: &[PathBuf],
+) -> Result<u8, Failure> {
     let mut inputs = Vec::new();
     let mut first: Option<troupe_node::plugin::PluginInfo> = None;
     for path in cdylibs {
-        let bytes = std::fs::read(path).map_err(|e| usage(anyhow!("cannot read {}: {e}", path.display())))?;
-        let info = troupe_node::plugin::inspect(path)
-            .map_err(|e| refused(anyhow!(e).context(format!("{} is not a loadable plugin", path.display()))))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| usage(anyhow!("cannot read {}: {e}", path.display())))?;
+        let info = troupe_node::plugin::inspect(path).map_err(|e| {
+            refused(anyhow!(e).context(format!("{} is not a loadable plugin", path.display())))
+        })?;
         let file_name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -464,12 +603,17 @@ fn pack(output: &Path, name: Option<String>, version: Option<String>, cdylibs: &
             actors: info
                 .actor_types
                 .iter()
-                .map(|t| troupe_node::archive::ActorTypeEntry { type_name: t.name.clone(), requires: t.requirements.clone() })
+                .map(|t| troupe_node::archive::ActorTypeEntry {
+                    type_name: t.name.clone(),
+                    requires: t.requirements.clone(),
+                })
                 .collect(),
         });
         first.get_or_insert(info);
     }
-    let Some(first) = first else { return Err(usage(anyhow!("no cdylib given"))) };
+    let Some(first) = first else {
+        return Err(usage(anyhow!("no cdylib given")));
+    };
     let package = troupe_node::archive::PackageInfo {
         name: name.unwrap_or(first.name),
         version: version.unwrap_or(first.version),
@@ -478,7 +622,8 @@ fn pack(output: &Path, name: Option<String>, version: Option<String>, cdylibs: &
         target: troupe_node::TARGET.to_string(),
     };
     let zip = troupe_node::archive::pack(&package, &inputs).map_err(|e| refused(anyhow!(e)))?;
-    std::fs::write(output, &zip).map_err(|e| refused(anyhow!("cannot write {}: {e}", output.display())))?;
+    std::fs::write(output, &zip)
+        .map_err(|e| refused(anyhow!("cannot write {}: {e}", output.display())))?;
     eprintln!(
         "packed {} ({} bytes, {} librar{}): {}",
         output.display(),
@@ -493,11 +638,16 @@ fn pack(output: &Path, name: Option<String>, version: Option<String>, cdylibs: &
 async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
     let bytes = std::fs::read(zip)
         .with_context(|| format!("cannot read {}", zip.display()))
-        .map_err(|e| usage(e.context("give the path of a zip written by `troupe pack` (or run `make load`)")))?;
+        .map_err(|e| {
+            usage(e.context("give the path of a zip written by `troupe pack` (or run `make load`)"))
+        })?;
     let mut c = connect(port).await?;
     let info = zip.display().to_string();
     match c.request(Request::Load { zip: bytes, info }).await? {
-        Response::Loaded { hash, already_active } => {
+        Response::Loaded {
+            hash,
+            already_active,
+        } => {
             if already_active {
                 eprintln!("already loaded; nothing changed");
             }
@@ -511,8 +661,22 @@ async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
 async fn unload(port: &str, hash: &str, grace: Option<Duration>) -> Result<u8, Failure> {
     let mut c = connect(port).await?;
     let grace_ms = grace.map(|g| g.as_millis() as u64);
-    match c.request(Request::Unload { hash: hash.into(), grace_ms }).await? {
-        Response::Unloaded { hash, live_actors, gone } => {
+    match c
+        .request(Request::Unload {
+            hash: hash.into(),
+            grace_ms,
+        })
+        .await?
+    {
+        Response::Unloaded {
+            hash,
+            live_actors,
+            gone,
+            spread_to,
+        } => {
+            if !spread_to.is_empty() {
+                println!("unload sent to {}", spread_to.join(", "));
+            }
             if gone {
                 println!("unloaded {hash}: library closed and files deleted");
             } else {
@@ -530,8 +694,17 @@ async fn unload(port: &str, hash: &str, grace: Option<Duration>) -> Result<u8, F
 
 async fn chgcap(port: &str, op: &str, cap: &str) -> Result<u8, Failure> {
     let mut c = connect(port).await?;
-    match c.request(Request::ChangeCapability { add: op == "+", name: cap.into() }).await? {
-        Response::Capabilities { capabilities, stopped_actors } => {
+    match c
+        .request(Request::ChangeCapability {
+            add: op == "+",
+            name: cap.into(),
+        })
+        .await?
+    {
+        Response::Capabilities {
+            capabilities,
+            stopped_actors,
+        } => {
             println!(
                 "{}: capabilities now [{}]; {stopped_actors} actor{} asked to exit",
                 c.node(),
@@ -546,17 +719,92 @@ async fn chgcap(port: &str, op: &str, cap: &str) -> Result<u8, Failure> {
 
 // ---- status -----------------------------------------------------------------------------------
 
-async fn status(port: &str, json: bool) -> Result<u8, Failure> {
-    let mut c = connect(port).await?;
-    let Response::Status(report) = c.request(Request::Status).await? else {
-        return Err(refused(anyhow!("unexpected answer to status")));
-    };
-    let mut out = std::io::stdout().lock();
-    let text = if json {
+async fn node_status(addr: &str) -> Result<StatusReport, Failure> {
+    let mut c = Client::connect(addr).await?;
+    match c.request(Request::Status).await? {
+        Response::Status(report) => Ok(*report),
+        _ => Err(refused(anyhow!("unexpected answer to status"))),
+    }
+}
+
+/// One node in `status --convention`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ConventionNode {
+    /// Admin address.
+    pub node: String,
+    /// `leader` or `member`.
+    pub role: String,
+    /// Whether it answered.
+    pub alive: bool,
+    /// Its status (when it answered).
+    pub status: Option<StatusReport>,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}
+
+async fn status(port: &str, json: bool, convention: bool) -> Result<u8, Failure> {
+    let report = node_status(&node_addr(port)).await?;
+    let text = if convention {
+        let mut nodes = vec![ConventionNode {
+            node: report.node.clone(),
+            role: report.convention.role.clone(),
+            alive: true,
+            status: None,
+            error: None,
+        }];
+        for m in &report.convention.members {
+            nodes.push(ConventionNode {
+                node: m.node.clone(),
+                role: m.role.clone(),
+                alive: false,
+                status: None,
+                error: None,
+            });
+        }
+        nodes.sort_by(|a, b| (a.role != "leader", &a.node).cmp(&(b.role != "leader", &b.node)));
+        for n in nodes.iter_mut() {
+            if n.node == report.node {
+                n.status = Some(report.clone());
+                continue;
+            }
+            match node_status(&n.node).await {
+                Ok(r) => {
+                    n.alive = true;
+                    n.status = Some(r);
+                }
+                Err(f) => n.error = Some(f.error.to_string()),
+            }
+        }
+        if json {
+            serde_json::to_string_pretty(&nodes).map_err(|e| refused(anyhow!(e)))? + "\n"
+        } else {
+            let mut s = format!(
+                "convention led by {} ({} node{})\n",
+                report.convention.leader,
+                nodes.len(),
+                if nodes.len() == 1 { "" } else { "s" }
+            );
+            for n in &nodes {
+                s += &format!(
+                    "\n=== {} ({}, {}) ===\n",
+                    n.node,
+                    n.role,
+                    if n.alive { "alive" } else { "NOT ANSWERING" }
+                );
+                match (&n.status, &n.error) {
+                    (Some(r), _) => s += &render_status(r),
+                    (None, Some(e)) => s += &format!("  {e}\n"),
+                    _ => {}
+                }
+            }
+            s
+        }
+    } else if json {
         serde_json::to_string_pretty(&report).map_err(|e| refused(anyhow!(e)))? + "\n"
     } else {
         render_status(&report)
     };
+    let mut out = std::io::stdout().lock();
     // A closed pipe (`troupe status 1900 | head`) is not an error.
     let _ = out.write_all(text.as_bytes());
     Ok(EXIT_OK)
@@ -569,8 +817,34 @@ fn short(hash: &str) -> &str {
 /// The human-readable status table.
 pub fn render_status(r: &StatusReport) -> String {
     let mut s = String::new();
-    let caps = if r.capabilities.is_empty() { "none".to_string() } else { r.capabilities.join(", ") };
-    s += &format!("node {} (pid {})\n  capabilities: {caps}\n  source authority: {}\n  store: {}\n", r.node, r.pid, r.authority, r.store);
+    let caps = if r.capabilities.is_empty() {
+        "none".to_string()
+    } else {
+        r.capabilities.join(", ")
+    };
+    s += &format!(
+        "node {} (pid {}, {} of the convention led by {})\n  capabilities: {caps}\n  source authority: {}\n  remote sources: {}\n  store: {}\n",
+        r.node, r.pid, r.convention.role, r.convention.leader, r.authority, r.convention.remote_sources, r.store
+    );
+    if !r.convention.members.is_empty() {
+        s += &format!("\nmembers ({}):\n", r.convention.members.len());
+        for m in &r.convention.members {
+            let caps = if m.capabilities.is_empty() {
+                "no capabilities".to_string()
+            } else {
+                m.capabilities.join(", ")
+            };
+            s += &format!(
+                "  {:<21} {:<7} {:<5} seen {} ms ago  [{caps}]  {} version{}\n",
+                m.node,
+                m.role,
+                if m.alive { "alive" } else { "LOST?" },
+                m.last_seen_ms,
+                m.sources.len(),
+                if m.sources.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
     s += &format!("\nversions ({}):\n", r.versions.len());
     for v in &r.versions {
         s += &format!(
@@ -587,14 +861,32 @@ pub fn render_status(r: &StatusReport) -> String {
     if !r.gone.is_empty() {
         s += &format!("\nrecently unloaded ({}):\n", r.gone.len());
         for g in r.gone.iter().rev().take(5) {
-            s += &format!("  {}  gen {:<3} closed in {:.2} ms\n", short(&g.hash), g.generation, g.unload_ms);
+            s += &format!(
+                "  {}  gen {:<3} closed in {:.2} ms\n",
+                short(&g.hash),
+                g.generation,
+                g.unload_ms
+            );
         }
     }
     s += &format!("\nactors ({}):\n", r.actors.len());
     for a in &r.actors {
-        let parent = a.parent.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        let name = a.global_name.as_deref().map(|n| format!("  name {n}")).unwrap_or_default();
-        s += &format!("  {}  {:<22} {}  parent {parent}{name}\n", a.address, a.type_name, short(&a.hash));
+        let parent = a
+            .parent
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into());
+        let name = a
+            .global_name
+            .as_deref()
+            .map(|n| format!("  name {n}"))
+            .unwrap_or_default();
+        s += &format!(
+            "  {}  {:<22} {}  parent {parent}{name}\n",
+            a.address,
+            a.type_name,
+            short(&a.hash)
+        );
     }
     if !r.global_names.is_empty() {
         s += &format!("\nglobal names ({}):\n", r.global_names.len());
@@ -631,7 +923,12 @@ fn decode_typed<T: for<'de> Deserialize<'de>>(payload: &Payload, tag: &str) -> O
 /// and the node explains.
 fn full_hash(report: &StatusReport, hash: &str) -> String {
     let h = hash.trim().to_ascii_lowercase();
-    let matches: Vec<&String> = report.versions.iter().map(|v| &v.hash).filter(|v| v.starts_with(&h)).collect();
+    let matches: Vec<&String> = report
+        .versions
+        .iter()
+        .map(|v| &v.hash)
+        .filter(|v| v.starts_with(&h))
+        .collect();
     match matches.as_slice() {
         [one] => (*one).clone(),
         _ => h,
@@ -643,10 +940,14 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
     if std::io::stdin().is_terminal() {
         eprintln!("(reading the text to encode from stdin; end with Ctrl-D)");
     }
-    std::io::stdin().read_to_string(&mut input).map_err(|e| usage(anyhow!("cannot read stdin: {e}")))?;
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| usage(anyhow!("cannot read stdin: {e}")))?;
     let text = input.trim();
     if text.is_empty() {
-        return Err(usage(anyhow!("nothing to encode: stdin is empty — try: echo hello | troupe app {hash}")));
+        return Err(usage(anyhow!(
+            "nothing to encode: stdin is empty — try: echo hello | troupe app {hash}"
+        )));
     }
     let mut c = connect(port).await?;
     let Response::Status(report) = c.request(Request::Status).await? else {
@@ -663,7 +964,11 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
         Response::Created { address, .. } => address,
         other => return Err(refused(anyhow!("unexpected answer {other:?}"))),
     };
-    c.request(Request::Send { to: acceptor.clone(), payload: Payload::Text(text.to_string()) }).await?;
+    c.request(Request::Send {
+        to: acceptor.clone(),
+        payload: Payload::Text(text.to_string()),
+    })
+    .await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut expected: Option<Vec<String>> = None;
     let mut answered: Vec<String> = Vec::new();
@@ -679,7 +984,11 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
             Ok(m) => m?,
             Err(_) => {
                 let missing: Vec<String> = match &expected {
-                    Some(exp) => exp.iter().filter(|e| !answered.contains(e)).cloned().collect(),
+                    Some(exp) => exp
+                        .iter()
+                        .filter(|e| !answered.contains(e))
+                        .cloned()
+                        .collect(),
                     None => vec!["the Acceptor (it never said what to expect)".into()],
                 };
                 return Err(refused(anyhow!(
@@ -693,11 +1002,17 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
             Payload::Text(line) => {
                 let _ = writeln!(stdout, "{line}");
                 let _ = stdout.flush();
-                let name = line.split_whitespace().next().unwrap_or_default().to_string();
+                let name = line
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 answered.push(name);
             }
             Payload::System(SystemMessage::PoisonMessage { details, .. }) => {
-                return Err(refused(anyhow!("the Acceptor could not take the request: {details}")));
+                return Err(refused(anyhow!(
+                    "the Acceptor could not take the request: {details}"
+                )));
             }
             p => {
                 if let Some(e) = decode_typed::<Expect>(p, "app/Expect") {
@@ -725,7 +1040,10 @@ mod tests {
 
     #[test]
     fn capabilities_are_comma_separated_and_trimmed() {
-        assert_eq!(capabilities("morse, Caesar cipher,,"), vec!["morse", "Caesar cipher"]);
+        assert_eq!(
+            capabilities("morse, Caesar cipher,,"),
+            vec!["morse", "Caesar cipher"]
+        );
         assert!(capabilities("").is_empty());
     }
 

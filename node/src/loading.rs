@@ -1,0 +1,879 @@
+//! Loading and unloading versions, serving and fetching them between nodes, capability
+//! changes, status and stop: the parts of [`Shared`] that follow a version through its life.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use troupe_actor_abi::abi;
+use troupe_actor_abi::message::{Address, CreateError, ExitReason, Payload, SystemMessage};
+
+use crate::archive::{self, ArchiveLimits};
+use crate::node::{
+    refused, retire_if_idle, ActorKind, Authority, PendingValidation, Shared, VersionRec,
+    VersionState,
+};
+use crate::protocol::{ErrorReply, Request, Response};
+use crate::status::{ActorStatus, GoneStatus, StatusReport, VersionStatus};
+use crate::version::{self, Cmd};
+
+/// How long a source authority actor may take to answer a `ValidateSource`.
+const AUTHORITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many unloaded versions `status` lists.
+const GONE_HISTORY: usize = 64;
+/// The zip as loaded, kept beside a version's libraries for peers that fetch it.
+const SOURCE_ZIP: &str = "source.zip";
+/// How long fetching a version from a peer may take (a zip is a few MB on a LAN).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Shared {
+    /// The store directory of one generation of a version: flat, so that deleting it leaves
+    /// nothing behind.
+    pub(crate) fn version_dir(&self, hash: &str, gen: u64) -> PathBuf {
+        self.store.join(format!("{hash}-{gen}"))
+    }
+
+    /// Validates and loads a zip; answers once the version is active or rejected. A member
+    /// then tells the leader at once, so the whole convention can use the version.
+    pub async fn load(
+        self: &Arc<Self>,
+        zip: Vec<u8>,
+        info: String,
+    ) -> Result<Response, ErrorReply> {
+        let r = self.load_source(zip, info, None).await;
+        if matches!(
+            r,
+            Ok(Response::Loaded {
+                already_active: false,
+                ..
+            })
+        ) && !self.is_leader()
+        {
+            let _ = self.refresh_membership().await;
+        }
+        r
+    }
+
+    /// Loads a zip; with `expected`, the zip's sha256 must be that hash (a fetched version).
+    pub(crate) async fn load_source(
+        self: &Arc<Self>,
+        zip: Vec<u8>,
+        info: String,
+        expected: Option<&str>,
+    ) -> Result<Response, ErrorReply> {
+        let zip = Arc::new(zip);
+        let z2 = zip.clone();
+        let source =
+            tokio::task::spawn_blocking(move || archive::open(&z2, &ArchiveLimits::default()))
+                .await
+                .map_err(|e| refused("internal", format!("archive reader failed: {e}")))?
+                .map_err(|e| refused(e.kind(), format!("rejected: {e}")))?;
+        if let Some(h) = expected {
+            if source.hash != h {
+                return Err(refused(
+                    "hash_mismatch",
+                    format!("rejected: the peer sent bytes whose sha256 is {}, not the {h} that was asked for", source.hash),
+                ));
+            }
+        }
+        let m = &source.manifest;
+        if m.package.abi_version != abi::ABI_VERSION {
+            return Err(refused(
+                "abi_version",
+                format!(
+                    "rejected: the source was packed for plugin ABI version {}, this node speaks {} — rebuild it against this troupe-actor-abi",
+                    m.package.abi_version,
+                    abi::ABI_VERSION
+                ),
+            ));
+        }
+        if m.package.msg_schema != abi::MSG_SCHEMA {
+            return Err(refused(
+                "msg_schema",
+                format!(
+                    "rejected: message schema {} (this node speaks {})",
+                    m.package.msg_schema,
+                    abi::MSG_SCHEMA
+                ),
+            ));
+        }
+        if m.package.target != crate::TARGET {
+            return Err(refused(
+                "target",
+                format!(
+                    "rejected: built for {}, this node runs on {}",
+                    m.package.target,
+                    crate::TARGET
+                ),
+            ));
+        }
+        let hash = source.hash.clone();
+        let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
+        let types: BTreeMap<String, Vec<String>> = m
+            .cdylibs
+            .iter()
+            .flat_map(|c| {
+                c.actors
+                    .iter()
+                    .map(|a| (a.type_name.clone(), a.requires.clone()))
+            })
+            .collect();
+        let package = format!("{} {}", m.package.name, m.package.version);
+        let mut wait_for = None;
+        let authority_addr = 'locked: {
+            let mut st = self.lock();
+            if st.stopping {
+                return Err(ErrorReply {
+                    kind: crate::protocol::ErrorKind::Unavailable,
+                    code: "stopping".into(),
+                    message: "the node is stopping".into(),
+                });
+            }
+            if let Some(g) = st.current.get(&hash).copied() {
+                let Some(v) = st.versions.get_mut(&g) else {
+                    return Err(refused("internal", "version table out of step"));
+                };
+                if v.state == VersionState::Active {
+                    return Ok(Response::Loaded {
+                        hash,
+                        already_active: true,
+                    });
+                }
+                // The same bytes are being validated (another load, or a fetch): wait for that.
+                let (tx, rx) = oneshot::channel();
+                v.ready_waiters.push(tx);
+                wait_for = Some(rx);
+                break 'locked None;
+            }
+            let authority_addr = match &st.authority {
+                Authority::None => {
+                    return Err(refused(
+                        "no_authority",
+                        "rejected: no source authority is registered on this node, so nothing can be loaded — start the node with the default accept-all authority (troupe start) or have an actor register itself",
+                    ))
+                }
+                Authority::AcceptAll => None,
+                Authority::Actor(a) => Some(a.clone()),
+            };
+            st.current.insert(hash.clone(), gen);
+            st.versions.insert(
+                gen,
+                VersionRec {
+                    hash: hash.clone(),
+                    state: VersionState::Validating,
+                    package: package.clone(),
+                    info: info.clone(),
+                    tx: None,
+                    live: 0,
+                    types: types.clone(),
+                    files: m.cdylibs.iter().map(|c| c.file.clone()).collect(),
+                    zip_path: None,
+                    gone_waiters: Vec::new(),
+                    ready_waiters: Vec::new(),
+                    cancelled: false,
+                },
+            );
+            authority_addr
+        };
+        if let Some(rx) = wait_for {
+            return match rx.await {
+                Ok(Ok(())) => Ok(Response::Loaded {
+                    hash,
+                    already_active: true,
+                }),
+                Ok(Err(e)) => Err(refused("rejected", e)),
+                Err(_) => Err(refused(
+                    "rejected",
+                    format!("the concurrent load of {hash} was abandoned"),
+                )),
+            };
+        }
+        let result = self
+            .load_validated(&source, zip, gen, authority_addr, info)
+            .await;
+        if let Err(e) = &result {
+            let mut st = self.lock();
+            if let Some(v) = st.versions.remove(&gen) {
+                for w in v.gone_waiters {
+                    let _ = w.send(());
+                }
+                for w in v.ready_waiters {
+                    let _ = w.send(Err(e.message.clone()));
+                }
+            }
+            if st.current.get(&hash) == Some(&gen) {
+                st.current.remove(&hash);
+            }
+            tracing::info!(%hash, "load rejected: {}", e.message);
+        }
+        result
+    }
+
+    async fn load_validated(
+        self: &Arc<Self>,
+        source: &archive::Source,
+        zip: Arc<Vec<u8>>,
+        gen: u64,
+        authority: Option<Address>,
+        info: String,
+    ) -> Result<Response, ErrorReply> {
+        let hash = source.hash.clone();
+        if let Some(auth) = authority {
+            let (tx, rx) = oneshot::channel();
+            self.lock()
+                .validations
+                .insert(hash.clone(), PendingValidation { reply: tx });
+            let ask = SystemMessage::ValidateSource {
+                hash: hash.clone(),
+                info,
+                package: source.manifest.package.name.clone(),
+                version: source.manifest.package.version.clone(),
+                actor_types: source
+                    .manifest
+                    .cdylibs
+                    .iter()
+                    .flat_map(|c| c.actors.iter().map(|a| a.type_name.clone()))
+                    .collect(),
+            };
+            self.send(
+                Some(self.address(troupe_actor_abi::message::ADMIN_ID)),
+                &auth,
+                Payload::System(ask),
+            );
+            let answer = tokio::time::timeout(AUTHORITY_TIMEOUT, rx).await;
+            self.lock().validations.remove(&hash);
+            match answer {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(reason))) => {
+                    return Err(refused(
+                        "authority_rejected",
+                        format!("rejected by the source authority: {reason}"),
+                    ))
+                }
+                Ok(Err(_)) | Err(_) => {
+                    return Err(refused(
+                        "authority_timeout",
+                        format!(
+                            "rejected: the source authority {auth} did not answer within {}s",
+                            AUTHORITY_TIMEOUT.as_secs()
+                        ),
+                    ))
+                }
+            }
+        }
+        if self.lock().versions.get(&gen).is_none_or(|v| v.cancelled) {
+            return Err(refused(
+                "unloaded",
+                format!("{hash} was unloaded while it was being validated"),
+            ));
+        }
+        // Write every library to a path unique to (hash, generation), and the zip beside them
+        // (peers fetch it from there).
+        let dir = self.version_dir(&hash, gen);
+        let mut files: Vec<(String, Vec<u8>)> = source
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.bytes.clone()))
+            .collect();
+        let lib_count = files.len();
+        files.push((SOURCE_ZIP.to_string(), zip.to_vec()));
+        let dir2 = dir.clone();
+        let zip_path = dir.join(SOURCE_ZIP);
+        let paths = tokio::task::spawn_blocking(move || {
+            write_files(&dir2, &files).map(|mut p| {
+                p.truncate(lib_count);
+                p
+            })
+        })
+        .await
+        .map_err(|e| refused("internal", format!("store writer failed: {e}")))?
+        .map_err(|e| {
+            refused(
+                "store",
+                format!("cannot write to the store {}: {e}", dir.display()),
+            )
+        })?;
+        let me = self.clone();
+        let h2 = hash.clone();
+        let started = tokio::task::spawn_blocking(move || version::start(me, h2, gen, paths, dir))
+            .await
+            .map_err(|e| refused("internal", format!("version host failed: {e}")))?;
+        let (tx, infos) = started.map_err(|e| refused("plugin", format!("rejected: {e}")))?;
+        // The manifest was written by `troupe pack` from the libraries' roots; insist they agree.
+        let exported: BTreeMap<String, Vec<String>> = infos
+            .iter()
+            .flat_map(|i| {
+                i.actor_types
+                    .iter()
+                    .map(|t| (t.name.clone(), t.requirements.clone()))
+            })
+            .collect();
+        let mut st = self.lock();
+        let Some(v) = st.versions.get_mut(&gen) else {
+            let _ = tx.send(Cmd::Retire);
+            return Err(refused(
+                "unloaded",
+                format!("{hash} was unloaded while it was being loaded"),
+            ));
+        };
+        if exported != v.types {
+            let _ = tx.send(Cmd::Retire);
+            return Err(refused(
+                "manifest_mismatch",
+                format!("rejected: the manifest's actor types {:?} differ from what the libraries export {:?} — repack with troupe pack", v.types, exported),
+            ));
+        }
+        if v.cancelled {
+            let _ = tx.send(Cmd::Retire);
+            return Err(refused(
+                "unloaded",
+                format!("{hash} was unloaded while it was being loaded"),
+            ));
+        }
+        v.tx = Some(tx);
+        v.state = VersionState::Active;
+        v.zip_path = Some(zip_path);
+        for w in std::mem::take(&mut v.ready_waiters) {
+            let _ = w.send(Ok(()));
+        }
+        tracing::info!(%hash, generation = gen, package = %v.package, "source loaded");
+        Ok(Response::Loaded {
+            hash,
+            already_active: false,
+        })
+    }
+
+    /// Unloads a version: it turns draining, and is really unloaded when its last actor exits.
+    /// With a grace period, actors still alive after it are asked to exit and the answer waits
+    /// until the version is gone.
+    pub async fn unload(
+        self: &Arc<Self>,
+        hash: &str,
+        grace: Option<Duration>,
+    ) -> Result<Response, ErrorReply> {
+        let (full, members) = {
+            let st = self.lock();
+            let full =
+                Self::resolve_hash(&st, hash).map_err(|e| refused(e.kind(), e.to_string()))?;
+            (full, st.members.keys().cloned().collect::<Vec<_>>())
+        };
+        // Every member hears of it, whether or not we know it holds the version (it may have
+        // fetched it a moment ago); a node without it ignores the request.
+        for m in &members {
+            let req = Request::UnloadSpread {
+                hash: full.clone(),
+                grace_ms: grace.map(|g| g.as_millis() as u64),
+            };
+            self.peers().notify(self, m, req);
+        }
+        let held_elsewhere = {
+            let st = self.lock();
+            st.members.values().any(|m| m.has_source(&full))
+        };
+        match self.unload_local(&full, grace).await {
+            Ok(Response::Unloaded {
+                hash,
+                live_actors,
+                gone,
+                ..
+            }) => Ok(Response::Unloaded {
+                hash,
+                live_actors,
+                gone,
+                spread_to: members,
+            }),
+            Err(_) if held_elsewhere => Ok(Response::Unloaded {
+                hash: full,
+                live_actors: 0,
+                gone: false,
+                spread_to: members,
+            }),
+            other => other,
+        }
+    }
+
+    /// Unloads a version on this node only.
+    pub(crate) async fn unload_local(
+        self: &Arc<Self>,
+        hash: &str,
+        grace: Option<Duration>,
+    ) -> Result<Response, ErrorReply> {
+        let (hash, gen, live, waiter, retire) = {
+            let mut st = self.lock();
+            let hash =
+                Self::resolve_hash(&st, hash).map_err(|e| refused(e.kind(), e.to_string()))?;
+            let gen = match st.current.remove(&hash) {
+                Some(g) => g,
+                None => {
+                    // Unloading again a version that is already draining: apply the grace
+                    // period (if any) to it.
+                    let draining = st
+                        .versions
+                        .iter()
+                        .find(|(_, v)| v.hash == hash && v.state == VersionState::Draining);
+                    match draining {
+                        Some((g, _)) => *g,
+                        None if st.gone.iter().any(|g| g.hash == hash) => {
+                            return Ok(Response::Unloaded { hash, live_actors: 0, gone: true, spread_to: Vec::new() });
+                        }
+                        None => {
+                            return Err(refused(
+                                "InvalidActorSourceHash",
+                                format!("InvalidActorSourceHash: source hash {hash} does not match any loaded source"),
+                            ))
+                        }
+                    }
+                }
+            };
+            let Some(v) = st.versions.get_mut(&gen) else {
+                return Err(refused("internal", "version table out of step"));
+            };
+            if v.state == VersionState::Validating {
+                // Thespian crashed here; we abandon the load, and its caller is told.
+                v.cancelled = true;
+                if let Some(p) = st.validations.remove(&hash) {
+                    let _ = p
+                        .reply
+                        .send(Err("the source was unloaded while being validated".into()));
+                }
+                return Ok(Response::Unloaded {
+                    hash,
+                    live_actors: 0,
+                    gone: true,
+                    spread_to: Vec::new(),
+                });
+            }
+            v.state = VersionState::Draining;
+            let live = v.live;
+            let (wtx, wrx) = oneshot::channel();
+            v.gone_waiters.push(wtx);
+            let retire = retire_if_idle(&mut st);
+            tracing::info!(%hash, generation = gen, live, "unloading: version is draining");
+            (hash, gen, live, wrx, retire)
+        };
+        for tx in retire {
+            let _ = tx.send(Cmd::Retire);
+        }
+        if live == 0 {
+            let _ = waiter.await;
+            return Ok(Response::Unloaded {
+                hash,
+                live_actors: 0,
+                gone: true,
+                spread_to: Vec::new(),
+            });
+        }
+        let Some(grace) = grace else {
+            return Ok(Response::Unloaded {
+                hash,
+                live_actors: live,
+                gone: false,
+                spread_to: Vec::new(),
+            });
+        };
+        let mut waiter = waiter;
+        if tokio::time::timeout(grace, &mut waiter).await.is_ok() {
+            return Ok(Response::Unloaded {
+                hash,
+                live_actors: 0,
+                gone: true,
+                spread_to: Vec::new(),
+            });
+        }
+        let stragglers: Vec<u64> = {
+            let st = self.lock();
+            st.actors
+                .iter()
+                .filter(|(_, r)| matches!(&r.kind, ActorKind::Plugin { gen: g, .. } if *g == gen))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        tracing::info!(%hash, count = stragglers.len(), "grace period over: asking the remaining actors to exit");
+        for id in stragglers {
+            self.request_exit(id, ExitReason::Unloaded, None);
+        }
+        let _ = waiter.await;
+        Ok(Response::Unloaded {
+            hash,
+            live_actors: 0,
+            gone: true,
+            spread_to: Vec::new(),
+        })
+    }
+
+    /// The version host of `gen` has exited and its files are gone.
+    pub(crate) fn version_gone(&self, hash: &str, gen: u64, close_time: Duration) {
+        let mut st = self.lock();
+        if let Some(v) = st.versions.remove(&gen) {
+            for w in v.gone_waiters {
+                let _ = w.send(());
+            }
+            if st.current.get(hash) == Some(&gen) {
+                st.current.remove(hash);
+            }
+            for w in v.ready_waiters {
+                let _ = w.send(Err("the version is gone".into()));
+            }
+            // Only versions that were really running count as unloaded.
+            if v.state == VersionState::Draining {
+                st.gone.push_back(GoneStatus {
+                    hash: hash.to_string(),
+                    generation: gen,
+                    unload_ms: close_time.as_secs_f64() * 1000.0,
+                });
+                while st.gone.len() > GONE_HISTORY {
+                    st.gone.pop_front();
+                }
+                tracing::info!(%hash, generation = gen, "version unloaded: library closed and files deleted");
+            }
+        }
+        if st.stopping && st.versions.is_empty() {
+            self.stopped.notify_waiters();
+        }
+    }
+
+    // ---- capabilities ----------------------------------------------------------------------------
+
+    /// Adds or removes a capability; actors whose requirements no longer hold are asked to exit.
+    pub fn change_capability(&self, add: bool, name: &str) -> Result<Response, ErrorReply> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ErrorReply::bad_request(
+                "usage",
+                "a capability name cannot be empty",
+            ));
+        }
+        let (caps, victims) = {
+            let mut st = self.lock();
+            if add {
+                st.capabilities.insert(name.to_string());
+            } else {
+                st.capabilities.remove(name);
+            }
+            let caps: Vec<String> = st.capabilities.iter().cloned().collect();
+            let victims: Vec<(u64, Vec<String>)> = st
+                .actors
+                .iter()
+                .filter(|(_, r)| {
+                    r.exit_reason.is_none()
+                        && !r.requirements.iter().all(|q| st.capabilities.contains(q))
+                })
+                .map(|(id, r)| (*id, r.requirements.clone()))
+                .collect();
+            (caps, victims)
+        };
+        let n = victims.len();
+        for (id, requirements) in victims {
+            self.request_exit(id, ExitReason::CapabilityLost { requirements }, None);
+        }
+        tracing::info!(capabilities = ?caps, stopped = n, "capabilities changed");
+        self.reregister.notify_one();
+        Ok(Response::Capabilities {
+            capabilities: caps,
+            stopped_actors: n,
+        })
+    }
+
+    // ---- between nodes ------------------------------------------------------------------------
+
+    /// The zip of an active version, for a peer that fetches it.
+    pub async fn serve_source(&self, hash: &str) -> Result<Response, ErrorReply> {
+        let path = {
+            let st = self.lock();
+            st.current
+                .get(hash)
+                .and_then(|g| st.versions.get(g))
+                .filter(|v| v.state == VersionState::Active)
+                .and_then(|v| v.zip_path.clone())
+        };
+        let Some(path) = path else {
+            return Err(refused(
+                "InvalidActorSourceHash",
+                format!("{hash} is not active on {}", self.addr),
+            ));
+        };
+        let zip = tokio::fs::read(&path)
+            .await
+            .map_err(|e| refused("store", format!("cannot read {}: {e}", path.display())))?;
+        Ok(Response::Source { zip })
+    }
+
+    /// Actor `id` was placed here but its version is not: fetch it from a peer that has it,
+    /// validate it with our own authority, then create the actor and hand it what waited.
+    pub(crate) async fn fetch_then_create(self: Arc<Self>, id: u64, hash: String) {
+        let result = self.fetch_version(&hash).await;
+        let mut st = self.lock();
+        let gen = st.current.get(&hash).copied().filter(|g| {
+            st.versions
+                .get(g)
+                .is_some_and(|v| v.state == VersionState::Active)
+        });
+        let error = match (result, gen) {
+            (Ok(()), Some(gen)) => {
+                let Some(rec) = st.actors.get_mut(&id) else {
+                    return;
+                };
+                let ActorKind::Pending {
+                    type_name, buffer, ..
+                } = &mut rec.kind
+                else {
+                    return;
+                };
+                let type_name = type_name.clone();
+                let buffer = std::mem::take(buffer);
+                rec.kind = ActorKind::Plugin {
+                    gen,
+                    hash: hash.clone(),
+                    type_name: type_name.clone(),
+                };
+                let tx = st.versions.get_mut(&gen).and_then(|v| {
+                    v.live += 1;
+                    v.tx.clone()
+                });
+                drop(st);
+                if let Some(tx) = tx {
+                    let _ = tx.send(Cmd::Create { id, type_name });
+                    for msg in buffer {
+                        let _ = tx.send(Cmd::Deliver { id, msg });
+                    }
+                }
+                return;
+            }
+            (Ok(()), None) => CreateError::InvalidActorSourceHash {
+                hash: hash.clone(),
+                detail: "was unloaded while it was being fetched".into(),
+            },
+            (Err(e), _) => CreateError::InvalidActorSourceHash {
+                hash: hash.clone(),
+                detail: format!("could not be fetched: {e}"),
+            },
+        };
+        drop(st);
+        self.create_failed(id, None, error);
+    }
+
+    /// Makes `hash` active here, fetching it from a peer if needed (policy permitting).
+    async fn fetch_version(self: &Arc<Self>, hash: &str) -> Result<(), String> {
+        let holders: Vec<String> = {
+            let st = self.lock();
+            if st
+                .current
+                .get(hash)
+                .and_then(|g| st.versions.get(g))
+                .is_some_and(|v| v.state == VersionState::Active)
+            {
+                return Ok(());
+            }
+            let mut h: Vec<String> = st
+                .members
+                .iter()
+                .filter(|(_, m)| m.has_source(hash))
+                .map(|(a, _)| a.clone())
+                .collect();
+            // Prefer the leader, then the others.
+            h.sort_by_key(|a| *a != self.conv.leader);
+            h
+        };
+        let holders: Vec<String> = match self.conv.remote_sources {
+            crate::protocol::RemoteSources::Yes => holders,
+            crate::protocol::RemoteSources::LeaderOnly => holders
+                .into_iter()
+                .filter(|a| *a == self.conv.leader)
+                .collect(),
+            crate::protocol::RemoteSources::No => {
+                return Err("this node does not fetch sources (--remote-sources no)".into())
+            }
+        };
+        if holders.is_empty() {
+            return Err("no reachable member holds it".into());
+        }
+        let mut last = String::new();
+        for peer in holders {
+            let zip = match self
+                .peers()
+                .call(
+                    self,
+                    &peer,
+                    Request::FetchSource {
+                        hash: hash.to_string(),
+                    },
+                    FETCH_TIMEOUT,
+                )
+                .await
+            {
+                Ok(Response::Source { zip }) => zip,
+                Ok(other) => {
+                    last = format!("{peer} answered {other:?}");
+                    continue;
+                }
+                Err(e) => {
+                    last = format!("{peer}: {e}");
+                    continue;
+                }
+            };
+            tracing::info!(%hash, %peer, bytes = zip.len(), "fetched version from peer");
+            match self
+                .load_source(zip, format!("fetched from {peer}"), Some(hash))
+                .await
+            {
+                Ok(_) => {
+                    self.reregister.notify_one();
+                    return Ok(());
+                }
+                Err(e) => return Err(e.message),
+            }
+        }
+        Err(last)
+    }
+    // ---- status and stop -------------------------------------------------------------------------
+
+    /// A snapshot for `troupe status`.
+    pub fn status(&self) -> StatusReport {
+        let st = self.lock();
+        let mut versions: Vec<VersionStatus> = st
+            .versions
+            .iter()
+            .map(|(gen, v)| VersionStatus {
+                hash: v.hash.clone(),
+                generation: *gen,
+                state: v.state.name().into(),
+                package: v.package.clone(),
+                info: v.info.clone(),
+                live_actors: v.live,
+                actor_types: v.types.clone(),
+                files: v
+                    .files
+                    .iter()
+                    .map(|f| {
+                        self.version_dir(&v.hash, *gen)
+                            .join(f)
+                            .display()
+                            .to_string()
+                    })
+                    .collect(),
+            })
+            .collect();
+        versions.sort_by_key(|v| v.generation);
+        let mut actors: Vec<ActorStatus> = st
+            .actors
+            .iter()
+            .filter_map(|(id, r)| match &r.kind {
+                ActorKind::Plugin {
+                    hash, type_name, ..
+                }
+                | ActorKind::Pending {
+                    hash, type_name, ..
+                } => Some(ActorStatus {
+                    address: self.address(*id),
+                    type_name: type_name.clone(),
+                    hash: hash.clone(),
+                    parent: r.parent.clone(),
+                    global_name: r.global_name.clone(),
+                }),
+                ActorKind::Client { .. } => None,
+            })
+            .collect();
+        actors.sort_by_key(|a| a.address.id);
+        StatusReport {
+            node: self.addr.clone(),
+            pid: std::process::id(),
+            capabilities: st.capabilities.iter().cloned().collect(),
+            authority: match &st.authority {
+                Authority::None => "none".into(),
+                Authority::AcceptAll => "accept-all".into(),
+                Authority::Actor(a) => format!("actor {a}"),
+            },
+            store: self.store.display().to_string(),
+            versions,
+            gone: st.gone.iter().cloned().collect(),
+            actors,
+            global_names: st
+                .names
+                .iter()
+                .map(|(n, id)| (n.clone(), self.address(*id)))
+                .collect(),
+            convention: self.convention_status(&st),
+        }
+    }
+
+    /// Stops the node gracefully: every actor gets `ActorExitRequest`, every version drains and
+    /// unloads, and the store is deleted. Returns when that is done (or after `timeout`).
+    pub async fn stop(self: &Arc<Self>, timeout: Duration) -> Result<Response, ErrorReply> {
+        let (roots, retire) = {
+            let mut st = self.lock();
+            st.stopping = true;
+            for (_, p) in st.validations.drain() {
+                let _ = p.reply.send(Err("the node is stopping".into()));
+            }
+            let gens: Vec<u64> = st.versions.keys().copied().collect();
+            for g in gens {
+                if let Some(v) = st.versions.get_mut(&g) {
+                    if v.state == VersionState::Validating {
+                        v.cancelled = true;
+                    }
+                    v.state = VersionState::Draining;
+                }
+            }
+            st.current.clear();
+            // Stop top-level actors; the rest go with their parents.
+            let roots: Vec<u64> = st
+                .actors
+                .iter()
+                .filter(|(id, r)| {
+                    !matches!(r.kind, ActorKind::Client { .. })
+                        && r.parent.as_ref().is_none_or(|p| {
+                            !self.is_local(p) || !st.actors.contains_key(&p.id) || p.id == **id
+                        })
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            (roots, retire_if_idle(&mut st))
+        };
+        for tx in retire {
+            let _ = tx.send(Cmd::Retire);
+        }
+        for id in roots {
+            self.request_exit(id, ExitReason::NodeStopping, None);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.stopped.notified();
+            if self.lock().versions.is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
+                let left = self.lock().versions.len();
+                tracing::warn!(versions = left, "stop timed out with versions still loaded");
+                break;
+            }
+        }
+        self.leave_convention().await;
+        if let Err(e) = std::fs::remove_dir_all(&self.store) {
+            tracing::warn!(store = %self.store.display(), "cannot delete the store: {e}");
+        }
+        tracing::info!("node stopped");
+        Ok(Response::Stopped)
+    }
+}
+
+fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Vec::new();
+    for (name, bytes) in files {
+        // Write to a temporary name and rename: a crash never leaves a half-written library at
+        // a path that could be opened.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, bytes)?;
+        tmp.as_file().sync_all()?;
+        let path = dir.join(name);
+        tmp.persist(&path).map_err(|e| e.error)?;
+        out.push(path);
+    }
+    Ok(out)
+}
