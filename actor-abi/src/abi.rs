@@ -55,18 +55,12 @@ pub struct RawStr {
 impl RawStr {
     /// A `RawStr` over a static string, usable in constants.
     pub const fn from_static(s: &'static str) -> RawStr {
-        RawStr {
-            ptr: s.as_ptr(),
-            len: s.len(),
-        }
+        RawStr { ptr: s.as_ptr(), len: s.len() }
     }
 
     /// A `RawStr` over a borrowed byte slice.
     pub fn from_bytes(b: &[u8]) -> RawStr {
-        RawStr {
-            ptr: b.as_ptr(),
-            len: b.len(),
-        }
+        RawStr { ptr: b.as_ptr(), len: b.len() }
     }
 
     /// Borrows the bytes.
@@ -118,10 +112,7 @@ pub unsafe extern "C" fn vec_sink_write(ctx: *mut c_void, ptr: *const u8, len: u
 impl OutSink {
     /// A sink appending to `v`; `v` must outlive every use of the sink.
     pub fn for_vec(v: &mut Vec<u8>) -> OutSink {
-        OutSink {
-            ctx: v as *mut Vec<u8> as *mut c_void,
-            write: vec_sink_write,
-        }
+        OutSink { ctx: v as *mut Vec<u8> as *mut c_void, write: vec_sink_write }
     }
 }
 
@@ -223,12 +214,8 @@ pub struct PluginRoot {
         err: OutSink,
     ) -> Status,
     /// Hands one message (msgpack [`crate::message::Incoming`]) to an actor.
-    pub handle: unsafe extern "C" fn(
-        actor: *mut c_void,
-        call: *mut c_void,
-        msg: RawStr,
-        err: OutSink,
-    ) -> Status,
+    pub handle:
+        unsafe extern "C" fn(actor: *mut c_void, call: *mut c_void, msg: RawStr, err: OutSink) -> Status,
     /// Frees an actor's state with the plugin's allocator. The pointer is dead afterwards.
     pub drop_actor: unsafe extern "C" fn(actor: *mut c_void, err: OutSink) -> Status,
     /// Called once after the last actor was dropped and before the library is closed: the

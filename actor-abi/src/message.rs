@@ -301,15 +301,9 @@ mod tests {
     #[test]
     fn incoming_round_trips() {
         let m = Incoming {
-            sender: Some(Address {
-                node: "127.0.0.1:1900".into(),
-                id: 7,
-            }),
+            sender: Some(Address { node: "127.0.0.1:1900".into(), id: 7 }),
             payload: Payload::System(SystemMessage::ChildActorExited {
-                child: Address {
-                    node: "n".into(),
-                    id: 1,
-                },
+                child: Address { node: "n".into(), id: 1 },
                 reason: ExitReason::CreateFailed(CreateError::NoCompatibleSystemForActor {
                     type_name: "morse.MorseEncoder".into(),
                     requirements: vec!["morse".into()],
@@ -330,9 +324,6 @@ mod tests {
         };
         assert_eq!(e.kind(), "NoCompatibleSystemForActor");
         let s = e.to_string();
-        assert!(
-            s.contains("[64bit encoder]") && s.contains("127.0.0.1:1900"),
-            "{s}"
-        );
+        assert!(s.contains("[64bit encoder]") && s.contains("127.0.0.1:1900"), "{s}");
     }
 }

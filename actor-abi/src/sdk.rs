@@ -65,10 +65,7 @@ pub trait Typed: Serialize + DeserializeOwned {
 
     /// This value as a payload.
     fn to_payload(&self) -> Payload {
-        Payload::Typed {
-            tag: Self::TAG.to_string(),
-            body: message::encode(self),
-        }
+        Payload::Typed { tag: Self::TAG.to_string(), body: message::encode(self) }
     }
 }
 
@@ -218,10 +215,7 @@ impl Context {
     /// its address at once. If it cannot be created this actor receives `ChildActorExited` with
     /// the reason, and messages sent to it come back as `PoisonMessage`.
     pub fn create(&mut self, type_name: &str) -> ActorResult<Address> {
-        self.create_with(CreateSpec {
-            type_name: type_name.to_string(),
-            ..CreateSpec::default()
-        })
+        self.create_with(CreateSpec { type_name: type_name.to_string(), ..CreateSpec::default() })
     }
 
     /// Creates a child with extra capability requirements, a global name or another version's
@@ -230,13 +224,8 @@ impl Context {
         let spec = message::encode(&spec);
         let mut out = Vec::new();
         // SAFETY: as in `send`; `out` outlives the call and the sink only appends to it.
-        let st = unsafe {
-            (self.host().create)(
-                self.call,
-                RawStr::from_bytes(&spec),
-                OutSink::for_vec(&mut out),
-            )
-        };
+        let st =
+            unsafe { (self.host().create)(self.call, RawStr::from_bytes(&spec), OutSink::for_vec(&mut out)) };
         if st != abi::STATUS_OK {
             return Err(ActorError(String::from_utf8_lossy(&out).into_owned()));
         }
@@ -248,11 +237,7 @@ impl Context {
             let mut out = Vec::new();
             // SAFETY: as in `create`.
             let st = unsafe { (self.host().info)(self.call, OutSink::for_vec(&mut out)) };
-            let info = if st == abi::STATUS_OK {
-                message::decode(&out).ok()
-            } else {
-                None
-            };
+            let info = if st == abi::STATUS_OK { message::decode(&out).ok() } else { None };
             self.info = Some(info.unwrap_or_else(|| panic!("the node gave no call info")));
         }
         match &self.info {
@@ -308,14 +293,8 @@ impl Context {
     /// capability change.
     pub fn watch_convention(&mut self, enable: bool) {
         let me = self.my_address();
-        let node = Address {
-            node: me.node,
-            id: message::ADMIN_ID,
-        };
-        self.send(
-            &node,
-            Payload::System(SystemMessage::NotifyOnSystemRegistrationChanges { enable }),
-        );
+        let node = Address { node: me.node, id: message::ADMIN_ID };
+        self.send(&node, Payload::System(SystemMessage::NotifyOnSystemRegistrationChanges { enable }));
     }
 
     /// Makes this actor the node's source authority: it receives `ValidateSource` for every
@@ -390,14 +369,9 @@ fn guarded(err: OutSink, f: impl FnOnce() -> Result<(), (Status, String)>) -> St
 pub unsafe extern "C" fn __init(host: *const HostApi, err: OutSink) -> Status {
     guarded(err, || {
         // SAFETY: the node passes a pointer to its own table, valid for the process lifetime.
-        let size = unsafe { host.as_ref() }
-            .map(|h| h.size as usize)
-            .unwrap_or(0);
+        let size = unsafe { host.as_ref() }.map(|h| h.size as usize).unwrap_or(0);
         if size < std::mem::size_of::<HostApi>() {
-            return Err((
-                abi::STATUS_ERROR,
-                format!("host API table too small ({size} bytes)"),
-            ));
+            return Err((abi::STATUS_ERROR, format!("host API table too small ({size} bytes)")));
         }
         HOST.store(host as *mut HostApi, Ordering::Release);
         // A silent hook: no output from our own std copy and, above all, no backtrace capture.
@@ -421,10 +395,7 @@ pub unsafe fn __new_actor(
             .map_err(|_| (abi::STATUS_BAD_INPUT, "type name is not UTF-8".into()))?;
         let mut ctx = Context::new(call);
         match constructors(name, &mut ctx) {
-            None => Err((
-                abi::STATUS_UNKNOWN_TYPE,
-                format!("this plugin exports no actor type {name}"),
-            )),
+            None => Err((abi::STATUS_UNKNOWN_TYPE, format!("this plugin exports no actor type {name}"))),
             Some(Err(e)) => Err((abi::STATUS_ERROR, e.0)),
             Some(Ok(actor)) => {
                 let thin: Box<Box<dyn ErasedActor>> = Box::new(actor);
@@ -453,13 +424,7 @@ pub unsafe extern "C" fn __handle(
             .map_err(|e| (abi::STATUS_BAD_INPUT, format!("undecodable message: {e}")))?;
         let mut ctx = Context::new(call);
         actor
-            .receive(
-                &mut ctx,
-                Message {
-                    sender: incoming.sender,
-                    payload: incoming.payload,
-                },
-            )
+            .receive(&mut ctx, Message { sender: incoming.sender, payload: incoming.payload })
             .map_err(|e| (abi::STATUS_ERROR, e.0))
     })
 }

@@ -181,10 +181,7 @@ fn morse_symbol(c: char) -> Option<&'static str> {
 /// `MorseEncoder`: upper-cases ASCII, maps A–Z and 0–9 with the international table and a space
 /// to a four-space token, drops anything else, and joins the tokens with single spaces.
 pub fn encode_morse(raw: &str) -> String {
-    raw.chars()
-        .filter_map(|c| morse_symbol(c.to_ascii_uppercase()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    raw.chars().filter_map(|c| morse_symbol(c.to_ascii_uppercase())).collect::<Vec<_>>().join(" ")
 }
 
 /// The line the Analyzer sends: `"<encoder> [density=<d>]  <encoded>"` with two spaces before
@@ -192,11 +189,7 @@ pub fn encode_morse(raw: &str) -> String {
 /// encoding is empty.
 pub fn result_line(encoder: &str, raw: &str, encoded: &str) -> String {
     let (n_raw, n_enc) = (raw.chars().count(), encoded.chars().count());
-    let density = if n_enc == 0 {
-        "inf".to_string()
-    } else {
-        format!("{:.3}", n_raw as f64 / n_enc as f64)
-    };
+    let density = if n_enc == 0 { "inf".to_string() } else { format!("{:.3}", n_raw as f64 / n_enc as f64) };
     format!("{encoder} [density={density}]  {encoded}")
 }
 
@@ -240,9 +233,7 @@ impl Acceptor {
             };
             targets.push((name, Ok(addr)));
         }
-        let expect = Expect {
-            encoders: ENCODERS.iter().map(|(n, _)| n.to_string()).collect(),
-        };
+        let expect = Expect { encoders: ENCODERS.iter().map(|(n, _)| n.to_string()).collect() };
         ctx.send(&requester, &expect);
         for (name, target) in targets {
             match target {
@@ -256,25 +247,14 @@ impl Acceptor {
                     ctx.send(&addr, &work);
                 }
                 Err(reason) => {
-                    ctx.send(
-                        &requester,
-                        &Failed {
-                            encoder: name.to_string(),
-                            reason,
-                        },
-                    );
+                    ctx.send(&requester, &Failed { encoder: name.to_string(), reason });
                 }
             }
         }
         Ok(())
     }
 
-    fn on_child_exited(
-        &mut self,
-        ctx: &mut Context,
-        child: &Address,
-        reason: &ExitReason,
-    ) -> ActorResult {
+    fn on_child_exited(&mut self, ctx: &mut Context, child: &Address, reason: &ExitReason) -> ActorResult {
         if self.analyzer.as_ref() == Some(child) {
             self.analyzer = None;
             ctx.log(log_level::WARN, &format!("Analyzer {child} {reason}"));
@@ -288,10 +268,7 @@ impl Acceptor {
         for (slot, (name, _)) in self.encoders.iter_mut().zip(ENCODERS) {
             if slot.as_ref() == Some(child) {
                 *slot = None;
-                ctx.log(
-                    log_level::WARN,
-                    &format!("{name} {child} {reason}; re-created on the next request"),
-                );
+                ctx.log(log_level::WARN, &format!("{name} {child} {reason}; re-created on the next request"));
             }
         }
         Ok(())
@@ -300,11 +277,7 @@ impl Acceptor {
 
 impl Actor for Acceptor {
     fn create(_ctx: &mut Context) -> ActorResult<Self> {
-        Ok(Acceptor {
-            analyzer: None,
-            encoders: Default::default(),
-            exiting: false,
-        })
+        Ok(Acceptor { analyzer: None, encoders: Default::default(), exiting: false })
     }
 
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
@@ -319,27 +292,14 @@ impl Actor for Acceptor {
             Some(SystemMessage::ChildActorExited { child, reason }) => {
                 self.on_child_exited(ctx, child, reason)
             }
-            Some(SystemMessage::PoisonMessage {
-                message,
-                target,
-                details,
-            }) => {
+            Some(SystemMessage::PoisonMessage { message, target, details }) => {
                 match decode_payload::<EncodeThis>(message) {
                     Some(Ok(work)) => {
-                        ctx.log(
-                            log_level::WARN,
-                            &format!("{} ({target}) failed: {details}", work.encoder),
-                        );
-                        let failed = Failed {
-                            encoder: work.encoder,
-                            reason: details.clone(),
-                        };
+                        ctx.log(log_level::WARN, &format!("{} ({target}) failed: {details}", work.encoder));
+                        let failed = Failed { encoder: work.encoder, reason: details.clone() };
                         ctx.send(&work.requester, &failed);
                     }
-                    _ => ctx.log(
-                        log_level::WARN,
-                        &format!("a message to {target} came back: {details}"),
-                    ),
+                    _ => ctx.log(log_level::WARN, &format!("a message to {target} came back: {details}")),
                 }
                 Ok(())
             }
@@ -364,22 +324,14 @@ impl Actor for Analyzer {
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
         if let Some(done) = msg.decode::<Encoded>() {
             let done = done?;
-            ctx.send_text(
-                &done.requester,
-                &result_line(&done.encoder, &done.raw, &done.encoded),
-            );
+            ctx.send_text(&done.requester, &result_line(&done.encoder, &done.raw, &done.encoded));
         }
         Ok(())
     }
 }
 
 /// Does one encoder's job: answers an [`EncodeThis`] with an [`Encoded`] to the analyzer.
-fn encode_request(
-    ctx: &mut Context,
-    msg: &Message,
-    name: &str,
-    encode: fn(&str) -> String,
-) -> ActorResult {
+fn encode_request(ctx: &mut Context, msg: &Message, name: &str, encode: fn(&str) -> String) -> ActorResult {
     if let Some(work) = msg.decode::<EncodeThis>() {
         let work = work?;
         let done = Encoded {
@@ -484,21 +436,12 @@ mod tests {
     #[test]
     fn punctuation_and_real_k() {
         let raw = "Hello, World! K k";
-        assert_eq!(
-            encode_morse(raw),
-            ".... . .-.. .-.. ---      .-- --- .-. .-.. -..      -.-      -.-"
-        );
+        assert_eq!(encode_morse(raw), ".... . .-.. .-.. ---      .-- --- .-. .-.. -..      -.-      -.-");
         assert_eq!(encode_rot13(raw), "Uryyb, Jbeyq! X x");
         assert_eq!(encode_base64(raw), "SGVsbG8sIFdvcmxkISBLIGs=");
-        assert_eq!(
-            lines(raw)[1],
-            "Base64Encoder [density=0.708]  SGVsbG8sIFdvcmxkISBLIGs="
-        );
+        assert_eq!(lines(raw)[1], "Base64Encoder [density=0.708]  SGVsbG8sIFdvcmxkISBLIGs=");
         // 17 chars over 64 chars of Morse.
-        assert_eq!(
-            lines(raw)[2],
-            format!("MorseEncoder [density=0.266]  {}", encode_morse(raw))
-        );
+        assert_eq!(lines(raw)[2], format!("MorseEncoder [density=0.266]  {}", encode_morse(raw)));
     }
 
     #[test]
@@ -520,10 +463,7 @@ mod tests {
 
     #[test]
     fn digits() {
-        assert_eq!(
-            encode_morse("0123456789"),
-            "----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----."
-        );
+        assert_eq!(encode_morse("0123456789"), "----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----.");
         assert_eq!(encode_rot13("a1z9"), "n1m9");
         assert_eq!(encode_base64("2024"), "MjAyNA==");
     }
@@ -556,10 +496,7 @@ mod tests {
         assert_eq!(encode_morse("éße"), ".");
         assert_eq!(encode_rot13("héllo"), "uéyyb");
         assert_eq!(encode_base64("é"), "w6k=");
-        assert_eq!(
-            result_line("Encoder", "é", "é"),
-            "Encoder [density=1.000]  é"
-        );
+        assert_eq!(result_line("Encoder", "é", "é"), "Encoder [density=1.000]  é");
     }
 
     #[test]
@@ -568,23 +505,13 @@ mod tests {
         assert_eq!(encode_base64(""), "");
         assert_eq!(encode_morse(""), "");
         assert_eq!(encode_rot13(""), "");
-        assert!(
-            lines("").iter().all(|l| l.contains("[density=inf]  ")),
-            "{:?}",
-            lines("")
-        );
-        assert_eq!(
-            result_line("MorseEncoder", "!?", ""),
-            "MorseEncoder [density=inf]  "
-        );
+        assert!(lines("").iter().all(|l| l.contains("[density=inf]  ")), "{:?}", lines(""));
+        assert_eq!(result_line("MorseEncoder", "!?", ""), "MorseEncoder [density=inf]  ");
     }
 
     #[test]
     fn messages_round_trip_with_their_tags() {
-        let a = Address {
-            node: "127.0.0.1:1900".into(),
-            id: 3,
-        };
+        let a = Address { node: "127.0.0.1:1900".into(), id: 3 };
         let work = EncodeThis {
             raw: "hi".into(),
             encoder: "Base64Encoder".into(),
@@ -593,10 +520,7 @@ mod tests {
         };
         let p = work.to_payload();
         assert!(matches!(&p, Payload::Typed { tag, .. } if tag == "encoders/EncodeThis"));
-        assert_eq!(
-            decode_payload::<EncodeThis>(&p).map(|r| r.ok()),
-            Some(Some(work))
-        );
+        assert_eq!(decode_payload::<EncodeThis>(&p).map(|r| r.ok()), Some(Some(work)));
         assert!(decode_payload::<Encoded>(&p).is_none());
         assert_eq!(Expect::TAG, "app/Expect");
         assert_eq!(Failed::TAG, "app/Failed");

@@ -147,9 +147,7 @@ pub enum ArchiveError {
     BadManifest(String),
     #[error("{MANIFEST_NAME} is {size} bytes, over the limit of {limit} bytes")]
     ManifestTooLarge { size: u64, limit: u64 },
-    #[error(
-        "entry `{name}` is not listed in {MANIFEST_NAME}: every file in a source must be declared"
-    )]
+    #[error("entry `{name}` is not listed in {MANIFEST_NAME}: every file in a source must be declared")]
     UnlistedEntry { name: String },
     #[error("{MANIFEST_NAME} lists cdylib `{name}` but the archive does not contain it")]
     MissingCdylib { name: String },
@@ -160,26 +158,13 @@ pub enum ArchiveError {
     #[error(
         "entry `{name}` inflates from {compressed} to {size} bytes, more than {limit}× — refusing a likely zip bomb"
     )]
-    SuspiciousRatio {
-        name: String,
-        size: u64,
-        compressed: u64,
-        limit: u64,
-    },
+    SuspiciousRatio { name: String, size: u64, compressed: u64, limit: u64 },
     #[error("entry `{name}` declares {declared} bytes but inflates to {actual}{}: the archive is corrupt or crafted", if *.actual > *.declared { " or more" } else { "" })]
-    SizeMismatch {
-        name: String,
-        declared: u64,
-        actual: u64,
-    },
+    SizeMismatch { name: String, declared: u64, actual: u64 },
     #[error(
         "sha256 of `{file}` is {actual} but {MANIFEST_NAME} says {expected}: the archive was altered or built from a different file"
     )]
-    HashMismatch {
-        file: String,
-        expected: String,
-        actual: String,
-    },
+    HashMismatch { file: String, expected: String, actual: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("zip error: {0}")]
@@ -289,11 +274,9 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), ArchiveError> {
         let bad = |msg: String| Err(ArchiveError::BadManifest(msg));
         let package = &self.package;
-        for (field, value) in [
-            ("name", &package.name),
-            ("version", &package.version),
-            ("target", &package.target),
-        ] {
+        for (field, value) in
+            [("name", &package.name), ("version", &package.version), ("target", &package.target)]
+        {
             if value.trim().is_empty() {
                 return bad(format!("package.{field} is empty"));
             }
@@ -306,9 +289,7 @@ impl Manifest {
         for cdylib in &self.cdylibs {
             let file = &cdylib.file;
             if !is_plain_name(file) || file == MANIFEST_NAME {
-                return bad(format!(
-                    "cdylib file `{file}` is not a plain file name inside the archive"
-                ));
+                return bad(format!("cdylib file `{file}` is not a plain file name inside the archive"));
             }
             if !file.ends_with(".so") || file.len() == ".so".len() {
                 return bad(format!("cdylib file `{file}` does not end in `.so`"));
@@ -334,9 +315,7 @@ impl Manifest {
                     return bad(format!("actor type `{type_name}` is declared twice"));
                 }
                 if actor.requires.iter().any(|cap| cap.trim().is_empty()) {
-                    return bad(format!(
-                        "actor type `{type_name}` requires an empty capability"
-                    ));
+                    return bad(format!("actor type `{type_name}` requires an empty capability"));
                 }
             }
         }
@@ -346,11 +325,7 @@ impl Manifest {
     /// The cdylib exporting `type_name`, and its entry for that type.
     pub fn find_type(&self, type_name: &str) -> Option<(&CdylibEntry, &ActorTypeEntry)> {
         self.cdylibs.iter().find_map(|cdylib| {
-            cdylib
-                .actors
-                .iter()
-                .find(|actor| actor.type_name == type_name)
-                .map(|actor| (cdylib, actor))
+            cdylib.actors.iter().find(|actor| actor.type_name == type_name).map(|actor| (cdylib, actor))
         })
     }
 }
@@ -360,9 +335,7 @@ fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control())
+        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -370,8 +343,7 @@ fn is_sha256_hex(s: &str) -> bool {
 }
 
 fn is_type_name(s: &str) -> bool {
-    let part_ok =
-        |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let part_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     match s.split_once('.') {
         Some((module, ty)) => part_ok(module) && part_ok(ty),
         None => false,
@@ -418,10 +390,7 @@ pub fn pack(package: &PackageInfo, cdylibs: &[PackInput]) -> Result<Vec<u8>, Arc
     zip.start_file(MANIFEST_NAME, options.unix_permissions(PACK_MANIFEST_MODE))?;
     zip.write_all(text.as_bytes())?;
     for input in cdylibs {
-        zip.start_file(
-            input.file_name.as_str(),
-            options.unix_permissions(PACK_CDYLIB_MODE),
-        )?;
+        zip.start_file(input.file_name.as_str(), options.unix_permissions(PACK_CDYLIB_MODE))?;
         zip.write_all(&input.bytes)?;
     }
     Ok(zip.finish()?.into_inner())
@@ -463,70 +432,45 @@ struct EntryInfo {
 pub fn open(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveError> {
     let zip_size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     if zip_size > limits.max_zip_bytes {
-        return Err(ArchiveError::TooLarge {
-            size: zip_size,
-            limit: limits.max_zip_bytes,
-        });
+        return Err(ArchiveError::TooLarge { size: zip_size, limit: limits.max_zip_bytes });
     }
     if bytes.is_empty() {
         return Err(ArchiveError::NotAZip("the input is empty".into()));
     }
-    let signatures = bytes
-        .windows(CENTRAL_HEADER_SIG.len())
-        .filter(|w| w == CENTRAL_HEADER_SIG)
-        .count();
+    let signatures = bytes.windows(CENTRAL_HEADER_SIG.len()).filter(|w| w == CENTRAL_HEADER_SIG).count();
     if signatures > limits.max_entries.saturating_add(CENTRAL_HEADER_SLACK) {
-        return Err(ArchiveError::TooManyEntries {
-            count: signatures,
-            limit: limits.max_entries,
-        });
+        return Err(ArchiveError::TooManyEntries { count: signatures, limit: limits.max_entries });
     }
     let mut archive =
         ZipArchive::new(Cursor::new(bytes)).map_err(|e| ArchiveError::NotAZip(e.to_string()))?;
 
     if archive.len() > limits.max_entries {
-        return Err(ArchiveError::TooManyEntries {
-            count: archive.len(),
-            limit: limits.max_entries,
-        });
+        return Err(ArchiveError::TooManyEntries { count: archive.len(), limit: limits.max_entries });
     }
 
     let entries = list_entries(&archive)?;
 
-    let manifest_entry = entries
-        .iter()
-        .find(|e| e.name == MANIFEST_NAME)
-        .ok_or(ArchiveError::MissingManifest)?;
-    let manifest_too_large = |size| ArchiveError::ManifestTooLarge {
-        size,
-        limit: limits.max_manifest_bytes,
-    };
+    let manifest_entry =
+        entries.iter().find(|e| e.name == MANIFEST_NAME).ok_or(ArchiveError::MissingManifest)?;
+    let manifest_too_large = |size| ArchiveError::ManifestTooLarge { size, limit: limits.max_manifest_bytes };
     if manifest_entry.size > limits.max_manifest_bytes {
         return Err(manifest_too_large(manifest_entry.size));
     }
-    let manifest_bytes = inflate(
-        &mut archive,
-        manifest_entry,
-        limits.max_manifest_bytes,
-        manifest_too_large,
-    )?;
-    let manifest_text = String::from_utf8(manifest_bytes)
-        .map_err(|_| ArchiveError::BadManifest("not valid UTF-8".into()))?;
+    let manifest_bytes =
+        inflate(&mut archive, manifest_entry, limits.max_manifest_bytes, manifest_too_large)?;
+    let manifest_text =
+        String::from_utf8(manifest_bytes).map_err(|_| ArchiveError::BadManifest("not valid UTF-8".into()))?;
     let manifest = Manifest::parse(&manifest_text)?;
 
     let by_name: HashMap<&str, &EntryInfo> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
     for entry in &entries {
         if entry.name != MANIFEST_NAME && !manifest.cdylibs.iter().any(|c| c.file == entry.name) {
-            return Err(ArchiveError::UnlistedEntry {
-                name: entry.name.clone(),
-            });
+            return Err(ArchiveError::UnlistedEntry { name: entry.name.clone() });
         }
     }
     for cdylib in &manifest.cdylibs {
         if !by_name.contains_key(cdylib.file.as_str()) {
-            return Err(ArchiveError::MissingCdylib {
-                name: cdylib.file.clone(),
-            });
+            return Err(ArchiveError::MissingCdylib { name: cdylib.file.clone() });
         }
     }
 
@@ -536,19 +480,15 @@ pub fn open(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveError
     let mut total = manifest_entry.size;
     for cdylib in &manifest.cdylibs {
         let Some(entry) = by_name.get(cdylib.file.as_str()) else {
-            return Err(ArchiveError::MissingCdylib {
-                name: cdylib.file.clone(),
-            });
+            return Err(ArchiveError::MissingCdylib { name: cdylib.file.clone() });
         };
         // The declared size already passed the limits; reading one byte past it catches an
         // entry that inflates to more than it claims, whatever the zip reader itself checks.
         let cap = entry.size.min(limits.max_entry_bytes);
-        let data = inflate(&mut archive, entry, cap, |actual| {
-            ArchiveError::SizeMismatch {
-                name: entry.name.clone(),
-                declared: entry.size,
-                actual,
-            }
+        let data = inflate(&mut archive, entry, cap, |actual| ArchiveError::SizeMismatch {
+            name: entry.name.clone(),
+            declared: entry.size,
+            actual,
         })?;
         let actual_size = u64::try_from(data.len()).unwrap_or(u64::MAX);
         if actual_size != entry.size {
@@ -560,10 +500,7 @@ pub fn open(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveError
         }
         total = total.saturating_add(actual_size);
         if total > limits.max_total_bytes {
-            return Err(ArchiveError::TotalTooLarge {
-                total,
-                limit: limits.max_total_bytes,
-            });
+            return Err(ArchiveError::TotalTooLarge { total, limit: limits.max_total_bytes });
         }
         let actual = sha256_hex(&data);
         if actual != cdylib.sha256 {
@@ -573,17 +510,10 @@ pub fn open(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveError
                 actual,
             });
         }
-        files.push(SourceFile {
-            name: cdylib.file.clone(),
-            bytes: data,
-        });
+        files.push(SourceFile { name: cdylib.file.clone(), bytes: data });
     }
 
-    Ok(Source {
-        hash: sha256_hex(bytes),
-        manifest,
-        files,
-    })
+    Ok(Source { hash: sha256_hex(bytes), manifest, files })
 }
 
 /// Reads the central directory: every entry must be an unencrypted regular file with a plain
@@ -597,9 +527,7 @@ fn list_entries(archive: &ZipArchive<Cursor<&[u8]>>) -> Result<Vec<EntryInfo>, A
     let mut entries = Vec::with_capacity(archive.len());
     let mut seen = HashSet::new();
     for index in 0..archive.len() {
-        let entry = archive
-            .by_index_data(index)
-            .map_err(|e| ArchiveError::NotAZip(e.to_string()))?;
+        let entry = archive.by_index_data(index).map_err(|e| ArchiveError::NotAZip(e.to_string()))?;
         let name = match entry.name() {
             Ok(name) => name.into_owned(),
             // Undecodable names cannot be plain file names.
@@ -623,12 +551,7 @@ fn list_entries(archive: &ZipArchive<Cursor<&[u8]>>) -> Result<Vec<EntryInfo>, A
         if !seen.insert(name.clone()) {
             return Err(ArchiveError::DuplicateEntry);
         }
-        entries.push(EntryInfo {
-            index,
-            name,
-            size: entry.size(),
-            compressed: entry.compressed_size(),
-        });
+        entries.push(EntryInfo { index, name, size: entry.size(), compressed: entry.compressed_size() });
     }
     Ok(entries)
 }
@@ -663,9 +586,7 @@ fn check_declared_sizes(entries: &[EntryInfo], limits: &ArchiveLimits) -> Result
                 limit: limits.max_entry_bytes,
             });
         }
-        if entry.size > RATIO_EXEMPT_BYTES
-            && entry.size > entry.compressed.saturating_mul(limits.max_ratio)
-        {
+        if entry.size > RATIO_EXEMPT_BYTES && entry.size > entry.compressed.saturating_mul(limits.max_ratio) {
             return Err(ArchiveError::SuspiciousRatio {
                 name: entry.name.clone(),
                 size: entry.size,
@@ -675,10 +596,7 @@ fn check_declared_sizes(entries: &[EntryInfo], limits: &ArchiveLimits) -> Result
         }
         total = total.saturating_add(entry.size);
         if total > limits.max_total_bytes {
-            return Err(ArchiveError::TotalTooLarge {
-                total,
-                limit: limits.max_total_bytes,
-            });
+            return Err(ArchiveError::TotalTooLarge { total, limit: limits.max_total_bytes });
         }
     }
     Ok(())
@@ -692,14 +610,11 @@ fn inflate(
     cap: u64,
     too_large: impl FnOnce(u64) -> ArchiveError,
 ) -> Result<Vec<u8>, ArchiveError> {
-    let corrupt = |e: &dyn std::fmt::Display| {
-        ArchiveError::Zip(format!("cannot read entry `{}`: {e}", entry.name))
-    };
+    let corrupt =
+        |e: &dyn std::fmt::Display| ArchiveError::Zip(format!("cannot read entry `{}`: {e}", entry.name));
     let file = archive.by_index(entry.index).map_err(|e| corrupt(&e))?;
     let mut data = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut data)
-        .map_err(|e| corrupt(&e))?;
+    file.take(cap.saturating_add(1)).read_to_end(&mut data).map_err(|e| corrupt(&e))?;
     let read = u64::try_from(data.len()).unwrap_or(u64::MAX);
     if read > cap {
         return Err(too_large(read));
@@ -830,10 +745,7 @@ requires = []
         assert_eq!(cdylib.file, "libencoders.so");
         assert_eq!(entry.requires, vec!["64bit encoder".to_string()]);
         assert!(manifest.find_type("encoder.Nope").is_none());
-        assert_eq!(
-            Manifest::parse(&manifest.to_toml()).expect("reparse"),
-            manifest
-        );
+        assert_eq!(Manifest::parse(&manifest.to_toml()).expect("reparse"), manifest);
     }
 
     #[test]
@@ -848,10 +760,7 @@ requires = []
         }
         let no_cdylib = "[package]\nname = \"x\"\nversion = \"1\"\nabi_version = 1\n\
                          msg_schema = 1\ntarget = \"t\"\ncdylib = []\n";
-        assert_eq!(
-            Manifest::parse(no_cdylib).expect_err("empty").kind(),
-            "bad_manifest"
-        );
+        assert_eq!(Manifest::parse(no_cdylib).expect_err("empty").kind(), "bad_manifest");
     }
 
     #[test]
@@ -863,29 +772,17 @@ requires = []
             package: package(),
             cdylibs: inputs()
                 .into_iter()
-                .map(|i| CdylibEntry {
-                    file: i.file_name,
-                    sha256: sha256_hex(&i.bytes),
-                    actors: i.actors,
-                })
+                .map(|i| CdylibEntry { file: i.file_name, sha256: sha256_hex(&i.bytes), actors: i.actors })
                 .collect(),
         };
         assert_eq!(source.manifest, expected);
-        let files: Vec<SourceFile> = inputs()
-            .into_iter()
-            .map(|i| SourceFile {
-                name: i.file_name,
-                bytes: i.bytes,
-            })
-            .collect();
+        let files: Vec<SourceFile> =
+            inputs().into_iter().map(|i| SourceFile { name: i.file_name, bytes: i.bytes }).collect();
         assert_eq!(source.files, files);
 
         // The manifest is written first.
         let archive = ZipArchive::new(Cursor::new(&bytes[..])).expect("zip");
-        assert_eq!(
-            archive.name_for_index(0).expect("0").expect("name"),
-            MANIFEST_NAME
-        );
+        assert_eq!(archive.name_for_index(0).expect("0").expect("name"), MANIFEST_NAME);
     }
 
     #[test]
@@ -912,18 +809,12 @@ requires = []
 
     #[test]
     fn sha256_hex_is_lowercase_hex() {
-        assert_eq!(
-            sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]
     fn garbage_is_not_a_zip() {
-        assert_kind(
-            open_default(b"this is not a zip archive at all"),
-            "not_a_zip",
-        );
+        assert_kind(open_default(b"this is not a zip archive at all"), "not_a_zip");
     }
 
     #[test]
@@ -939,10 +830,7 @@ requires = []
 
     #[test]
     fn oversized_zip_is_refused_first() {
-        let limits = ArchiveLimits {
-            max_zip_bytes: 16,
-            ..ArchiveLimits::default()
-        };
+        let limits = ArchiveLimits { max_zip_bytes: 16, ..ArchiveLimits::default() };
         assert_kind(open(&packed(), &limits), "too_large");
         // The size check comes before any parsing.
         assert_kind(open(&[0u8; 17], &limits), "too_large");
@@ -963,25 +851,16 @@ requires = []
     #[test]
     fn manifest_with_bad_type_name() {
         let text = manifest_for(&[("liba.so", b"a")]).replace("m.T0", "NoModule");
-        assert_kind(
-            open_default(&hand_zip(Some(&text), &[("liba.so", b"a")])),
-            "bad_manifest",
-        );
+        assert_kind(open_default(&hand_zip(Some(&text), &[("liba.so", b"a")])), "bad_manifest");
     }
 
     #[test]
     fn manifest_with_bad_sha_format() {
         let text = manifest_for(&[("liba.so", b"a")]).replace(&sha256_hex(b"a"), "ABCDEF");
-        assert_kind(
-            open_default(&hand_zip(Some(&text), &[("liba.so", b"a")])),
-            "bad_manifest",
-        );
+        assert_kind(open_default(&hand_zip(Some(&text), &[("liba.so", b"a")])), "bad_manifest");
         let upper = sha256_hex(b"a").to_uppercase();
         let text = manifest_for(&[("liba.so", b"a")]).replace(&sha256_hex(b"a"), &upper);
-        assert_kind(
-            open_default(&hand_zip(Some(&text), &[("liba.so", b"a")])),
-            "bad_manifest",
-        );
+        assert_kind(open_default(&hand_zip(Some(&text), &[("liba.so", b"a")])), "bad_manifest");
     }
 
     #[test]
@@ -993,19 +872,9 @@ requires = []
 
     #[test]
     fn manifest_too_large() {
-        let text = format!(
-            "# {}\n{}",
-            "x".repeat(200),
-            manifest_for(&[("liba.so", b"a")])
-        );
-        let limits = ArchiveLimits {
-            max_manifest_bytes: 100,
-            ..ArchiveLimits::default()
-        };
-        assert_kind(
-            open(&hand_zip(Some(&text), &[("liba.so", b"a")]), &limits),
-            "manifest_too_large",
-        );
+        let text = format!("# {}\n{}", "x".repeat(200), manifest_for(&[("liba.so", b"a")]));
+        let limits = ArchiveLimits { max_manifest_bytes: 100, ..ArchiveLimits::default() };
+        assert_kind(open(&hand_zip(Some(&text), &[("liba.so", b"a")]), &limits), "manifest_too_large");
     }
 
     #[test]
@@ -1017,14 +886,7 @@ requires = []
 
     #[test]
     fn unsafe_entry_names() {
-        for name in [
-            "../evil.so",
-            "/abs.so",
-            "dir/x.so",
-            "a\\b.so",
-            "..",
-            "new\nline.so",
-        ] {
+        for name in ["../evil.so", "/abs.so", "dir/x.so", "a\\b.so", "..", "new\nline.so"] {
             let text = manifest_for(&[("liba.so", b"a")]);
             let bytes = hand_zip(Some(&text), &[("liba.so", b"a"), (name, b"evil")]);
             match open_default(&bytes) {
@@ -1040,8 +902,7 @@ requires = []
         let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
         zip.start_file(MANIFEST_NAME, opts()).expect("start");
         zip.write_all(text.as_bytes()).expect("write");
-        zip.add_symlink("liba.so", "/etc/passwd", opts())
-            .expect("symlink");
+        zip.add_symlink("liba.so", "/etc/passwd", opts()).expect("symlink");
         let bytes = zip.finish().expect("finish").into_inner();
         match open_default(&bytes) {
             Err(ArchiveError::NotRegularFile { name, kind }) => {
@@ -1072,8 +933,7 @@ requires = []
             let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
             zip.start_file(MANIFEST_NAME, opts()).expect("start");
             zip.write_all(text.as_bytes()).expect("write");
-            zip.start_file("liba.so", opts().external_attributes(mode << 16))
-                .expect("start");
+            zip.start_file("liba.so", opts().external_attributes(mode << 16)).expect("start");
             let bytes = zip.finish().expect("finish").into_inner();
             match open_default(&bytes) {
                 Err(ArchiveError::NotRegularFile { kind: got, .. }) => assert_eq!(got, kind),
@@ -1122,16 +982,10 @@ requires = []
 
     #[test]
     fn too_many_entries() {
-        let limits = ArchiveLimits {
-            max_entries: 2,
-            ..ArchiveLimits::default()
-        };
+        let limits = ArchiveLimits { max_entries: 2, ..ArchiveLimits::default() };
         // The manifest and two cdylibs make three entries.
         assert_kind(open(&packed(), &limits), "too_many_entries");
-        let limits = ArchiveLimits {
-            max_entries: 3,
-            ..ArchiveLimits::default()
-        };
+        let limits = ArchiveLimits { max_entries: 3, ..ArchiveLimits::default() };
         assert!(open(&packed(), &limits).is_ok());
     }
 
@@ -1155,10 +1009,7 @@ requires = []
         let big = vec![7u8; 4096];
         let text = manifest_for(&[("liba.so", &big)]);
         let bytes = hand_zip(Some(&text), &[("liba.so", &big)]);
-        let limits = ArchiveLimits {
-            max_entry_bytes: 1024,
-            ..ArchiveLimits::default()
-        };
+        let limits = ArchiveLimits { max_entry_bytes: 1024, ..ArchiveLimits::default() };
         assert_kind(open(&bytes, &limits), "entry_too_large");
     }
 
@@ -1167,10 +1018,7 @@ requires = []
         let (a, b) = (vec![1u8; 3000], vec![2u8; 3000]);
         let files: &[(&str, &[u8])] = &[("liba.so", &a), ("libb.so", &b)];
         let bytes = hand_zip(Some(&manifest_for(files)), files);
-        let limits = ArchiveLimits {
-            max_total_bytes: 5000,
-            ..ArchiveLimits::default()
-        };
+        let limits = ArchiveLimits { max_total_bytes: 5000, ..ArchiveLimits::default() };
         assert_kind(open(&bytes, &limits), "total_too_large");
     }
 
@@ -1181,10 +1029,7 @@ requires = []
         let bytes = hand_zip(Some(&text), &[("liba.so", &zeros)]);
         assert_kind(open_default(&bytes), "suspicious_ratio");
         // The same entry passes with the check relaxed: the ratio is what was refused.
-        let limits = ArchiveLimits {
-            max_ratio: 100_000,
-            ..ArchiveLimits::default()
-        };
+        let limits = ArchiveLimits { max_ratio: 100_000, ..ArchiveLimits::default() };
         assert!(open(&bytes, &limits).is_ok());
     }
 
@@ -1207,10 +1052,7 @@ requires = []
         // The zip reader notices too; either way the entry is refused and nothing past
         // the declared size plus one byte is inflated.
         let err = open_default(&bytes).expect_err("lying size");
-        assert!(
-            matches!(err.kind(), "size_mismatch" | "zip"),
-            "unexpected error: {err}"
-        );
+        assert!(matches!(err.kind(), "size_mismatch" | "zip"), "unexpected error: {err}");
     }
 
     #[test]
@@ -1220,10 +1062,7 @@ requires = []
         let mut bytes = hand_zip(Some(&text), &[("liba.so", &data)]);
         patch_declared_size(&mut bytes, "liba.so", 100);
         let err = open_default(&bytes).expect_err("lying size");
-        assert!(
-            matches!(err.kind(), "size_mismatch" | "zip"),
-            "unexpected error: {err}"
-        );
+        assert!(matches!(err.kind(), "size_mismatch" | "zip"), "unexpected error: {err}");
     }
 
     #[test]
@@ -1232,43 +1071,19 @@ requires = []
             ArchiveError::NotAZip(String::new()),
             ArchiveError::TooLarge { size: 0, limit: 0 },
             ArchiveError::TooManyEntries { count: 0, limit: 0 },
-            ArchiveError::UnsafePath {
-                name: String::new(),
-            },
-            ArchiveError::NotRegularFile {
-                name: String::new(),
-                kind: "",
-            },
-            ArchiveError::Encrypted {
-                name: String::new(),
-            },
+            ArchiveError::UnsafePath { name: String::new() },
+            ArchiveError::NotRegularFile { name: String::new(), kind: "" },
+            ArchiveError::Encrypted { name: String::new() },
             ArchiveError::DuplicateEntry,
             ArchiveError::MissingManifest,
             ArchiveError::BadManifest(String::new()),
             ArchiveError::ManifestTooLarge { size: 0, limit: 0 },
-            ArchiveError::UnlistedEntry {
-                name: String::new(),
-            },
-            ArchiveError::MissingCdylib {
-                name: String::new(),
-            },
-            ArchiveError::EntryTooLarge {
-                name: String::new(),
-                size: 0,
-                limit: 0,
-            },
+            ArchiveError::UnlistedEntry { name: String::new() },
+            ArchiveError::MissingCdylib { name: String::new() },
+            ArchiveError::EntryTooLarge { name: String::new(), size: 0, limit: 0 },
             ArchiveError::TotalTooLarge { total: 0, limit: 0 },
-            ArchiveError::SuspiciousRatio {
-                name: String::new(),
-                size: 0,
-                compressed: 0,
-                limit: 0,
-            },
-            ArchiveError::SizeMismatch {
-                name: String::new(),
-                declared: 0,
-                actual: 0,
-            },
+            ArchiveError::SuspiciousRatio { name: String::new(), size: 0, compressed: 0, limit: 0 },
+            ArchiveError::SizeMismatch { name: String::new(), declared: 0, actual: 0 },
             ArchiveError::HashMismatch {
                 file: String::new(),
                 expected: String::new(),

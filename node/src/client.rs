@@ -12,9 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use troupe_actor_abi::message::{Address, Incoming};
 
-use crate::protocol::{
-    self, ClientFrame, ErrorReply, Request, Response, ServerFrame, PROTOCOL_VERSION,
-};
+use crate::protocol::{self, ClientFrame, ErrorReply, Request, Response, ServerFrame, PROTOCOL_VERSION};
 
 /// How long connecting and the hello may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,12 +65,7 @@ impl Client {
     pub async fn connect(addr: &str) -> Result<Client, ClientError> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(ClientError::Unreachable {
-                    addr: addr.into(),
-                    source,
-                })
-            }
+            Ok(Err(source)) => return Err(ClientError::Unreachable { addr: addr.into(), source }),
             Err(_) => {
                 return Err(ClientError::Unreachable {
                     addr: addr.into(),
@@ -86,46 +79,23 @@ impl Client {
             protocol: PROTOCOL_VERSION,
             agent: format!("troupe {}", env!("CARGO_PKG_VERSION")),
         };
-        let proto = |m: String| ClientError::Protocol {
-            addr: addr.into(),
-            message: m,
-        };
-        framed
-            .send(protocol::encode(&hello))
-            .await
-            .map_err(|e| proto(e.to_string()))?;
-        let reply = tokio::time::timeout(CONNECT_TIMEOUT, framed.next())
-            .await
-            .map_err(|_| ClientError::Timeout {
-                what: format!("hello from {addr}"),
-                after: CONNECT_TIMEOUT,
-            })?;
+        let proto = |m: String| ClientError::Protocol { addr: addr.into(), message: m };
+        framed.send(protocol::encode(&hello)).await.map_err(|e| proto(e.to_string()))?;
+        let reply = tokio::time::timeout(CONNECT_TIMEOUT, framed.next()).await.map_err(|_| {
+            ClientError::Timeout { what: format!("hello from {addr}"), after: CONNECT_TIMEOUT }
+        })?;
         let bytes = match reply {
             Some(Ok(b)) => b,
             Some(Err(e)) => return Err(proto(e.to_string())),
-            None => {
-                return Err(proto(
-                    "connection closed during hello (is this a troupe node?)".into(),
-                ))
-            }
+            None => return Err(proto("connection closed during hello (is this a troupe node?)".into())),
         };
         match protocol::decode::<ServerFrame>(&bytes) {
-            Ok(ServerFrame::Hello {
-                protocol: v,
-                node,
-                client,
-                ..
-            }) if v == PROTOCOL_VERSION => Ok(Client {
-                framed,
-                addr: addr.into(),
-                me: client,
-                node,
-                next_id: 1,
-                inbox: VecDeque::new(),
-            }),
-            Ok(ServerFrame::Hello { protocol: v, .. }) => Err(proto(format!(
-                "node speaks protocol {v}, we speak {PROTOCOL_VERSION}"
-            ))),
+            Ok(ServerFrame::Hello { protocol: v, node, client, .. }) if v == PROTOCOL_VERSION => {
+                Ok(Client { framed, addr: addr.into(), me: client, node, next_id: 1, inbox: VecDeque::new() })
+            }
+            Ok(ServerFrame::Hello { protocol: v, .. }) => {
+                Err(proto(format!("node speaks protocol {v}, we speak {PROTOCOL_VERSION}")))
+            }
             Ok(ServerFrame::ProtocolError { message }) => Err(proto(message)),
             Ok(other) => Err(proto(format!("unexpected first frame {other:?}"))),
             Err(e) => Err(proto(format!("not a troupe node: {e}"))),
@@ -143,10 +113,7 @@ impl Client {
     }
 
     async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
-        let proto = |m: String| ClientError::Protocol {
-            addr: self.addr.clone(),
-            message: m,
-        };
+        let proto = |m: String| ClientError::Protocol { addr: self.addr.clone(), message: m };
         match self.framed.next().await {
             Some(Ok(b)) => protocol::decode::<ServerFrame>(&b).map_err(|e| proto(e.to_string())),
             Some(Err(e)) => Err(proto(e.to_string())),
@@ -162,10 +129,7 @@ impl Client {
         self.framed
             .send(protocol::encode(&frame))
             .await
-            .map_err(|e| ClientError::Protocol {
-                addr: self.addr.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ClientError::Protocol { addr: self.addr.clone(), message: e.to_string() })?;
         loop {
             match self.read_frame().await? {
                 ServerFrame::Reply { id: rid, result } if rid == id => {
@@ -173,10 +137,7 @@ impl Client {
                 }
                 ServerFrame::Deliver(m) => self.inbox.push_back(m),
                 ServerFrame::ProtocolError { message } => {
-                    return Err(ClientError::Protocol {
-                        addr: self.addr.clone(),
-                        message,
-                    })
+                    return Err(ClientError::Protocol { addr: self.addr.clone(), message })
                 }
                 _ => {}
             }
@@ -192,10 +153,7 @@ impl Client {
             match self.read_frame().await? {
                 ServerFrame::Deliver(m) => return Ok(m),
                 ServerFrame::ProtocolError { message } => {
-                    return Err(ClientError::Protocol {
-                        addr: self.addr.clone(),
-                        message,
-                    })
+                    return Err(ClientError::Protocol { addr: self.addr.clone(), message })
                 }
                 _ => {}
             }

@@ -18,9 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use troupe_actor_abi::message::{
-    Address, ConventionChange, ExitReason, Incoming, Payload, SystemMessage,
-};
+use troupe_actor_abi::message::{Address, ConventionChange, ExitReason, Incoming, Payload, SystemMessage};
 
 use crate::node::{Shared, State, VersionState};
 use crate::protocol::{MemberInfo, RemoteSources, Request, Response, SourceSummary};
@@ -62,11 +60,7 @@ impl Member {
         self.info.sources.iter().any(|s| s.hash == hash)
     }
     pub(crate) fn source_types(&self, hash: &str) -> Option<&BTreeMap<String, Vec<String>>> {
-        self.info
-            .sources
-            .iter()
-            .find(|s| s.hash == hash)
-            .map(|s| &s.types)
+        self.info.sources.iter().find(|s| s.hash == hash).map(|s| &s.types)
     }
 }
 
@@ -112,10 +106,7 @@ impl Shared {
             .versions
             .values()
             .filter(|v| v.state == VersionState::Active)
-            .map(|v| SourceSummary {
-                hash: v.hash.clone(),
-                types: v.types.clone(),
-            })
+            .map(|v| SourceSummary { hash: v.hash.clone(), types: v.types.clone() })
             .collect();
         sources.sort_by(|a, b| a.hash.cmp(&b.hash));
         MemberInfo {
@@ -130,14 +121,7 @@ impl Shared {
     fn notify_watchers(&self, watchers: Vec<Address>, updates: Vec<Payload>) {
         for w in &watchers {
             for u in &updates {
-                self.route(
-                    Incoming {
-                        sender: None,
-                        payload: u.clone(),
-                    },
-                    w,
-                    None,
-                );
+                self.route(Incoming { sender: None, payload: u.clone() }, w, None);
             }
         }
     }
@@ -154,12 +138,7 @@ impl Shared {
         let leader = self.conv.leader.clone();
         match self
             .peers()
-            .call(
-                &me,
-                &leader,
-                Request::Register(info),
-                self.conv.heartbeat.max(Duration::from_millis(500)),
-            )
+            .call(&me, &leader, Request::Register(info), self.conv.heartbeat.max(Duration::from_millis(500)))
             .await
         {
             Ok(Response::Registered { members }) => {
@@ -170,8 +149,7 @@ impl Shared {
             Err(e) => {
                 let lost = {
                     let st = self.lock();
-                    st.members.contains_key(&leader)
-                        && st.leader_last_ok.elapsed() > self.conv.dead_after
+                    st.members.contains_key(&leader) && st.leader_last_ok.elapsed() > self.conv.dead_after
                 };
                 if lost {
                     self.node_lost(&leader, ConventionChange::Lost);
@@ -189,11 +167,8 @@ impl Shared {
         {
             let mut st = self.lock();
             st.leader_last_ok = Instant::now();
-            let listed: BTreeMap<String, MemberInfo> = members
-                .into_iter()
-                .filter(|m| m.node != self.addr)
-                .map(|m| (m.node.clone(), m))
-                .collect();
+            let listed: BTreeMap<String, MemberInfo> =
+                members.into_iter().filter(|m| m.node != self.addr).map(|m| (m.node.clone(), m)).collect();
             for (addr, old) in &st.members {
                 match listed.get(addr) {
                     None => gone.push(addr.clone()),
@@ -223,19 +198,8 @@ impl Shared {
                     }
                     None => {
                         tracing::info!(node = %addr, "member joined");
-                        updates.push(update(
-                            &addr,
-                            &info.capabilities,
-                            true,
-                            ConventionChange::Joined,
-                        ));
-                        st.members.insert(
-                            addr,
-                            Member {
-                                info,
-                                last_seen: Instant::now(),
-                            },
-                        );
+                        updates.push(update(&addr, &info.capabilities, true, ConventionChange::Joined));
+                        st.members.insert(addr, Member { info, last_seen: Instant::now() });
                     }
                 }
             }
@@ -248,15 +212,9 @@ impl Shared {
     pub fn handle_register(&self, info: MemberInfo) -> Response {
         if info.node == self.addr {
             // Misconfigured: another process claims our address.
-            return Response::Registered {
-                members: Vec::new(),
-            };
+            return Response::Registered { members: Vec::new() };
         }
-        let restarted = self
-            .lock()
-            .members
-            .get(&info.node)
-            .is_some_and(|m| m.info.pid != info.pid);
+        let restarted = self.lock().members.get(&info.node).is_some_and(|m| m.info.pid != info.pid);
         if restarted {
             self.node_lost(&info.node, ConventionChange::Lost);
         }
@@ -278,29 +236,13 @@ impl Shared {
                 }
                 None => {
                     tracing::info!(node = %info.node, "member joined");
-                    updates.push(update(
-                        &info.node,
-                        &info.capabilities,
-                        true,
-                        ConventionChange::Joined,
-                    ));
-                    st.members.insert(
-                        info.node.clone(),
-                        Member {
-                            info,
-                            last_seen: Instant::now(),
-                        },
-                    );
+                    updates.push(update(&info.node, &info.capabilities, true, ConventionChange::Joined));
+                    st.members.insert(info.node.clone(), Member { info, last_seen: Instant::now() });
                 }
             }
-            let mut members: Vec<MemberInfo> =
-                st.members.values().map(|m| m.info.clone()).collect();
+            let mut members: Vec<MemberInfo> = st.members.values().map(|m| m.info.clone()).collect();
             members.push(self.self_info(&st));
-            (
-                members,
-                st.watchers.iter().cloned().collect::<Vec<_>>(),
-                updates,
-            )
+            (members, st.watchers.iter().cloned().collect::<Vec<_>>(), updates)
         };
         self.notify_watchers(watchers, updates);
         Response::Registered { members }
@@ -346,32 +288,20 @@ impl Shared {
                 .collect();
             let mut bereaved = Vec::new();
             for (id, rec) in st.actors.iter_mut() {
-                let lost: Vec<Address> = rec
-                    .children
-                    .iter()
-                    .filter(|c| c.node == addr)
-                    .cloned()
-                    .collect();
+                let lost: Vec<Address> = rec.children.iter().filter(|c| c.node == addr).cloned().collect();
                 for c in lost {
                     rec.children.remove(&c);
                     bereaved.push((*id, c));
                 }
             }
-            (
-                member,
-                orphans,
-                bereaved,
-                st.watchers.iter().cloned().collect::<Vec<_>>(),
-            )
+            (member, orphans, bereaved, st.watchers.iter().cloned().collect::<Vec<_>>())
         };
         self.peers().forget(addr);
         if member.is_none() && orphans.is_empty() && bereaved.is_empty() {
             return;
         }
         tracing::info!(node = %addr, ?change, orphans = orphans.len(), children_lost = bereaved.len(), "node left the convention");
-        let reason = ExitReason::NodeLost {
-            node: addr.to_string(),
-        };
+        let reason = ExitReason::NodeLost { node: addr.to_string() };
         for id in orphans {
             self.request_exit(id, reason.clone(), None);
         }
@@ -379,10 +309,7 @@ impl Shared {
             self.notify_parent(self.address(parent), child, reason.clone());
         }
         if let Some(m) = member {
-            self.notify_watchers(
-                watchers,
-                vec![update(addr, &m.info.capabilities, false, change)],
-            );
+            self.notify_watchers(watchers, vec![update(addr, &m.info.capabilities, false, change)]);
         }
     }
 
@@ -397,14 +324,7 @@ impl Shared {
             st.watchers.insert(watcher.clone());
             st.members
                 .values()
-                .map(|m| {
-                    update(
-                        &m.info.node,
-                        &m.info.capabilities,
-                        true,
-                        ConventionChange::Joined,
-                    )
-                })
+                .map(|m| update(&m.info.node, &m.info.capabilities, true, ConventionChange::Joined))
                 .collect::<Vec<_>>()
         };
         self.notify_watchers(vec![watcher], updates);
@@ -431,24 +351,13 @@ impl Shared {
 
     /// Claims a convention-wide name: the holder if there is one, else `candidate` (now the
     /// holder). Without a reachable leader, falls back to this node's own names.
-    pub(crate) async fn claim_name(
-        &self,
-        name: &str,
-        candidate: Option<Address>,
-    ) -> Option<Address> {
+    pub(crate) async fn claim_name(&self, name: &str, candidate: Option<Address>) -> Option<Address> {
         if self.is_leader() {
             return self.handle_claim(name, candidate);
         }
         if let Some(me) = self.arc() {
-            let req = Request::ClaimName {
-                name: name.to_string(),
-                candidate: candidate.clone(),
-            };
-            match self
-                .peers()
-                .call(&me, &self.conv.leader, req, Duration::from_secs(5))
-                .await
-            {
+            let req = Request::ClaimName { name: name.to_string(), candidate: candidate.clone() };
+            match self.peers().call(&me, &self.conv.leader, req, Duration::from_secs(5)).await {
                 Ok(Response::Name { holder }) => return holder,
                 Ok(other) => tracing::warn!("unexpected answer to a name claim: {other:?}"),
                 Err(e) => {
@@ -468,10 +377,7 @@ impl Shared {
         if self.is_leader() {
             self.handle_release(name, holder);
         } else if let Some(me) = self.arc() {
-            let req = Request::ReleaseName {
-                name: name.to_string(),
-                holder: holder.clone(),
-            };
+            let req = Request::ReleaseName { name: name.to_string(), holder: holder.clone() };
             self.peers().notify(&me, &self.conv.leader, req);
         }
     }
@@ -492,11 +398,7 @@ impl Shared {
             .values()
             .map(|m| MemberStatus {
                 node: m.info.node.clone(),
-                role: if m.info.node == self.conv.leader {
-                    "leader".into()
-                } else {
-                    "member".into()
-                },
+                role: if m.info.node == self.conv.leader { "leader".into() } else { "member".into() },
                 capabilities: m.info.capabilities.clone(),
                 alive: m.last_seen.elapsed() <= self.conv.dead_after,
                 last_seen_ms: m.last_seen.elapsed().as_millis() as u64,
@@ -507,11 +409,7 @@ impl Shared {
         members.sort_by(|a, b| a.node.cmp(&b.node));
         ConventionStatus {
             leader: self.conv.leader.clone(),
-            role: if self.is_leader() {
-                "leader".into()
-            } else {
-                "member".into()
-            },
+            role: if self.is_leader() { "leader".into() } else { "member".into() },
             remote_sources: format!("{:?}", self.conv.remote_sources).to_lowercase(),
             heartbeat_ms: self.conv.heartbeat.as_millis() as u64,
             dead_after_ms: self.conv.dead_after.as_millis() as u64,
@@ -524,22 +422,10 @@ impl Shared {
         let members: Vec<String> = self.lock().members.keys().cloned().collect();
         if self.is_leader() {
             for m in &members {
-                self.peers().notify(
-                    self,
-                    m,
-                    Request::Deregister {
-                        node: self.addr.clone(),
-                    },
-                );
+                self.peers().notify(self, m, Request::Deregister { node: self.addr.clone() });
             }
         } else if members.contains(&self.conv.leader) {
-            self.peers().notify(
-                self,
-                &self.conv.leader,
-                Request::Deregister {
-                    node: self.addr.clone(),
-                },
-            );
+            self.peers().notify(self, &self.conv.leader, Request::Deregister { node: self.addr.clone() });
         }
         self.peers().flush(Duration::from_secs(3)).await;
     }

@@ -13,8 +13,7 @@ use troupe_actor_abi::message::{Address, CreateError, ExitReason, Payload, Syste
 
 use crate::archive::{self, ArchiveLimits};
 use crate::node::{
-    refused, retire_if_idle, ActorKind, Authority, PendingValidation, Shared, VersionRec,
-    VersionState,
+    refused, retire_if_idle, ActorKind, Authority, PendingValidation, Shared, VersionRec, VersionState,
 };
 use crate::protocol::{ErrorReply, Request, Response};
 use crate::status::{ActorStatus, GoneStatus, StatusReport, VersionStatus};
@@ -38,20 +37,9 @@ impl Shared {
 
     /// Validates and loads a zip; answers once the version is active or rejected. A member
     /// then tells the leader at once, so the whole convention can use the version.
-    pub async fn load(
-        self: &Arc<Self>,
-        zip: Vec<u8>,
-        info: String,
-    ) -> Result<Response, ErrorReply> {
+    pub async fn load(self: &Arc<Self>, zip: Vec<u8>, info: String) -> Result<Response, ErrorReply> {
         let r = self.load_source(zip, info, None).await;
-        if matches!(
-            r,
-            Ok(Response::Loaded {
-                already_active: false,
-                ..
-            })
-        ) && !self.is_leader()
-        {
+        if matches!(r, Ok(Response::Loaded { already_active: false, .. })) && !self.is_leader() {
             let _ = self.refresh_membership().await;
         }
         r
@@ -66,16 +54,18 @@ impl Shared {
     ) -> Result<Response, ErrorReply> {
         let zip = Arc::new(zip);
         let z2 = zip.clone();
-        let source =
-            tokio::task::spawn_blocking(move || archive::open(&z2, &ArchiveLimits::default()))
-                .await
-                .map_err(|e| refused("internal", format!("archive reader failed: {e}")))?
-                .map_err(|e| refused(e.kind(), format!("rejected: {e}")))?;
+        let source = tokio::task::spawn_blocking(move || archive::open(&z2, &ArchiveLimits::default()))
+            .await
+            .map_err(|e| refused("internal", format!("archive reader failed: {e}")))?
+            .map_err(|e| refused(e.kind(), format!("rejected: {e}")))?;
         if let Some(h) = expected {
             if source.hash != h {
                 return Err(refused(
                     "hash_mismatch",
-                    format!("rejected: the peer sent bytes whose sha256 is {}, not the {h} that was asked for", source.hash),
+                    format!(
+                        "rejected: the peer sent bytes whose sha256 is {}, not the {h} that was asked for",
+                        source.hash
+                    ),
                 ));
             }
         }
@@ -103,11 +93,7 @@ impl Shared {
         if m.package.target != crate::TARGET {
             return Err(refused(
                 "target",
-                format!(
-                    "rejected: built for {}, this node runs on {}",
-                    m.package.target,
-                    crate::TARGET
-                ),
+                format!("rejected: built for {}, this node runs on {}", m.package.target, crate::TARGET),
             ));
         }
         let hash = source.hash.clone();
@@ -115,11 +101,7 @@ impl Shared {
         let types: BTreeMap<String, Vec<String>> = m
             .cdylibs
             .iter()
-            .flat_map(|c| {
-                c.actors
-                    .iter()
-                    .map(|a| (a.type_name.clone(), a.requires.clone()))
-            })
+            .flat_map(|c| c.actors.iter().map(|a| (a.type_name.clone(), a.requires.clone())))
             .collect();
         let package = format!("{} {}", m.package.name, m.package.version);
         let mut wait_for = None;
@@ -137,10 +119,7 @@ impl Shared {
                     return Err(refused("internal", "version table out of step"));
                 };
                 if v.state == VersionState::Active {
-                    return Ok(Response::Loaded {
-                        hash,
-                        already_active: true,
-                    });
+                    return Ok(Response::Loaded { hash, already_active: true });
                 }
                 // The same bytes are being validated (another load, or a fetch): wait for that.
                 let (tx, rx) = oneshot::channel();
@@ -180,20 +159,12 @@ impl Shared {
         };
         if let Some(rx) = wait_for {
             return match rx.await {
-                Ok(Ok(())) => Ok(Response::Loaded {
-                    hash,
-                    already_active: true,
-                }),
+                Ok(Ok(())) => Ok(Response::Loaded { hash, already_active: true }),
                 Ok(Err(e)) => Err(refused("rejected", e)),
-                Err(_) => Err(refused(
-                    "rejected",
-                    format!("the concurrent load of {hash} was abandoned"),
-                )),
+                Err(_) => Err(refused("rejected", format!("the concurrent load of {hash} was abandoned"))),
             };
         }
-        let result = self
-            .load_validated(&source, zip, gen, authority_addr, info)
-            .await;
+        let result = self.load_validated(&source, zip, gen, authority_addr, info).await;
         if let Err(e) = &result {
             let mut st = self.lock();
             if let Some(v) = st.versions.remove(&gen) {
@@ -223,9 +194,7 @@ impl Shared {
         let hash = source.hash.clone();
         if let Some(auth) = authority {
             let (tx, rx) = oneshot::channel();
-            self.lock()
-                .validations
-                .insert(hash.clone(), PendingValidation { reply: tx });
+            self.lock().validations.insert(hash.clone(), PendingValidation { reply: tx });
             let ask = SystemMessage::ValidateSource {
                 hash: hash.clone(),
                 info,
@@ -238,11 +207,7 @@ impl Shared {
                     .flat_map(|c| c.actors.iter().map(|a| a.type_name.clone()))
                     .collect(),
             };
-            self.send(
-                Some(self.address(troupe_actor_abi::message::ADMIN_ID)),
-                &auth,
-                Payload::System(ask),
-            );
+            self.send(Some(self.address(troupe_actor_abi::message::ADMIN_ID)), &auth, Payload::System(ask));
             let answer = tokio::time::timeout(AUTHORITY_TIMEOUT, rx).await;
             self.lock().validations.remove(&hash);
             match answer {
@@ -265,19 +230,13 @@ impl Shared {
             }
         }
         if self.lock().versions.get(&gen).is_none_or(|v| v.cancelled) {
-            return Err(refused(
-                "unloaded",
-                format!("{hash} was unloaded while it was being validated"),
-            ));
+            return Err(refused("unloaded", format!("{hash} was unloaded while it was being validated")));
         }
         // Write every library to a path unique to (hash, generation), and the zip beside them
         // (peers fetch it from there).
         let dir = self.version_dir(&hash, gen);
-        let mut files: Vec<(String, Vec<u8>)> = source
-            .files
-            .iter()
-            .map(|f| (f.name.clone(), f.bytes.clone()))
-            .collect();
+        let mut files: Vec<(String, Vec<u8>)> =
+            source.files.iter().map(|f| (f.name.clone(), f.bytes.clone())).collect();
         let lib_count = files.len();
         files.push((SOURCE_ZIP.to_string(), zip.to_vec()));
         let dir2 = dir.clone();
@@ -290,12 +249,7 @@ impl Shared {
         })
         .await
         .map_err(|e| refused("internal", format!("store writer failed: {e}")))?
-        .map_err(|e| {
-            refused(
-                "store",
-                format!("cannot write to the store {}: {e}", dir.display()),
-            )
-        })?;
+        .map_err(|e| refused("store", format!("cannot write to the store {}: {e}", dir.display())))?;
         let me = self.clone();
         let h2 = hash.clone();
         let started = tokio::task::spawn_blocking(move || version::start(me, h2, gen, paths, dir))
@@ -305,19 +259,12 @@ impl Shared {
         // The manifest was written by `troupe pack` from the libraries' roots; insist they agree.
         let exported: BTreeMap<String, Vec<String>> = infos
             .iter()
-            .flat_map(|i| {
-                i.actor_types
-                    .iter()
-                    .map(|t| (t.name.clone(), t.requirements.clone()))
-            })
+            .flat_map(|i| i.actor_types.iter().map(|t| (t.name.clone(), t.requirements.clone())))
             .collect();
         let mut st = self.lock();
         let Some(v) = st.versions.get_mut(&gen) else {
             let _ = tx.send(Cmd::Retire);
-            return Err(refused(
-                "unloaded",
-                format!("{hash} was unloaded while it was being loaded"),
-            ));
+            return Err(refused("unloaded", format!("{hash} was unloaded while it was being loaded")));
         };
         if exported != v.types {
             let _ = tx.send(Cmd::Retire);
@@ -328,10 +275,7 @@ impl Shared {
         }
         if v.cancelled {
             let _ = tx.send(Cmd::Retire);
-            return Err(refused(
-                "unloaded",
-                format!("{hash} was unloaded while it was being loaded"),
-            ));
+            return Err(refused("unloaded", format!("{hash} was unloaded while it was being loaded")));
         }
         v.tx = Some(tx);
         v.state = VersionState::Active;
@@ -340,10 +284,7 @@ impl Shared {
             let _ = w.send(Ok(()));
         }
         tracing::info!(%hash, generation = gen, package = %v.package, "source loaded");
-        Ok(Response::Loaded {
-            hash,
-            already_active: false,
-        })
+        Ok(Response::Loaded { hash, already_active: false })
     }
 
     /// Unloads a version: it turns draining, and is really unloaded when its last actor exits.
@@ -356,17 +297,14 @@ impl Shared {
     ) -> Result<Response, ErrorReply> {
         let (full, members) = {
             let st = self.lock();
-            let full =
-                Self::resolve_hash(&st, hash).map_err(|e| refused(e.kind(), e.to_string()))?;
+            let full = Self::resolve_hash(&st, hash).map_err(|e| refused(e.kind(), e.to_string()))?;
             (full, st.members.keys().cloned().collect::<Vec<_>>())
         };
         // Every member hears of it, whether or not we know it holds the version (it may have
         // fetched it a moment ago); a node without it ignores the request.
         for m in &members {
-            let req = Request::UnloadSpread {
-                hash: full.clone(),
-                grace_ms: grace.map(|g| g.as_millis() as u64),
-            };
+            let req =
+                Request::UnloadSpread { hash: full.clone(), grace_ms: grace.map(|g| g.as_millis() as u64) };
             self.peers().notify(self, m, req);
         }
         let held_elsewhere = {
@@ -374,23 +312,12 @@ impl Shared {
             st.members.values().any(|m| m.has_source(&full))
         };
         match self.unload_local(&full, grace).await {
-            Ok(Response::Unloaded {
-                hash,
-                live_actors,
-                gone,
-                ..
-            }) => Ok(Response::Unloaded {
-                hash,
-                live_actors,
-                gone,
-                spread_to: members,
-            }),
-            Err(_) if held_elsewhere => Ok(Response::Unloaded {
-                hash: full,
-                live_actors: 0,
-                gone: false,
-                spread_to: members,
-            }),
+            Ok(Response::Unloaded { hash, live_actors, gone, .. }) => {
+                Ok(Response::Unloaded { hash, live_actors, gone, spread_to: members })
+            }
+            Err(_) if held_elsewhere => {
+                Ok(Response::Unloaded { hash: full, live_actors: 0, gone: false, spread_to: members })
+            }
             other => other,
         }
     }
@@ -403,28 +330,30 @@ impl Shared {
     ) -> Result<Response, ErrorReply> {
         let (hash, gen, live, waiter, retire) = {
             let mut st = self.lock();
-            let hash =
-                Self::resolve_hash(&st, hash).map_err(|e| refused(e.kind(), e.to_string()))?;
+            let hash = Self::resolve_hash(&st, hash).map_err(|e| refused(e.kind(), e.to_string()))?;
             let gen = match st.current.remove(&hash) {
                 Some(g) => g,
                 None => {
                     // Unloading again a version that is already draining: apply the grace
                     // period (if any) to it.
-                    let draining = st
-                        .versions
-                        .iter()
-                        .find(|(_, v)| v.hash == hash && v.state == VersionState::Draining);
+                    let draining =
+                        st.versions.iter().find(|(_, v)| v.hash == hash && v.state == VersionState::Draining);
                     match draining {
                         Some((g, _)) => *g,
                         None if st.gone.iter().any(|g| g.hash == hash) => {
-                            return Ok(Response::Unloaded { hash, live_actors: 0, gone: true, spread_to: Vec::new() });
+                            return Ok(Response::Unloaded {
+                                hash,
+                                live_actors: 0,
+                                gone: true,
+                                spread_to: Vec::new(),
+                            });
                         }
-                        None => {
-                            return Err(refused(
-                                "InvalidActorSourceHash",
-                                format!("InvalidActorSourceHash: source hash {hash} does not match any loaded source"),
-                            ))
-                        }
+                        None => return Err(refused(
+                            "InvalidActorSourceHash",
+                            format!(
+                                "InvalidActorSourceHash: source hash {hash} does not match any loaded source"
+                            ),
+                        )),
                     }
                 }
             };
@@ -435,16 +364,9 @@ impl Shared {
                 // Thespian crashed here; we abandon the load, and its caller is told.
                 v.cancelled = true;
                 if let Some(p) = st.validations.remove(&hash) {
-                    let _ = p
-                        .reply
-                        .send(Err("the source was unloaded while being validated".into()));
+                    let _ = p.reply.send(Err("the source was unloaded while being validated".into()));
                 }
-                return Ok(Response::Unloaded {
-                    hash,
-                    live_actors: 0,
-                    gone: true,
-                    spread_to: Vec::new(),
-                });
+                return Ok(Response::Unloaded { hash, live_actors: 0, gone: true, spread_to: Vec::new() });
             }
             v.state = VersionState::Draining;
             let live = v.live;
@@ -459,29 +381,14 @@ impl Shared {
         }
         if live == 0 {
             let _ = waiter.await;
-            return Ok(Response::Unloaded {
-                hash,
-                live_actors: 0,
-                gone: true,
-                spread_to: Vec::new(),
-            });
+            return Ok(Response::Unloaded { hash, live_actors: 0, gone: true, spread_to: Vec::new() });
         }
         let Some(grace) = grace else {
-            return Ok(Response::Unloaded {
-                hash,
-                live_actors: live,
-                gone: false,
-                spread_to: Vec::new(),
-            });
+            return Ok(Response::Unloaded { hash, live_actors: live, gone: false, spread_to: Vec::new() });
         };
         let mut waiter = waiter;
         if tokio::time::timeout(grace, &mut waiter).await.is_ok() {
-            return Ok(Response::Unloaded {
-                hash,
-                live_actors: 0,
-                gone: true,
-                spread_to: Vec::new(),
-            });
+            return Ok(Response::Unloaded { hash, live_actors: 0, gone: true, spread_to: Vec::new() });
         }
         let stragglers: Vec<u64> = {
             let st = self.lock();
@@ -496,12 +403,7 @@ impl Shared {
             self.request_exit(id, ExitReason::Unloaded, None);
         }
         let _ = waiter.await;
-        Ok(Response::Unloaded {
-            hash,
-            live_actors: 0,
-            gone: true,
-            spread_to: Vec::new(),
-        })
+        Ok(Response::Unloaded { hash, live_actors: 0, gone: true, spread_to: Vec::new() })
     }
 
     /// The version host of `gen` has exited and its files are gone.
@@ -541,10 +443,7 @@ impl Shared {
     pub fn change_capability(&self, add: bool, name: &str) -> Result<Response, ErrorReply> {
         let name = name.trim();
         if name.is_empty() {
-            return Err(ErrorReply::bad_request(
-                "usage",
-                "a capability name cannot be empty",
-            ));
+            return Err(ErrorReply::bad_request("usage", "a capability name cannot be empty"));
         }
         let (caps, victims) = {
             let mut st = self.lock();
@@ -558,8 +457,7 @@ impl Shared {
                 .actors
                 .iter()
                 .filter(|(_, r)| {
-                    r.exit_reason.is_none()
-                        && !r.requirements.iter().all(|q| st.capabilities.contains(q))
+                    r.exit_reason.is_none() && !r.requirements.iter().all(|q| st.capabilities.contains(q))
                 })
                 .map(|(id, r)| (*id, r.requirements.clone()))
                 .collect();
@@ -571,10 +469,7 @@ impl Shared {
         }
         tracing::info!(capabilities = ?caps, stopped = n, "capabilities changed");
         self.reregister.notify_one();
-        Ok(Response::Capabilities {
-            capabilities: caps,
-            stopped_actors: n,
-        })
+        Ok(Response::Capabilities { capabilities: caps, stopped_actors: n })
     }
 
     // ---- between nodes ------------------------------------------------------------------------
@@ -590,10 +485,7 @@ impl Shared {
                 .and_then(|v| v.zip_path.clone())
         };
         let Some(path) = path else {
-            return Err(refused(
-                "InvalidActorSourceHash",
-                format!("{hash} is not active on {}", self.addr),
-            ));
+            return Err(refused("InvalidActorSourceHash", format!("{hash} is not active on {}", self.addr)));
         };
         let zip = tokio::fs::read(&path)
             .await
@@ -606,29 +498,22 @@ impl Shared {
     pub(crate) async fn fetch_then_create(self: Arc<Self>, id: u64, hash: String) {
         let result = self.fetch_version(&hash).await;
         let mut st = self.lock();
-        let gen = st.current.get(&hash).copied().filter(|g| {
-            st.versions
-                .get(g)
-                .is_some_and(|v| v.state == VersionState::Active)
-        });
+        let gen = st
+            .current
+            .get(&hash)
+            .copied()
+            .filter(|g| st.versions.get(g).is_some_and(|v| v.state == VersionState::Active));
         let error = match (result, gen) {
             (Ok(()), Some(gen)) => {
                 let Some(rec) = st.actors.get_mut(&id) else {
                     return;
                 };
-                let ActorKind::Pending {
-                    type_name, buffer, ..
-                } = &mut rec.kind
-                else {
+                let ActorKind::Pending { type_name, buffer, .. } = &mut rec.kind else {
                     return;
                 };
                 let type_name = type_name.clone();
                 let buffer = std::mem::take(buffer);
-                rec.kind = ActorKind::Plugin {
-                    gen,
-                    hash: hash.clone(),
-                    type_name: type_name.clone(),
-                };
+                rec.kind = ActorKind::Plugin { gen, hash: hash.clone(), type_name: type_name.clone() };
                 let tx = st.versions.get_mut(&gen).and_then(|v| {
                     v.live += 1;
                     v.tx.clone()
@@ -667,22 +552,17 @@ impl Shared {
             {
                 return Ok(());
             }
-            let mut h: Vec<String> = st
-                .members
-                .iter()
-                .filter(|(_, m)| m.has_source(hash))
-                .map(|(a, _)| a.clone())
-                .collect();
+            let mut h: Vec<String> =
+                st.members.iter().filter(|(_, m)| m.has_source(hash)).map(|(a, _)| a.clone()).collect();
             // Prefer the leader, then the others.
             h.sort_by_key(|a| *a != self.conv.leader);
             h
         };
         let holders: Vec<String> = match self.conv.remote_sources {
             crate::protocol::RemoteSources::Yes => holders,
-            crate::protocol::RemoteSources::LeaderOnly => holders
-                .into_iter()
-                .filter(|a| *a == self.conv.leader)
-                .collect(),
+            crate::protocol::RemoteSources::LeaderOnly => {
+                holders.into_iter().filter(|a| *a == self.conv.leader).collect()
+            }
             crate::protocol::RemoteSources::No => {
                 return Err("this node does not fetch sources (--remote-sources no)".into())
             }
@@ -694,14 +574,7 @@ impl Shared {
         for peer in holders {
             let zip = match self
                 .peers()
-                .call(
-                    self,
-                    &peer,
-                    Request::FetchSource {
-                        hash: hash.to_string(),
-                    },
-                    FETCH_TIMEOUT,
-                )
+                .call(self, &peer, Request::FetchSource { hash: hash.to_string() }, FETCH_TIMEOUT)
                 .await
             {
                 Ok(Response::Source { zip }) => zip,
@@ -715,10 +588,7 @@ impl Shared {
                 }
             };
             tracing::info!(%hash, %peer, bytes = zip.len(), "fetched version from peer");
-            match self
-                .load_source(zip, format!("fetched from {peer}"), Some(hash))
-                .await
-            {
+            match self.load_source(zip, format!("fetched from {peer}"), Some(hash)).await {
                 Ok(_) => {
                     self.reregister.notify_one();
                     return Ok(());
@@ -747,35 +617,26 @@ impl Shared {
                 files: v
                     .files
                     .iter()
-                    .map(|f| {
-                        self.version_dir(&v.hash, *gen)
-                            .join(f)
-                            .display()
-                            .to_string()
-                    })
+                    .map(|f| self.version_dir(&v.hash, *gen).join(f).display().to_string())
                     .collect(),
             })
             .collect();
         versions.sort_by_key(|v| v.generation);
-        let mut actors: Vec<ActorStatus> = st
-            .actors
-            .iter()
-            .filter_map(|(id, r)| match &r.kind {
-                ActorKind::Plugin {
-                    hash, type_name, ..
-                }
-                | ActorKind::Pending {
-                    hash, type_name, ..
-                } => Some(ActorStatus {
-                    address: self.address(*id),
-                    type_name: type_name.clone(),
-                    hash: hash.clone(),
-                    parent: r.parent.clone(),
-                    global_name: r.global_name.clone(),
-                }),
-                ActorKind::Client { .. } => None,
-            })
-            .collect();
+        let mut actors: Vec<ActorStatus> =
+            st.actors
+                .iter()
+                .filter_map(|(id, r)| match &r.kind {
+                    ActorKind::Plugin { hash, type_name, .. }
+                    | ActorKind::Pending { hash, type_name, .. } => Some(ActorStatus {
+                        address: self.address(*id),
+                        type_name: type_name.clone(),
+                        hash: hash.clone(),
+                        parent: r.parent.clone(),
+                        global_name: r.global_name.clone(),
+                    }),
+                    ActorKind::Client { .. } => None,
+                })
+                .collect();
         actors.sort_by_key(|a| a.address.id);
         StatusReport {
             node: self.addr.clone(),
@@ -790,11 +651,7 @@ impl Shared {
             versions,
             gone: st.gone.iter().cloned().collect(),
             actors,
-            global_names: st
-                .names
-                .iter()
-                .map(|(n, id)| (n.clone(), self.address(*id)))
-                .collect(),
+            global_names: st.names.iter().map(|(n, id)| (n.clone(), self.address(*id))).collect(),
             convention: self.convention_status(&st),
         }
     }
@@ -844,10 +701,7 @@ impl Shared {
             if self.lock().versions.is_empty() {
                 break;
             }
-            if tokio::time::timeout_at(deadline.into(), notified)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {
                 let left = self.lock().versions.len();
                 tracing::warn!(versions = left, "stop timed out with versions still loaded");
                 break;

@@ -26,13 +26,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 use troupe_actor_abi::message::{
-    Address, CallInfo, CreateError, CreateSpec, ExitReason, Incoming, Payload, SystemMessage,
-    ADMIN_ID,
+    Address, CallInfo, CreateError, CreateSpec, ExitReason, Incoming, Payload, SystemMessage, ADMIN_ID,
 };
 
 use crate::convention::{ConventionConfig, Member};
 use crate::peer::Peers;
-use crate::protocol::{ErrorReply, RemoteSources, Request, Response};
+use crate::protocol::{ErrorReply, RemoteSources, Request, Response, SourceHint, SourceSummary};
 use crate::status::GoneStatus;
 use crate::version::{Cmd, Effect, LocalQueue};
 
@@ -147,14 +146,7 @@ impl ActorRec {
         global_name: Option<String>,
         requirements: Vec<String>,
     ) -> ActorRec {
-        ActorRec {
-            kind,
-            parent,
-            children: BTreeSet::new(),
-            global_name,
-            requirements,
-            exit_reason: None,
-        }
+        ActorRec { kind, parent, children: BTreeSet::new(), global_name, requirements, exit_reason: None }
     }
 }
 
@@ -276,10 +268,10 @@ impl Node {
         // The admin endpoint (id 0): the source authority's answers and convention watch
         // requests arrive here.
         let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
-        shared.lock().actors.insert(
-            ADMIN_ID,
-            ActorRec::new(ActorKind::Client { tx }, None, None, Vec::new()),
-        );
+        shared
+            .lock()
+            .actors
+            .insert(ADMIN_ID, ActorRec::new(ActorKind::Client { tx }, None, None, Vec::new()));
         let weak = Arc::downgrade(&shared);
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
@@ -325,6 +317,8 @@ pub(crate) enum Target {
 /// A create, resolved and placed (or not placeable).
 pub(crate) struct Plan {
     pub(crate) hash: String,
+    /// The version's types (sent along to a remote target).
+    pub(crate) types: BTreeMap<String, Vec<String>>,
     pub(crate) requirements: Vec<String>,
     pub(crate) target: Result<Target, CreateError>,
 }
@@ -353,10 +347,7 @@ impl Shared {
     }
 
     pub(crate) fn address(&self, id: u64) -> Address {
-        Address {
-            node: self.addr.clone(),
-            id,
-        }
+        Address { node: self.addr.clone(), id }
     }
 
     pub(crate) fn is_local(&self, a: &Address) -> bool {
@@ -383,10 +374,7 @@ impl Shared {
     /// Registers a client connection's endpoint; messages to it go to `tx`.
     pub fn register_client(&self, tx: mpsc::UnboundedSender<Incoming>) -> Address {
         let id = self.allocate_id();
-        self.lock().actors.insert(
-            id,
-            ActorRec::new(ActorKind::Client { tx }, None, None, Vec::new()),
-        );
+        self.lock().actors.insert(id, ActorRec::new(ActorKind::Client { tx }, None, None, Vec::new()));
         self.address(id)
     }
 
@@ -408,14 +396,7 @@ impl Shared {
     pub(crate) fn route(&self, msg: Incoming, to: &Address, local: Option<&mut LocalQueue<'_>>) {
         if !self.is_local(to) {
             match self.arc() {
-                Some(me) => self.peers.notify(
-                    &me,
-                    &to.node,
-                    Request::Deliver {
-                        to: to.clone(),
-                        msg,
-                    },
-                ),
+                Some(me) => self.peers.notify(&me, &to.node, Request::Deliver { to: to.clone(), msg }),
                 None => self.poison(msg, to.clone(), "the node is shutting down".into()),
             }
             return;
@@ -476,14 +457,7 @@ impl Shared {
                     target,
                     details,
                 });
-                self.route(
-                    Incoming {
-                        sender: None,
-                        payload: p,
-                    },
-                    &sender,
-                    None,
-                );
+                self.route(Incoming { sender: None, payload: p }, &sender, None);
             }
             (_, payload) => {
                 tracing::debug!(%target, "dropped undeliverable message {payload:?}: {details}")
@@ -493,12 +467,8 @@ impl Shared {
 
     /// A version executor got a message for an actor it does not have.
     pub(crate) fn undeliverable(&self, id: u64, msg: Incoming) {
-        let details = self
-            .lock()
-            .tombstones
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| "the actor does not exist".into());
+        let details =
+            self.lock().tombstones.get(&id).cloned().unwrap_or_else(|| "the actor does not exist".into());
         self.poison(msg, self.address(id), details);
     }
 
@@ -508,14 +478,9 @@ impl Shared {
         let me_addr = self.address(me);
         for e in effects {
             match e {
-                Effect::Send { to, payload } => self.route(
-                    Incoming {
-                        sender: Some(me_addr.clone()),
-                        payload,
-                    },
-                    &to,
-                    Some(local),
-                ),
+                Effect::Send { to, payload } => {
+                    self.route(Incoming { sender: Some(me_addr.clone()), payload }, &to, Some(local))
+                }
                 Effect::Create { id, spec, plan } => {
                     let name = spec.global_name.clone();
                     let result = plan.target.clone().and_then(|t| {
@@ -528,9 +493,7 @@ impl Shared {
                         self.create_failed(id, Some(me_addr.clone()), e);
                     }
                 }
-                Effect::CreateFailed { id, error } => {
-                    self.create_failed(id, Some(me_addr.clone()), error)
-                }
+                Effect::CreateFailed { id, error } => self.create_failed(id, Some(me_addr.clone()), error),
                 Effect::Nothing => {}
                 Effect::ExitSelf => {
                     self.request_exit(me, ExitReason::Requested, Some(local));
@@ -541,17 +504,8 @@ impl Shared {
                     self.rt.spawn(async move {
                         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                         if let Some(s) = weak.upgrade() {
-                            let p = Payload::System(SystemMessage::Wakeup {
-                                payload: payload.map(Box::new),
-                            });
-                            s.route(
-                                Incoming {
-                                    sender: None,
-                                    payload: p,
-                                },
-                                &to,
-                                None,
-                            );
+                            let p = Payload::System(SystemMessage::Wakeup { payload: payload.map(Box::new) });
+                            s.route(Incoming { sender: None, payload: p }, &to, None);
                         }
                     });
                 }
@@ -571,36 +525,19 @@ impl Shared {
         if h.len() < MIN_HASH_PREFIX || h.len() > 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(CreateError::InvalidActorSourceHash {
                 hash: hash.into(),
-                detail: format!(
-                    "is not a sha256 hash or a prefix of at least {MIN_HASH_PREFIX} hex digits"
-                ),
+                detail: format!("is not a sha256 hash or a prefix of at least {MIN_HASH_PREFIX} hex digits"),
             });
         }
         if h.len() == 64 {
             return Ok(h);
         }
-        let mut found: BTreeSet<&String> = st
-            .versions
-            .values()
-            .map(|v| &v.hash)
-            .filter(|x| x.starts_with(&h))
-            .collect();
+        let mut found: BTreeSet<&String> =
+            st.versions.values().map(|v| &v.hash).filter(|x| x.starts_with(&h)).collect();
         for m in st.members.values() {
-            found.extend(
-                m.info
-                    .sources
-                    .iter()
-                    .map(|s| &s.hash)
-                    .filter(|x| x.starts_with(&h)),
-            );
+            found.extend(m.info.sources.iter().map(|s| &s.hash).filter(|x| x.starts_with(&h)));
         }
         if found.is_empty() {
-            found = st
-                .gone
-                .iter()
-                .map(|g| &g.hash)
-                .filter(|x| x.starts_with(&h))
-                .collect();
+            found = st.gone.iter().map(|g| &g.hash).filter(|x| x.starts_with(&h)).collect();
         }
         match found.len() {
             0 => Err(CreateError::InvalidActorSourceHash {
@@ -636,21 +573,11 @@ impl Shared {
         };
         let hash = Self::resolve_hash(&st, &hash)?;
         let local_gen = st.current.get(&hash).copied();
-        let local_active = local_gen.filter(|g| {
-            st.versions
-                .get(g)
-                .is_some_and(|v| v.state == VersionState::Active)
-        });
-        let draining_here = st
-            .versions
-            .values()
-            .any(|v| v.hash == hash && v.state == VersionState::Draining);
-        let holders: Vec<&String> = st
-            .members
-            .iter()
-            .filter(|(_, m)| m.has_source(&hash))
-            .map(|(a, _)| a)
-            .collect();
+        let local_active =
+            local_gen.filter(|g| st.versions.get(g).is_some_and(|v| v.state == VersionState::Active));
+        let draining_here = st.versions.values().any(|v| v.hash == hash && v.state == VersionState::Draining);
+        let holders: Vec<&String> =
+            st.members.iter().filter(|(_, m)| m.has_source(&hash)).map(|(a, _)| a).collect();
         // The declared types: from our own version, else from the convention's directory.
         let types = match local_gen.and_then(|g| st.versions.get(&g)) {
             Some(v) => Some(&v.types),
@@ -665,29 +592,19 @@ impl Shared {
             } else {
                 "does not match any loaded source"
             };
-            return Err(CreateError::InvalidActorSourceHash {
-                hash,
-                detail: detail.into(),
-            });
+            return Err(CreateError::InvalidActorSourceHash { hash, detail: detail.into() });
         };
         let Some(declared) = types.get(&spec.type_name) else {
             let detail = if spec.type_name.contains('.') {
                 format!(
                     "version {} exports no such type (it has: {})",
                     &hash[..MIN_HASH_PREFIX],
-                    types
-                        .keys()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    types.keys().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                 )
             } else {
                 "an actor type is named module.Type".to_string()
             };
-            return Err(CreateError::InvalidActorSpecification {
-                type_name: spec.type_name.clone(),
-                detail,
-            });
+            return Err(CreateError::InvalidActorSpecification { type_name: spec.type_name.clone(), detail });
         };
         let mut requirements = declared.clone();
         for r in &spec.requirements {
@@ -696,10 +613,7 @@ impl Shared {
             }
         }
         let satisfies = |caps: &dyn Fn(&str) -> bool| requirements.iter().all(|r| caps(r));
-        let leader_has = st
-            .members
-            .get(&self.conv.leader)
-            .is_some_and(|m| m.has_source(&hash));
+        let leader_has = st.members.get(&self.conv.leader).is_some_and(|m| m.has_source(&hash));
         let can_fetch_here = match self.conv.remote_sources {
             RemoteSources::Yes => !holders.is_empty(),
             RemoteSources::LeaderOnly => leader_has,
@@ -749,11 +663,8 @@ impl Shared {
                 Ok(Target::Remote(eligible[i].clone()))
             }
         };
-        Ok(Plan {
-            hash,
-            requirements,
-            target,
-        })
+        let types = types.clone();
+        Ok(Plan { hash, types, requirements, target })
     }
 
     fn no_compatible(&self, st: &State, spec: &CreateSpec, requirements: &[String]) -> CreateError {
@@ -770,10 +681,7 @@ impl Shared {
     pub(crate) fn target_address(&self, target: &Target, id: u64) -> Address {
         match target {
             Target::Local(_) => self.address(id),
-            Target::Remote(node) => Address {
-                node: node.clone(),
-                id,
-            },
+            Target::Remote(node) => Address { node: node.clone(), id },
         }
     }
 
@@ -799,15 +707,30 @@ impl Shared {
         }
         match target {
             Target::Remote(node) => {
+                let mut holders: Vec<String> = st
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.has_source(&plan.hash))
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                let active_here = st
+                    .current
+                    .get(&plan.hash)
+                    .and_then(|g| st.versions.get(g))
+                    .is_some_and(|v| v.state == VersionState::Active);
+                if active_here {
+                    holders.insert(0, self.addr.clone());
+                }
                 drop(st);
-                let spec = CreateSpec {
-                    source_hash: Some(plan.hash),
-                    ..spec
-                };
+                let source = Some(SourceHint {
+                    summary: SourceSummary { hash: plan.hash.clone(), types: plan.types },
+                    holders,
+                });
+                let spec = CreateSpec { source_hash: Some(plan.hash), ..spec };
                 match self.arc() {
                     Some(me) => {
-                        self.peers
-                            .notify(&me, &node, Request::PeerCreate { id, parent, spec })
+                        let req = Request::PeerCreate { id, parent, spec, source };
+                        self.peers.notify(&me, &node, req)
                     }
                     None => return Err(CreateError::ActorSystemShuttingDown),
                 }
@@ -821,14 +744,11 @@ impl Shared {
                     type_name: spec.type_name.clone(),
                     buffer: Vec::new(),
                 };
-                st.actors.insert(
-                    id,
-                    ActorRec::new(kind, parent, spec.global_name.clone(), plan.requirements),
-                );
+                st.actors
+                    .insert(id, ActorRec::new(kind, parent, spec.global_name.clone(), plan.requirements));
                 drop(st);
                 if let Some(me) = self.arc() {
-                    self.rt
-                        .spawn(async move { me.fetch_then_create(id, plan.hash).await });
+                    self.rt.spawn(async move { me.fetch_then_create(id, plan.hash).await });
                 }
             }
             Target::Local(Some(gen)) => {
@@ -843,19 +763,11 @@ impl Shared {
                 if let Some(name) = &spec.global_name {
                     st.names.insert(name.clone(), id);
                 }
-                let kind = ActorKind::Plugin {
-                    gen,
-                    hash: plan.hash.clone(),
-                    type_name: spec.type_name.clone(),
-                };
-                st.actors.insert(
-                    id,
-                    ActorRec::new(kind, parent, spec.global_name.clone(), plan.requirements),
-                );
-                let cmd = Cmd::Create {
-                    id,
-                    type_name: spec.type_name,
-                };
+                let kind =
+                    ActorKind::Plugin { gen, hash: plan.hash.clone(), type_name: spec.type_name.clone() };
+                st.actors
+                    .insert(id, ActorRec::new(kind, parent, spec.global_name.clone(), plan.requirements));
+                let cmd = Cmd::Create { id, type_name: spec.type_name };
                 match local {
                     Some(l) if l.gen == gen => l.queue.push_back(cmd),
                     _ => {
@@ -876,12 +788,7 @@ impl Shared {
     /// child will live (or, for a global name already held, the holder). The work itself is
     /// an effect applied after the call returns; a failure then reaches the actor as
     /// `ChildActorExited`.
-    pub(crate) fn prepare_actor_create(
-        &self,
-        id: u64,
-        inherit: &str,
-        spec: CreateSpec,
-    ) -> (Address, Effect) {
+    pub(crate) fn prepare_actor_create(&self, id: u64, inherit: &str, spec: CreateSpec) -> (Address, Effect) {
         let mut plan = self.plan_create(&spec, Some(inherit.to_string()), false);
         if self.needs_directory_refresh(&plan) {
             // A version loaded elsewhere moments ago: ask the leader for the latest directory.
@@ -893,11 +800,7 @@ impl Shared {
             Err(error) => return (self.address(id), Effect::CreateFailed { id, error }),
         };
         if let Some(name) = &spec.global_name {
-            let candidate = plan
-                .target
-                .as_ref()
-                .ok()
-                .map(|t| self.target_address(t, id));
+            let candidate = plan.target.as_ref().ok().map(|t| self.target_address(t, id));
             if let Some(holder) = self.rt.block_on(self.claim_name(name, candidate.clone())) {
                 if Some(&holder) != candidate.as_ref() {
                     return (holder, Effect::Nothing);
@@ -905,10 +808,7 @@ impl Shared {
             }
         }
         match &plan.target {
-            Ok(t) => (
-                self.target_address(t, id),
-                Effect::Create { id, spec, plan },
-            ),
+            Ok(t) => (self.target_address(t, id), Effect::Create { id, spec, plan }),
             Err(e) => {
                 let error = e.clone();
                 (self.address(id), Effect::CreateFailed { id, error })
@@ -922,10 +822,7 @@ impl Shared {
     }
 
     /// Creates a top-level actor for a client.
-    pub async fn create_for_client(
-        self: &Arc<Self>,
-        spec: CreateSpec,
-    ) -> Result<Response, ErrorReply> {
+    pub async fn create_for_client(self: &Arc<Self>, spec: CreateSpec) -> Result<Response, ErrorReply> {
         let id = self.allocate_id();
         let mut plan = self.plan_create(&spec, None, false);
         if self.needs_directory_refresh(&plan) {
@@ -934,33 +831,18 @@ impl Shared {
         }
         let plan = plan.map_err(|e| refused(e.kind(), e.to_string()))?;
         if let Some(name) = &spec.global_name {
-            let candidate = plan
-                .target
-                .as_ref()
-                .ok()
-                .map(|t| self.target_address(t, id));
+            let candidate = plan.target.as_ref().ok().map(|t| self.target_address(t, id));
             if let Some(holder) = self.claim_name(name, candidate.clone()).await {
                 if Some(&holder) != candidate.as_ref() {
-                    return Ok(Response::Created {
-                        address: holder,
-                        hash: plan.hash,
-                        existing: true,
-                    });
+                    return Ok(Response::Created { address: holder, hash: plan.hash, existing: true });
                 }
             }
         }
-        let target = plan
-            .target
-            .clone()
-            .map_err(|e| refused(e.kind(), e.to_string()))?;
+        let target = plan.target.clone().map_err(|e| refused(e.kind(), e.to_string()))?;
         let hash = plan.hash.clone();
         let name = spec.global_name.clone();
         match self.commit_create(id, None, spec, plan, target, None) {
-            Ok(address) => Ok(Response::Created {
-                address,
-                hash,
-                existing: false,
-            }),
+            Ok(address) => Ok(Response::Created { address, hash, existing: false }),
             Err(e) => {
                 if let Some(name) = name {
                     self.release_name(&name, &self.address(id));
@@ -971,7 +853,24 @@ impl Shared {
     }
 
     /// A peer placed an actor here.
-    pub fn peer_create(&self, id: u64, parent: Option<Address>, spec: CreateSpec) {
+    pub fn peer_create(
+        &self,
+        id: u64,
+        parent: Option<Address>,
+        spec: CreateSpec,
+        source: Option<SourceHint>,
+    ) {
+        if let Some(hint) = source {
+            // Learn where the version is, if our directory does not say yet.
+            let mut st = self.lock();
+            for h in &hint.holders {
+                if let Some(m) = st.members.get_mut(h) {
+                    if !m.has_source(&hint.summary.hash) {
+                        m.info.sources.push(hint.summary.clone());
+                    }
+                }
+            }
+        }
         let name = spec.global_name.clone();
         let result = self.plan_create(&spec, None, true).and_then(|plan| {
             let target = plan.target.clone()?;
@@ -1029,59 +928,32 @@ impl Shared {
         if let Some(parent) = parent {
             self.notify_parent(
                 parent,
-                Address {
-                    node: node.to_string(),
-                    id,
-                },
-                ExitReason::NodeLost {
-                    node: node.to_string(),
-                },
+                Address { node: node.to_string(), id },
+                ExitReason::NodeLost { node: node.to_string() },
             );
         }
     }
 
     pub(crate) fn notify_parent(&self, parent: Address, child: Address, reason: ExitReason) {
         let p = Payload::System(SystemMessage::ChildActorExited { child, reason });
-        self.route(
-            Incoming {
-                sender: None,
-                payload: p,
-            },
-            &parent,
-            None,
-        );
+        self.route(Incoming { sender: None, payload: p }, &parent, None);
     }
 
     // ---- exit ----------------------------------------------------------------------------------
 
     /// Asks actor `id` (local) to exit, recursively, remembering why.
-    pub(crate) fn request_exit(
-        &self,
-        id: u64,
-        reason: ExitReason,
-        local: Option<&mut LocalQueue<'_>>,
-    ) {
+    pub(crate) fn request_exit(&self, id: u64, reason: ExitReason, local: Option<&mut LocalQueue<'_>>) {
         {
             let mut st = self.lock();
             match st.actors.get_mut(&id) {
-                Some(rec)
-                    if rec.exit_reason.is_none()
-                        && !matches!(rec.kind, ActorKind::Client { .. }) =>
-                {
+                Some(rec) if rec.exit_reason.is_none() && !matches!(rec.kind, ActorKind::Client { .. }) => {
                     rec.exit_reason = Some(reason)
                 }
                 _ => return,
             }
         }
         let p = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
-        self.route(
-            Incoming {
-                sender: None,
-                payload: p,
-            },
-            &self.address(id),
-            local,
-        );
+        self.route(Incoming { sender: None, payload: p }, &self.address(id), local);
     }
 
     /// Actor `id` handled its exit request and was dropped.
@@ -1104,14 +976,7 @@ impl Shared {
             if self.is_local(child) {
                 self.request_exit(child.id, reason.clone(), Some(local));
             } else {
-                self.route(
-                    Incoming {
-                        sender: None,
-                        payload: exit.clone(),
-                    },
-                    child,
-                    None,
-                );
+                self.route(Incoming { sender: None, payload: exit.clone() }, child, None);
             }
         }
         if let Some(parent) = rec.parent {
@@ -1125,10 +990,7 @@ impl Shared {
     pub(crate) fn call_info(&self, me: &Address) -> Option<CallInfo> {
         let st = self.lock();
         let rec = st.actors.get(&me.id)?;
-        let ActorKind::Plugin {
-            hash, type_name, ..
-        } = &rec.kind
-        else {
+        let ActorKind::Plugin { hash, type_name, .. } = &rec.kind else {
             return None;
         };
         Some(CallInfo {
@@ -1144,11 +1006,7 @@ impl Shared {
     /// A message to the node's own endpoint: the source authority's answers, watch requests.
     fn admin_message(&self, m: Incoming) {
         match m.payload {
-            Payload::System(SystemMessage::ValidatedSource {
-                hash,
-                accepted,
-                reason,
-            }) => {
+            Payload::System(SystemMessage::ValidatedSource { hash, accepted, reason }) => {
                 let mut st = self.lock();
                 let from_authority =
                     matches!((&st.authority, &m.sender), (Authority::Actor(a), Some(s)) if a == s);
@@ -1171,18 +1029,15 @@ impl Shared {
                     self.watch(w, enable);
                 }
             }
-            Payload::System(SystemMessage::PoisonMessage {
-                target, details, ..
-            }) => {
+            Payload::System(SystemMessage::PoisonMessage { target, details, .. }) => {
                 // The authority is gone: fail every pending validation now rather than at the
                 // timeout, and stop using it.
                 let mut st = self.lock();
                 if matches!(&st.authority, Authority::Actor(a) if *a == target) {
                     st.authority = Authority::None;
                     for (_, p) in st.validations.drain() {
-                        let _ = p.reply.send(Err(format!(
-                            "the source authority {target} is gone: {details}"
-                        )));
+                        let _ =
+                            p.reply.send(Err(format!("the source authority {target} is gone: {details}")));
                     }
                 }
             }

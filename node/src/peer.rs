@@ -26,10 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) enum Outgoing {
     Notify(Request),
-    Call {
-        request: Request,
-        reply: oneshot::Sender<Result<Response, String>>,
-    },
+    Call { request: Request, reply: oneshot::Sender<Result<Response, String>> },
     Flush(oneshot::Sender<()>),
 }
 
@@ -49,9 +46,7 @@ impl Peers {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         links.insert(addr.to_string(), tx.clone());
-        shared
-            .runtime()
-            .spawn(link(Arc::downgrade(shared), addr.to_string(), rx));
+        shared.runtime().spawn(link(Arc::downgrade(shared), addr.to_string(), rx));
         tx
     }
 
@@ -74,11 +69,7 @@ impl Peers {
     ) -> Result<Response, String> {
         let (rtx, rrx) = oneshot::channel();
         let tx = self.sender(shared, addr);
-        tx.send(Outgoing::Call {
-            request,
-            reply: rtx,
-        })
-        .map_err(|_| format!("no link to {addr}"))?;
+        tx.send(Outgoing::Call { request, reply: rtx }).map_err(|_| format!("no link to {addr}"))?;
         match tokio::time::timeout(timeout, rrx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(format!("the link to {addr} closed")),
@@ -88,13 +79,7 @@ impl Peers {
 
     /// Waits until everything queued so far was written to every link (or `timeout`).
     pub(crate) async fn flush(&self, timeout: Duration) {
-        let txs: Vec<_> = self
-            .links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let txs: Vec<_> = self.links.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let mut acks = Vec::new();
         for tx in txs {
             let (a, r) = oneshot::channel();
@@ -107,10 +92,7 @@ impl Peers {
 
     /// Drops the link to `addr` (its task ends when its queue is empty).
     pub(crate) fn forget(&self, addr: &str) {
-        self.links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(addr);
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
     }
 }
 
@@ -120,7 +102,7 @@ fn fail(shared: &Arc<Shared>, addr: &str, item: Outgoing, why: &str) {
         Outgoing::Notify(Request::Deliver { to, msg }) => {
             shared.poison(msg, to, format!("its node {addr} is unreachable ({why})"));
         }
-        Outgoing::Notify(Request::PeerCreate { id, parent, spec }) => {
+        Outgoing::Notify(Request::PeerCreate { id, parent, spec, .. }) => {
             shared.remote_create_unreachable(id, addr, parent, &spec, why);
         }
         Outgoing::Notify(_) => {}
@@ -140,24 +122,18 @@ async fn link(shared: Weak<Shared>, addr: String, mut rx: mpsc::UnboundedReceive
         Err(_) => return drain(&shared, &addr, &mut rx, "connect timed out"),
     };
     let (mut sink, mut stream) = framed.split();
-    let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, String>>>>> =
-        Arc::default();
+    let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, String>>>>> = Arc::default();
     let reader_pending = pending.clone();
     let mut reader = tokio::spawn(async move {
         while let Some(Ok(bytes)) = stream.next().await {
             match protocol::decode::<ServerFrame>(&bytes) {
                 Ok(ServerFrame::Reply { id, result }) => {
-                    let waiter = reader_pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
+                    let waiter = reader_pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                     if let Some(w) = waiter {
                         let _ = w.send(result.map_err(|e| e.message));
                     }
                 }
-                Ok(ServerFrame::ProtocolError { message }) => {
-                    return format!("the peer refused: {message}")
-                }
+                Ok(ServerFrame::ProtocolError { message }) => return format!("the peer refused: {message}"),
                 Ok(_) => {}
                 Err(e) => return format!("undecodable frame: {e}"),
             }
@@ -183,10 +159,7 @@ async fn link(shared: Weak<Shared>, addr: String, mut rx: mpsc::UnboundedReceive
                 Outgoing::Call { request, reply } => {
                     let id = next_id;
                     next_id += 1;
-                    pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id, reply);
+                    pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, reply);
                     Some(ClientFrame::Request { id, request })
                 }
                 Outgoing::Flush(ack) => {
@@ -239,19 +212,11 @@ fn drain(shared: &Weak<Shared>, addr: &str, rx: &mut mpsc::UnboundedReceiver<Out
 async fn connect(
     addr: &str,
 ) -> Result<Framed<tokio::net::TcpStream, tokio_util::codec::LengthDelimitedCodec>, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, protocol::codec());
-    let hello = ClientFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        agent: "troupe-node peer link".into(),
-    };
-    framed
-        .send(protocol::encode(&hello))
-        .await
-        .map_err(|e| e.to_string())?;
+    let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "troupe-node peer link".into() };
+    framed.send(protocol::encode(&hello)).await.map_err(|e| e.to_string())?;
     match framed.next().await {
         Some(Ok(b)) => match protocol::decode::<ServerFrame>(&b) {
             Ok(ServerFrame::Hello { protocol: v, .. }) if v == PROTOCOL_VERSION => Ok(framed),

@@ -130,10 +130,7 @@ impl Plugin {
                 libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
             )
         }
-        .map_err(|e| PluginError::Open {
-            path: p.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| PluginError::Open { path: p.clone(), message: e.to_string() })?;
         let lib: libloading::Library = lib.into();
         // SAFETY: we only take the symbol's address; we read through it below after checks.
         let sym = unsafe { lib.get::<*const PluginRoot>(abi::ROOT_SYMBOL) }
@@ -166,9 +163,7 @@ impl Plugin {
 
 fn check_header(p: &str, h: &RootHeader) -> Result<(), PluginError> {
     if h.magic != abi::MAGIC {
-        return Err(PluginError::BadMagic {
-            path: p.to_string(),
-        });
+        return Err(PluginError::BadMagic { path: p.to_string() });
     }
     if h.abi_version != abi::ABI_VERSION {
         return Err(PluginError::AbiVersion {
@@ -179,16 +174,10 @@ fn check_header(p: &str, h: &RootHeader) -> Result<(), PluginError> {
     }
     let need = std::mem::size_of::<PluginRoot>() as u32;
     if h.root_size < need {
-        return Err(PluginError::RootSize {
-            path: p.to_string(),
-            found: h.root_size,
-            expected: need,
-        });
+        return Err(PluginError::RootSize { path: p.to_string(), found: h.root_size, expected: need });
     }
     if h.panic_unwind != 1 {
-        return Err(PluginError::PanicAbort {
-            path: p.to_string(),
-        });
+        return Err(PluginError::PanicAbort { path: p.to_string() });
     }
     if h.msg_schema != abi::MSG_SCHEMA {
         return Err(PluginError::MsgSchema {
@@ -215,22 +204,15 @@ fn copy_str(p: &str, what: &str, s: RawStr) -> Result<String, PluginError> {
     }
     // SAFETY: root strings point into the library's static data and are valid while it is open.
     let bytes = unsafe { s.as_bytes() };
-    String::from_utf8(bytes.to_vec()).map_err(|_| PluginError::Malformed {
-        path: p.into(),
-        detail: format!("{what} is not UTF-8"),
-    })
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| PluginError::Malformed { path: p.into(), detail: format!("{what} is not UTF-8") })
 }
 
 /// # Safety
 /// `root` must be a checked root of our ABI version inside an open library.
 unsafe fn copy_info(p: &str, root: &PluginRoot) -> Result<PluginInfo, PluginError> {
-    if root.n_actor_types > MAX_ACTOR_TYPES
-        || (root.actor_types.is_null() && root.n_actor_types > 0)
-    {
-        return Err(PluginError::Malformed {
-            path: p.into(),
-            detail: "bad actor type table".into(),
-        });
+    if root.n_actor_types > MAX_ACTOR_TYPES || (root.actor_types.is_null() && root.n_actor_types > 0) {
+        return Err(PluginError::Malformed { path: p.into(), detail: "bad actor type table".into() });
     }
     let types: &[ActorTypeDesc] = if root.n_actor_types == 0 {
         &[]
@@ -241,8 +223,7 @@ unsafe fn copy_info(p: &str, root: &PluginRoot) -> Result<PluginInfo, PluginErro
     let mut actor_types = Vec::with_capacity(types.len());
     for t in types {
         let name = copy_str(p, "actor type name", t.name)?;
-        if t.n_requirements > MAX_REQUIREMENTS || (t.requirements.is_null() && t.n_requirements > 0)
-        {
+        if t.n_requirements > MAX_REQUIREMENTS || (t.requirements.is_null() && t.n_requirements > 0) {
             return Err(PluginError::Malformed {
                 path: p.into(),
                 detail: format!("bad requirements of {name}"),
@@ -254,10 +235,8 @@ unsafe fn copy_info(p: &str, root: &PluginRoot) -> Result<PluginInfo, PluginErro
             // SAFETY: as above.
             unsafe { std::slice::from_raw_parts(t.requirements, t.n_requirements) }
         };
-        let requirements = reqs
-            .iter()
-            .map(|r| copy_str(p, "requirement", *r))
-            .collect::<Result<Vec<_>, _>>()?;
+        let requirements =
+            reqs.iter().map(|r| copy_str(p, "requirement", *r)).collect::<Result<Vec<_>, _>>()?;
         actor_types.push(ActorTypeInfo { name, requirements });
     }
     Ok(PluginInfo {

@@ -22,9 +22,7 @@ pub const MAX_FRAME_BYTES: usize = 300 * 1024 * 1024;
 
 /// The codec both sides use.
 pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME_BYTES)
-        .new_codec()
+    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_BYTES).new_codec()
 }
 
 /// Client → node.
@@ -117,6 +115,10 @@ pub enum Request {
         parent: Option<Address>,
         /// What to create; `source_hash` is a full hash.
         spec: CreateSpec,
+        /// The version's actor types, and the nodes the sender knows to hold it (the receiver
+        /// may not have heard of the version yet).
+        #[serde(default)]
+        source: Option<SourceHint>,
     },
     /// Send the zip bytes of an active version.
     FetchSource {
@@ -163,6 +165,15 @@ pub struct MemberInfo {
     pub pid: u32,
 }
 
+/// Where a version can be fetched from, sent along with a create.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceHint {
+    /// The version.
+    pub summary: SourceSummary,
+    /// Nodes holding it.
+    pub holders: Vec<String>,
+}
+
 /// An active version as the convention knows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SourceSummary {
@@ -190,9 +201,7 @@ impl std::str::FromStr for RemoteSources {
             "yes" => Ok(RemoteSources::Yes),
             "no" => Ok(RemoteSources::No),
             "leader-only" => Ok(RemoteSources::LeaderOnly),
-            other => Err(format!(
-                "--remote-sources takes yes, no or leader-only, not {other:?}"
-            )),
+            other => Err(format!("--remote-sources takes yes, no or leader-only, not {other:?}")),
         }
     }
 }
@@ -317,19 +326,11 @@ pub enum ErrorKind {
 impl ErrorReply {
     /// A refusal.
     pub fn refused(code: impl Into<String>, message: impl Into<String>) -> ErrorReply {
-        ErrorReply {
-            kind: ErrorKind::Refused,
-            code: code.into(),
-            message: message.into(),
-        }
+        ErrorReply { kind: ErrorKind::Refused, code: code.into(), message: message.into() }
     }
     /// A bad request.
     pub fn bad_request(code: impl Into<String>, message: impl Into<String>) -> ErrorReply {
-        ErrorReply {
-            kind: ErrorKind::BadRequest,
-            code: code.into(),
-            message: message.into(),
-        }
+        ErrorReply { kind: ErrorKind::BadRequest, code: code.into(), message: message.into() }
     }
 }
 

@@ -16,9 +16,7 @@ use tokio_util::codec::Framed;
 use troupe_actor_abi::message::Incoming;
 
 use crate::node::{Node, Shared};
-use crate::protocol::{
-    self, ClientFrame, ErrorReply, Request, Response, ServerFrame, PROTOCOL_VERSION,
-};
+use crate::protocol::{self, ClientFrame, ErrorReply, Request, Response, ServerFrame, PROTOCOL_VERSION};
 
 /// How long a new connection may take to say hello: long enough for any honest client on a
 /// loaded machine, short enough that half-open connections do not pile up.
@@ -82,9 +80,7 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
         Ok(ClientFrame::Hello { protocol: v, .. }) => {
             return reject(
                 &mut framed,
-                format!(
-                    "protocol version {v} is not supported; this node speaks {PROTOCOL_VERSION}"
-                ),
+                format!("protocol version {v} is not supported; this node speaks {PROTOCOL_VERSION}"),
             )
             .await
         }
@@ -134,12 +130,7 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
         match stream.next().await {
             None => break Ok(()),
             Some(Err(e)) => {
-                let _ = otx.send((
-                    ServerFrame::ProtocolError {
-                        message: format!("bad frame: {e}"),
-                    },
-                    None,
-                ));
+                let _ = otx.send((ServerFrame::ProtocolError { message: format!("bad frame: {e}") }, None));
                 break Err(format!("bad frame: {e}"));
             }
             Some(Ok(bytes)) => match protocol::decode::<ClientFrame>(&bytes) {
@@ -162,19 +153,13 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
                     });
                 }
                 Ok(ClientFrame::Hello { .. }) => {
-                    let _ = otx.send((
-                        ServerFrame::ProtocolError {
-                            message: "hello sent twice".into(),
-                        },
-                        None,
-                    ));
+                    let _ =
+                        otx.send((ServerFrame::ProtocolError { message: "hello sent twice".into() }, None));
                     break Err("second hello".into());
                 }
                 Err(e) => {
                     let _ = otx.send((
-                        ServerFrame::ProtocolError {
-                            message: format!("undecodable request: {e}"),
-                        },
+                        ServerFrame::ProtocolError { message: format!("undecodable request: {e}") },
                         None,
                     ));
                     break Err(format!("undecodable request: {e}"));
@@ -194,9 +179,7 @@ async fn reject(
 ) -> Result<(), String> {
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
-        framed.send(protocol::encode(&ServerFrame::ProtocolError {
-            message: message.clone(),
-        })),
+        framed.send(protocol::encode(&ServerFrame::ProtocolError { message: message.clone() })),
     )
     .await;
     Err(message)
@@ -210,11 +193,7 @@ async fn handle(
     match request {
         Request::Status => Ok(Response::Status(Box::new(shared.status()))),
         Request::Load { zip, info } => shared.load(zip, info).await,
-        Request::Unload { hash, grace_ms } => {
-            shared
-                .unload(&hash, grace_ms.map(Duration::from_millis))
-                .await
-        }
+        Request::Unload { hash, grace_ms } => shared.unload(&hash, grace_ms.map(Duration::from_millis)).await,
         Request::Create { spec } => shared.create_for_client(spec).await,
         Request::Send { to, payload } => {
             shared.send(Some(me.clone()), &to, payload);
@@ -224,9 +203,9 @@ async fn handle(
         Request::Stop => shared.stop(STOP_TIMEOUT).await,
         Request::Register(info) => Ok(shared.handle_register(info)),
         Request::FetchSource { hash } => shared.serve_source(&hash).await,
-        Request::ClaimName { name, candidate } => Ok(Response::Name {
-            holder: shared.handle_claim(&name, candidate),
-        }),
+        Request::ClaimName { name, candidate } => {
+            Ok(Response::Name { holder: shared.handle_claim(&name, candidate) })
+        }
         Request::Deregister { .. }
         | Request::Deliver { .. }
         | Request::PeerCreate { .. }
@@ -247,7 +226,7 @@ fn notify(shared: &Arc<Shared>, request: Request) {
                 shared.deliver_from_peer(msg, &to);
             }
         }
-        Request::PeerCreate { id, parent, spec } => shared.peer_create(id, parent, spec),
+        Request::PeerCreate { id, parent, spec, source } => shared.peer_create(id, parent, spec, source),
         Request::ReleaseName { name, holder } => shared.handle_release(&name, &holder),
         Request::Deregister { node } => {
             shared.node_lost(&node, troupe_actor_abi::message::ConventionChange::Left)
@@ -256,9 +235,7 @@ fn notify(shared: &Arc<Shared>, request: Request) {
             let shared = shared.clone();
             tokio::spawn(async move {
                 // A node without the version has nothing to do.
-                let _ = shared
-                    .unload_local(&hash, grace_ms.map(Duration::from_millis))
-                    .await;
+                let _ = shared.unload_local(&hash, grace_ms.map(Duration::from_millis)).await;
             });
         }
         other => {

@@ -40,25 +40,12 @@ pub(crate) enum Cmd {
 
 /// Something an actor asked for during a call; applied after the call returns, in order.
 pub(crate) enum Effect {
-    Send {
-        to: Address,
-        payload: Payload,
-    },
-    Create {
-        id: u64,
-        spec: CreateSpec,
-        plan: crate::node::Plan,
-    },
-    CreateFailed {
-        id: u64,
-        error: message::CreateError,
-    },
+    Send { to: Address, payload: Payload },
+    Create { id: u64, spec: CreateSpec, plan: crate::node::Plan },
+    CreateFailed { id: u64, error: message::CreateError },
     Nothing,
     ExitSelf,
-    Wakeup {
-        delay_ms: u64,
-        payload: Option<Payload>,
-    },
+    Wakeup { delay_ms: u64, payload: Option<Payload> },
     RegisterAuthority,
 }
 
@@ -126,9 +113,7 @@ pub(crate) fn start(
             node.version_gone(&hash, gen, t0.elapsed());
         })
         .map_err(|e| format!("cannot spawn version host thread: {e}"))?;
-    let infos = ready_rx
-        .recv()
-        .map_err(|_| "version host exited during start".to_string())??;
+    let infos = ready_rx.recv().map_err(|_| "version host exited during start".to_string())??;
     Ok((tx, infos))
 }
 
@@ -182,14 +167,7 @@ fn executor(
         }
     }
     let _ = ready.send(Ok(plugins.iter().map(|p| p.info.clone()).collect()));
-    let mut ex = Executor {
-        node,
-        hash,
-        gen,
-        plugins,
-        types,
-        actors: HashMap::new(),
-    };
+    let mut ex = Executor { node, hash, gen, plugins, types, actors: HashMap::new() };
     let mut local = VecDeque::new();
     loop {
         let cmd = match local.pop_front() {
@@ -220,10 +198,7 @@ fn err_text(err: &[u8]) -> String {
 
 impl Executor {
     fn address(&self, id: u64) -> Address {
-        Address {
-            node: self.node.addr.clone(),
-            id,
-        }
+        Address { node: self.node.addr.clone(), id }
     }
 
     fn create(&mut self, id: u64, type_name: &str, local: &mut VecDeque<Cmd>) {
@@ -238,12 +213,8 @@ impl Executor {
             );
             return;
         };
-        let mut ctx = CallCtx {
-            node: &self.node,
-            me: self.address(id),
-            hash: &self.hash,
-            effects: Vec::new(),
-        };
+        let mut ctx =
+            CallCtx { node: &self.node, me: self.address(id), hash: &self.hash, effects: Vec::new() };
         let mut err = Vec::new();
         let mut out: *mut c_void = std::ptr::null_mut();
         let name = type_name.as_bytes();
@@ -260,20 +231,9 @@ impl Executor {
         let effects = std::mem::take(&mut ctx.effects);
         if st == abi::STATUS_OK && !out.is_null() {
             self.actors.insert(id, (pi, out, type_name.to_string()));
-            self.node.apply_effects(
-                id,
-                effects,
-                &mut LocalQueue {
-                    gen: self.gen,
-                    queue: local,
-                },
-            );
+            self.node.apply_effects(id, effects, &mut LocalQueue { gen: self.gen, queue: local });
         } else {
-            let what = if st == abi::STATUS_PANIC {
-                "constructor panicked"
-            } else {
-                "constructor failed"
-            };
+            let what = if st == abi::STATUS_PANIC { "constructor panicked" } else { "constructor failed" };
             // What a failed constructor asked for is dropped with it: it never existed.
             drop(effects);
             self.node.create_failed(
@@ -291,12 +251,8 @@ impl Executor {
         let Some(&(pi, state, _)) = self.actors.get(&id) else {
             return (abi::STATUS_ERROR, "actor vanished".into(), Vec::new());
         };
-        let mut ctx = CallCtx {
-            node: &self.node,
-            me: self.address(id),
-            hash: &self.hash,
-            effects: Vec::new(),
-        };
+        let mut ctx =
+            CallCtx { node: &self.node, me: self.address(id), hash: &self.hash, effects: Vec::new() };
         let mut err = Vec::new();
         // SAFETY: `state` came from this plugin's new_actor and was not dropped; executor thread.
         let st = unsafe {
@@ -315,35 +271,16 @@ impl Executor {
             self.node.undeliverable(id, msg);
             return;
         }
-        let is_exit = matches!(
-            msg.payload,
-            Payload::System(SystemMessage::ActorExitRequest { .. })
-        );
+        let is_exit = matches!(msg.payload, Payload::System(SystemMessage::ActorExitRequest { .. }));
         let bytes = message::encode(&msg);
         let (st, err, effects) = self.call_handle(id, &bytes);
-        self.node.apply_effects(
-            id,
-            effects,
-            &mut LocalQueue {
-                gen: self.gen,
-                queue: local,
-            },
-        );
+        self.node.apply_effects(id, effects, &mut LocalQueue { gen: self.gen, queue: local });
         if is_exit {
             if st != abi::STATUS_OK {
-                tracing::debug!(
-                    actor = id,
-                    "handler failed on ActorExitRequest (ignored): {err}"
-                );
+                tracing::debug!(actor = id, "handler failed on ActorExitRequest (ignored): {err}");
             }
             self.drop_actor(id);
-            self.node.actor_exited(
-                id,
-                &mut LocalQueue {
-                    gen: self.gen,
-                    queue: local,
-                },
-            );
+            self.node.actor_exited(id, &mut LocalQueue { gen: self.gen, queue: local });
             return;
         }
         if st == abi::STATUS_OK {
@@ -353,20 +290,9 @@ impl Executor {
         // the message back to its sender.
         tracing::debug!(actor = id, "handler failed, retrying once: {err}");
         let (st2, err2, effects2) = self.call_handle(id, &bytes);
-        self.node.apply_effects(
-            id,
-            effects2,
-            &mut LocalQueue {
-                gen: self.gen,
-                queue: local,
-            },
-        );
+        self.node.apply_effects(id, effects2, &mut LocalQueue { gen: self.gen, queue: local });
         if st2 != abi::STATUS_OK {
-            let type_name = self
-                .actors
-                .get(&id)
-                .map(|a| a.2.clone())
-                .unwrap_or_default();
+            let type_name = self.actors.get(&id).map(|a| a.2.clone()).unwrap_or_default();
             let details = format!("{type_name} failed twice handling the message: {err2}");
             tracing::warn!(actor = id, "{details}");
             self.node.poison(msg, self.address(id), details);
@@ -377,8 +303,7 @@ impl Executor {
         if let Some((pi, state, type_name)) = self.actors.remove(&id) {
             let mut err = Vec::new();
             // SAFETY: `state` came from new_actor of this plugin and is dropped exactly once.
-            let st =
-                unsafe { (self.plugins[pi].root().drop_actor)(state, OutSink::for_vec(&mut err)) };
+            let st = unsafe { (self.plugins[pi].root().drop_actor)(state, OutSink::for_vec(&mut err)) };
             if st != abi::STATUS_OK {
                 tracing::warn!(actor = id, %type_name, "dropping the actor failed: {}", err_text(&err));
             }
@@ -433,10 +358,7 @@ unsafe extern "C" fn host_send(call: *mut c_void, to: RawStr, msg: RawStr) -> St
     with_ctx(call, |ctx| {
         // SAFETY: the plugin passes slices valid for this call.
         let (to, msg) = unsafe { (to.as_bytes(), msg.as_bytes()) };
-        match (
-            message::decode::<Address>(to),
-            message::decode::<Payload>(msg),
-        ) {
+        match (message::decode::<Address>(to), message::decode::<Payload>(msg)) {
             (Ok(to), Ok(payload)) => {
                 ctx.effects.push(Effect::Send { to, payload });
                 abi::STATUS_OK

@@ -23,13 +23,8 @@ use troupe_node::protocol::{self, ClientFrame, Request, Response, ServerFrame, P
 use troupe_node::status::StatusReport;
 
 /// The crates whose artefacts the tests use: the CLI and every plugin.
-const PACKAGES: &[&str] = &[
-    "troupe",
-    "troupe-encoders",
-    "troupe-encoders-v2",
-    "troupe-test-faulty",
-    "troupe-test-bad-abi",
-];
+const PACKAGES: &[&str] =
+    &["troupe", "troupe-encoders", "troupe-encoders-v2", "troupe-test-faulty", "troupe-test-bad-abi"];
 
 /// How long a node may take to answer its first hello: generous, because two cores are shared
 /// by several test processes and cargo.
@@ -61,18 +56,11 @@ pub fn ensure_built() {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = BUILT.get_or_init(|| {
         let profile = profile_dir();
-        let target = profile
-            .parent()
-            .expect("the profile dir is inside the target dir");
+        let target = profile.parent().expect("the profile dir is inside the target dir");
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.arg("build")
-            .arg("--quiet")
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target);
+        cmd.arg("build").arg("--quiet").arg("--manifest-path").arg(&manifest).arg("--target-dir").arg(target);
         match profile.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => {}
             Some("release") => {
@@ -133,11 +121,7 @@ impl Cli {
     /// Panics (showing everything) unless the exit code is `code`.
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "unexpected exit code from `{}`:\n{self}",
-            self.command
-        );
+        assert_eq!(self.code, code, "unexpected exit code from `{}`:\n{self}", self.command);
         self
     }
 
@@ -151,11 +135,7 @@ impl Cli {
     #[track_caller]
     pub fn assert_stderr_has(&self, needles: &[&str]) -> &Self {
         for n in needles {
-            assert!(
-                self.stderr.contains(n),
-                "stderr of `{}` lacks {n:?}:\n{self}",
-                self.command
-            );
+            assert!(self.stderr.contains(n), "stderr of `{}` lacks {n:?}:\n{self}", self.command);
         }
         self
     }
@@ -175,11 +155,7 @@ impl Cli {
 
 impl std::fmt::Display for Cli {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit code {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
+        write!(f, "exit code {}\n--- stdout ---\n{}--- stderr ---\n{}", self.code, self.stdout, self.stderr)
     }
 }
 
@@ -188,18 +164,13 @@ pub fn troupe(args: &[&str], stdin: Option<&str>) -> Cli {
     let mut cmd = Command::new(troupe_bin());
     cmd.args(args)
         .env("RUST_LOG", "warn")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("cannot run troupe");
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(input.as_bytes())
-            .expect("cannot write troupe's stdin");
+        pipe.write_all(input.as_bytes()).expect("cannot write troupe's stdin");
     }
     let out = child.wait_with_output().expect("cannot wait for troupe");
     Cli {
@@ -228,10 +199,7 @@ impl TestDir {
     pub fn new() -> TestDir {
         ensure_built();
         TestDir {
-            dir: tempfile::Builder::new()
-                .prefix("troupe-test-")
-                .tempdir()
-                .expect("cannot create a temp dir"),
+            dir: tempfile::Builder::new().prefix("troupe-test-").tempdir().expect("cannot create a temp dir"),
         }
     }
 
@@ -310,8 +278,7 @@ impl ZipVariants {
     /// From a zip written by `troupe pack`.
     pub fn new(zip: &Path) -> ZipVariants {
         let base = std::fs::read(zip).expect("cannot read the base zip");
-        let mut archive =
-            zip::ZipArchive::new(std::io::Cursor::new(&base)).expect("the base zip is a zip");
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&base)).expect("the base zip is a zip");
         let mut manifest = String::new();
         archive
             .by_name("troupe.toml")
@@ -323,23 +290,17 @@ impl ZipVariants {
             .find(|l| l.trim_start().starts_with("version ="))
             .expect("the manifest has a package version")
             .to_string();
-        ZipVariants {
-            base,
-            manifest,
-            version_line,
-        }
+        ZipVariants { base, manifest, version_line }
     }
 
     /// The variant with package version `version`.
     pub fn make(&self, version: &str) -> Vec<u8> {
-        let manifest =
-            self.manifest
-                .replacen(&self.version_line, &format!("version = \"{version}\""), 1);
+        let manifest = self.manifest.replacen(&self.version_line, &format!("version = \"{version}\""), 1);
         let mut archive =
             zip::ZipArchive::new(std::io::Cursor::new(&self.base)).expect("the base zip is a zip");
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
+        let opts =
+            zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
         w.start_file("troupe.toml", opts).expect("zip write");
         w.write_all(manifest.as_bytes()).expect("zip write");
         for i in 0..archive.len() {
@@ -356,8 +317,7 @@ impl ZipVariants {
 /// sources.
 pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, bytes) in entries {
         w.start_file(*name, opts).expect("zip write");
         w.write_all(bytes).expect("zip write");
@@ -370,11 +330,7 @@ pub fn manifest_of(zip: &Path) -> String {
     let bytes = std::fs::read(zip).expect("cannot read zip");
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
     let mut s = String::new();
-    archive
-        .by_name("troupe.toml")
-        .expect("a manifest")
-        .read_to_string(&mut s)
-        .expect("text");
+    archive.by_name("troupe.toml").expect("a manifest").read_to_string(&mut s).expect("text");
     s
 }
 
@@ -392,9 +348,7 @@ pub struct NodeProc {
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind an ephemeral port");
-    l.local_addr()
-        .expect("a bound listener has an address")
-        .port()
+    l.local_addr().expect("a bound listener has an address").port()
 }
 
 /// Says hello to `addr` with plain blocking I/O (so it works in and out of async tests).
@@ -403,10 +357,7 @@ fn hello_answers(addr: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let hello = ClientFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        agent: "troupe-tests".into(),
-    };
+    let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "troupe-tests".into() };
     let body = protocol::encode(&hello);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
@@ -421,10 +372,7 @@ fn hello_answers(addr: &str) -> bool {
     if s.read_exact(&mut body).is_err() {
         return false;
     }
-    matches!(
-        protocol::decode::<ServerFrame>(&body),
-        Ok(ServerFrame::Hello { .. })
-    )
+    matches!(protocol::decode::<ServerFrame>(&body), Ok(ServerFrame::Hello { .. }))
 }
 
 impl NodeProc {
@@ -455,21 +403,13 @@ impl NodeProc {
                     vec!["--convention".to_string(), format!("127.0.0.1:{port}")]
                 })
                 .args(extra)
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                )
+                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().expect("dup log"))
                 .stderr(log_file)
                 .spawn()
                 .expect("cannot start troupe");
-            let mut node = NodeProc {
-                child,
-                port,
-                state_dir,
-                log,
-            };
+            let mut node = NodeProc { child, port, state_dir, log };
             let deadline = Instant::now() + START_TIMEOUT;
             let mut delay = Duration::from_millis(5);
             loop {
@@ -568,8 +508,7 @@ impl NodeProc {
 
     /// `/proc/<pid>/maps`.
     pub fn maps(&self) -> String {
-        std::fs::read_to_string(format!("/proc/{}/maps", self.pid()))
-            .expect("cannot read the node's maps")
+        std::fs::read_to_string(format!("/proc/{}/maps", self.pid())).expect("cannot read the node's maps")
     }
 
     /// The node's thread count (`Threads:` of `/proc/<pid>/status`).
@@ -584,9 +523,7 @@ impl NodeProc {
 
     /// A client connected to the node.
     pub async fn client(&self) -> Client {
-        Client::connect(&self.addr())
-            .await
-            .expect("cannot connect to the node")
+        Client::connect(&self.addr()).await.expect("cannot connect to the node")
     }
 
     /// Waits up to `timeout` for the node process to exit.
@@ -627,10 +564,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(t) = check() {
             return t;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(50));
     }
@@ -660,11 +594,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Creates a top-level actor through `client`.
 pub async fn create(client: &mut Client, type_name: &str, hash: &str) -> anyhow::Result<Address> {
-    let spec = CreateSpec {
-        type_name: type_name.into(),
-        source_hash: Some(hash.into()),
-        ..CreateSpec::default()
-    };
+    let spec =
+        CreateSpec { type_name: type_name.into(), source_hash: Some(hash.into()), ..CreateSpec::default() };
     match client.request(Request::Create { spec }).await? {
         Response::Created { address, .. } => Ok(address),
         other => anyhow::bail!("unexpected answer to create: {other:?}"),
@@ -673,13 +604,7 @@ pub async fn create(client: &mut Client, type_name: &str, hash: &str) -> anyhow:
 
 /// Sends text to `to` from `client`'s own address.
 pub async fn send_text(client: &mut Client, to: &Address, text: &str) {
-    match client
-        .request(Request::Send {
-            to: to.clone(),
-            payload: Payload::Text(text.into()),
-        })
-        .await
-    {
+    match client.request(Request::Send { to: to.clone(), payload: Payload::Text(text.into()) }).await {
         Ok(Response::Sent) => {}
         other => panic!("send to {to} failed: {other:?}"),
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use troupe_actor_abi::message::{Payload, SystemMessage};
 use troupe_node::archive::{self, ActorTypeEntry, PackInput, PackageInfo};
 use troupe_tests::{
-    ask, create, files_under, manifest_of, next_message, next_text, send_text, troupe, wait_for,
-    zip_of, NodeProc, TestDir,
+    ask, create, files_under, manifest_of, next_message, next_text, send_text, troupe, wait_for, zip_of,
+    NodeProc, TestDir,
 };
 
 /// `troupe status` answers and lists what we expect to be loaded.
@@ -30,10 +30,7 @@ fn assert_load_refused(dir: &TestDir, node: &NodeProc, name: &str, bytes: &[u8],
     let out = node.run("load", &[&path.display().to_string()]);
     out.assert_code(1);
     out.assert_stderr_has(needles);
-    assert!(
-        out.stdout.is_empty(),
-        "a refused load printed a hash:\n{out}"
-    );
+    assert!(out.stdout.is_empty(), "a refused load printed a hash:\n{out}");
     wait_for("the store to be empty", Duration::from_secs(10), || {
         files_under(&node.store()).is_empty().then_some(())
     });
@@ -46,35 +43,21 @@ async fn a_panicking_handler_returns_the_message_and_the_actor_lives_on() {
     let hash = node.load(&dir.faulty_zip());
     let mut client = node.client().await;
 
-    let actor = create(&mut client, "faulty.PanicOnMessage", &hash)
-        .await
-        .unwrap();
+    let actor = create(&mut client, "faulty.PanicOnMessage", &hash).await.unwrap();
     send_text(&mut client, &actor, "panic").await;
     match next_message(&mut client).await.payload {
-        Payload::System(SystemMessage::PoisonMessage {
-            message,
-            target,
-            details,
-        }) => {
+        Payload::System(SystemMessage::PoisonMessage { message, target, details }) => {
             assert_eq!(*message, Payload::Text("panic".into()));
             assert_eq!(target, actor);
-            assert!(
-                details.contains("panic"),
-                "details do not mention the panic: {details}"
-            );
-            assert!(
-                details.contains("asked to panic"),
-                "details do not carry the panic message: {details}"
-            );
+            assert!(details.contains("panic"), "details do not mention the panic: {details}");
+            assert!(details.contains("asked to panic"), "details do not carry the panic message: {details}");
         }
         other => panic!("expected a PoisonMessage, got {other:?}"),
     }
     assert_eq!(ask(&mut client, &actor, "hi").await, "echo: hi");
 
     // A handler that returns an error twice: same treatment.
-    let failing = create(&mut client, "faulty.FailOnMessage", &hash)
-        .await
-        .unwrap();
+    let failing = create(&mut client, "faulty.FailOnMessage", &hash).await.unwrap();
     send_text(&mut client, &failing, "fail").await;
     match next_message(&mut client).await.payload {
         Payload::System(SystemMessage::PoisonMessage { details, .. }) => {
@@ -98,11 +81,7 @@ async fn a_panicking_constructor_reaches_the_parent_as_a_plugin_error() {
     assert!(created.starts_with("created "), "{created}");
     let exited = next_text(&mut client).await;
     assert!(exited.starts_with("child exited: "), "{exited}");
-    for needle in [
-        "PluginError",
-        "faulty.PanicInCreate",
-        "constructor panicked",
-    ] {
+    for needle in ["PluginError", "faulty.PanicInCreate", "constructor panicked"] {
         assert!(exited.contains(needle), "{needle:?} missing from: {exited}");
     }
     // The Spawner (same library) is fine and can create a healthy child.
@@ -120,15 +99,8 @@ fn a_plugin_built_for_another_abi_version_is_refused() {
     let lib = troupe_tests::plugin_lib("troupe_test_bad_abi");
 
     // `troupe pack` refuses it from its root alone.
-    let out = troupe(
-        &[
-            "pack",
-            "-o",
-            &dir.join("bad.zip").display().to_string(),
-            &lib.display().to_string(),
-        ],
-        None,
-    );
+    let out =
+        troupe(&["pack", "-o", &dir.join("bad.zip").display().to_string(), &lib.display().to_string()], None);
     assert_ne!(out.code, 0, "{out}");
     out.assert_stderr_has(&["ABI version 999"]);
     assert!(!dir.join("bad.zip").exists(), "pack wrote a zip it refused");
@@ -136,10 +108,7 @@ fn a_plugin_built_for_another_abi_version_is_refused() {
     let input = PackInput {
         file_name: "libtroupe_test_bad_abi.so".into(),
         bytes: std::fs::read(&lib).unwrap(),
-        actors: vec![ActorTypeEntry {
-            type_name: "bad.Actor".into(),
-            requires: vec![],
-        }],
+        actors: vec![ActorTypeEntry { type_name: "bad.Actor".into(), requires: vec![] }],
     };
     let package = |abi_version| PackageInfo {
         name: "bad-abi".into(),
@@ -149,19 +118,13 @@ fn a_plugin_built_for_another_abi_version_is_refused() {
         target: troupe_node::TARGET.into(),
     };
     // A manifest that lies about the ABI: the library's own root is checked before any of its code runs.
-    let lying = archive::pack(
-        &package(troupe_actor_abi::abi::ABI_VERSION),
-        std::slice::from_ref(&input),
-    )
-    .unwrap();
+    let lying =
+        archive::pack(&package(troupe_actor_abi::abi::ABI_VERSION), std::slice::from_ref(&input)).unwrap();
     assert_load_refused(&dir, &node, "lying.zip", &lying, &["ABI version 999"]);
     // An honest manifest: refused from the manifest.
     let honest = archive::pack(&package(999), &[input]).unwrap();
     assert_load_refused(&dir, &node, "honest.zip", &honest, &["ABI version 999"]);
-    assert!(
-        !node.maps().contains("bad_abi"),
-        "the bad library is still mapped"
-    );
+    assert!(!node.maps().contains("bad_abi"), "the bad library is still mapped");
     assert_serving(&node, 0);
 }
 
@@ -187,22 +150,14 @@ fn malformed_zips_are_refused_with_clear_errors() {
         assert_serving(&node, 0);
     }
     assert!(
-        !files_under(dir.path())
-            .iter()
-            .any(|f| f.ends_with("libevil.so")),
+        !files_under(dir.path()).iter().any(|f| f.ends_with("libevil.so")),
         "an escaping entry was written somewhere"
     );
     assert!(!Path::new("/tmp/libevil.so").exists());
 
     // No manifest.
     let z = zip_of(&[(lib_name.as_str(), &lib)]);
-    assert_load_refused(
-        &dir,
-        &node,
-        "no-manifest.zip",
-        &z,
-        &["no troupe.toml", "troupe pack"],
-    );
+    assert_load_refused(&dir, &node, "no-manifest.zip", &z, &["no troupe.toml", "troupe pack"]);
     assert_serving(&node, 0);
 
     // A manifest whose sha256 does not match the library.
@@ -211,34 +166,16 @@ fn malformed_zips_are_refused_with_clear_errors() {
     let m = manifest.replace(&real, &wrong);
     assert_ne!(m, manifest);
     let z = zip_of(&[("troupe.toml", m.as_bytes()), (lib_name.as_str(), &lib)]);
-    assert_load_refused(
-        &dir,
-        &node,
-        "mismatch.zip",
-        &z,
-        &["sha256", &lib_name, &real, &wrong],
-    );
+    assert_load_refused(&dir, &node, "mismatch.zip", &z, &["sha256", &lib_name, &real, &wrong]);
     assert_serving(&node, 0);
 
     // A truncated zip.
     let good = std::fs::read(dir.pack("good.zip", &[dir.stripped("troupe_test_faulty")])).unwrap();
-    assert_load_refused(
-        &dir,
-        &node,
-        "truncated.zip",
-        &good[..good.len() / 2],
-        &["not a zip archive"],
-    );
+    assert_load_refused(&dir, &node, "truncated.zip", &good[..good.len() / 2], &["not a zip archive"]);
     assert_serving(&node, 0);
 
     // Not a zip at all.
-    assert_load_refused(
-        &dir,
-        &node,
-        "text.zip",
-        b"hello, I am not a zip\n",
-        &["not a zip archive"],
-    );
+    assert_load_refused(&dir, &node, "text.zip", b"hello, I am not a zip\n", &["not a zip archive"]);
     assert_serving(&node, 0);
 
     // After all that, the good one loads.
@@ -270,8 +207,7 @@ fn garbage(node: &NodeProc, bytes: &[u8]) -> Vec<u8> {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
             {
                 panic!(
                     "the node neither answered nor closed the connection after {} garbage bytes",
@@ -316,10 +252,7 @@ fn garbage_on_the_admin_port_does_not_disturb_the_node() {
     let mut framed = 5u32.to_be_bytes().to_vec();
     framed.extend_from_slice(b"\xc1\xc1\xc1\xc1\xc1");
     let answer = garbage(&node, &framed);
-    assert!(
-        !answer.is_empty(),
-        "a framed non-hello should get a ProtocolError frame before the close"
-    );
+    assert!(!answer.is_empty(), "a framed non-hello should get a ProtocolError frame before the close");
     assert_serving(&node, 1);
 
     // HTTP.
@@ -351,13 +284,8 @@ async fn an_actor_registered_as_source_authority_decides_loads() {
     let node = NodeProc::start(&dir, "morse,Caesar cipher,64bit encoder");
     let faulty = node.load(&dir.faulty_zip());
     let mut client = node.client().await;
-    let gatekeeper = create(&mut client, "faulty.Gatekeeper", &faulty)
-        .await
-        .unwrap();
-    assert_eq!(
-        ask(&mut client, &gatekeeper, "register").await,
-        "registered"
-    );
+    let gatekeeper = create(&mut client, "faulty.Gatekeeper", &faulty).await.unwrap();
+    assert_eq!(ask(&mut client, &gatekeeper, "register").await, "registered");
     assert_eq!(node.status().authority, format!("actor {gatekeeper}"));
 
     let rejected = dir.pack_with(

@@ -85,25 +85,16 @@ fn without_capabilities_only_the_encoder_answers_and_the_others_are_named() {
 
     let out = node.app(&hash, "hello\n");
     out.assert_code(1);
-    assert_eq!(
-        out.lines(),
-        vec!["Encoder [density=1.000]  hello".to_string()],
-        "{out}"
-    );
-    for (encoder, capability) in [
-        ("Base64Encoder", "64bit encoder"),
-        ("MorseEncoder", "morse"),
-        ("Rot13Encoder", "Caesar cipher"),
-    ] {
+    assert_eq!(out.lines(), vec!["Encoder [density=1.000]  hello".to_string()], "{out}");
+    for (encoder, capability) in
+        [("Base64Encoder", "64bit encoder"), ("MorseEncoder", "morse"), ("Rot13Encoder", "Caesar cipher")]
+    {
         let line = out
             .stderr
             .lines()
             .find(|l| l.starts_with(&format!("{encoder}:")))
             .unwrap_or_else(|| panic!("stderr does not name {encoder}:\n{out}"));
-        assert!(
-            line.contains("NoCompatibleSystemForActor") && line.contains(capability),
-            "{line}"
-        );
+        assert!(line.contains("NoCompatibleSystemForActor") && line.contains(capability), "{line}");
     }
     // The node is still serving.
     node.status();
@@ -113,16 +104,8 @@ fn without_capabilities_only_the_encoder_answers_and_the_others_are_named() {
 fn app_with_no_node_listening_says_how_to_start_one() {
     let _dir = TestDir::new();
     // A port nobody listens on: bound a moment ago by us, now released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let out = troupe(
-        &["app", "0123456789abcdef", "--port", &port],
-        Some("hello\n"),
-    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let out = troupe(&["app", "0123456789abcdef", "--port", &port], Some("hello\n"));
     out.assert_code(3);
     out.assert_stderr_has(&[
         &format!("no node is listening on 127.0.0.1:{port}"),
@@ -140,31 +123,14 @@ fn stop_ends_the_process_and_deletes_the_store() {
     let mut node = NodeProc::start(&dir, ALL_CAPS);
     let hash = node.load(&dir.encoders_zip());
     node.app(&hash, "hello\n").assert_ok(); // live actors and a loaded version
-    assert!(
-        !files_under(&node.store()).is_empty(),
-        "the store holds the loaded library"
-    );
+    assert!(!files_under(&node.store()).is_empty(), "the store holds the loaded library");
 
     let out = node.run("stop", &[]);
     out.assert_ok();
-    assert!(
-        out.stdout
-            .contains(&format!("stopped 127.0.0.1:{}", node.port())),
-        "{out}"
-    );
-    let status = node
-        .wait_exit(Duration::from_secs(20))
-        .expect("the node process did not exit after stop");
-    assert!(
-        status.success(),
-        "node exited with {status}:\n{}",
-        node.log_text()
-    );
-    assert!(
-        !node.store().exists(),
-        "the store {} is still there",
-        node.store().display()
-    );
+    assert!(out.stdout.contains(&format!("stopped 127.0.0.1:{}", node.port())), "{out}");
+    let status = node.wait_exit(Duration::from_secs(20)).expect("the node process did not exit after stop");
+    assert!(status.success(), "node exited with {status}:\n{}", node.log_text());
+    assert!(!node.store().exists(), "the store {} is still there", node.store().display());
     // And nothing answers there any more.
     node.run("status", &[]).assert_code(3);
 }

@@ -7,8 +7,7 @@ use troupe_actor_abi::message::{Payload, SystemMessage};
 use troupe_node::client::ClientError;
 use troupe_node::protocol::{Request, Response};
 use troupe_tests::{
-    ask, create, files_under, next_message, send_text, status_of, wait_for, NodeProc, TestDir,
-    ZipVariants,
+    ask, create, files_under, next_message, send_text, status_of, wait_for, NodeProc, TestDir, ZipVariants,
 };
 
 const ALL_CAPS: &str = "morse,Caesar cipher,64bit encoder";
@@ -17,11 +16,7 @@ const ALL_CAPS: &str = "morse,Caesar cipher,64bit encoder";
 const GONE_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn encoder_line(lines: &[String]) -> String {
-    lines
-        .iter()
-        .find(|l| l.starts_with("Encoder "))
-        .cloned()
-        .unwrap_or_default()
+    lines.iter().find(|l| l.starts_with("Encoder ")).cloned().unwrap_or_default()
 }
 
 #[test]
@@ -43,22 +38,11 @@ fn two_builds_answer_side_by_side_and_reloading_changes_nothing() {
     b.assert_ok();
     assert_eq!(a.lines().len(), 4, "{a}");
     assert_eq!(b.lines().len(), 4, "{b}");
-    assert_eq!(
-        encoder_line(&a.lines()),
-        "Encoder [density=1.000]  hello world",
-        "{a}"
-    );
-    assert_eq!(
-        encoder_line(&b.lines()),
-        "Encoder [density=1.000]  dlrow olleh",
-        "{b}"
-    );
+    assert_eq!(encoder_line(&a.lines()), "Encoder [density=1.000]  hello world", "{a}");
+    assert_eq!(encoder_line(&b.lines()), "Encoder [density=1.000]  dlrow olleh", "{b}");
     // The other encoders are the same in both builds.
     let rest = |c: &troupe_tests::Cli| {
-        c.sorted_lines()
-            .into_iter()
-            .filter(|l| !l.starts_with("Encoder "))
-            .collect::<Vec<_>>()
+        c.sorted_lines().into_iter().filter(|l| !l.starts_with("Encoder ")).collect::<Vec<_>>()
     };
     assert_eq!(rest(&a), rest(&b));
 
@@ -95,25 +79,15 @@ async fn unload_drains_live_actors_then_really_unloads() {
     // A live v1 Acceptor (with its Analyzer and encoders), as `app` leaves it.
     node.app(&v1, "hello\n").assert_ok();
     let st = node.status();
-    let acceptor = st
-        .global_names
-        .get(&format!("Acceptor:{v1}"))
-        .cloned()
-        .expect("the Acceptor has its global name");
-    assert!(
-        node.maps().contains(&v1),
-        "v1's library should be mapped while loaded"
-    );
+    let acceptor =
+        st.global_names.get(&format!("Acceptor:{v1}")).cloned().expect("the Acceptor has its global name");
+    assert!(node.maps().contains(&v1), "v1's library should be mapped while loaded");
 
     let out = node.run("unload", &[&v1]);
     out.assert_ok();
     assert!(out.stdout.contains("draining"), "{out}");
     let st = node.status();
-    let v = st
-        .versions
-        .iter()
-        .find(|v| v.hash == v1)
-        .expect("v1 is still listed while draining");
+    let v = st.versions.iter().find(|v| v.hash == v1).expect("v1 is still listed while draining");
     assert_eq!(v.state, "draining");
     assert!(v.live_actors >= 1);
 
@@ -144,44 +118,27 @@ async fn unload_drains_live_actors_then_really_unloads() {
             other => panic!("unexpected answer from the draining Acceptor: {other:?}"),
         }
     }
-    assert!(
-        lines.contains(&"Encoder [density=1.000]  still here".to_string()),
-        "{lines:?}"
-    );
+    assert!(lines.contains(&"Encoder [density=1.000]  still here".to_string()), "{lines:?}");
 
     // v1 goes once its actors exit.
     let exit = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
-    match client
-        .request(Request::Send {
-            to: acceptor.clone(),
-            payload: exit,
-        })
-        .await
-    {
+    match client.request(Request::Send { to: acceptor.clone(), payload: exit }).await {
         Ok(Response::Sent) => {}
         other => panic!("{other:?}"),
     }
     wait_for("v1 to be gone", GONE_TIMEOUT, || {
         let st = node.status();
-        (st.gone.iter().any(|g| g.hash == v1) && !st.versions.iter().any(|v| v.hash == v1))
-            .then_some(())
+        (st.gone.iter().any(|g| g.hash == v1) && !st.versions.iter().any(|v| v.hash == v1)).then_some(())
     });
     let maps = node.maps();
     assert!(!maps.contains(&v1), "v1's library is still mapped:\n{maps}");
     let left = files_under(&node.store().join(&v1));
-    assert!(
-        left.is_empty(),
-        "v1's files are still in the store: {left:?}"
-    );
+    assert!(left.is_empty(), "v1's files are still in the store: {left:?}");
 
     // v2 keeps answering, as v2.
     let out = node.app(&v2, "hello\n");
     out.assert_ok();
-    assert_eq!(
-        encoder_line(&out.lines()),
-        "Encoder [density=1.000]  olleh",
-        "{out}"
-    );
+    assert_eq!(encoder_line(&out.lines()), "Encoder [density=1.000]  olleh", "{out}");
     assert!(node.maps().contains(&v2));
 }
 
@@ -204,19 +161,12 @@ async fn unload_with_grace_asks_the_stragglers_to_exit() {
     // until the version is gone.
     let out = node.run("unload", &[&hash, "--grace", "200ms"]);
     out.assert_ok();
-    assert!(
-        out.stdout.contains("library closed and files deleted"),
-        "{out}"
-    );
+    assert!(out.stdout.contains("library closed and files deleted"), "{out}");
     let st = node.status();
     assert!(st.versions.is_empty(), "{:?}", st.versions);
     assert!(st.actors.is_empty(), "{:?}", st.actors);
     assert!(!node.maps().contains(&hash));
-    assert!(
-        files_under(&node.store()).is_empty(),
-        "{:?}",
-        files_under(&node.store())
-    );
+    assert!(files_under(&node.store()).is_empty(), "{:?}", files_under(&node.store()));
 
     // A message to the exited Echo comes back with the reason.
     send_text(&mut client, &echo, "three").await;
@@ -240,49 +190,23 @@ fn hash_prefixes_of_eight_digits_work_and_shorter_ones_are_refused() {
     let out = node.run("unload", &[&hash[..7]]);
     assert_ne!(out.code, 0, "{out}");
     out.assert_stderr_has(&["at least 8 hex digits"]);
-    assert_eq!(
-        node.status().versions.len(),
-        1,
-        "a refused unload changes nothing"
-    );
+    assert_eq!(node.status().versions.len(), 1, "a refused unload changes nothing");
 
     let out = node.run("unload", &[&hash[..8], "--grace", "100ms"]);
     out.assert_ok();
     assert!(out.stdout.contains(&hash), "the full hash is named: {out}");
     let st = node.status();
-    assert!(
-        st.versions.is_empty() && st.gone.iter().any(|g| g.hash == hash),
-        "{st:?}"
-    );
+    assert!(st.versions.is_empty() && st.gone.iter().any(|g| g.hash == hash), "{st:?}");
 }
 
 /// Loads variant `i` and unloads it (no actors: the answer comes once it is gone).
-async fn cycle(
-    client: &mut troupe_node::client::Client,
-    variants: &ZipVariants,
-    i: usize,
-) -> String {
+async fn cycle(client: &mut troupe_node::client::Client, variants: &ZipVariants, i: usize) -> String {
     let zip = variants.make(&format!("0.0.{i}"));
-    let hash = match client
-        .request(Request::Load {
-            zip,
-            info: format!("cycle {i}"),
-        })
-        .await
-    {
-        Ok(Response::Loaded {
-            hash,
-            already_active: false,
-        }) => hash,
+    let hash = match client.request(Request::Load { zip, info: format!("cycle {i}") }).await {
+        Ok(Response::Loaded { hash, already_active: false }) => hash,
         other => panic!("load {i}: {other:?}"),
     };
-    match client
-        .request(Request::Unload {
-            hash: hash.clone(),
-            grace_ms: None,
-        })
-        .await
-    {
+    match client.request(Request::Unload { hash: hash.clone(), grace_ms: None }).await {
         Ok(Response::Unloaded { gone: true, .. }) => {}
         other => panic!("unload {i}: {other:?}"),
     }
@@ -314,41 +238,21 @@ async fn two_hundred_load_unload_cycles_leave_nothing_behind() {
     let st = status_of(&mut client).await;
     assert!(st.versions.is_empty(), "{:?}", st.versions);
     let maps = node.maps();
-    let mapped: Vec<&str> = maps
-        .lines()
-        .filter(|l| l.contains(&st.store) || l.contains("troupe_test_faulty"))
-        .collect();
-    assert!(
-        mapped.is_empty(),
-        "store libraries still mapped:\n{}",
-        mapped.join("\n")
-    );
+    let mapped: Vec<&str> =
+        maps.lines().filter(|l| l.contains(&st.store) || l.contains("troupe_test_faulty")).collect();
+    assert!(mapped.is_empty(), "store libraries still mapped:\n{}", mapped.join("\n"));
     let files = files_under(&node.store());
-    assert!(
-        files.is_empty(),
-        "{} files left in the store, e.g. {:?}",
-        files.len(),
-        files.first()
-    );
+    assert!(files.is_empty(), "{} files left in the store, e.g. {:?}", files.len(), files.first());
     // Version threads exit right after reporting the version gone; idle blocking-pool threads
     // of the runtime may linger a little.
-    let threads = wait_for(
-        "the thread count to return to its baseline",
-        Duration::from_secs(20),
-        || {
-            let n = node.threads();
-            (n <= baseline_threads).then_some(n)
-        },
-    );
+    let threads = wait_for("the thread count to return to its baseline", Duration::from_secs(20), || {
+        let n = node.threads();
+        (n <= baseline_threads).then_some(n)
+    });
     assert!(threads <= baseline_threads);
 
     // Still serving: a fresh load works and its actor answers.
-    let hash = match client
-        .request(Request::Load {
-            zip: variants.make("1.0.0"),
-            info: "final".into(),
-        })
-        .await
+    let hash = match client.request(Request::Load { zip: variants.make("1.0.0"), info: "final".into() }).await
     {
         Ok(Response::Loaded { hash, .. }) => hash,
         other => panic!("{other:?}"),
@@ -371,8 +275,5 @@ fn unloading_leaves_no_directory_behind_in_the_store() {
         .flatten()
         .map(|e| e.path())
         .collect();
-    assert!(
-        entries.is_empty(),
-        "left in the store after unload: {entries:?}"
-    );
+    assert!(entries.is_empty(), "left in the store after unload: {entries:?}");
 }

@@ -192,10 +192,7 @@ pub fn run() -> ExitCode {
         Command::Start(args) if args.foreground => report(run_foreground(args)),
         Command::Start(args) => report(start_detached(args)),
         command => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("troupe: cannot start the async runtime: {e}");
@@ -216,17 +213,11 @@ struct Failure {
 }
 
 fn usage(e: anyhow::Error) -> Failure {
-    Failure {
-        code: EXIT_USAGE,
-        error: e,
-    }
+    Failure { code: EXIT_USAGE, error: e }
 }
 
 fn refused(e: anyhow::Error) -> Failure {
-    Failure {
-        code: EXIT_REFUSED,
-        error: e,
-    }
+    Failure { code: EXIT_REFUSED, error: e }
 }
 
 impl From<ClientError> for Failure {
@@ -239,9 +230,8 @@ impl From<ClientError> for Failure {
         let error = match &e {
             ClientError::Unreachable { addr, .. } => {
                 let port = addr.rsplit(':').next().unwrap_or(addr);
-                anyhow!(e.to_string()).context(format!(
-                    "no node is listening on {addr} — start one with: troupe start {port}"
-                ))
+                anyhow!(e.to_string())
+                    .context(format!("no node is listening on {addr} — start one with: troupe start {port}"))
             }
             _ => anyhow!(e),
         };
@@ -280,13 +270,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Start(_) => unreachable!("handled in run"),
         Command::Stop { ports } => stop(&ports).await,
-        Command::Pack {
-            output,
-            name,
-            package_version,
-            build,
-            mut cdylibs,
-        } => {
+        Command::Pack { output, name, package_version, build, mut cdylibs } => {
             if let Some(dir) = build {
                 cdylibs.extend(build_cdylibs(&dir)?);
             }
@@ -294,21 +278,9 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         }
         Command::Load { port, zip } => load(&port, &zip).await,
         Command::Unload { port, hash, grace } => unload(&port, &hash, grace).await,
-        Command::App {
-            hash,
-            port,
-            timeout,
-        } => app(&hash, &port, timeout).await,
-        Command::Status {
-            port,
-            json,
-            convention,
-        } => status(&port, json, convention).await,
-        Command::Chgcap {
-            port,
-            op,
-            capability,
-        } => chgcap(&port, &op, &capability).await,
+        Command::App { hash, port, timeout } => app(&hash, &port, timeout).await,
+        Command::Status { port, json, convention } => status(&port, json, convention).await,
+        Command::Chgcap { port, op, capability } => chgcap(&port, &op, &capability).await,
     }
 }
 
@@ -318,30 +290,22 @@ fn state_dir(args: &StartArgs) -> PathBuf {
     if let Some(d) = &args.state_dir {
         return d.clone();
     }
-    let home = std::env::var_os("TROUPE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
-            PathBuf::from(format!("/tmp/troupe-{uid}"))
-        });
+    let home = std::env::var_os("TROUPE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        PathBuf::from(format!("/tmp/troupe-{uid}"))
+    });
     home.join(format!("node-{}", args.port))
 }
 
 fn capabilities(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
-        .collect()
+    s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
 }
 
 fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let dir = state_dir(&args);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -384,11 +348,8 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
 
 fn start_detached(args: StartArgs) -> Result<u8, Failure> {
     let addr = format!("{}:{}", args.bind, args.port);
-    let probe_addr = if args.bind.is_unspecified() {
-        format!("127.0.0.1:{}", args.port)
-    } else {
-        addr.clone()
-    };
+    let probe_addr =
+        if args.bind.is_unspecified() { format!("127.0.0.1:{}", args.port) } else { addr.clone() };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -409,13 +370,11 @@ fn start_detached(args: StartArgs) -> Result<u8, Failure> {
         }
     }
     let dir = state_dir(&args);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| refused(anyhow!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| refused(anyhow!("cannot create {}: {e}", dir.display())))?;
     let log_path = dir.join("node.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|e| refused(anyhow!("cannot create {}: {e}", log_path.display())))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| refused(anyhow!("cannot find my own executable: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| refused(anyhow!("cannot find my own executable: {e}")))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("start")
         .arg(args.port.to_string())
@@ -446,37 +405,22 @@ fn start_detached(args: StartArgs) -> Result<u8, Failure> {
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| refused(anyhow!("cannot start the node process: {e}")))?;
+    let mut child = cmd.spawn().map_err(|e| refused(anyhow!("cannot start the node process: {e}")))?;
     // Wait until the node answers its hello, or its process exits.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut delay = Duration::from_millis(5);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = log
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            return Err(refused(anyhow!(
-                "the node exited during start ({status}):\n{}",
-                tail.join("\n")
-            )));
+            let tail: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(refused(anyhow!("the node exited during start ({status}):\n{}", tail.join("\n"))));
         }
         if rt.block_on(Client::connect(&probe_addr)).is_ok() {
             break;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(refused(anyhow!(
-                "the node did not answer within 20s; see {}",
-                log_path.display()
-            )));
+            return Err(refused(anyhow!("the node did not answer within 20s; see {}", log_path.display())));
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(100));
@@ -485,11 +429,7 @@ fn start_detached(args: StartArgs) -> Result<u8, Failure> {
     println!(
         "node {addr} started (pid {}, capabilities: {}, log: {})",
         child.id(),
-        if caps.is_empty() {
-            "none".to_string()
-        } else {
-            caps.join(", ")
-        },
+        if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
         log_path.display()
     );
     Ok(EXIT_OK)
@@ -532,12 +472,7 @@ fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--message-format=json-render-diagnostics",
-            "--manifest-path",
-        ])
+        .args(["build", "--release", "--message-format=json-render-diagnostics", "--manifest-path"])
         .arg(&manifest)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -554,13 +489,8 @@ fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let is_ours = msg["manifest_path"]
-            .as_str()
-            .map(Path::new)
-            .is_some_and(|p| p == manifest);
-        let is_cdylib = msg["target"]["kind"]
-            .as_array()
-            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        let is_ours = msg["manifest_path"].as_str().map(Path::new).is_some_and(|p| p == manifest);
+        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
         if is_ours && is_cdylib {
             for f in msg["filenames"].as_array().into_iter().flatten() {
                 if let Some(f) = f.as_str().filter(|f| f.ends_with(".so")) {
@@ -587,8 +517,7 @@ fn pack(
     let mut inputs = Vec::new();
     let mut first: Option<troupe_node::plugin::PluginInfo> = None;
     for path in cdylibs {
-        let bytes = std::fs::read(path)
-            .map_err(|e| usage(anyhow!("cannot read {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| usage(anyhow!("cannot read {}: {e}", path.display())))?;
         let info = troupe_node::plugin::inspect(path).map_err(|e| {
             refused(anyhow!(e).context(format!("{} is not a loadable plugin", path.display())))
         })?;
@@ -622,8 +551,7 @@ fn pack(
         target: troupe_node::TARGET.to_string(),
     };
     let zip = troupe_node::archive::pack(&package, &inputs).map_err(|e| refused(anyhow!(e)))?;
-    std::fs::write(output, &zip)
-        .map_err(|e| refused(anyhow!("cannot write {}: {e}", output.display())))?;
+    std::fs::write(output, &zip).map_err(|e| refused(anyhow!("cannot write {}: {e}", output.display())))?;
     eprintln!(
         "packed {} ({} bytes, {} librar{}): {}",
         output.display(),
@@ -636,18 +564,14 @@ fn pack(
 }
 
 async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
-    let bytes = std::fs::read(zip)
-        .with_context(|| format!("cannot read {}", zip.display()))
-        .map_err(|e| {
+    let bytes =
+        std::fs::read(zip).with_context(|| format!("cannot read {}", zip.display())).map_err(|e| {
             usage(e.context("give the path of a zip written by `troupe pack` (or run `make load`)"))
         })?;
     let mut c = connect(port).await?;
     let info = zip.display().to_string();
     match c.request(Request::Load { zip: bytes, info }).await? {
-        Response::Loaded {
-            hash,
-            already_active,
-        } => {
+        Response::Loaded { hash, already_active } => {
             if already_active {
                 eprintln!("already loaded; nothing changed");
             }
@@ -661,19 +585,8 @@ async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
 async fn unload(port: &str, hash: &str, grace: Option<Duration>) -> Result<u8, Failure> {
     let mut c = connect(port).await?;
     let grace_ms = grace.map(|g| g.as_millis() as u64);
-    match c
-        .request(Request::Unload {
-            hash: hash.into(),
-            grace_ms,
-        })
-        .await?
-    {
-        Response::Unloaded {
-            hash,
-            live_actors,
-            gone,
-            spread_to,
-        } => {
+    match c.request(Request::Unload { hash: hash.into(), grace_ms }).await? {
+        Response::Unloaded { hash, live_actors, gone, spread_to } => {
             if !spread_to.is_empty() {
                 println!("unload sent to {}", spread_to.join(", "));
             }
@@ -694,17 +607,8 @@ async fn unload(port: &str, hash: &str, grace: Option<Duration>) -> Result<u8, F
 
 async fn chgcap(port: &str, op: &str, cap: &str) -> Result<u8, Failure> {
     let mut c = connect(port).await?;
-    match c
-        .request(Request::ChangeCapability {
-            add: op == "+",
-            name: cap.into(),
-        })
-        .await?
-    {
-        Response::Capabilities {
-            capabilities,
-            stopped_actors,
-        } => {
+    match c.request(Request::ChangeCapability { add: op == "+", name: cap.into() }).await? {
+        Response::Capabilities { capabilities, stopped_actors } => {
             println!(
                 "{}: capabilities now [{}]; {stopped_actors} actor{} asked to exit",
                 c.node(),
@@ -817,11 +721,7 @@ fn short(hash: &str) -> &str {
 /// The human-readable status table.
 pub fn render_status(r: &StatusReport) -> String {
     let mut s = String::new();
-    let caps = if r.capabilities.is_empty() {
-        "none".to_string()
-    } else {
-        r.capabilities.join(", ")
-    };
+    let caps = if r.capabilities.is_empty() { "none".to_string() } else { r.capabilities.join(", ") };
     s += &format!(
         "node {} (pid {}, {} of the convention led by {})\n  capabilities: {caps}\n  source authority: {}\n  remote sources: {}\n  store: {}\n",
         r.node, r.pid, r.convention.role, r.convention.leader, r.authority, r.convention.remote_sources, r.store
@@ -861,32 +761,14 @@ pub fn render_status(r: &StatusReport) -> String {
     if !r.gone.is_empty() {
         s += &format!("\nrecently unloaded ({}):\n", r.gone.len());
         for g in r.gone.iter().rev().take(5) {
-            s += &format!(
-                "  {}  gen {:<3} closed in {:.2} ms\n",
-                short(&g.hash),
-                g.generation,
-                g.unload_ms
-            );
+            s += &format!("  {}  gen {:<3} closed in {:.2} ms\n", short(&g.hash), g.generation, g.unload_ms);
         }
     }
     s += &format!("\nactors ({}):\n", r.actors.len());
     for a in &r.actors {
-        let parent = a
-            .parent
-            .as_ref()
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "-".into());
-        let name = a
-            .global_name
-            .as_deref()
-            .map(|n| format!("  name {n}"))
-            .unwrap_or_default();
-        s += &format!(
-            "  {}  {:<22} {}  parent {parent}{name}\n",
-            a.address,
-            a.type_name,
-            short(&a.hash)
-        );
+        let parent = a.parent.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let name = a.global_name.as_deref().map(|n| format!("  name {n}")).unwrap_or_default();
+        s += &format!("  {}  {:<22} {}  parent {parent}{name}\n", a.address, a.type_name, short(&a.hash));
     }
     if !r.global_names.is_empty() {
         s += &format!("\nglobal names ({}):\n", r.global_names.len());
@@ -923,12 +805,8 @@ fn decode_typed<T: for<'de> Deserialize<'de>>(payload: &Payload, tag: &str) -> O
 /// and the node explains.
 fn full_hash(report: &StatusReport, hash: &str) -> String {
     let h = hash.trim().to_ascii_lowercase();
-    let matches: Vec<&String> = report
-        .versions
-        .iter()
-        .map(|v| &v.hash)
-        .filter(|v| v.starts_with(&h))
-        .collect();
+    let matches: Vec<&String> =
+        report.versions.iter().map(|v| &v.hash).filter(|v| v.starts_with(&h)).collect();
     match matches.as_slice() {
         [one] => (*one).clone(),
         _ => h,
@@ -940,9 +818,7 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
     if std::io::stdin().is_terminal() {
         eprintln!("(reading the text to encode from stdin; end with Ctrl-D)");
     }
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .map_err(|e| usage(anyhow!("cannot read stdin: {e}")))?;
+    std::io::stdin().read_to_string(&mut input).map_err(|e| usage(anyhow!("cannot read stdin: {e}")))?;
     let text = input.trim();
     if text.is_empty() {
         return Err(usage(anyhow!(
@@ -964,11 +840,7 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
         Response::Created { address, .. } => address,
         other => return Err(refused(anyhow!("unexpected answer {other:?}"))),
     };
-    c.request(Request::Send {
-        to: acceptor.clone(),
-        payload: Payload::Text(text.to_string()),
-    })
-    .await?;
+    c.request(Request::Send { to: acceptor.clone(), payload: Payload::Text(text.to_string()) }).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut expected: Option<Vec<String>> = None;
     let mut answered: Vec<String> = Vec::new();
@@ -984,11 +856,7 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
             Ok(m) => m?,
             Err(_) => {
                 let missing: Vec<String> = match &expected {
-                    Some(exp) => exp
-                        .iter()
-                        .filter(|e| !answered.contains(e))
-                        .cloned()
-                        .collect(),
+                    Some(exp) => exp.iter().filter(|e| !answered.contains(e)).cloned().collect(),
                     None => vec!["the Acceptor (it never said what to expect)".into()],
                 };
                 return Err(refused(anyhow!(
@@ -1002,17 +870,11 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
             Payload::Text(line) => {
                 let _ = writeln!(stdout, "{line}");
                 let _ = stdout.flush();
-                let name = line
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                let name = line.split_whitespace().next().unwrap_or_default().to_string();
                 answered.push(name);
             }
             Payload::System(SystemMessage::PoisonMessage { details, .. }) => {
-                return Err(refused(anyhow!(
-                    "the Acceptor could not take the request: {details}"
-                )));
+                return Err(refused(anyhow!("the Acceptor could not take the request: {details}")));
             }
             p => {
                 if let Some(e) = decode_typed::<Expect>(p, "app/Expect") {
@@ -1040,10 +902,7 @@ mod tests {
 
     #[test]
     fn capabilities_are_comma_separated_and_trimmed() {
-        assert_eq!(
-            capabilities("morse, Caesar cipher,,"),
-            vec!["morse", "Caesar cipher"]
-        );
+        assert_eq!(capabilities("morse, Caesar cipher,,"), vec!["morse", "Caesar cipher"]);
         assert!(capabilities("").is_empty());
     }
 

@@ -7,8 +7,7 @@
 
 use std::ffi::c_void;
 use troupe_actor_abi::abi::{
-    ActorTypeDesc, HostApi, OutSink, PluginRoot, RawStr, RootHeader, Status, MAGIC, MSG_SCHEMA,
-    STATUS_ERROR,
+    ActorTypeDesc, HostApi, OutSink, PluginRoot, RawStr, RootHeader, Status, MAGIC, MSG_SCHEMA, STATUS_ERROR,
 };
 
 /// Not [`troupe_actor_abi::abi::ABI_VERSION`]: the one thing wrong with this plugin.
@@ -40,12 +39,7 @@ unsafe extern "C" fn new_actor(
     STATUS_ERROR
 }
 
-unsafe extern "C" fn handle(
-    _actor: *mut c_void,
-    _call: *mut c_void,
-    _msg: RawStr,
-    err: OutSink,
-) -> Status {
+unsafe extern "C" fn handle(_actor: *mut c_void, _call: *mut c_void, _msg: RawStr, err: OutSink) -> Status {
     err.write_bytes(NOT_CALLABLE.as_bytes());
     STATUS_ERROR
 }

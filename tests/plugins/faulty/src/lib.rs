@@ -119,10 +119,7 @@ impl Spawner {
 
     /// Who should hear about `child`: its requester, else the last one.
     fn requester_of(&self, child: &Address) -> Option<Address> {
-        self.requesters
-            .get(child)
-            .or(self.last_requester.as_ref())
-            .cloned()
+        self.requesters.get(child).or(self.last_requester.as_ref()).cloned()
     }
 
     fn on_text(&mut self, ctx: &mut Context, from: Address, text: &str) {
@@ -168,9 +165,7 @@ impl Actor for Spawner {
                     ctx.send_text(&r, &format!("child exited: {reason}"));
                 }
             }
-            Some(SystemMessage::PoisonMessage {
-                target, details, ..
-            }) => {
+            Some(SystemMessage::PoisonMessage { target, details, .. }) => {
                 if let Some(r) = self.requester_of(target) {
                     ctx.send_text(&r, &format!("poison: {details}"));
                 }
@@ -202,10 +197,7 @@ impl Actor for Gatekeeper {
         }
         if let Some(SystemMessage::ValidateSource { hash, package, .. }) = msg.system() {
             let Some(asker) = msg.sender() else {
-                ctx.log(
-                    log_level::ERROR,
-                    &format!("ValidateSource for {hash} has no sender to answer"),
-                );
+                ctx.log(log_level::ERROR, &format!("ValidateSource for {hash} has no sender to answer"));
                 return Ok(());
             };
             let accepted = !package.starts_with("rejected-");
