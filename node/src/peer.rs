@@ -24,9 +24,12 @@ use crate::protocol::{self, ClientFrame, Request, Response, ServerFrame, PROTOCO
 /// How long connecting to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where a call's answer goes.
+type Reply = oneshot::Sender<Result<Response, String>>;
+
 pub(crate) enum Outgoing {
     Notify(Request),
-    Call { request: Request, reply: oneshot::Sender<Result<Response, String>> },
+    Call { request: Request, reply: Reply },
     Flush(oneshot::Sender<()>),
 }
 
@@ -122,7 +125,7 @@ async fn link(shared: Weak<Shared>, addr: String, mut rx: mpsc::UnboundedReceive
         Err(_) => return drain(&shared, &addr, &mut rx, "connect timed out"),
     };
     let (mut sink, mut stream) = framed.split();
-    let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Response, String>>>>> = Arc::default();
+    let pending: Arc<Mutex<HashMap<u64, Reply>>> = Arc::default();
     let reader_pending = pending.clone();
     let mut reader = tokio::spawn(async move {
         while let Some(Ok(bytes)) = stream.next().await {
