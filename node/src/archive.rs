@@ -29,6 +29,13 @@ use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 /// guessing, and namespaced so it cannot be mistaken for a plugin file.
 pub const MANIFEST_NAME: &str = "troupe.toml";
 
+/// Name of the optional signature entry (see [`crate::signing`]): it signs the manifest, which
+/// holds every cdylib's sha256, so it covers the whole source.
+pub const SIGNATURE_NAME: &str = "troupe.sig";
+
+/// A signature file is two short hex strings; anything bigger is not one.
+const MAX_SIGNATURE_BYTES: u64 = 4096;
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
@@ -288,7 +295,7 @@ impl Manifest {
         let mut types = HashSet::new();
         for cdylib in &self.cdylibs {
             let file = &cdylib.file;
-            if !is_plain_name(file) || file == MANIFEST_NAME {
+            if !is_plain_name(file) || file == MANIFEST_NAME || file == SIGNATURE_NAME {
                 return bad(format!("cdylib file `{file}` is not a plain file name inside the archive"));
             }
             if !file.ends_with(".so") || file.len() == ".so".len() {
@@ -369,6 +376,16 @@ pub struct PackInput {
 /// deflated, with fixed timestamps and permissions so identical input gives identical bytes
 /// (and so the same hash). The manifest is validated before anything is written.
 pub fn pack(package: &PackageInfo, cdylibs: &[PackInput]) -> Result<Vec<u8>, ArchiveError> {
+    pack_signed(package, cdylibs, None::<fn(&[u8]) -> Vec<u8>>)
+}
+
+/// As [`pack`], and when `sign` is given, adds a [`SIGNATURE_NAME`] entry holding what `sign`
+/// returns for the manifest's exact bytes.
+pub fn pack_signed(
+    package: &PackageInfo,
+    cdylibs: &[PackInput],
+    sign: Option<impl FnOnce(&[u8]) -> Vec<u8>>,
+) -> Result<Vec<u8>, ArchiveError> {
     let manifest = Manifest {
         package: package.clone(),
         cdylibs: cdylibs
@@ -389,6 +406,11 @@ pub fn pack(package: &PackageInfo, cdylibs: &[PackInput]) -> Result<Vec<u8>, Arc
     let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
     zip.start_file(MANIFEST_NAME, options.unix_permissions(PACK_MANIFEST_MODE))?;
     zip.write_all(text.as_bytes())?;
+    if let Some(sign) = sign {
+        let signature = sign(text.as_bytes());
+        zip.start_file(SIGNATURE_NAME, options.unix_permissions(PACK_MANIFEST_MODE))?;
+        zip.write_all(&signature)?;
+    }
     for input in cdylibs {
         zip.start_file(input.file_name.as_str(), options.unix_permissions(PACK_CDYLIB_MODE))?;
         zip.write_all(&input.bytes)?;
@@ -402,6 +424,10 @@ pub struct Source {
     /// Lowercase hex sha256 of the whole zip: the source's identity.
     pub hash: String,
     pub manifest: Manifest,
+    /// The manifest exactly as stored (what a signature covers).
+    pub manifest_bytes: Vec<u8>,
+    /// The [`SIGNATURE_NAME`] entry, if the source is signed.
+    pub signature: Option<Vec<u8>>,
     /// The cdylibs, in manifest order, each already checked against its sha256.
     pub files: Vec<SourceFile>,
 }
@@ -458,13 +484,30 @@ pub fn open(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveError
     }
     let manifest_bytes =
         inflate(&mut archive, manifest_entry, limits.max_manifest_bytes, manifest_too_large)?;
-    let manifest_text =
-        String::from_utf8(manifest_bytes).map_err(|_| ArchiveError::BadManifest("not valid UTF-8".into()))?;
+    let manifest_text = String::from_utf8(manifest_bytes.clone())
+        .map_err(|_| ArchiveError::BadManifest("not valid UTF-8".into()))?;
     let manifest = Manifest::parse(&manifest_text)?;
+    let signature = match entries.iter().find(|e| e.name == SIGNATURE_NAME) {
+        None => None,
+        Some(entry) => {
+            let too_large = |size| ArchiveError::EntryTooLarge {
+                name: SIGNATURE_NAME.into(),
+                size,
+                limit: MAX_SIGNATURE_BYTES,
+            };
+            if entry.size > MAX_SIGNATURE_BYTES {
+                return Err(too_large(entry.size));
+            }
+            Some(inflate(&mut archive, entry, MAX_SIGNATURE_BYTES, too_large)?)
+        }
+    };
 
     let by_name: HashMap<&str, &EntryInfo> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
     for entry in &entries {
-        if entry.name != MANIFEST_NAME && !manifest.cdylibs.iter().any(|c| c.file == entry.name) {
+        let listed = entry.name == MANIFEST_NAME
+            || entry.name == SIGNATURE_NAME
+            || manifest.cdylibs.iter().any(|c| c.file == entry.name);
+        if !listed {
             return Err(ArchiveError::UnlistedEntry { name: entry.name.clone() });
         }
     }
@@ -513,7 +556,7 @@ pub fn open(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveError
         files.push(SourceFile { name: cdylib.file.clone(), bytes: data });
     }
 
-    Ok(Source { hash: sha256_hex(bytes), manifest, files })
+    Ok(Source { hash: sha256_hex(bytes), manifest, manifest_bytes, signature, files })
 }
 
 /// Reads the central directory: every entry must be an unencrypted regular file with a plain

@@ -12,7 +12,17 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use troupe_actor_abi::message::{Address, Incoming};
 
-use crate::protocol::{self, ClientFrame, ErrorReply, Request, Response, ServerFrame, PROTOCOL_VERSION};
+use crate::protocol::{self, ClientFrame, ErrorReply, Request, Response, ServerFrame};
+
+/// The shared secret named by `TROUPE_SECRET_FILE`, if set (the CLI's `--secret-file` sets it).
+pub fn secret_from_env() -> Result<Option<crate::signing::Secret>, String> {
+    match std::env::var_os("TROUPE_SECRET_FILE") {
+        Some(p) if !p.is_empty() => {
+            crate::signing::Secret::load(std::path::Path::new(&p)).map(Some).map_err(|e| e.to_string())
+        }
+        _ => Ok(None),
+    }
+}
 
 /// How long connecting and the hello may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,31 +85,24 @@ impl Client {
         };
         let _ = stream.set_nodelay(true);
         let mut framed = Framed::new(stream, protocol::codec());
-        let hello = ClientFrame::Hello {
-            protocol: PROTOCOL_VERSION,
-            agent: format!("troupe {}", env!("CARGO_PKG_VERSION")),
-        };
-        let proto = |m: String| ClientError::Protocol { addr: addr.into(), message: m };
-        framed.send(protocol::encode(&hello)).await.map_err(|e| proto(e.to_string()))?;
-        let reply = tokio::time::timeout(CONNECT_TIMEOUT, framed.next()).await.map_err(|_| {
-            ClientError::Timeout { what: format!("hello from {addr}"), after: CONNECT_TIMEOUT }
-        })?;
-        let bytes = match reply {
-            Some(Ok(b)) => b,
-            Some(Err(e)) => return Err(proto(e.to_string())),
-            None => return Err(proto("connection closed during hello (is this a troupe node?)".into())),
-        };
-        match protocol::decode::<ServerFrame>(&bytes) {
-            Ok(ServerFrame::Hello { protocol: v, node, client, .. }) if v == PROTOCOL_VERSION => {
-                Ok(Client { framed, addr: addr.into(), me: client, node, next_id: 1, inbox: VecDeque::new() })
-            }
-            Ok(ServerFrame::Hello { protocol: v, .. }) => {
-                Err(proto(format!("node speaks protocol {v}, we speak {PROTOCOL_VERSION}")))
-            }
-            Ok(ServerFrame::ProtocolError { message }) => Err(proto(message)),
-            Ok(other) => Err(proto(format!("unexpected first frame {other:?}"))),
-            Err(e) => Err(proto(format!("not a troupe node: {e}"))),
-        }
+        let secret =
+            secret_from_env().map_err(|m| ClientError::Protocol { addr: addr.into(), message: m })?;
+        let agent = format!("troupe {}", env!("CARGO_PKG_VERSION"));
+        let welcome = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            protocol::client_handshake(&mut framed, &agent, secret.as_ref()),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout { what: format!("handshake with {addr}"), after: CONNECT_TIMEOUT })?
+        .map_err(|m| ClientError::Protocol { addr: addr.into(), message: m })?;
+        Ok(Client {
+            framed,
+            addr: addr.into(),
+            me: welcome.client,
+            node: welcome.node,
+            next_id: 1,
+            inbox: VecDeque::new(),
+        })
     }
 
     /// This connection's own address (messages to it arrive via [`Client::next_message`]).

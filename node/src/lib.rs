@@ -10,6 +10,7 @@
 //! - [`convention`]: members, placement across nodes, global names, failures; `peer`: links
 //!   to other nodes;
 //! - [`protocol`], [`server`], [`client`]: the admin port;
+//! - [`signing`]: signed sources (ed25519) and the convention's shared secret (HMAC);
 //! - [`status`]: what `troupe status` reports.
 
 pub mod archive;
@@ -21,6 +22,7 @@ mod peer;
 pub mod plugin;
 pub mod protocol;
 pub mod server;
+pub mod signing;
 pub mod status;
 pub(crate) mod version;
 

@@ -28,6 +28,13 @@ const SOURCE_ZIP: &str = "source.zip";
 /// How long fetching a version from a peer may take (a zip is a few MB on a LAN).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How the authority in force decides a load.
+enum Decision {
+    AcceptAll,
+    Ed25519(crate::signing::TrustedKeys),
+    Actor(Address),
+}
+
 impl Shared {
     /// The store directory of one generation of a version: flat, so that deleting it leaves
     /// nothing behind.
@@ -105,7 +112,7 @@ impl Shared {
             .collect();
         let package = format!("{} {}", m.package.name, m.package.version);
         let mut wait_for = None;
-        let authority_addr = 'locked: {
+        let decision = 'locked: {
             let mut st = self.lock();
             if st.stopping {
                 return Err(ErrorReply {
@@ -125,17 +132,18 @@ impl Shared {
                 let (tx, rx) = oneshot::channel();
                 v.ready_waiters.push(tx);
                 wait_for = Some(rx);
-                break 'locked None;
+                break 'locked Decision::AcceptAll;
             }
-            let authority_addr = match &st.authority {
+            let decision = match &st.authority {
                 Authority::None => {
                     return Err(refused(
                         "no_authority",
                         "rejected: no source authority is registered on this node, so nothing can be loaded — start the node with the default accept-all authority (troupe start) or have an actor register itself",
                     ))
                 }
-                Authority::AcceptAll => None,
-                Authority::Actor(a) => Some(a.clone()),
+                Authority::AcceptAll => Decision::AcceptAll,
+                Authority::Ed25519(keys) => Decision::Ed25519(keys.clone()),
+                Authority::Actor(a) => Decision::Actor(a.clone()),
             };
             st.current.insert(hash.clone(), gen);
             st.versions.insert(
@@ -155,7 +163,7 @@ impl Shared {
                     cancelled: false,
                 },
             );
-            authority_addr
+            decision
         };
         if let Some(rx) = wait_for {
             return match rx.await {
@@ -164,7 +172,7 @@ impl Shared {
                 Err(_) => Err(refused("rejected", format!("the concurrent load of {hash} was abandoned"))),
             };
         }
-        let result = self.load_validated(&source, zip, gen, authority_addr, info).await;
+        let result = self.load_validated(&source, zip, gen, decision, info).await;
         if let Err(e) = &result {
             let mut st = self.lock();
             if let Some(v) = st.versions.remove(&gen) {
@@ -188,11 +196,17 @@ impl Shared {
         source: &archive::Source,
         zip: Arc<Vec<u8>>,
         gen: u64,
-        authority: Option<Address>,
+        decision: Decision,
         info: String,
     ) -> Result<Response, ErrorReply> {
         let hash = source.hash.clone();
-        if let Some(auth) = authority {
+        if let Decision::Ed25519(keys) = &decision {
+            match keys.verify(source) {
+                Ok(signer) => tracing::info!(%hash, %signer, "signature verified"),
+                Err(e) => return Err(refused(e.kind(), format!("rejected by the ed25519 authority: {e}"))),
+            }
+        }
+        if let Decision::Actor(auth) = decision {
             let (tx, rx) = oneshot::channel();
             self.lock().validations.insert(hash.clone(), PendingValidation { reply: tx });
             let ask = SystemMessage::ValidateSource {
@@ -348,12 +362,14 @@ impl Shared {
                                 spread_to: Vec::new(),
                             });
                         }
-                        None => return Err(refused(
-                            "InvalidActorSourceHash",
-                            format!(
+                        None => {
+                            return Err(refused(
+                                "InvalidActorSourceHash",
+                                format!(
                                 "InvalidActorSourceHash: source hash {hash} does not match any loaded source"
                             ),
-                        )),
+                            ))
+                        }
                     }
                 }
             };
@@ -645,6 +661,7 @@ impl Shared {
             authority: match &st.authority {
                 Authority::None => "none".into(),
                 Authority::AcceptAll => "accept-all".into(),
+                Authority::Ed25519(keys) => format!("ed25519 (trusted keys: {})", keys.names().join(", ")),
                 Authority::Actor(a) => format!("actor {a}"),
             },
             store: self.store.display().to_string(),

@@ -43,12 +43,14 @@ const TOMBSTONES: usize = 4096;
 pub const MIN_HASH_PREFIX: usize = 8;
 
 /// Which source authority a node starts with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum AuthorityConfig {
     /// Every load is rejected until an actor registers itself as authority.
     None,
     /// Every well-formed source is accepted (what `troupe start` uses by default).
     AcceptAll,
+    /// Only sources signed by one of these keys are accepted.
+    Ed25519(crate::signing::TrustedKeys),
 }
 
 /// How a node is configured.
@@ -64,11 +66,14 @@ pub struct NodeConfig {
     pub authority: AuthorityConfig,
     /// The convention this node belongs to.
     pub convention: ConventionConfig,
+    /// The convention's shared secret: every connection must prove it knows it.
+    pub secret: Option<crate::signing::Secret>,
 }
 
 pub(crate) enum Authority {
     None,
     AcceptAll,
+    Ed25519(crate::signing::TrustedKeys),
     Actor(Address),
 }
 
@@ -191,6 +196,8 @@ pub struct Shared {
     st: Mutex<State>,
     rt: tokio::runtime::Handle,
     peers: Peers,
+    /// The convention's shared secret (for connections in and out).
+    pub(crate) secret: Option<crate::signing::Secret>,
     /// Signalled when the node has stopped.
     pub stopped: Notify,
     /// Wakes the membership task for an immediate re-registration.
@@ -228,6 +235,7 @@ impl Node {
         let authority = match config.authority {
             AuthorityConfig::None => Authority::None,
             AuthorityConfig::AcceptAll => Authority::AcceptAll,
+            AuthorityConfig::Ed25519(keys) => Authority::Ed25519(keys),
         };
         let state = State {
             actors: HashMap::new(),
@@ -262,6 +270,7 @@ impl Node {
             st: Mutex::new(state),
             rt: tokio::runtime::Handle::current(),
             peers: Peers::default(),
+            secret: config.secret,
             stopped: Notify::new(),
             reregister: Notify::new(),
         });

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use crate::node::Shared;
-use crate::protocol::{self, ClientFrame, Request, Response, ServerFrame, PROTOCOL_VERSION};
+use crate::protocol::{self, ClientFrame, Request, Response, ServerFrame};
 
 /// How long connecting to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -119,7 +119,8 @@ fn fail(shared: &Arc<Shared>, addr: &str, item: Outgoing, why: &str) {
 }
 
 async fn link(shared: Weak<Shared>, addr: String, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
-    let framed = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&addr)).await {
+    let secret = shared.upgrade().and_then(|s| s.secret.clone());
+    let framed = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&addr, secret)).await {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => return drain(&shared, &addr, &mut rx, &e),
         Err(_) => return drain(&shared, &addr, &mut rx, "connect timed out"),
@@ -214,20 +215,11 @@ fn drain(shared: &Weak<Shared>, addr: &str, rx: &mut mpsc::UnboundedReceiver<Out
 
 async fn connect(
     addr: &str,
+    secret: Option<crate::signing::Secret>,
 ) -> Result<Framed<tokio::net::TcpStream, tokio_util::codec::LengthDelimitedCodec>, String> {
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, protocol::codec());
-    let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "troupe-node peer link".into() };
-    framed.send(protocol::encode(&hello)).await.map_err(|e| e.to_string())?;
-    match framed.next().await {
-        Some(Ok(b)) => match protocol::decode::<ServerFrame>(&b) {
-            Ok(ServerFrame::Hello { protocol: v, .. }) if v == PROTOCOL_VERSION => Ok(framed),
-            Ok(ServerFrame::ProtocolError { message }) => Err(message),
-            Ok(_) => Err("unexpected hello".into()),
-            Err(e) => Err(e.to_string()),
-        },
-        Some(Err(e)) => Err(e.to_string()),
-        None => Err("closed during hello".into()),
-    }
+    protocol::client_handshake(&mut framed, "troupe-node peer link", secret.as_ref()).await?;
+    Ok(framed)
 }

@@ -13,27 +13,38 @@ use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 
 use crate::status::StatusReport;
 
-/// Version of this protocol; both sides must match exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of this protocol; both sides must match exactly. (2: the node speaks first, with a
+/// challenge for the shared-secret handshake.)
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Largest frame accepted before a connection has authenticated: a hello is a few hundred
+/// bytes, and nobody unauthenticated gets to make the node buffer more.
+pub const MAX_HELLO_BYTES: usize = 16 * 1024;
+
+/// Length of the random nonces in the handshake (256 bits: never repeats).
+pub const NONCE_BYTES: usize = 32;
 
 /// Largest frame either side accepts: a load carries a whole zip, and the archive reader
 /// refuses zips above its own limit anyway; anything bigger is garbage or an attack.
 pub const MAX_FRAME_BYTES: usize = 300 * 1024 * 1024;
 
-/// The codec both sides use.
+/// The codec both sides use, limited to [`MAX_HELLO_BYTES`] until the handshake is done.
 pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_BYTES).new_codec()
+    LengthDelimitedCodec::builder().max_frame_length(MAX_HELLO_BYTES).new_codec()
 }
 
 /// Client → node.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ClientFrame {
-    /// Must be the first frame.
+    /// Must be the first frame (the answer to the node's [`ServerFrame::Challenge`]).
     Hello {
         /// [`PROTOCOL_VERSION`] of the client.
         protocol: u32,
         /// Who is calling, for the node's log (e.g. `troupe 0.1.0`).
         agent: String,
+        /// Proof of the shared secret, when the client has one.
+        #[serde(default)]
+        auth: Option<AuthProof>,
     },
     /// A one-way request: no reply. Handled in the order received, which is what keeps
     /// messages between two nodes in order (a create before the messages to the created actor).
@@ -206,9 +217,32 @@ impl std::str::FromStr for RemoteSources {
     }
 }
 
+/// A client's proof that it knows the shared secret: HMAC-SHA256 over ("client", the node's
+/// nonce, the client's nonce). A recorded proof is useless on another connection, whose node
+/// nonce differs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthProof {
+    /// The client's fresh nonce (the node proves itself over it).
+    #[serde(with = "serde_bytes")]
+    pub client_nonce: Vec<u8>,
+    /// The MAC.
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}
+
 /// Node → client.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ServerFrame {
+    /// The node's first frame on every connection.
+    Challenge {
+        /// [`PROTOCOL_VERSION`] of the node.
+        protocol: u32,
+        /// A fresh random nonce.
+        #[serde(with = "serde_bytes")]
+        nonce: Vec<u8>,
+        /// Whether the hello must carry an [`AuthProof`].
+        auth_required: bool,
+    },
     /// The answer to the client's hello.
     Hello {
         /// [`PROTOCOL_VERSION`] of the node.
@@ -219,6 +253,9 @@ pub enum ServerFrame {
         version: String,
         /// This connection's address: messages sent to it arrive as [`ServerFrame::Deliver`].
         client: Address,
+        /// The node's proof of the shared secret: HMAC over ("node", node nonce, client nonce).
+        #[serde(default, with = "serde_bytes")]
+        server_proof: Option<Vec<u8>>,
     },
     /// The answer to request `id`.
     Reply {
@@ -342,4 +379,65 @@ pub fn encode<T: Serialize>(frame: &T) -> bytes::Bytes {
 /// Decodes a frame body.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
     troupe_actor_abi::message::decode(bytes)
+}
+
+/// What the client side of a handshake learns.
+pub struct Welcome {
+    /// The node's admin address.
+    pub node: String,
+    /// This connection's address.
+    pub client: Address,
+}
+
+type Framed = tokio_util::codec::Framed<tokio::net::TcpStream, LengthDelimitedCodec>;
+
+/// The client side of the handshake: read the challenge, answer with a hello (and a proof when
+/// we have the secret), read the node's hello and check its proof.
+pub async fn client_handshake(
+    framed: &mut Framed,
+    agent: &str,
+    secret: Option<&crate::signing::Secret>,
+) -> Result<Welcome, String> {
+    use futures::{SinkExt, StreamExt};
+    let next = |f: Option<Result<bytes::BytesMut, std::io::Error>>| match f {
+        Some(Ok(b)) => decode::<ServerFrame>(&b).map_err(|e| format!("not a troupe node: {e}")),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("the connection closed during the handshake (is this a troupe node?)".into()),
+    };
+    let (nonce, auth_required) = match next(framed.next().await)? {
+        ServerFrame::Challenge { protocol: v, nonce, auth_required } if v == PROTOCOL_VERSION => {
+            (nonce, auth_required)
+        }
+        ServerFrame::Challenge { protocol: v, .. } => {
+            return Err(format!("the node speaks protocol {v}, we speak {PROTOCOL_VERSION}"))
+        }
+        ServerFrame::ProtocolError { message } => return Err(message),
+        other => return Err(format!("unexpected first frame {other:?}")),
+    };
+    if auth_required && secret.is_none() {
+        return Err("the node requires the convention's shared secret — pass --secret-file FILE (or set TROUPE_SECRET_FILE)".into());
+    }
+    let mut client_nonce = vec![0u8; NONCE_BYTES];
+    crate::signing::random_bytes(&mut client_nonce).map_err(|e| e.to_string())?;
+    let auth = secret.map(|s| AuthProof {
+        mac: s.mac(&[b"client", &nonce, &client_nonce]),
+        client_nonce: client_nonce.clone(),
+    });
+    let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: agent.into(), auth };
+    framed.send(encode(&hello)).await.map_err(|e| e.to_string())?;
+    match next(framed.next().await)? {
+        ServerFrame::Hello { protocol: v, node, client, server_proof, .. } if v == PROTOCOL_VERSION => {
+            if let Some(s) = secret.filter(|_| auth_required) {
+                let ok =
+                    server_proof.as_deref().is_some_and(|p| s.verify(&[b"node", &nonce, &client_nonce], p));
+                if !ok {
+                    return Err("the node could not prove it knows the shared secret".into());
+                }
+            }
+            framed.codec_mut().set_max_frame_length(MAX_FRAME_BYTES);
+            Ok(Welcome { node, client })
+        }
+        ServerFrame::ProtocolError { message } => Err(message),
+        other => Err(format!("unexpected answer to hello: {other:?}")),
+    }
 }

@@ -66,17 +66,30 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
 async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, protocol::codec());
-    // Hello first.
+    let shared = node.shared().clone();
+    let peer = framed.get_ref().peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+    // The node speaks first: a fresh nonce, and whether a proof of the secret is required.
+    let mut nonce = vec![0u8; protocol::NONCE_BYTES];
+    if let Err(e) = crate::signing::random_bytes(&mut nonce) {
+        return reject(&mut framed, format!("the node cannot make a nonce: {e}")).await;
+    }
+    let challenge = ServerFrame::Challenge {
+        protocol: PROTOCOL_VERSION,
+        nonce: nonce.clone(),
+        auth_required: shared.secret.is_some(),
+    };
+    if framed.send(protocol::encode(&challenge)).await.is_err() {
+        return Err("closed before the challenge".into());
+    }
+    // Then exactly one small frame: the hello. Nothing else is read before it checks out.
     let first = match tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await {
         Err(_) => return reject(&mut framed, "no hello within 10s".into()).await,
         Ok(None) => return Err("closed before hello".into()),
         Ok(Some(Err(e))) => return reject(&mut framed, format!("bad frame: {e}")).await,
         Ok(Some(Ok(bytes))) => bytes,
     };
-    match protocol::decode::<ClientFrame>(&first) {
-        Ok(ClientFrame::Hello { protocol: v, agent }) if v == PROTOCOL_VERSION => {
-            tracing::debug!(%agent, "client connected");
-        }
+    let (agent, auth) = match protocol::decode::<ClientFrame>(&first) {
+        Ok(ClientFrame::Hello { protocol: v, agent, auth }) if v == PROTOCOL_VERSION => (agent, auth),
         Ok(ClientFrame::Hello { protocol: v, .. }) => {
             return reject(
                 &mut framed,
@@ -86,8 +99,32 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
         }
         Ok(_) => return reject(&mut framed, "the first frame must be a hello".into()).await,
         Err(e) => return reject(&mut framed, format!("not a troupe hello: {e}")).await,
+    };
+    let mut server_proof = None;
+    if let Some(secret) = &shared.secret {
+        let verified = auth.as_ref().is_some_and(|a| {
+            a.client_nonce.len() == protocol::NONCE_BYTES
+                && secret.verify(&[b"client", &nonce, &a.client_nonce], &a.mac)
+        });
+        if !verified {
+            let why = if auth.is_none() {
+                "no proof of the shared secret"
+            } else {
+                "a wrong proof of the shared secret"
+            };
+            tracing::warn!(%peer, %agent, "refused a connection: {why}");
+            return reject(
+                &mut framed,
+                "authentication failed: this node requires the convention's shared secret".into(),
+            )
+            .await;
+        }
+        if let Some(a) = &auth {
+            server_proof = Some(secret.mac(&[b"node", &nonce, &a.client_nonce]));
+        }
     }
-    let shared = node.shared().clone();
+    tracing::debug!(%peer, %agent, "client connected");
+    framed.codec_mut().set_max_frame_length(protocol::MAX_FRAME_BYTES);
     let (dtx, mut drx) = mpsc::unbounded_channel::<Incoming>();
     let me = shared.register_client(dtx);
     let hello = ServerFrame::Hello {
@@ -95,6 +132,7 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
         node: shared.addr.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         client: me.clone(),
+        server_proof,
     };
     let (mut sink, mut stream) = framed.split();
     if let Err(e) = sink.send(protocol::encode(&hello)).await {

@@ -39,6 +39,9 @@ pub const EXIT_UNREACHABLE: u8 = 3;
     after_help = "Quick start:\n  troupe start 1900 \"morse,Caesar cipher,64bit encoder\"\n  make load PORT=1900                 # builds, packs src.zip, loads it, prints the hash\n  echo hello | troupe app <hash>\n  troupe stop 1900\n\nExit codes: 0 ok, 1 refused by the node, 2 usage error, 3 node unreachable."
 )]
 pub struct Cli {
+    /// The convention's shared secret: required to talk to nodes started with --secret-file.
+    #[arg(long, global = true, env = "TROUPE_SECRET_FILE", value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,9 +78,30 @@ enum Command {
         /// cdylib(s), in addition to any files given.
         #[arg(long, value_name = "CRATE_DIR")]
         build: Option<PathBuf>,
+        /// Sign the manifest with this secret key (from `troupe keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
         /// The cdylib files (`lib*.so`).
         #[arg(required_unless_present = "build")]
         cdylibs: Vec<PathBuf>,
+    },
+    /// Create an ed25519 key pair for signing sources: NAME.key (secret) and NAME.pub.
+    #[command(
+        after_help = "Example:\n  troupe keygen -o release-2026\n  troupe pack -o src.zip --sign release-2026.key --build encoders\n  troupe start 1900 --authority ed25519 --trusted-keys keys/   # keys/ holds release-2026.pub"
+    )]
+    Keygen {
+        /// Base name of the two files.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Check a zip's manifest, hashes and signature against trusted public keys.
+    #[command(after_help = "Example:\n  troupe verify src.zip --trusted-keys keys/")]
+    Verify {
+        /// The zip.
+        zip: PathBuf,
+        /// Directory of trusted `*.pub` files.
+        #[arg(long, value_name = "DIR")]
+        trusted_keys: PathBuf,
     },
     /// Load a source zip into a node; prints its hash once validated, or why it was rejected.
     #[command(after_help = "Example:\n  HASH=$(troupe load 1900 src.zip)")]
@@ -158,10 +182,18 @@ struct StartArgs {
     /// defaulting to /tmp/troupe-$UID).
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Source authority: `accept-all` (as the tutorial's start script) or `none` (loads are
-    /// rejected until an actor registers itself as authority).
-    #[arg(long, default_value = "accept-all", value_parser = ["accept-all", "none"])]
+    /// Source authority: `accept-all` (as the tutorial's start script), `ed25519` (only sources
+    /// signed by a key in --trusted-keys) or `none` (loads are rejected until an actor
+    /// registers itself as authority).
+    #[arg(long, default_value = "accept-all", value_parser = ["accept-all", "ed25519", "none"])]
     authority: String,
+    /// Directory of trusted public keys (`*.pub`, from `troupe keygen`) for `--authority ed25519`.
+    #[arg(long, value_name = "DIR", required_if_eq("authority", "ed25519"))]
+    trusted_keys: Option<PathBuf>,
+    /// Allow binding a non-loopback address without a shared secret and with the accept-all
+    /// authority (anyone who can reach the port could then run native code in the node).
+    #[arg(long)]
+    insecure: bool,
     /// Run in the foreground instead of detaching (for supervisors).
     #[arg(long)]
     foreground: bool,
@@ -188,6 +220,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
+    if let Some(f) = &cli.secret_file {
+        // The client library reads it from the environment; a node started detached inherits it.
+        std::env::set_var("TROUPE_SECRET_FILE", f);
+    }
     let code = match cli.command {
         Command::Start(args) if args.foreground => report(run_foreground(args)),
         Command::Start(args) => report(start_detached(args)),
@@ -270,12 +306,14 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Start(_) => unreachable!("handled in run"),
         Command::Stop { ports } => stop(&ports).await,
-        Command::Pack { output, name, package_version, build, mut cdylibs } => {
+        Command::Pack { output, name, package_version, build, sign, mut cdylibs } => {
             if let Some(dir) = build {
                 cdylibs.extend(build_cdylibs(&dir)?);
             }
-            pack(&output, name, package_version, &cdylibs)
+            pack(&output, name, package_version, sign.as_deref(), &cdylibs)
         }
+        Command::Keygen { output } => keygen(&output),
+        Command::Verify { zip, trusted_keys } => verify(&zip, &trusted_keys),
         Command::Load { port, zip } => load(&port, &zip).await,
         Command::Unload { port, hash, grace } => unload(&port, &hash, grace).await,
         Command::App { hash, port, timeout } => app(&hash, &port, timeout).await,
@@ -322,15 +360,13 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
             ))
         })?;
         let addr = format!("{}:{}", args.bind, args.port);
+        let (authority, secret) = node_security(&args)?;
         let config = troupe_node::NodeConfig {
             addr: addr.clone(),
             capabilities: capabilities(&args.capabilities),
             state_dir: dir.clone(),
-            authority: if args.authority == "none" {
-                troupe_node::AuthorityConfig::None
-            } else {
-                troupe_node::AuthorityConfig::AcceptAll
-            },
+            authority,
+            secret,
             convention: troupe_node::ConventionConfig {
                 leader: node_addr(&args.convention),
                 heartbeat: args.heartbeat,
@@ -346,7 +382,44 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
     })
 }
 
+/// The authority and secret a node starts with, and the refusal to expose an open node.
+fn node_security(
+    args: &StartArgs,
+) -> Result<(troupe_node::AuthorityConfig, Option<troupe_node::signing::Secret>), Failure> {
+    let secret = match std::env::var_os("TROUPE_SECRET_FILE").filter(|p| !p.is_empty()) {
+        Some(p) => Some(troupe_node::signing::Secret::load(Path::new(&p)).map_err(|e| usage(anyhow!(e)))?),
+        None => None,
+    };
+    let authority = match args.authority.as_str() {
+        "none" => troupe_node::AuthorityConfig::None,
+        "ed25519" => {
+            let dir = args
+                .trusted_keys
+                .as_deref()
+                .ok_or_else(|| usage(anyhow!("--authority ed25519 needs --trusted-keys DIR")))?;
+            troupe_node::AuthorityConfig::Ed25519(
+                troupe_node::signing::TrustedKeys::load(dir).map_err(|e| usage(anyhow!(e)))?,
+            )
+        }
+        _ => troupe_node::AuthorityConfig::AcceptAll,
+    };
+    let exposed = !args.bind.is_loopback();
+    if exposed
+        && secret.is_none()
+        && matches!(authority, troupe_node::AuthorityConfig::AcceptAll)
+        && !args.insecure
+    {
+        return Err(usage(anyhow!(
+            "refusing to listen on {} with no shared secret and the accept-all authority: anyone who can reach the port could run native code in this node — use --secret-file FILE and/or --authority ed25519 --trusted-keys DIR, or --insecure if you really mean it",
+            args.bind
+        )));
+    }
+    Ok((authority, secret))
+}
+
 fn start_detached(args: StartArgs) -> Result<u8, Failure> {
+    // Refuse an unsafe configuration before detaching, where the user sees the message.
+    node_security(&args)?;
     let addr = format!("{}:{}", args.bind, args.port);
     let probe_addr =
         if args.bind.is_unspecified() { format!("127.0.0.1:{}", args.port) } else { addr.clone() };
@@ -385,6 +458,12 @@ fn start_detached(args: StartArgs) -> Result<u8, Failure> {
         .arg(&dir)
         .arg("--authority")
         .arg(&args.authority)
+        .args(
+            args.trusted_keys
+                .iter()
+                .flat_map(|k| [std::ffi::OsString::from("--trusted-keys"), k.clone().into_os_string()]),
+        )
+        .args(if args.insecure { vec!["--insecure"] } else { Vec::new() })
         .arg("--convention")
         .arg(&args.convention)
         .arg("--heartbeat")
@@ -508,12 +587,45 @@ fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     Ok(libs)
 }
 
+fn keygen(output: &Path) -> Result<u8, Failure> {
+    let (secret, public) = troupe_node::signing::keygen(output).map_err(|e| refused(anyhow!(e)))?;
+    println!(
+        "secret key: {} (keep it private)\npublic key: {} (copy it into a --trusted-keys directory)",
+        secret.display(),
+        public.display()
+    );
+    Ok(EXIT_OK)
+}
+
+fn verify(zip: &Path, trusted: &Path) -> Result<u8, Failure> {
+    let bytes = std::fs::read(zip).map_err(|e| usage(anyhow!("cannot read {}: {e}", zip.display())))?;
+    let keys = troupe_node::signing::TrustedKeys::load(trusted).map_err(|e| usage(anyhow!(e)))?;
+    let source = troupe_node::archive::open(&bytes, &troupe_node::archive::ArchiveLimits::default())
+        .map_err(|e| refused(anyhow!("{}: {e}", zip.display())))?;
+    let signer = keys.verify(&source).map_err(|e| refused(anyhow!("{}: {e}", zip.display())))?;
+    println!(
+        "{}: signed by {signer}; {} {}, {} librar{}, hash {}",
+        zip.display(),
+        source.manifest.package.name,
+        source.manifest.package.version,
+        source.files.len(),
+        if source.files.len() == 1 { "y" } else { "ies" },
+        source.hash
+    );
+    Ok(EXIT_OK)
+}
+
 fn pack(
     output: &Path,
     name: Option<String>,
     version: Option<String>,
+    sign: Option<&Path>,
     cdylibs: &[PathBuf],
 ) -> Result<u8, Failure> {
+    let key = match sign {
+        Some(k) => Some(troupe_node::signing::SecretKey::load(k).map_err(|e| usage(anyhow!(e)))?),
+        None => None,
+    };
     let mut inputs = Vec::new();
     let mut first: Option<troupe_node::plugin::PluginInfo> = None;
     for path in cdylibs {
@@ -550,7 +662,9 @@ fn pack(
         msg_schema: troupe_actor_abi::abi::MSG_SCHEMA,
         target: troupe_node::TARGET.to_string(),
     };
-    let zip = troupe_node::archive::pack(&package, &inputs).map_err(|e| refused(anyhow!(e)))?;
+    let signer = key.as_ref().map(|k| |manifest: &[u8]| k.sign_manifest(manifest));
+    let zip =
+        troupe_node::archive::pack_signed(&package, &inputs, signer).map_err(|e| refused(anyhow!(e)))?;
     std::fs::write(output, &zip).map_err(|e| refused(anyhow!("cannot write {}: {e}", output.display())))?;
     eprintln!(
         "packed {} ({} bytes, {} librar{}): {}",
