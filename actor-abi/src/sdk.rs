@@ -206,6 +206,14 @@ impl Context {
         unsafe { (self.host().send)(self.call, RawStr::from_bytes(&to), RawStr::from_bytes(&msg)) };
     }
 
+    /// Hands raw bytes to the node's `send` as they are, returning its status. Only for testing
+    /// how the node treats malformed plugin output; real actors use [`Context::send`].
+    #[doc(hidden)]
+    pub fn __raw_send(&mut self, to: &[u8], msg: &[u8]) -> i32 {
+        // SAFETY: as in `send`: the slices live for the call and the node copies them.
+        unsafe { (self.host().send)(self.call, RawStr::from_bytes(to), RawStr::from_bytes(msg)) }
+    }
+
     /// Sends a plain string.
     pub fn send_text(&mut self, to: &Address, text: &str) {
         self.send(to, text)

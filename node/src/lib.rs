@@ -27,6 +27,7 @@ pub mod status;
 pub(crate) mod version;
 
 pub use convention::ConventionConfig;
+pub use loading::{pthread_keys_in_use, PTHREAD_KEYS_MAX, PTHREAD_KEYS_REFUSE_AT};
 pub use node::{AuthorityConfig, Node, NodeConfig};
 pub use protocol::RemoteSources;
 

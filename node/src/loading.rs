@@ -35,6 +35,28 @@ enum Decision {
     Actor(Address),
 }
 
+/// glibc's PTHREAD_KEYS_MAX: a process has this many pthread keys, ever (§2.5 of the unloading
+/// reference: std leaks one per loaded instance of a plugin that calls `thread::current`).
+pub const PTHREAD_KEYS_MAX: u32 = 1024;
+/// Loads are refused from this many keys in use: what is left keeps the node itself (tokio,
+/// std) working until it is restarted.
+pub const PTHREAD_KEYS_REFUSE_AT: u32 = 896;
+
+/// How many pthread keys the process uses: glibc hands out the lowest free key, so creating
+/// one and reading its index tells (holes left by deleted keys make this an upper bound).
+pub fn pthread_keys_in_use() -> u32 {
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: pthread_key_create writes the new key into `key`; we delete it at once and never
+    // use it, so no destructor or value is ever attached.
+    unsafe {
+        if libc::pthread_key_create(&mut key, None) != 0 {
+            return PTHREAD_KEYS_MAX;
+        }
+        libc::pthread_key_delete(key);
+    }
+    key
+}
+
 impl Shared {
     /// The store directory of one generation of a version: flat, so that deleting it leaves
     /// nothing behind.
@@ -104,6 +126,15 @@ impl Shared {
             ));
         }
         let hash = source.hash.clone();
+        let keys = pthread_keys_in_use();
+        if keys >= PTHREAD_KEYS_REFUSE_AT {
+            return Err(refused(
+                "pthread_keys",
+                format!(
+                    "rejected: this node has used {keys} of its {PTHREAD_KEYS_MAX} pthread keys (plugins that call std::thread::current or spawn threads leak one per load) — restart the node to load more"
+                ),
+            ));
+        }
         let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
         let types: BTreeMap<String, Vec<String>> = m
             .cdylibs
@@ -422,6 +453,18 @@ impl Shared {
         Ok(Response::Unloaded { hash, live_actors: 0, gone: true, spread_to: Vec::new() })
     }
 
+    /// The version's `on_unload` hangs.
+    pub(crate) fn version_quarantined(&self, gen: u64) {
+        let mut st = self.lock();
+        if let Some(v) = st.versions.get_mut(&gen) {
+            v.state = VersionState::Quarantined;
+        }
+        // A stop waiting for every version counts a quarantined one as done.
+        if st.stopping && st.versions.values().all(|v| v.state == VersionState::Quarantined) {
+            self.stopped.notify_waiters();
+        }
+    }
+
     /// The version host of `gen` has exited and its files are gone.
     pub(crate) fn version_gone(&self, hash: &str, gen: u64, close_time: Duration) {
         let mut st = self.lock();
@@ -436,7 +479,7 @@ impl Shared {
                 let _ = w.send(Err("the version is gone".into()));
             }
             // Only versions that were really running count as unloaded.
-            if v.state == VersionState::Draining {
+            if matches!(v.state, VersionState::Draining | VersionState::Quarantined) {
                 st.gone.push_back(GoneStatus {
                     hash: hash.to_string(),
                     generation: gen,
@@ -448,7 +491,7 @@ impl Shared {
                 tracing::info!(%hash, generation = gen, "version unloaded: library closed and files deleted");
             }
         }
-        if st.stopping && st.versions.is_empty() {
+        if st.stopping && st.versions.values().all(|v| v.state == VersionState::Quarantined) {
             self.stopped.notify_waiters();
         }
     }
@@ -670,6 +713,9 @@ impl Shared {
             actors,
             global_names: st.names.iter().map(|(n, id)| (n.clone(), self.address(*id))).collect(),
             convention: self.convention_status(&st),
+            pthread_keys_in_use: pthread_keys_in_use(),
+            pthread_keys_max: PTHREAD_KEYS_MAX,
+            pthread_keys_refuse_at: PTHREAD_KEYS_REFUSE_AT,
         }
     }
 
@@ -715,7 +761,7 @@ impl Shared {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.stopped.notified();
-            if self.lock().versions.is_empty() {
+            if self.lock().versions.values().all(|v| v.state == VersionState::Quarantined) {
                 break;
             }
             if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {

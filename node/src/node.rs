@@ -82,6 +82,8 @@ pub(crate) enum VersionState {
     Validating,
     Active,
     Draining,
+    /// Its `on_unload` hung: never closed while its thread is stuck.
+    Quarantined,
 }
 
 impl VersionState {
@@ -90,6 +92,7 @@ impl VersionState {
             VersionState::Validating => "validating",
             VersionState::Active => "active",
             VersionState::Draining => "draining",
+            VersionState::Quarantined => "quarantined",
         }
     }
 }

@@ -28,6 +28,16 @@ pub struct StatusReport {
     /// This node's view of its convention.
     #[serde(default)]
     pub convention: ConventionStatus,
+    /// pthread keys in use by the process (each plugin instance that touches
+    /// `std::thread::current` leaks one, forever).
+    #[serde(default)]
+    pub pthread_keys_in_use: u32,
+    /// The process limit.
+    #[serde(default)]
+    pub pthread_keys_max: u32,
+    /// Loads are refused from this many keys on.
+    #[serde(default)]
+    pub pthread_keys_refuse_at: u32,
 }
 
 /// A node's view of its convention.

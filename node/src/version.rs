@@ -20,13 +20,23 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use troupe_actor_abi::abi::{self, HostApi, OutSink, RawStr, Status};
 use troupe_actor_abi::message::{self, Address, CreateSpec, Incoming, Payload, SystemMessage};
 
 use crate::node::Shared;
 use crate::plugin::{Plugin, PluginInfo};
+
+/// How long a plugin's `on_unload` may take. Clearing statics and flushing takes microseconds;
+/// seconds mean it hangs.
+pub(crate) const ON_UNLOAD_LIMIT: Duration = Duration::from_secs(5);
+
+/// Where the executor is in its life, for the supervisor.
+enum Phase {
+    /// It is calling `on_unload`.
+    Retiring,
+}
 
 /// Work for a version's executor.
 pub(crate) enum Cmd {
@@ -82,9 +92,21 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name(format!("troupe-s-{short}"))
         .spawn(move || {
+            let (phase_tx, phase_rx) = std::sync::mpsc::channel::<Phase>();
             let exec = std::thread::Builder::new()
                 .name(exec_name)
-                .spawn(move || executor(exec_node, exec_hash, gen, files, rx, ready_tx));
+                .spawn(move || executor(exec_node, exec_hash, gen, files, rx, ready_tx, phase_tx));
+            // Watch the executor's retirement: `on_unload` gets ON_UNLOAD_LIMIT; a plugin that
+            // hangs there has its version quarantined (reported in status, never closed while
+            // its thread is stuck in it).
+            if exec.is_ok() {
+                if let Ok(Phase::Retiring) = phase_rx.recv() {
+                    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = phase_rx.recv_timeout(ON_UNLOAD_LIMIT) {
+                        tracing::error!(%hash, "on_unload did not return within {ON_UNLOAD_LIMIT:?}: version quarantined");
+                        node.version_quarantined(gen);
+                    }
+                }
+            }
             let plugins = match exec {
                 Ok(handle) => match handle.join() {
                     Ok(plugins) => plugins,
@@ -135,6 +157,7 @@ fn executor(
     files: Vec<PathBuf>,
     rx: Receiver<Cmd>,
     ready: std::sync::mpsc::SyncSender<Result<Vec<PluginInfo>, String>>,
+    phase: Sender<Phase>,
 ) -> Vec<Plugin> {
     let mut plugins = Vec::new();
     for f in &files {
@@ -183,6 +206,7 @@ fn executor(
             Cmd::Retire => break,
         }
     }
+    let _ = phase.send(Phase::Retiring);
     ex.retire();
     ex.plugins
 }

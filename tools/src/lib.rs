@@ -345,6 +345,12 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let dir = state_dir(&args);
+    // A file-size limit or a full disk must make a store write fail with an error the node
+    // reports, not kill the process with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("troupe-worker")
@@ -837,8 +843,17 @@ pub fn render_status(r: &StatusReport) -> String {
     let mut s = String::new();
     let caps = if r.capabilities.is_empty() { "none".to_string() } else { r.capabilities.join(", ") };
     s += &format!(
-        "node {} (pid {}, {} of the convention led by {})\n  capabilities: {caps}\n  source authority: {}\n  remote sources: {}\n  store: {}\n",
-        r.node, r.pid, r.convention.role, r.convention.leader, r.authority, r.convention.remote_sources, r.store
+        "node {} (pid {}, {} of the convention led by {})\n  capabilities: {caps}\n  source authority: {}\n  remote sources: {}\n  store: {}\n  pthread keys: {} in use of {} (loads refused from {})\n",
+        r.node,
+        r.pid,
+        r.convention.role,
+        r.convention.leader,
+        r.authority,
+        r.convention.remote_sources,
+        r.store,
+        r.pthread_keys_in_use,
+        r.pthread_keys_max,
+        r.pthread_keys_refuse_at
     );
     if !r.convention.members.is_empty() {
         s += &format!("\nmembers ({}):\n", r.convention.members.len());
