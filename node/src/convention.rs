@@ -141,7 +141,8 @@ impl Shared {
             .call(&me, &leader, Request::Register(info), self.conv.heartbeat.max(Duration::from_millis(500)))
             .await
         {
-            Ok(Response::Registered { members }) => {
+            Ok(Response::Registered { members, groups }) => {
+                self.lock().groups = groups;
                 self.apply_members(members);
                 Ok(())
             }
@@ -212,7 +213,7 @@ impl Shared {
     pub fn handle_register(&self, info: MemberInfo) -> Response {
         if info.node == self.addr {
             // Misconfigured: another process claims our address.
-            return Response::Registered { members: Vec::new() };
+            return Response::Registered { members: Vec::new(), groups: BTreeMap::new() };
         }
         let restarted = self.lock().members.get(&info.node).is_some_and(|m| m.info.pid != info.pid);
         if restarted {
@@ -245,7 +246,7 @@ impl Shared {
             (members, st.watchers.iter().cloned().collect::<Vec<_>>(), updates)
         };
         self.notify_watchers(watchers, updates);
-        Response::Registered { members }
+        Response::Registered { members, groups: self.lock().groups.clone() }
     }
 
     /// The leader drops members it has not heard from for `dead_after`.

@@ -16,6 +16,7 @@
 pub mod archive;
 pub mod client;
 pub mod convention;
+mod groups;
 mod loading;
 pub mod node;
 mod peer;

@@ -716,6 +716,7 @@ impl Shared {
             pthread_keys_in_use: pthread_keys_in_use(),
             pthread_keys_max: PTHREAD_KEYS_MAX,
             pthread_keys_refuse_at: PTHREAD_KEYS_REFUSE_AT,
+            groups: st.groups.clone(),
         }
     }
 

@@ -184,6 +184,8 @@ pub(crate) struct State {
     pub(crate) watchers: BTreeSet<Address>,
     /// Convention-wide global names (on the leader).
     pub(crate) conv_names: HashMap<String, Address>,
+    /// Named releases: authoritative on the leader, a copy on members (from registration).
+    pub(crate) groups: BTreeMap<String, crate::protocol::GroupInfo>,
 }
 
 /// State shared by the node's tasks and version threads.
@@ -261,6 +263,7 @@ impl Node {
             leader_last_ok: Instant::now(),
             watchers: BTreeSet::new(),
             conv_names: HashMap::new(),
+            groups: BTreeMap::new(),
         };
         let shared = Arc::new_cyclic(|weak| Shared {
             weak: weak.clone(),
@@ -533,6 +536,18 @@ impl Shared {
 
     /// Resolves a full hash or unique prefix among versions known here or in the convention.
     pub(crate) fn resolve_hash(st: &State, hash: &str) -> Result<String, CreateError> {
+        if let Some(group) = hash.trim().strip_prefix('@') {
+            return match st.groups.get(group) {
+                Some(g) => g.active.clone().ok_or_else(|| CreateError::InvalidActorSourceHash {
+                    hash: hash.into(),
+                    detail: format!("names group {group}, which has no active version — deploy one with troupe deploy"),
+                }),
+                None => Err(CreateError::InvalidActorSourceHash {
+                    hash: hash.into(),
+                    detail: format!("names no group: no version was deployed as {group:?} (troupe deploy PORT ZIP --group {group})"),
+                }),
+            };
+        }
         let h = hash.trim().to_ascii_lowercase();
         if h.len() < MIN_HASH_PREFIX || h.len() > 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(CreateError::InvalidActorSourceHash {
@@ -834,8 +849,20 @@ impl Shared {
     }
 
     /// Creates a top-level actor for a client.
-    pub async fn create_for_client(self: &Arc<Self>, spec: CreateSpec) -> Result<Response, ErrorReply> {
+    pub async fn create_for_client(self: &Arc<Self>, mut spec: CreateSpec) -> Result<Response, ErrorReply> {
         let id = self.allocate_id();
+        // A create through a group names the group's active version *now*; a global name that
+        // mentions the group is bound to that version, so a deploy moves new requests to the
+        // new version while the old one drains.
+        if let Some(group) = spec.source_hash.clone().filter(|h| h.starts_with('@')) {
+            if self.lock().groups.get(&group[1..]).is_none() && !self.is_leader() {
+                let _ = self.refresh_membership().await;
+            }
+            let resolved =
+                Self::resolve_hash(&self.lock(), &group).map_err(|e| refused(e.kind(), e.to_string()))?;
+            spec.global_name = spec.global_name.map(|n| n.replace(&group, &resolved));
+            spec.source_hash = Some(resolved);
+        }
         let mut plan = self.plan_create(&spec, None, false);
         if self.needs_directory_refresh(&plan) {
             let _ = self.refresh_membership().await;

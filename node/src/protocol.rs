@@ -8,6 +8,7 @@
 //! keeps serving everyone else. One enum per direction: [`ClientFrame`] and [`ServerFrame`].
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tokio_util::codec::LengthDelimitedCodec;
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 
@@ -136,6 +137,39 @@ pub enum Request {
         /// Full hash.
         hash: String,
     },
+    /// Load a zip and make it the active version of a group (a named release).
+    Deploy {
+        /// The zip bytes.
+        #[serde(with = "serde_bytes")]
+        zip: Vec<u8>,
+        /// Where it came from.
+        info: String,
+        /// The group's name.
+        group: String,
+        /// How many versions to keep loaded besides the active one.
+        keep: usize,
+        /// Versions that fall out of the kept window drain for this long, then their
+        /// remaining actors are asked to exit (none: they drain until their actors exit).
+        #[serde(default)]
+        grace_ms: Option<u64>,
+    },
+    /// Make a group's previous version active again (if it is still loaded).
+    Rollback {
+        /// The group's name.
+        group: String,
+    },
+    /// To the leader: make `hash` the active version of `group`.
+    GroupActivate {
+        /// The group.
+        group: String,
+        /// The version.
+        hash: String,
+        /// How many versions to keep besides the active one.
+        keep: usize,
+        /// Drain time of versions that fall out of the window.
+        #[serde(default)]
+        grace_ms: Option<u64>,
+    },
     /// Ask the leader for a convention-wide global name: returns the live holder, or registers
     /// `candidate` (if given) and returns it.
     ClaimName {
@@ -174,6 +208,15 @@ pub struct MemberInfo {
     pub sources: Vec<SourceSummary>,
     /// Process id (diagnostics).
     pub pid: u32,
+}
+
+/// A named release: its versions (oldest first) and the active one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// The version new creates through `@NAME` get.
+    pub active: Option<String>,
+    /// Versions deployed to the group and still kept, oldest first.
+    pub versions: Vec<String>,
 }
 
 /// Where a version can be fetched from, sent along with a create.
@@ -317,10 +360,24 @@ pub enum Response {
     },
     /// The node stopped.
     Stopped,
-    /// The leader's answer to `Register`: every member, the leader included.
+    /// The leader's answer to `Register`: every member, the leader included, and the groups.
     Registered {
         /// All members.
         members: Vec<MemberInfo>,
+        /// Named releases.
+        #[serde(default)]
+        groups: BTreeMap<String, GroupInfo>,
+    },
+    /// A group after a deploy or rollback.
+    Group {
+        /// Its name.
+        group: String,
+        /// Its state now.
+        info: GroupInfo,
+        /// The version that was active before.
+        previous: Option<String>,
+        /// Versions unloaded because they fell out of the kept window.
+        unloaded: Vec<String>,
     },
     /// The zip of a version.
     Source {

@@ -240,6 +240,13 @@ async fn handle(
         Request::ChangeCapability { add, name } => shared.change_capability(add, &name),
         Request::Stop => shared.stop(STOP_TIMEOUT).await,
         Request::Register(info) => Ok(shared.handle_register(info)),
+        Request::Deploy { zip, info, group, keep, grace_ms } => {
+            shared.deploy(zip, info, group, keep, grace_ms).await
+        }
+        Request::Rollback { group } => shared.rollback(group).await,
+        Request::GroupActivate { group, hash, keep, grace_ms } => {
+            shared.activate(group, hash, keep, grace_ms).await
+        }
         Request::FetchSource { hash } => shared.serve_source(&hash).await,
         Request::ClaimName { name, candidate } => {
             Ok(Response::Name { holder: shared.handle_claim(&name, candidate) })

@@ -38,6 +38,9 @@ pub struct StatusReport {
     /// Loads are refused from this many keys on.
     #[serde(default)]
     pub pthread_keys_refuse_at: u32,
+    /// Named releases as this node knows them (the leader's table, or a member's copy).
+    #[serde(default)]
+    pub groups: BTreeMap<String, crate::protocol::GroupInfo>,
 }
 
 /// A node's view of its convention.

@@ -111,6 +111,34 @@ enum Command {
         /// The zip written by `troupe pack`.
         zip: PathBuf,
     },
+    /// Load a zip as the new active version of a named release (group).
+    #[command(
+        after_help = "Examples:\n  troupe deploy 1900 v2.zip --group encoders           # v2 active; v1 kept for rollback\n  troupe deploy 1900 v3.zip --group encoders --keep 0  # v3 active; older versions drain and unload\n  echo hi | troupe app @encoders                      # @NAME works wherever a hash does\n\nNew creates through @NAME (and global names that mention it) go to the new version at\nonce; actors of older versions keep serving until they exit."
+    )]
+    Deploy {
+        /// Admin port (or host:port).
+        port: String,
+        /// The zip written by `troupe pack`.
+        zip: PathBuf,
+        /// The group's name.
+        #[arg(long)]
+        group: String,
+        /// How many older versions stay loaded besides the active one (for rollback).
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+        /// Versions that fall out of the kept window drain this long, then their remaining
+        /// actors are asked to exit and they unload.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        grace: Duration,
+    },
+    /// Make a group's previous version active again (while it is still loaded).
+    #[command(after_help = "Example:\n  troupe rollback 1900 encoders")]
+    Rollback {
+        /// Admin port (or host:port).
+        port: String,
+        /// The group's name.
+        group: String,
+    },
     /// Unload a version: it drains (no new actors) and is unloaded when its last actor exits.
     #[command(
         after_help = "Examples:\n  troupe unload 1900 3f2a9c1e\n  troupe unload 1900 3f2a9c1e --grace 5s   # then ask the remaining actors to exit"
@@ -316,6 +344,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Verify { zip, trusted_keys } => verify(&zip, &trusted_keys),
         Command::Load { port, zip } => load(&port, &zip).await,
         Command::Unload { port, hash, grace } => unload(&port, &hash, grace).await,
+        Command::Deploy { port, zip, group, keep, grace } => deploy(&port, &zip, &group, keep, grace).await,
+        Command::Rollback { port, group } => rollback(&port, &group).await,
         Command::App { hash, port, timeout } => app(&hash, &port, timeout).await,
         Command::Status { port, json, convention } => status(&port, json, convention).await,
         Command::Chgcap { port, op, capability } => chgcap(&port, &op, &capability).await,
@@ -702,6 +732,43 @@ async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
     }
 }
 
+fn print_group(response: Response) -> Result<u8, Failure> {
+    match response {
+        Response::Group { group, info, previous, unloaded } => {
+            let active = info.active.unwrap_or_default();
+            println!("{group}: active {active}");
+            if let Some(p) = previous {
+                println!("{group}: previous {p} (still loaded: troupe rollback)");
+            }
+            for u in unloaded {
+                println!("{group}: unloading {u} (drains, then unloads everywhere)");
+            }
+            Ok(EXIT_OK)
+        }
+        other => Err(refused(anyhow!("unexpected answer {other:?}"))),
+    }
+}
+
+async fn deploy(port: &str, zip: &Path, group: &str, keep: usize, grace: Duration) -> Result<u8, Failure> {
+    let bytes = std::fs::read(zip)
+        .with_context(|| format!("cannot read {}", zip.display()))
+        .map_err(|e| usage(e.context("give the path of a zip written by `troupe pack`")))?;
+    let mut c = connect(port).await?;
+    let request = Request::Deploy {
+        zip: bytes,
+        info: zip.display().to_string(),
+        group: group.into(),
+        keep,
+        grace_ms: Some(grace.as_millis() as u64),
+    };
+    print_group(c.request(request).await?)
+}
+
+async fn rollback(port: &str, group: &str) -> Result<u8, Failure> {
+    let mut c = connect(port).await?;
+    print_group(c.request(Request::Rollback { group: group.into() }).await?)
+}
+
 async fn unload(port: &str, hash: &str, grace: Option<Duration>) -> Result<u8, Failure> {
     let mut c = connect(port).await?;
     let grace_ms = grace.map(|g| g.as_millis() as u64);
@@ -899,6 +966,22 @@ pub fn render_status(r: &StatusReport) -> String {
         let name = a.global_name.as_deref().map(|n| format!("  name {n}")).unwrap_or_default();
         s += &format!("  {}  {:<22} {}  parent {parent}{name}\n", a.address, a.type_name, short(&a.hash));
     }
+    if !r.groups.is_empty() {
+        s += &format!("\ngroups ({}):\n", r.groups.len());
+        for (name, g) in &r.groups {
+            let active = g.active.as_deref().map(short).unwrap_or("-");
+            let others: Vec<&str> = g
+                .versions
+                .iter()
+                .filter(|v| Some(v.as_str()) != g.active.as_deref())
+                .map(|v| short(v))
+                .collect();
+            s += &format!(
+                "  @{name:<16} active {active}  kept {}\n",
+                if others.is_empty() { "-".into() } else { others.join(", ") }
+            );
+        }
+    }
     if !r.global_names.is_empty() {
         s += &format!("\nglobal names ({}):\n", r.global_names.len());
         for (n, a) in &r.global_names {
@@ -933,6 +1016,10 @@ fn decode_typed<T: for<'de> Deserialize<'de>>(payload: &Payload, tag: &str) -> O
 /// `Acceptor:<full hash>` whatever the user typed). Unknown prefixes are passed on as given
 /// and the node explains.
 fn full_hash(report: &StatusReport, hash: &str) -> String {
+    if hash.starts_with('@') {
+        // A group: the node resolves it when it creates, and binds the name to that version.
+        return hash.to_string();
+    }
     let h = hash.trim().to_ascii_lowercase();
     let matches: Vec<&String> =
         report.versions.iter().map(|v| &v.hash).filter(|v| v.starts_with(&h)).collect();
