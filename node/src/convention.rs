@@ -136,12 +136,16 @@ impl Shared {
         };
         let info = self.self_info(&self.lock());
         let leader = self.conv.leader.clone();
-        match self
+        let t0 = Instant::now();
+        let answer = self
             .peers()
             .call(&me, &leader, Request::Register(info), self.conv.heartbeat.max(Duration::from_millis(500)))
-            .await
-        {
+            .await;
+        match answer {
             Ok(Response::Registered { members, groups }) => {
+                self.counters
+                    .heartbeat_rtt_us
+                    .store(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
                 self.lock().groups = groups;
                 self.apply_members(members);
                 Ok(())

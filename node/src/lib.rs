@@ -18,6 +18,7 @@ pub mod client;
 pub mod convention;
 mod groups;
 mod loading;
+pub mod metrics;
 pub mod node;
 mod peer;
 pub mod plugin;

@@ -192,6 +192,8 @@ impl Shared {
                     gone_waiters: Vec::new(),
                     ready_waiters: Vec::new(),
                     cancelled: false,
+                    stats: Arc::default(),
+                    draining_since: None,
                 },
             );
             decision
@@ -204,6 +206,8 @@ impl Shared {
             };
         }
         let result = self.load_validated(&source, zip, gen, decision, info).await;
+        let counter = if result.is_ok() { &self.counters.loads_ok } else { &self.counters.loads_rejected };
+        counter.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
             let mut st = self.lock();
             if let Some(v) = st.versions.remove(&gen) {
@@ -297,7 +301,8 @@ impl Shared {
         .map_err(|e| refused("store", format!("cannot write to the store {}: {e}", dir.display())))?;
         let me = self.clone();
         let h2 = hash.clone();
-        let started = tokio::task::spawn_blocking(move || version::start(me, h2, gen, paths, dir))
+        let stats = self.lock().versions.get(&gen).map(|v| v.stats.clone()).unwrap_or_default();
+        let started = tokio::task::spawn_blocking(move || version::start(me, h2, gen, paths, dir, stats))
             .await
             .map_err(|e| refused("internal", format!("version host failed: {e}")))?;
         let (tx, infos) = started.map_err(|e| refused("plugin", format!("rejected: {e}")))?;
@@ -416,6 +421,7 @@ impl Shared {
                 return Ok(Response::Unloaded { hash, live_actors: 0, gone: true, spread_to: Vec::new() });
             }
             v.state = VersionState::Draining;
+            v.draining_since.get_or_insert_with(Instant::now);
             let live = v.live;
             let (wtx, wrx) = oneshot::channel();
             v.gone_waiters.push(wtx);
@@ -484,6 +490,7 @@ impl Shared {
                     hash: hash.to_string(),
                     generation: gen,
                     unload_ms: close_time.as_secs_f64() * 1000.0,
+                    drain_ms: v.draining_since.map(|t| t.elapsed().as_secs_f64() * 1000.0).unwrap_or(0.0),
                 });
                 while st.gone.len() > GONE_HISTORY {
                     st.gone.pop_front();
@@ -736,6 +743,8 @@ impl Shared {
                         v.cancelled = true;
                     }
                     v.state = VersionState::Draining;
+                    v.draining_since.get_or_insert_with(Instant::now);
+                    v.draining_since.get_or_insert_with(Instant::now);
                 }
             }
             st.current.clear();

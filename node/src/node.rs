@@ -116,6 +116,30 @@ pub(crate) struct VersionRec {
     pub(crate) ready_waiters: Vec<oneshot::Sender<Result<(), String>>>,
     /// Set when unloaded during validation: the load is abandoned.
     pub(crate) cancelled: bool,
+    /// Message counters, shared with the version's executor.
+    pub(crate) stats: Arc<VersionStats>,
+    /// When it started draining.
+    pub(crate) draining_since: Option<Instant>,
+}
+
+/// Per-version message counters (for metrics): queued minus handled is the mailbox depth.
+#[derive(Default)]
+pub struct VersionStats {
+    /// Messages queued to the version's actors.
+    pub enqueued: AtomicU64,
+    /// Messages its actors handled.
+    pub handled: AtomicU64,
+}
+
+/// Node-wide counters (for metrics).
+#[derive(Default)]
+pub struct Counters {
+    /// Loads that became active.
+    pub loads_ok: AtomicU64,
+    /// Loads that were rejected.
+    pub loads_rejected: AtomicU64,
+    /// The last registration round trip to the leader, in microseconds (members).
+    pub heartbeat_rtt_us: AtomicU64,
 }
 
 pub(crate) enum ActorKind {
@@ -201,6 +225,8 @@ pub struct Shared {
     st: Mutex<State>,
     rt: tokio::runtime::Handle,
     peers: Peers,
+    /// Counters for metrics.
+    pub counters: Counters,
     /// The convention's shared secret (for connections in and out).
     pub(crate) secret: Option<crate::signing::Secret>,
     /// Signalled when the node has stopped.
@@ -276,6 +302,7 @@ impl Node {
             st: Mutex::new(state),
             rt: tokio::runtime::Handle::current(),
             peers: Peers::default(),
+            counters: Counters::default(),
             secret: config.secret,
             stopped: Notify::new(),
             reregister: Notify::new(),
@@ -425,6 +452,9 @@ impl Shared {
         match st.actors.get_mut(&to.id).map(|r| &mut r.kind) {
             Some(ActorKind::Plugin { gen, .. }) => {
                 let gen = *gen;
+                if let Some(v) = st.versions.get(&gen) {
+                    v.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(l) = local {
                     if l.gen == gen {
                         l.queue.push_back(Cmd::Deliver { id: to.id, msg });

@@ -109,6 +109,9 @@ pub struct GoneStatus {
     pub generation: u64,
     /// Milliseconds from the last actor's exit to the library being closed and deleted.
     pub unload_ms: f64,
+    /// Milliseconds from the unload request to the library being closed (the drain).
+    #[serde(default)]
+    pub drain_ms: f64,
 }
 
 /// One live actor.

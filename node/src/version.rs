@@ -82,6 +82,7 @@ pub(crate) fn start(
     gen: u64,
     files: Vec<PathBuf>,
     dir: PathBuf,
+    stats: Arc<crate::node::VersionStats>,
 ) -> Result<(Sender<Cmd>, Vec<PluginInfo>), String> {
     let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Vec<PluginInfo>, String>>(1);
@@ -95,7 +96,7 @@ pub(crate) fn start(
             let (phase_tx, phase_rx) = std::sync::mpsc::channel::<Phase>();
             let exec = std::thread::Builder::new()
                 .name(exec_name)
-                .spawn(move || executor(exec_node, exec_hash, gen, files, rx, ready_tx, phase_tx));
+                .spawn(move || executor(exec_node, exec_hash, gen, files, rx, ready_tx, phase_tx, stats));
             // Watch the executor's retirement: `on_unload` gets ON_UNLOAD_LIMIT; a plugin that
             // hangs there has its version quarantined (reported in status, never closed while
             // its thread is stuck in it).
@@ -148,6 +149,7 @@ struct Executor {
     types: HashMap<String, usize>,
     /// Live actors: id → (plugin index, opaque state, type name).
     actors: HashMap<u64, (usize, *mut c_void, String)>,
+    stats: Arc<crate::node::VersionStats>,
 }
 
 fn executor(
@@ -158,6 +160,7 @@ fn executor(
     rx: Receiver<Cmd>,
     ready: std::sync::mpsc::SyncSender<Result<Vec<PluginInfo>, String>>,
     phase: Sender<Phase>,
+    stats: Arc<crate::node::VersionStats>,
 ) -> Vec<Plugin> {
     let mut plugins = Vec::new();
     for f in &files {
@@ -190,7 +193,7 @@ fn executor(
         }
     }
     let _ = ready.send(Ok(plugins.iter().map(|p| p.info.clone()).collect()));
-    let mut ex = Executor { node, hash, gen, plugins, types, actors: HashMap::new() };
+    let mut ex = Executor { node, hash, gen, plugins, types, actors: HashMap::new(), stats };
     let mut local = VecDeque::new();
     loop {
         let cmd = match local.pop_front() {
@@ -291,6 +294,7 @@ impl Executor {
     }
 
     fn deliver(&mut self, id: u64, msg: Incoming, local: &mut VecDeque<Cmd>) {
+        self.stats.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !self.actors.contains_key(&id) {
             self.node.undeliverable(id, msg);
             return;

@@ -181,6 +181,35 @@ enum Command {
         #[arg(long)]
         convention: bool,
     },
+    /// Print a node's log (node.log in its state directory); -f follows it.
+    #[command(
+        after_help = "Examples:\n  troupe logs 1900\n  troupe logs 1900 -f            # follow, like tail -f (Ctrl-C ends)\n  troupe logs 1900 --lines 50"
+    )]
+    Logs {
+        /// Admin port (or host:port).
+        port: String,
+        /// Keep printing lines as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
+    },
+    /// Show a node's status, refreshed live (Ctrl-C ends).
+    #[command(after_help = "Examples:\n  troupe top 1900\n  troupe top 1900 --interval 500ms --convention")]
+    Top {
+        /// Admin port (or host:port).
+        port: String,
+        /// Refresh period.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Show every node of the convention.
+        #[arg(long)]
+        convention: bool,
+        /// Stop after this many refreshes (default: until Ctrl-C).
+        #[arg(long)]
+        iterations: Option<u64>,
+    },
     /// Add (+) or remove (-) a capability of a running node.
     #[command(
         after_help = "Examples:\n  troupe chgcap 10101 + morse\n  troupe chgcap 10101 - \"64bit encoder\""
@@ -222,6 +251,14 @@ struct StartArgs {
     /// authority (anyone who can reach the port could then run native code in the node).
     #[arg(long)]
     insecure: bool,
+    /// Log lines as `text` or `json` (to stderr and to node.log in the state directory;
+    /// RUST_LOG filters, e.g. RUST_LOG=troupe_node=debug).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; loopback addresses only,
+    /// unless --insecure).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Run in the foreground instead of detaching (for supervisors).
     #[arg(long)]
     foreground: bool,
@@ -349,6 +386,10 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::App { hash, port, timeout } => app(&hash, &port, timeout).await,
         Command::Status { port, json, convention } => status(&port, json, convention).await,
         Command::Chgcap { port, op, capability } => chgcap(&port, &op, &capability).await,
+        Command::Logs { port, follow, lines } => logs(&port, follow, lines).await,
+        Command::Top { port, interval, convention, iterations } => {
+            top(&port, interval, convention, iterations).await
+        }
     }
 }
 
@@ -370,11 +411,38 @@ fn capabilities(s: &str) -> Vec<String> {
     s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
 }
 
-fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
+/// Logs to stderr and to `node.log` in the state directory (unless stderr already is that
+/// file, as for a node `troupe start` detached), as text or JSON lines; `RUST_LOG` filters.
+fn init_logging(dir: &Path, format: &str) -> Result<(), Failure> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    std::fs::create_dir_all(dir).map_err(|e| refused(anyhow!("cannot create {}: {e}", dir.display())))?;
+    let log_path = dir.join("node.log");
+    let stderr_is_log = {
+        use std::os::unix::fs::MetadataExt;
+        let stderr_meta = std::fs::metadata("/proc/self/fd/2").ok();
+        let log_meta = std::fs::metadata(&log_path).ok();
+        matches!((stderr_meta, log_meta), (Some(a), Some(b)) if a.ino() == b.ino() && a.dev() == b.dev())
+    };
+    let writer = if stderr_is_log {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| refused(anyhow!("cannot open {}: {e}", log_path.display())))?;
+        BoxMakeWriter::new(std::io::stderr.and(std::sync::Arc::new(file)))
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(false);
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+    Ok(())
+}
+
+fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
     let dir = state_dir(&args);
+    init_logging(&dir, &args.log_format)?;
     // A file-size limit or a full disk must make a store write fail with an error the node
     // reports, not kill the process with SIGXFSZ.
     // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
@@ -412,6 +480,13 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
         };
         let node = troupe_node::Node::new(config)
             .map_err(|e| refused(anyhow!("cannot create the store in {}: {e}", dir.display())))?;
+        if let Some(m) = args.metrics {
+            let l = tokio::net::TcpListener::bind(m)
+                .await
+                .map_err(|e| refused(anyhow!("cannot serve metrics on {m}: {e} — choose another --metrics address")))?;
+            tokio::spawn(troupe_node::metrics::serve(std::sync::Arc::downgrade(node.shared()), l));
+            tracing::info!(%m, "metrics at http://{m}/metrics");
+        }
         tracing::info!(%addr, pid = std::process::id(), capabilities = %args.capabilities, "node listening");
         troupe_node::server::serve(node, listener).await.map_err(|e| refused(anyhow!("server failed: {e}")))?;
         Ok(EXIT_OK)
@@ -439,6 +514,11 @@ fn node_security(
         }
         _ => troupe_node::AuthorityConfig::AcceptAll,
     };
+    if let Some(m) = args.metrics.filter(|m| !m.ip().is_loopback() && !args.insecure) {
+        return Err(usage(anyhow!(
+            "metrics are served on loopback only ({m} is not) — use 127.0.0.1:PORT, or --insecure"
+        )));
+    }
     let exposed = !args.bind.is_loopback();
     if exposed
         && secret.is_none()
@@ -500,6 +580,9 @@ fn start_detached(args: StartArgs) -> Result<u8, Failure> {
                 .flat_map(|k| [std::ffi::OsString::from("--trusted-keys"), k.clone().into_os_string()]),
         )
         .args(if args.insecure { vec!["--insecure"] } else { Vec::new() })
+        .arg("--log-format")
+        .arg(&args.log_format)
+        .args(args.metrics.iter().flat_map(|m| ["--metrics".to_string(), m.to_string()]))
         .arg("--convention")
         .arg(&args.convention)
         .arg("--heartbeat")
@@ -809,6 +892,99 @@ async fn chgcap(port: &str, op: &str, cap: &str) -> Result<u8, Failure> {
 }
 
 // ---- status -----------------------------------------------------------------------------------
+
+async fn logs(port: &str, follow: bool, lines: Option<usize>) -> Result<u8, Failure> {
+    // The node knows where its state is; a stopped node's log is where `start` puts it.
+    let path = match node_status(&node_addr(port)).await {
+        Ok(r) => Path::new(&r.store).parent().map(|p| p.join("node.log")).unwrap_or_default(),
+        Err(f) if f.code == EXIT_UNREACHABLE => {
+            let home = std::env::var_os("TROUPE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+                // SAFETY: getuid has no preconditions and cannot fail.
+                PathBuf::from(format!("/tmp/troupe-{}", unsafe { libc::getuid() }))
+            });
+            let p = home.join(format!("node-{}", port.rsplit(':').next().unwrap_or(port))).join("node.log");
+            eprintln!("(no node answers on {}; showing {})", node_addr(port), p.display());
+            p
+        }
+        Err(f) => return Err(f),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        refused(anyhow!(
+            "cannot read {}: {e} — was the node started with --state-dir elsewhere?",
+            path.display()
+        ))
+    })?;
+    let all: Vec<&str> = text.lines().collect();
+    let start = lines.map(|n| all.len().saturating_sub(n)).unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for l in &all[start..] {
+        if writeln!(out, "{l}").is_err() {
+            return Ok(EXIT_OK); // a closed pipe is not an error
+        }
+    }
+    let _ = out.flush();
+    if !follow {
+        return Ok(EXIT_OK);
+    }
+    let mut pos = text.len() as u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.len() < pos {
+            pos = 0; // the node restarted and truncated its log
+        }
+        if meta.len() > pos {
+            let mut f = std::fs::File::open(&path).map_err(|e| refused(anyhow!("{e}")))?;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(pos))
+                .map_err(|e| refused(anyhow!("{e}")))?;
+            let mut buf = Vec::new();
+            let n = f.read_to_end(&mut buf).map_err(|e| refused(anyhow!("{e}")))?;
+            pos += n as u64;
+            if out.write_all(&buf).and_then(|_| out.flush()).is_err() {
+                return Ok(EXIT_OK);
+            }
+        }
+    }
+}
+
+async fn top(
+    port: &str,
+    interval: Duration,
+    convention: bool,
+    iterations: Option<u64>,
+) -> Result<u8, Failure> {
+    let tty = std::io::stdout().is_terminal();
+    let mut n = 0u64;
+    loop {
+        let mut text = String::new();
+        let report = node_status(&node_addr(port)).await?;
+        if convention {
+            let mut nodes = vec![report.clone()];
+            for m in &report.convention.members {
+                if let Ok(r) = node_status(&m.node).await {
+                    nodes.push(r);
+                }
+            }
+            for r in &nodes {
+                text += &render_status(r);
+                text += "\n";
+            }
+        } else {
+            text = render_status(&report);
+        }
+        let mut out = std::io::stdout().lock();
+        // Clear and home only on a terminal; piped output gets one snapshot after another.
+        let frame = if tty { format!("\x1b[2J\x1b[H{text}") } else { format!("{text}\n") };
+        if out.write_all(frame.as_bytes()).and_then(|_| out.flush()).is_err() {
+            return Ok(EXIT_OK);
+        }
+        n += 1;
+        if iterations.is_some_and(|max| n >= max) {
+            return Ok(EXIT_OK);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
 
 async fn node_status(addr: &str) -> Result<StatusReport, Failure> {
     let mut c = Client::connect(addr).await?;
