@@ -363,6 +363,33 @@ pub fn node_addr(port: &str) -> String {
     }
 }
 
+/// Runs `work`, showing what is going on (with elapsed time) on stderr when it takes a moment
+/// and stderr is a terminal; nothing is printed to pipes, and no colour is used.
+async fn with_progress<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work.await;
+    }
+    let t0 = Instant::now();
+    tokio::pin!(work);
+    let mut shown = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => {
+                if shown {
+                    eprint!("\r\x1b[K");
+                }
+                return out;
+            }
+            _ = tick.tick() => {
+                shown = true;
+                eprint!("\r{what}… {:.1}s", t0.elapsed().as_secs_f64());
+            }
+        }
+    }
+}
+
 async fn connect(port: &str) -> Result<Client, Failure> {
     Ok(Client::connect(&node_addr(port)).await?)
 }
@@ -803,7 +830,8 @@ async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
         })?;
     let mut c = connect(port).await?;
     let info = zip.display().to_string();
-    match c.request(Request::Load { zip: bytes, info }).await? {
+    let what = format!("loading {} ({} KiB) into {}", zip.display(), bytes.len() / 1024, c.node());
+    match with_progress(&what, c.request(Request::Load { zip: bytes, info })).await? {
         Response::Loaded { hash, already_active } => {
             if already_active {
                 eprintln!("already loaded; nothing changed");
@@ -844,7 +872,7 @@ async fn deploy(port: &str, zip: &Path, group: &str, keep: usize, grace: Duratio
         keep,
         grace_ms: Some(grace.as_millis() as u64),
     };
-    print_group(c.request(request).await?)
+    print_group(with_progress(&format!("deploying {} as @{group}", zip.display()), c.request(request)).await?)
 }
 
 async fn rollback(port: &str, group: &str) -> Result<u8, Failure> {
@@ -855,7 +883,8 @@ async fn rollback(port: &str, group: &str) -> Result<u8, Failure> {
 async fn unload(port: &str, hash: &str, grace: Option<Duration>) -> Result<u8, Failure> {
     let mut c = connect(port).await?;
     let grace_ms = grace.map(|g| g.as_millis() as u64);
-    match c.request(Request::Unload { hash: hash.into(), grace_ms }).await? {
+    let what = format!("unloading {hash} (draining)");
+    match with_progress(&what, c.request(Request::Unload { hash: hash.into(), grace_ms })).await? {
         Response::Unloaded { hash, live_actors, gone, spread_to } => {
             if !spread_to.is_empty() {
                 println!("unload sent to {}", spread_to.join(", "));
