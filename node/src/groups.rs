@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::node::{refused, Shared, VersionState};
-use crate::protocol::{ErrorReply, GroupInfo, Request, Response};
+use crate::protocol::{ErrorReply, Request, Response};
 
 /// How long a member waits for the leader to record a deploy or rollback.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,7 +129,7 @@ impl Shared {
                 format!("group {group:?} has no earlier version still loaded (deploy with --keep 1 or more to keep one for rollback)"),
             ));
         };
-        let entry = st.groups.entry(group.clone()).or_insert_with(GroupInfo::default);
+        let entry = st.groups.entry(group.clone()).or_default();
         entry.active = Some(prev.clone());
         let info = entry.clone();
         tracing::info!(%group, active = %prev, "group rolled back");

@@ -885,7 +885,7 @@ impl Shared {
         // mentions the group is bound to that version, so a deploy moves new requests to the
         // new version while the old one drains.
         if let Some(group) = spec.source_hash.clone().filter(|h| h.starts_with('@')) {
-            if self.lock().groups.get(&group[1..]).is_none() && !self.is_leader() {
+            if !self.lock().groups.contains_key(&group[1..]) && !self.is_leader() {
                 let _ = self.refresh_membership().await;
             }
             let resolved =

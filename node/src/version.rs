@@ -96,7 +96,7 @@ pub(crate) fn start(
             let (phase_tx, phase_rx) = std::sync::mpsc::channel::<Phase>();
             let exec = std::thread::Builder::new()
                 .name(exec_name)
-                .spawn(move || executor(exec_node, exec_hash, gen, files, rx, ready_tx, phase_tx, stats));
+                .spawn(move || executor(Launch { node: exec_node, hash: exec_hash, gen, files, stats }, rx, ready_tx, phase_tx));
             // Watch the executor's retirement: `on_unload` gets ON_UNLOAD_LIMIT; a plugin that
             // hangs there has its version quarantined (reported in status, never closed while
             // its thread is stuck in it).
@@ -152,16 +152,22 @@ struct Executor {
     stats: Arc<crate::node::VersionStats>,
 }
 
-fn executor(
+/// What an executor starts with.
+struct Launch {
     node: Arc<Shared>,
     hash: String,
     gen: u64,
     files: Vec<PathBuf>,
+    stats: Arc<crate::node::VersionStats>,
+}
+
+fn executor(
+    launch: Launch,
     rx: Receiver<Cmd>,
     ready: std::sync::mpsc::SyncSender<Result<Vec<PluginInfo>, String>>,
     phase: Sender<Phase>,
-    stats: Arc<crate::node::VersionStats>,
 ) -> Vec<Plugin> {
+    let Launch { node, hash, gen, files, stats } = launch;
     let mut plugins = Vec::new();
     for f in &files {
         match Plugin::open(f) {
