@@ -204,7 +204,15 @@ pub struct Acceptor {
     encoders: [Option<Address>; 4],
     /// Set by `ActorExitRequest`: from then on, children that go away are not re-created.
     exiting: bool,
+    /// Per encoder slot, the requesters it was recently given work for. If the encoder is lost
+    /// (its node died), they are told at once instead of waiting for their timeout. Whoever
+    /// already got the line ignores the late notice.
+    recent: [std::collections::VecDeque<Address>; 4],
 }
+
+/// How many recent requesters per encoder are remembered for loss notices: enough for every
+/// request in flight at once in the demo and the tests, small enough to cost nothing.
+const RECENT_REQUESTERS: usize = 64;
 
 impl Acceptor {
     fn analyzer(&mut self, ctx: &mut Context) -> ActorResult<Address> {
@@ -238,6 +246,14 @@ impl Acceptor {
         for (name, target) in targets {
             match target {
                 Ok(addr) => {
+                    if let Some(i) = ENCODERS.iter().position(|(n, _)| *n == name) {
+                        let recent = &mut self.recent[i];
+                        recent.retain(|r| *r != requester);
+                        recent.push_back(requester.clone());
+                        while recent.len() > RECENT_REQUESTERS {
+                            recent.pop_front();
+                        }
+                    }
                     let work = EncodeThis {
                         raw: raw.to_string(),
                         encoder: name.to_string(),
@@ -265,10 +281,19 @@ impl Acceptor {
             }
             return Ok(());
         }
-        for (slot, (name, _)) in self.encoders.iter_mut().zip(ENCODERS) {
+        for (i, (slot, (name, _))) in self.encoders.iter_mut().zip(ENCODERS).enumerate() {
             if slot.as_ref() == Some(child) {
                 *slot = None;
                 ctx.log(log_level::WARN, &format!("{name} {child} {reason}; re-created on the next request"));
+                if let ExitReason::NodeLost { .. } = reason {
+                    // Work sent to it may be lost with its node: tell who was waiting.
+                    for requester in std::mem::take(&mut self.recent[i]) {
+                        let failed = Failed { encoder: name.to_string(), reason: format!("{name} {reason}") };
+                        ctx.send(&requester, &failed);
+                    }
+                } else {
+                    self.recent[i].clear();
+                }
             }
         }
         Ok(())
@@ -277,7 +302,7 @@ impl Acceptor {
 
 impl Actor for Acceptor {
     fn create(_ctx: &mut Context) -> ActorResult<Self> {
-        Ok(Acceptor { analyzer: None, encoders: Default::default(), exiting: false })
+        Ok(Acceptor { analyzer: None, encoders: Default::default(), exiting: false, recent: Default::default() })
     }
 
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 use troupe_node::client::Client;
-use troupe_node::protocol::{self, ClientFrame, Request, Response, ServerFrame, PROTOCOL_VERSION};
+use troupe_node::protocol::{self, Request, Response, ServerFrame, PROTOCOL_VERSION};
 use troupe_node::status::StatusReport;
 
 /// The crates whose artefacts the tests use: the CLI and every plugin.
@@ -346,7 +346,7 @@ pub struct NodeProc {
 }
 
 /// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind an ephemeral port");
     l.local_addr().expect("a bound listener has an address").port()
 }
@@ -357,13 +357,7 @@ fn hello_answers(addr: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "troupe-tests".into() };
-    let body = protocol::encode(&hello);
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    if s.write_all(&frame).is_err() {
-        return false;
-    }
+    // A node speaks first: its challenge says it is up and speaking our protocol.
     let mut len = [0u8; 4];
     if s.read_exact(&mut len).is_err() {
         return false;
@@ -372,7 +366,10 @@ fn hello_answers(addr: &str) -> bool {
     if s.read_exact(&mut body).is_err() {
         return false;
     }
-    matches!(protocol::decode::<ServerFrame>(&body), Ok(ServerFrame::Hello { .. }))
+    matches!(
+        protocol::decode::<ServerFrame>(&body),
+        Ok(ServerFrame::Challenge { protocol: PROTOCOL_VERSION, .. })
+    )
 }
 
 impl NodeProc {
@@ -383,10 +380,31 @@ impl NodeProc {
 
     /// As [`NodeProc::start`], with extra `troupe start` arguments (e.g. `--authority none`).
     pub fn start_with(dir: &TestDir, caps: &str, extra: &[&str]) -> NodeProc {
-        for attempt in 0..5 {
-            let port = free_port();
+        Self::start_inner(dir, None, caps, extra)
+    }
+
+    /// A node on a given `port` (e.g. to restart a node where it was): waits up to
+    /// [`START_TIMEOUT`] for the port to be free and the node to answer.
+    pub fn start_on(dir: &TestDir, port: u16, caps: &str, extra: &[&str]) -> NodeProc {
+        Self::start_inner(dir, Some(port), caps, extra)
+    }
+
+    /// A member of the convention led by `leader` (`host:port`).
+    pub fn start_member(dir: &TestDir, leader: &str, caps: &str, extra: &[&str]) -> NodeProc {
+        let mut args = vec!["--convention", leader];
+        args.extend_from_slice(extra);
+        Self::start_inner(dir, None, caps, &args)
+    }
+
+    fn start_inner(dir: &TestDir, fixed: Option<u16>, caps: &str, extra: &[&str]) -> NodeProc {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let fixed_deadline = Instant::now() + START_TIMEOUT;
+        for attempt in 0.. {
+            let port = fixed.unwrap_or_else(free_port);
             let state_dir = dir.join(&format!("node-{port}"));
-            let log = dir.join(&format!("node-{port}.log"));
+            // A node restarted on the same port gets a log of its own.
+            let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let log = dir.join(&format!("node-{port}-{n}.log"));
             let log_file = std::fs::File::create(&log).expect("cannot create the node log");
             let child = Command::new(troupe_bin())
                 .arg("start")
@@ -415,8 +433,12 @@ impl NodeProc {
             loop {
                 if let Ok(Some(status)) = node.child.try_wait() {
                     let log = node.log_text();
-                    if log.contains("taken") && attempt < 4 {
+                    if log.contains("taken") && fixed.is_none() && attempt < 4 {
                         break; // someone grabbed the port in between: try another
+                    }
+                    if log.contains("taken") && fixed.is_some() && Instant::now() < fixed_deadline {
+                        std::thread::sleep(Duration::from_millis(50)); // the old process's port
+                        break;
                     }
                     panic!("the node exited during start ({status}):\n{log}");
                 }
@@ -432,7 +454,7 @@ impl NodeProc {
                 delay = (delay * 2).min(Duration::from_millis(100));
             }
         }
-        unreachable!("five attempts either return or panic")
+        unreachable!("the attempts either return or panic")
     }
 
     /// The admin port.
@@ -541,6 +563,221 @@ impl NodeProc {
     }
 }
 
+// ---- conventions ---------------------------------------------------------------------------------
+
+/// How long a convention may take to notice a join, a loss or a change: generous, because
+/// the tests share two cores (the nodes themselves use heartbeats of a second or less).
+pub const CONVENTION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Extra `troupe start` arguments for fast failure detection in tests that wait for losses.
+pub const FAST_HEARTBEAT: &[&str] = &["--heartbeat", "200ms", "--dead-after", "1s"];
+
+impl NodeProc {
+    /// Kills the node with SIGKILL (no goodbye to the convention) and reaps it.
+    pub fn kill9(&mut self) {
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet (so the pid is ours).
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        assert_eq!(rc, 0, "cannot SIGKILL node {}", self.addr());
+        let _ = self.child.wait();
+    }
+
+    /// `troupe stop PORT` (graceful), then waits for the process to exit.
+    #[track_caller]
+    pub fn stop(&mut self) {
+        self.run_stop().assert_ok();
+        assert!(self.wait_exit(CONVENTION_TIMEOUT).is_some(), "node {} did not exit after stop", self.addr());
+    }
+
+    fn run_stop(&self) -> Cli {
+        troupe(&["stop", &self.port_arg()], None)
+    }
+
+    /// Whether the process has exited (and been reaped).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// `troupe status PORT --convention --json`, parsed as JSON: an array of
+    /// `{node, role, alive, status, error}`.
+    #[track_caller]
+    pub fn status_convention_json(&self) -> Vec<serde_json::Value> {
+        let out = self.run("status", &["--convention", "--json"]);
+        out.assert_ok();
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --convention --json is not a JSON array: {e}\n{out}"))
+    }
+
+    /// The status, or `None` if the node does not answer (it is stopping or gone).
+    pub fn try_status(&self) -> Option<StatusReport> {
+        let out = self.run("status", &["--json"]);
+        if out.code != 0 {
+            return None;
+        }
+        serde_json::from_str(&out.stdout).ok()
+    }
+
+    /// The members this node knows (address → alive), from its status.
+    pub fn known_members(&self) -> Vec<(String, bool)> {
+        self.try_status()
+            .map(|s| s.convention.members.iter().map(|m| (m.node.clone(), m.alive)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until this node lists exactly `members` as alive members (in any order).
+    #[track_caller]
+    pub fn wait_members(&self, members: &[String]) {
+        let mut want: Vec<String> = members.to_vec();
+        want.sort();
+        let what = format!("{} to list members {want:?}", self.addr());
+        let deadline = Instant::now() + CONVENTION_TIMEOUT;
+        loop {
+            let mut alive: Vec<String> =
+                self.known_members().into_iter().filter(|(_, a)| *a).map(|(n, _)| n).collect();
+            alive.sort();
+            if alive == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {CONVENTION_TIMEOUT:?} waiting for {what}; last seen {alive:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Type names of the live actors on this node (sorted), `[]` if it does not answer.
+    pub fn actor_types(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .try_status()
+            .map(|s| s.actors.iter().map(|a| a.type_name.clone()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Whether any live mapping of the process is a file under this node's store.
+    pub fn maps_store(&self) -> bool {
+        let store = self.store().display().to_string();
+        std::fs::read_to_string(format!("/proc/{}/maps", self.pid())).is_ok_and(|m| m.contains(&store))
+    }
+}
+
+/// A leader and its members, all on loopback ports chosen at run time.
+pub struct Convention {
+    /// `nodes[0]` is the leader; the others are members, in the order they were started.
+    /// `None` where a test stopped or killed a node and took it out.
+    pub nodes: Vec<Option<NodeProc>>,
+    leader_addr: String,
+}
+
+impl Convention {
+    /// Starts a leader with `specs[0]` (capabilities, extra `troupe start` arguments) and a
+    /// member for every other spec, then waits until the leader lists every member as alive
+    /// and every member lists every other node.
+    pub fn start(dir: &TestDir, specs: &[(&str, &[&str])]) -> Convention {
+        let (caps, extra) = specs.first().copied().unwrap_or(("", &[]));
+        let leader = NodeProc::start_with(dir, caps, extra);
+        let leader_addr = leader.addr();
+        let mut nodes = vec![Some(leader)];
+        for (caps, extra) in &specs[1.min(specs.len())..] {
+            nodes.push(Some(NodeProc::start_member(dir, &leader_addr, caps, extra)));
+        }
+        let conv = Convention { nodes, leader_addr };
+        conv.wait_settled();
+        conv
+    }
+
+    /// A convention of nodes a test started itself (`nodes[0]` must be the leader).
+    pub fn from_nodes(nodes: Vec<NodeProc>, leader_addr: &str) -> Convention {
+        Convention { nodes: nodes.into_iter().map(Some).collect(), leader_addr: leader_addr.to_string() }
+    }
+
+    /// Waits until every running node knows every other running node as alive.
+    #[track_caller]
+    pub fn wait_settled(&self) {
+        let addrs: Vec<String> = self.nodes.iter().flatten().map(NodeProc::addr).collect();
+        for n in self.nodes.iter().flatten() {
+            let others: Vec<String> = addrs.iter().filter(|a| **a != n.addr()).cloned().collect();
+            n.wait_members(&others);
+        }
+    }
+
+    /// The leader's address (`--convention` of every member).
+    pub fn leader_addr(&self) -> &str {
+        &self.leader_addr
+    }
+
+    /// The leader's port.
+    pub fn leader_port(&self) -> u16 {
+        self.leader_addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("host:port")
+    }
+
+    /// The leader.
+    #[track_caller]
+    pub fn leader(&self) -> &NodeProc {
+        self.node(0)
+    }
+
+    /// Node `i` (0 is the leader).
+    #[track_caller]
+    pub fn node(&self, i: usize) -> &NodeProc {
+        self.nodes[i].as_ref().unwrap_or_else(|| panic!("node {i} was taken out"))
+    }
+
+    /// Node `i`, mutably.
+    #[track_caller]
+    pub fn node_mut(&mut self, i: usize) -> &mut NodeProc {
+        self.nodes[i].as_mut().unwrap_or_else(|| panic!("node {i} was taken out"))
+    }
+
+    /// Starts another member; returns its index.
+    pub fn add_member(&mut self, dir: &TestDir, caps: &str, extra: &[&str]) -> usize {
+        let n = NodeProc::start_member(dir, &self.leader_addr, caps, extra);
+        self.nodes.push(Some(n));
+        self.nodes.len() - 1
+    }
+
+    /// The index of the running node with admin address `addr`.
+    pub fn index_of(&self, addr: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.as_ref().is_some_and(|n| n.addr() == addr))
+    }
+
+    /// Running nodes' `(index, actor type names)`.
+    pub fn placement(&self) -> Vec<(usize, Vec<String>)> {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n.actor_types()))).collect()
+    }
+
+    /// The index of the node hosting a live actor of `type_name` (the first, if several).
+    pub fn host_of(&self, type_name: &str) -> Option<usize> {
+        self.placement().into_iter().find(|(_, t)| t.iter().any(|t| t == type_name)).map(|(i, _)| i)
+    }
+}
+
+/// Whether something accepts TCP connections on `127.0.0.1:port`.
+pub fn port_listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).is_ok()
+}
+
+/// The four result lines of `troupe app` for `hello`, sorted.
+pub fn hello_lines() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "Encoder [density=1.000]  hello",
+        "Base64Encoder [density=0.625]  aGVsbG8=",
+        "MorseEncoder [density=0.250]  .... . .-.. .-.. ---",
+        "Rot13Encoder [density=1.000]  uryyb",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.sort();
+    v
+}
+
+/// The demo's capabilities per node (DESIGN §1): leader none, then morse+Caesar, then base64.
+pub const MORSE_CAESAR: &str = "morse,Caesar cipher";
+/// The base64 node's capability.
+pub const BASE64: &str = "64bit encoder";
+
 impl Drop for NodeProc {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -638,5 +875,156 @@ pub async fn status_of(client: &mut Client) -> StatusReport {
     match client.request(Request::Status).await {
         Ok(Response::Status(r)) => *r,
         other => panic!("status failed: {other:?}"),
+    }
+}
+
+/// Reads messages for `client` until a text satisfies `pred` (returned) or `timeout` passes
+/// (panics, listing what did arrive). Other messages are dropped.
+pub async fn text_matching(client: &mut Client, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, client.next_message()).await {
+            Ok(Ok(m)) => match m.payload {
+                Payload::Text(t) if pred(&t) => return t,
+                other => seen.push(format!("{other:?}")),
+            },
+            Ok(Err(e)) => panic!("the connection failed while waiting for a message: {e}; before: {seen:#?}"),
+            Err(_) => panic!("no matching message within {timeout:?}; got instead: {seen:#?}"),
+        }
+    }
+}
+
+/// Creates a top-level actor with an explicit spec through `client`.
+pub async fn create_spec(client: &mut Client, spec: CreateSpec) -> anyhow::Result<Address> {
+    match client.request(Request::Create { spec }).await? {
+        Response::Created { address, .. } => Ok(address),
+        other => anyhow::bail!("unexpected answer to create: {other:?}"),
+    }
+}
+
+// ---- trust and resilience: extra plugins, limited nodes -------------------------------------------
+
+/// Builds workspace `packages` (each once per process) into the same target dir and profile as
+/// [`ensure_built`]; panics with cargo's output on failure.
+pub fn ensure_built_packages(packages: &[&str]) {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    ensure_built();
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !built.iter().any(|b| b == p)).collect();
+    if missing.is_empty() {
+        return;
+    }
+    let profile = profile_dir();
+    let target = profile.parent().expect("the profile dir is inside the target dir");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build").arg("--quiet").arg("--manifest-path").arg(&manifest).arg("--target-dir").arg(target);
+    match profile.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.arg("--profile").arg(other);
+        }
+    }
+    for p in &missing {
+        cmd.arg("-p").arg(p);
+    }
+    let out = cmd.output().expect("cannot run cargo");
+    assert!(
+        out.status.success(),
+        "building {missing:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    built.extend(missing.iter().map(|p| p.to_string()));
+}
+
+/// The hostile test plugin (`tests/plugins/hostile`), built on demand.
+pub fn hostile_lib() -> PathBuf {
+    ensure_built_packages(&["troupe-test-hostile"]);
+    plugin_lib("troupe_test_hostile")
+}
+
+/// `tests/plugins/abort` built with `-C panic=abort`, in a target directory of its own
+/// (`<target>/abort`) so that it never replaces the ordinary build of the crate.
+pub fn abort_lib() -> PathBuf {
+    static LIB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = LIB.get_or_init(|| {
+        let target = profile_dir().parent().expect("the profile dir is inside the target dir").join("abort");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["rustc", "--quiet", "-p", "troupe-test-abort", "--crate-type", "cdylib", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .args(["--", "-C", "panic=abort"])
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building troupe-test-abort with panic=abort failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(target.join("debug").join("libtroupe_test_abort.so"))
+    });
+    match r {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl NodeProc {
+    /// As [`NodeProc::start_with`], but the node process may write files of at most
+    /// `max_file_bytes` (`RLIMIT_FSIZE`): a full disk as the store sees it. (The node ignores
+    /// `SIGXFSZ`, so a write past the limit fails with `EFBIG` instead of killing it.)
+    pub fn start_with_file_size_limit(dir: &TestDir, caps: &str, extra: &[&str], max_file_bytes: u64) -> NodeProc {
+        use std::os::unix::process::CommandExt;
+        let port = free_port();
+        let state_dir = dir.join(&format!("node-{port}"));
+        let log = dir.join(&format!("node-{port}-fsize.log"));
+        let log_file = std::fs::File::create(&log).expect("cannot create the node log");
+        let mut cmd = Command::new(troupe_bin());
+        cmd.arg("start")
+            .arg(port.to_string())
+            .arg(caps)
+            .arg("--foreground")
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--convention")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file);
+        let limit = libc::rlimit { rlim_cur: max_file_bytes as libc::rlim_t, rlim_max: max_file_bytes as libc::rlim_t };
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // setrlimit(2), which is async-signal-safe; `limit` is a plain value copied into it.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("cannot start troupe");
+        let mut node = NodeProc { child, port, state_dir, log };
+        let addr = node.addr();
+        wait_for("the size-limited node to answer", START_TIMEOUT, || {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("the node exited during start ({status}):\n{}", node.log_text());
+            }
+            hello_answers(&addr).then_some(())
+        });
+        node
     }
 }

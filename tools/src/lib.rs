@@ -1301,9 +1301,13 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
                 if let Some(e) = decode_typed::<Expect>(p, "app/Expect") {
                     expected = Some(e.encoders);
                 } else if let Some(f) = decode_typed::<Failed>(p, "app/Failed") {
-                    eprintln!("{}: {}", f.encoder, f.reason);
-                    failed += 1;
-                    answered.push(f.encoder);
+                    // A late notice for an encoder that already answered (its node was lost
+                    // after it did its work) changes nothing.
+                    if !answered.contains(&f.encoder) {
+                        eprintln!("{}: {}", f.encoder, f.reason);
+                        failed += 1;
+                        answered.push(f.encoder);
+                    }
                 }
             }
         }

@@ -14,6 +14,12 @@
 //! - `faulty.Gatekeeper`: `register` makes it the source authority (answer `registered`); it
 //!   accepts every source except packages named `rejected-*`.
 //! - `faulty.Picky` (requires `picky`): an echo that needs a capability nobody has by default.
+//! - `faulty.Stall`: `register` makes it the source authority (answer `registered`); it never
+//!   answers `ValidateSource`, so every load stays `validating` until it times out.
+//! - `faulty.Watcher`: `watch` starts watching the convention (answer `watching`) and relays
+//!   every `ActorSystemConventionUpdate` to whoever asked, as
+//!   `update <node> added=<bool> <change:?> [<caps, comma-separated>]`; `unwatch` stops it
+//!   (answer `unwatched`).
 
 use std::collections::BTreeMap;
 use troupe_actor_abi::prelude::*;
@@ -215,6 +221,65 @@ impl Actor for Gatekeeper {
     }
 }
 
+/// `faulty.Stall`.
+struct Stall;
+impl Actor for Stall {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Stall)
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if let (Some("register"), Some(from)) = (msg.text(), msg.sender()) {
+            let from = from.clone();
+            ctx.register_source_authority();
+            ctx.send_text(&from, "registered");
+        }
+        // ValidateSource: never answered, on purpose.
+        Ok(())
+    }
+}
+
+/// `faulty.Watcher`.
+#[derive(Default)]
+struct Watcher {
+    /// Who hears the updates: the last one who sent `watch`.
+    requester: Option<Address>,
+}
+
+impl Actor for Watcher {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Watcher::default())
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if let (Some(text), Some(from)) = (msg.text(), msg.sender()) {
+            let from = from.clone();
+            match text {
+                "watch" => {
+                    self.requester = Some(from.clone());
+                    ctx.send_text(&from, "watching");
+                    ctx.watch_convention(true);
+                }
+                "unwatch" => {
+                    ctx.watch_convention(false);
+                    ctx.send_text(&from, "unwatched");
+                }
+                other => ctx.send_text(&from, &format!("unknown command: {other}")),
+            }
+            return Ok(());
+        }
+        if let Some(SystemMessage::ActorSystemConventionUpdate { node, capabilities, added, change }) =
+            msg.system()
+        {
+            if let Some(r) = self.requester.clone() {
+                let text = format!("update {node} added={added} {change:?} [{}]", capabilities.join(","));
+                ctx.send_text(&r, &text);
+            }
+        }
+        Ok(())
+    }
+}
+
 troupe_actor_abi::export_plugin!(actors: [
     "faulty.Echo" => Echo,
     "faulty.PanicOnMessage" => PanicOnMessage,
@@ -223,4 +288,6 @@ troupe_actor_abi::export_plugin!(actors: [
     "faulty.Spawner" => Spawner,
     "faulty.Gatekeeper" => Gatekeeper,
     "faulty.Picky" => Echo requires ["picky"],
+    "faulty.Watcher" => Watcher,
+    "faulty.Stall" => Stall,
 ]);
