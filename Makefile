@@ -32,3 +32,30 @@ test: ## Build everything and run every test
 lint: ## rustfmt and clippy, as CI would
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: ## Release build, then run the benchmark suite (table on stdout, JSON in target/bench/latest.json; see BENCHMARKS.md)
+	$(CARGO) build --release -p troupe -p troupe-bench -p troupe-bench-plugin -p troupe-encoders
+	target/release/troupe-bench
+# bench/ is also a directory: without this, make would call the target up to date.
+.PHONY: bench
+
+# ---- trust and resilience (not part of CI) ----
+FUZZ_SECONDS ?= 180
+SOAK_SECONDS ?= 600
+FUZZ_TARGETS := frame manifest archive
+
+.PHONY: fuzz soak
+
+fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (stable toolchain via RUSTC_BOOTSTRAP); crashes go to fuzz/regressions/
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/regressions/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  ( cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t regressions/$$t \
+	      -- -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=regressions/$$t/ ) \
+	    || { echo "fuzz target $$t found a crash: input kept in fuzz/regressions/$$t/"; exit 1; }; \
+	done
+
+soak: ## Mixed load/unload/create/kill/chgcap on three nodes for SOAK_SECONDS, invariants checked, summary at the end
+	$(CARGO) build -p troupe -p troupe-encoders -p troupe-test-faulty -p troupe-tests --bin soak
+	SOAK_SECONDS=$(SOAK_SECONDS) target/debug/soak

@@ -117,6 +117,18 @@ impl OutSink {
 }
 
 /// Log levels for [`HostApi::log`].
+/// Plugins pass them to [`Context::log`](crate::sdk::Context::log).
+///
+/// ```
+/// use troupe_actor_abi::prelude::*;
+///
+/// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+///     let level = if msg.system().is_some() { log_level::DEBUG } else { log_level::INFO };
+///     ctx.log(level, "a message");
+///     Ok(())
+/// }
+/// assert!(log_level::ERROR < log_level::WARN && log_level::INFO < log_level::DEBUG);
+/// ```
 pub mod log_level {
     /// Errors.
     pub const ERROR: u32 = 1;

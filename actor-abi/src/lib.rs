@@ -16,9 +16,30 @@ pub mod message;
 pub mod sdk;
 
 /// `rustc --version` of the build, recorded in every plugin root for diagnostics.
+/// ```
+/// assert!(troupe_actor_abi::RUSTC_VERSION.starts_with("rustc"));
+/// ```
 pub const RUSTC_VERSION: &str = env!("TROUPE_RUSTC_VERSION");
 
 /// Everything a plugin author needs in scope.
+/// ```
+/// use troupe_actor_abi::prelude::*;
+///
+/// struct Hello;
+/// impl Actor for Hello {
+///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+///         Ok(Hello)
+///     }
+///     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+///         if let (Some(from), Some(name)) = (msg.sender().cloned(), msg.text()) {
+///             ctx.send(&from, format!("hello, {name}"));
+///         }
+///         Ok(())
+///     }
+/// }
+/// troupe_actor_abi::export_plugin!(actors: ["hello.Greeter" => Hello]);
+/// # fn main() {}
+/// ```
 pub mod prelude {
     pub use crate::abi::log_level;
     pub use crate::message::{

@@ -10,6 +10,15 @@ use std::fmt;
 
 /// Where an actor lives: the admin address of its node and an id unique within that node's
 /// lifetime. Addresses are plain values: they can be copied, compared and sent in messages.
+/// It displays as `host:port#hexid`, the form `troupe create` prints and `troupe tell`/`ask`
+/// accept.
+///
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// let a = Address { node: "127.0.0.1:1900".into(), id: 0x1f };
+/// assert_eq!(a.to_string(), "127.0.0.1:1900#1f");
+/// assert_eq!(a.clone(), a);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Address {
     /// The node's admin address, `host:port`.
@@ -25,6 +34,17 @@ impl fmt::Display for Address {
 }
 
 /// A message body.
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// fn describe(p: &Payload) -> String {
+///     match p {
+///         Payload::Text(t) => format!("text {t:?}"),
+///         Payload::Typed { tag, body } => format!("{tag} ({} bytes)", body.len()),
+///         Payload::System(s) => format!("runtime message {s:?}"),
+///     }
+/// }
+/// assert_eq!(describe(&Payload::Text("hi".into())), "text \"hi\"");
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     /// A plain string (the built-in message type).
@@ -51,6 +71,26 @@ pub struct Incoming {
 }
 
 /// Messages the runtime sends to actors.
+/// An actor sees them through [`Message::system`](crate::sdk::Message::system); the ones it
+/// may send itself are `ValidatedSource` (as source authority) and
+/// `NotifyOnSystemRegistrationChanges` (see
+/// [`Context::watch_convention`](crate::sdk::Context::watch_convention)).
+///
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+///     match msg.system() {
+///         Some(SystemMessage::ActorExitRequest { .. }) => ctx.log(log_level::INFO, "bye"),
+///         Some(SystemMessage::ChildActorExited { child, reason }) => {
+///             ctx.log(log_level::WARN, &format!("{child}: {reason}"))
+///         }
+///         Some(SystemMessage::PoisonMessage { details, .. }) => ctx.log(log_level::WARN, details),
+///         Some(SystemMessage::Wakeup { .. }) => ctx.log(log_level::DEBUG, "woken"),
+///         _ => {}
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SystemMessage {
     /// Asks the actor to exit. Recursive requests also stop all of its children.
@@ -123,6 +163,17 @@ pub enum SystemMessage {
 }
 
 /// What an `ActorSystemConventionUpdate` reports.
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+///     if let Some(SystemMessage::ActorSystemConventionUpdate { node, change, .. }) = msg.system() {
+///         if *change == ConventionChange::Lost {
+///             ctx.log(log_level::WARN, &format!("{node} was lost"));
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConventionChange {
     /// The node is a member (joined now, or already was when the watcher registered).
@@ -140,6 +191,14 @@ pub enum ConventionChange {
 pub const ADMIN_ID: u64 = 0;
 
 /// Why an actor is gone.
+/// It reaches the parent in `ChildActorExited`; it displays as a sentence.
+///
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// let r = ExitReason::CapabilityLost { requirements: vec!["morse".into()] };
+/// assert_eq!(r.to_string(), "its node no longer has [morse]");
+/// assert_eq!(ExitReason::Requested.to_string(), "exited on request");
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ExitReason {
     /// It handled an `ActorExitRequest` or asked to exit.
@@ -178,6 +237,15 @@ impl fmt::Display for ExitReason {
 }
 
 /// Why a create failed. Mirrors Thespian's error codes, with the details it only logged.
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// let e = CreateError::InvalidActorSpecification {
+///     type_name: "demo.Nope".into(),
+///     detail: "no such type".into(),
+/// };
+/// assert_eq!(e.kind(), "InvalidActorSpecification");
+/// assert_eq!(e.to_string(), "InvalidActorSpecification: demo.Nope: no such type");
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CreateError {
     /// No node of the convention has the capabilities the type requires.
@@ -253,6 +321,19 @@ impl fmt::Display for CreateError {
 }
 
 /// What an actor asks for when it creates another.
+/// Used with [`Context::create_with`](crate::sdk::Context::create_with); unset fields keep
+/// their defaults.
+///
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// let spec = CreateSpec {
+///     type_name: "morse.MorseEncoder".into(),
+///     requirements: vec!["morse".into()],
+///     ..CreateSpec::default()
+/// };
+/// assert_eq!(spec.global_name, None);
+/// assert_eq!(spec.source_hash, None); // the creator's own version
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateSpec {
     /// `module.Type`.

@@ -18,7 +18,7 @@
 //!   `println!` (use [`Context::log`]), and release in [`on_unload`](crate::export_plugin)
 //!   anything your statics own.
 //!
-//! ```ignore
+//! ```
 //! use troupe_actor_abi::prelude::*;
 //!
 //! struct Echo;
@@ -58,12 +58,51 @@ fn host() -> Option<&'static HostApi> {
 }
 
 /// A typed message: a serde value with a stable tag naming its type across versions.
+/// Derive serde's traits and pick a tag; send a value with [`Context::send`] (as `&value`) and
+/// read one with [`Message::decode`]. The body crosses versions and nodes as msgpack with field
+/// names, so a field added as `Option` or with `#[serde(default)]` stays compatible.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use troupe_actor_abi::prelude::*;
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct Greet {
+///     name: String,
+/// }
+/// impl Typed for Greet {
+///     const TAG: &'static str = "hello/Greet";
+/// }
+///
+/// let payload = Greet { name: "Ada".into() }.to_payload();
+/// let back = decode_payload::<Greet>(&payload).expect("the tag matches").expect("the body decodes");
+/// assert_eq!(back, Greet { name: "Ada".into() });
+/// ```
 pub trait Typed: Serialize + DeserializeOwned {
     /// The type's name on the wire, e.g. `encoders/EncodeThis`. Two versions that agree on the
     /// tag and the fields understand each other.
+    /// Namespace it (`crate/Type`) and never reuse a tag for another shape.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use troupe_actor_abi::prelude::*;
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct Greet { name: String }
+    /// # impl Typed for Greet { const TAG: &'static str = "hello/Greet"; }
+    /// assert_eq!(Greet::TAG, "hello/Greet");
+    /// ```
     const TAG: &'static str;
 
     /// This value as a payload.
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use troupe_actor_abi::prelude::*;
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct Greet { name: String }
+    /// # impl Typed for Greet { const TAG: &'static str = "hello/Greet"; }
+    /// let p = Greet { name: "Ada".into() }.to_payload();
+    /// assert!(matches!(&p, Payload::Typed { tag, .. } if tag == "hello/Greet"));
+    /// ```
     fn to_payload(&self) -> Payload {
         Payload::Typed { tag: Self::TAG.to_string(), body: message::encode(self) }
     }
@@ -71,14 +110,41 @@ pub trait Typed: Serialize + DeserializeOwned {
 
 /// An error from an actor's handler or constructor. Anything that displays converts into it,
 /// so `?` works on most errors.
+/// Returning one from [`Actor::receive`] fails the handler (the node retries the message once,
+/// then returns it to its sender as a `PoisonMessage` carrying this text).
+///
+/// ```
+/// use troupe_actor_abi::prelude::*;
+///
+/// fn parse_count(text: &str) -> ActorResult<u32> {
+///     let n: u32 = text.trim().parse()?; // ParseIntError displays, so `?` converts it
+///     if n == 0 {
+///         return Err(ActorError::msg("count must be positive"));
+///     }
+///     Ok(n)
+/// }
+/// assert_eq!(parse_count("3").ok(), Some(3));
+/// assert_eq!(parse_count("0").unwrap_err().message(), "count must be positive");
+/// assert_eq!(parse_count("x").unwrap_err().message(), "invalid digit found in string");
+/// ```
 pub struct ActorError(String);
 
 impl ActorError {
     /// An error with this message.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// let e = ActorError::msg("no such key");
+    /// assert_eq!(e.message(), "no such key");
+    /// ```
     pub fn msg(text: impl Into<String>) -> ActorError {
         ActorError(text.into())
     }
     /// The message.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// let e: ActorError = "12x".parse::<u8>().unwrap_err().into();
+    /// assert_eq!(e.message(), "invalid digit found in string");
+    /// ```
     pub fn message(&self) -> &str {
         &self.0
     }
@@ -97,9 +163,37 @@ impl fmt::Debug for ActorError {
 }
 
 /// What handlers and constructors return.
+/// `ActorResult` (no type) is what [`Actor::receive`] returns; `ActorResult<Self>` is what
+/// [`Actor::create`] returns.
+///
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// fn check(text: &str) -> ActorResult {
+///     if text.is_empty() {
+///         return Err(ActorError::msg("empty message"));
+///     }
+///     Ok(())
+/// }
+/// assert!(check("hi").is_ok() && check("").is_err());
+/// ```
 pub type ActorResult<T = ()> = Result<T, ActorError>;
 
 /// A message handed to an actor.
+/// It is either text, a typed value (see [`Typed`]) or a runtime message ([`SystemMessage`]).
+///
+/// ```
+/// use troupe_actor_abi::prelude::*;
+///
+/// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+///     if let Some(SystemMessage::ActorExitRequest { .. }) = msg.system() {
+///         return Ok(()); // nothing to clean up
+///     }
+///     if let (Some(from), Some(text)) = (msg.sender().cloned(), msg.text()) {
+///         ctx.send(&from, text.to_uppercase());
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Message {
     sender: Option<Address>,
@@ -108,14 +202,42 @@ pub struct Message {
 
 impl Message {
     /// Who sent it (`None` for the runtime).
+    /// Clone it to answer: the borrow of `msg` would otherwise overlap with `ctx`'s.
+    ///
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     let Some(from) = msg.sender().cloned() else { return Ok(()) };
+    ///     ctx.send(&from, "got it");
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn sender(&self) -> Option<&Address> {
         self.sender.as_ref()
     }
     /// The raw payload.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if let Payload::Typed { tag, .. } = msg.payload() {
+    ///         ctx.log(log_level::DEBUG, &format!("a {tag}"));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn payload(&self) -> &Payload {
         &self.payload
     }
     /// The text, when this is a plain string message.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if let (Some(text), Some(from)) = (msg.text(), msg.sender()) {
+    ///         ctx.send_text(from, &format!("echo: {text}"));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn text(&self) -> Option<&str> {
         match &self.payload {
             Payload::Text(s) => Some(s),
@@ -123,6 +245,21 @@ impl Message {
         }
     }
     /// The runtime message, when this is one.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     match msg.system() {
+    ///         Some(SystemMessage::ChildActorExited { child, reason }) => {
+    ///             ctx.log(log_level::WARN, &format!("child {child} gone: {reason}"));
+    ///         }
+    ///         Some(SystemMessage::PoisonMessage { target, details, .. }) => {
+    ///             ctx.log(log_level::WARN, &format!("{target} could not handle a message: {details}"));
+    ///         }
+    ///         _ => {}
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn system(&self) -> Option<&SystemMessage> {
         match &self.payload {
             Payload::System(s) => Some(s),
@@ -130,11 +267,39 @@ impl Message {
         }
     }
     /// Whether this is a typed message of type `T`.
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use troupe_actor_abi::prelude::*;
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct Greet { name: String }
+    /// # impl Typed for Greet { const TAG: &'static str = "hello/Greet"; }
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if msg.is::<Greet>() {
+    ///         ctx.log(log_level::INFO, "a greeting");
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn is<T: Typed>(&self) -> bool {
         matches!(&self.payload, Payload::Typed { tag, .. } if tag == T::TAG)
     }
     /// Decodes the message as `T`: `None` if it is another type, `Some(Err)` if its tag says
     /// `T` but the body does not decode.
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use troupe_actor_abi::prelude::*;
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct Greet { name: String }
+    /// # impl Typed for Greet { const TAG: &'static str = "hello/Greet"; }
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     let Some(from) = msg.sender().cloned() else { return Ok(()) };
+    ///     if let Some(greet) = msg.decode::<Greet>() {
+    ///         let greet = greet?; // a bad body fails the handler
+    ///         ctx.send(&from, format!("hello, {}", greet.name));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn decode<T: Typed>(&self) -> Option<ActorResult<T>> {
         decode_payload(&self.payload)
     }
@@ -142,6 +307,21 @@ impl Message {
 
 /// Decodes a payload as `T` (see [`Message::decode`]); useful for payloads returned inside a
 /// `PoisonMessage`.
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use troupe_actor_abi::prelude::*;
+/// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// # struct Greet { name: String }
+/// # impl Typed for Greet { const TAG: &'static str = "hello/Greet"; }
+/// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+///     if let Some(SystemMessage::PoisonMessage { message, target, .. }) = msg.system() {
+///         if let Some(Ok(greet)) = decode_payload::<Greet>(message) {
+///             ctx.log(log_level::WARN, &format!("{target} did not greet {}", greet.name));
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
 pub fn decode_payload<T: Typed>(payload: &Payload) -> Option<ActorResult<T>> {
     match payload {
         Payload::Typed { tag, body } if tag == T::TAG => {
@@ -152,8 +332,24 @@ pub fn decode_payload<T: Typed>(payload: &Payload) -> Option<ActorResult<T>> {
 }
 
 /// Something that can be sent: text, a typed value, or a raw payload.
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use troupe_actor_abi::prelude::*;
+/// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// # struct Greet { name: String }
+/// # impl Typed for Greet { const TAG: &'static str = "hello/Greet"; }
+/// assert_eq!("hi".into_payload(), Payload::Text("hi".into()));
+/// assert_eq!(String::from("hi").into_payload(), Payload::Text("hi".into()));
+/// assert!(matches!((&Greet { name: "Ada".into() }).into_payload(), Payload::Typed { .. }));
+/// let p = Payload::Text("raw".into());
+/// assert_eq!(p.clone().into_payload(), p);
+/// ```
 pub trait IntoPayload {
     /// Converts into a payload.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// assert_eq!("ping".into_payload(), Payload::Text("ping".into()));
+    /// ```
     fn into_payload(self) -> Payload;
 }
 impl IntoPayload for Payload {
@@ -178,6 +374,19 @@ impl<T: Typed> IntoPayload for &T {
 }
 
 /// An actor's handle on the node during one call.
+/// Only the node makes contexts: an actor gets one in [`Actor::create`] and [`Actor::receive`].
+/// Its effects (sends, creates, exit) are applied after the call returns, in order.
+///
+/// ```
+/// use troupe_actor_abi::prelude::*;
+///
+/// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+///     let Some(from) = msg.sender().cloned() else { return Ok(()) };
+///     let (me, caps) = (ctx.my_address(), ctx.capabilities());
+///     ctx.send(&from, format!("{me} on a node with [{}]", caps.join(", ")));
+///     Ok(())
+/// }
+/// ```
 pub struct Context {
     call: *mut c_void,
     info: Option<CallInfo>,
@@ -198,6 +407,20 @@ impl Context {
 
     /// Sends a message (text, a `&Typed` value or a payload) to `to`. Delivery happens after
     /// the current handler returns, in the order sends were made.
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use troupe_actor_abi::prelude::*;
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct Greet { name: String }
+    /// # impl Typed for Greet { const TAG: &'static str = "hello/Greet"; }
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     let Some(from) = msg.sender().cloned() else { return Ok(()) };
+    ///     ctx.send(&from, "text");                                // &str or String
+    ///     ctx.send(&from, &Greet { name: "Ada".into() });         // a typed value
+    ///     ctx.send(&from, Payload::Text("a payload".into()));     // a raw payload
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn send(&mut self, to: &Address, msg: impl IntoPayload) {
         let to = message::encode(to);
         let msg = message::encode(&msg.into_payload());
@@ -215,6 +438,15 @@ impl Context {
     }
 
     /// Sends a plain string.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if let Some(from) = msg.sender() {
+    ///         ctx.send_text(from, "pong");
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn send_text(&mut self, to: &Address, text: &str) {
         self.send(to, text)
     }
@@ -222,12 +454,42 @@ impl Context {
     /// Creates a child of `type_name` (`module.Type`) from this actor's own version and returns
     /// its address at once. If it cannot be created this actor receives `ChildActorExited` with
     /// the reason, and messages sent to it come back as `PoisonMessage`.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// struct Boss {
+    ///     worker: Address,
+    /// }
+    /// impl Actor for Boss {
+    ///     fn create(ctx: &mut Context) -> ActorResult<Self> {
+    ///         Ok(Boss { worker: ctx.create("demo.Worker")? })
+    ///     }
+    ///     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+    ///         if let Some(text) = msg.text() {
+    ///             ctx.send(&self.worker, text); // waits until the worker exists
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
     pub fn create(&mut self, type_name: &str) -> ActorResult<Address> {
         self.create_with(CreateSpec { type_name: type_name.to_string(), ..CreateSpec::default() })
     }
 
     /// Creates a child with extra capability requirements, a global name or another version's
     /// hash.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, _msg: Message) -> ActorResult {
+    ///     let encoder = ctx.create_with(CreateSpec {
+    ///         type_name: "encoder.Base64Encoder".into(),
+    ///         requirements: vec!["64bit encoder".into()], // placed on a node with this capability
+    ///         global_name: Some("Base64".into()),         // or the live actor of that name
+    ///         source_hash: None,                          // None: this actor's own version
+    ///     })?;
+    ///     ctx.send(&encoder, "hello");
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn create_with(&mut self, spec: CreateSpec) -> ActorResult<Address> {
         let spec = message::encode(&spec);
         let mut out = Vec::new();
@@ -255,34 +517,96 @@ impl Context {
     }
 
     /// This actor's own address.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     let me = ctx.my_address();
+    ///     if let Some(from) = msg.sender().cloned() {
+    ///         ctx.send(&from, format!("I am {me}")); // e.g. 127.0.0.1:1900#1f
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn my_address(&mut self) -> Address {
         self.info().me.clone()
     }
     /// The actor that created this one (`None` when a client created it).
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if let (Some(parent), Some(text)) = (ctx.parent(), msg.text()) {
+    ///         ctx.send(&parent, format!("done: {text}"));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn parent(&mut self) -> Option<Address> {
         self.info().parent.clone()
     }
     /// The global name this actor was created with.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn create_named(ctx: &mut Context) -> ActorResult<String> {
+    ///     Ok(ctx.global_name().unwrap_or_else(|| "anonymous".into()))
+    /// }
+    /// ```
     pub fn global_name(&mut self) -> Option<String> {
         self.info().global_name.clone()
     }
     /// The hash of this actor's version.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if let Some(from) = msg.sender().cloned() {
+    ///         let hash = ctx.source_hash();
+    ///         ctx.send(&from, format!("version {}", &hash[..12.min(hash.len())]));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn source_hash(&mut self) -> String {
         self.info().source_hash.clone()
     }
     /// The hosting node's capabilities.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn has_gpu(ctx: &mut Context) -> bool {
+    ///     ctx.capabilities().iter().any(|c| c == "gpu")
+    /// }
+    /// ```
     pub fn capabilities(&mut self) -> Vec<String> {
         self.info().capabilities.clone()
     }
 
     /// Stops this actor once the handler returns (it gets an `ActorExitRequest` first and its
     /// children are stopped too).
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if msg.text() == Some("quit") {
+    ///         ctx.exit();
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn exit(&mut self) {
         // SAFETY: `call` is valid for this call.
         unsafe { (self.host().exit_self)(self.call) };
     }
 
     /// Delivers a `Wakeup` carrying `payload` to this actor after `delay`.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     match msg.system() {
+    ///         Some(SystemMessage::Wakeup { .. }) => ctx.log(log_level::INFO, "tick"),
+    ///         _ => ctx.wakeup_after(Duration::from_secs(1), Some(Payload::Text("tick".into()))),
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn wakeup_after(&mut self, delay: Duration, payload: Option<Payload>) {
         let bytes = payload.map(|p| message::encode(&p)).unwrap_or_default();
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
@@ -291,6 +615,16 @@ impl Context {
     }
 
     /// Writes a line to the node's log at `level` (see [`crate::abi::log_level`]).
+    /// Plugins log through the node instead of `println!`, which would use the plugin's own copy
+    /// of std's stdout machinery and keep the library from being unloaded.
+    ///
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn create(ctx: &mut Context) -> ActorResult<()> {
+    ///     ctx.log(log_level::INFO, "starting");
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn log(&mut self, level: u32, text: &str) {
         // SAFETY: as in `send`.
         unsafe { (self.host().log)(self.call, level, RawStr::from_bytes(text.as_bytes())) };
@@ -299,6 +633,19 @@ impl Context {
     /// Starts (or stops) telling this actor about the convention: it receives one
     /// `ActorSystemConventionUpdate` per current member now, then one per join, leave, loss or
     /// capability change.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     match msg.system() {
+    ///         Some(SystemMessage::ActorSystemConventionUpdate { node, added, .. }) => {
+    ///             ctx.log(log_level::INFO, &format!("{node} {}", if *added { "is here" } else { "left" }));
+    ///         }
+    ///         _ if msg.text() == Some("watch") => ctx.watch_convention(true),
+    ///         _ => {}
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn watch_convention(&mut self, enable: bool) {
         let me = self.my_address();
         let node = Address { node: me.node, id: message::ADMIN_ID };
@@ -307,6 +654,25 @@ impl Context {
 
     /// Makes this actor the node's source authority: it receives `ValidateSource` for every
     /// later load and answers the sender with `ValidatedSource`.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if msg.text() == Some("register") {
+    ///         ctx.register_source_authority();
+    ///     } else if let Some(SystemMessage::ValidateSource { hash, package, .. }) = msg.system() {
+    ///         let accepted = !package.starts_with("untrusted-");
+    ///         let answer = SystemMessage::ValidatedSource {
+    ///             hash: hash.clone(),
+    ///             accepted,
+    ///             reason: (!accepted).then(|| "untrusted package".to_string()),
+    ///         };
+    ///         if let Some(node) = msg.sender().cloned() {
+    ///             ctx.send(&node, Payload::System(answer));
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn register_source_authority(&mut self) {
         // SAFETY: `call` is valid for this call.
         unsafe { (self.host().register_authority)(self.call) };
@@ -314,15 +680,74 @@ impl Context {
 }
 
 /// An actor type.
+/// One value per actor: the node calls [`Actor::create`] once, then [`Actor::receive`] for each
+/// message, one at a time, and drops the value when the actor exits. Export it with
+/// [`export_plugin!`](crate::export_plugin).
+///
+/// ```
+/// use troupe_actor_abi::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Counter {
+///     seen: u64,
+/// }
+/// impl Actor for Counter {
+///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+///         Ok(Counter::default())
+///     }
+///     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+///         self.seen += 1;
+///         if let Some(from) = msg.sender().cloned() {
+///             ctx.send(&from, format!("{} messages so far", self.seen));
+///         }
+///         Ok(())
+///     }
+/// }
+/// troupe_actor_abi::export_plugin!(actors: ["demo.Counter" => Counter]);
+/// # fn main() {}
+/// ```
 pub trait Actor: 'static {
     /// Creates the actor. A failure (or panic) makes the create fail: the creator gets
     /// `ChildActorExited` with a `PluginError` reason.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// struct Configured {
+    ///     capabilities: Vec<String>,
+    /// }
+    /// impl Actor for Configured {
+    ///     fn create(ctx: &mut Context) -> ActorResult<Self> {
+    ///         let capabilities = ctx.capabilities();
+    ///         if capabilities.is_empty() {
+    ///             return Err(ActorError::msg("needs a node with at least one capability"));
+    ///         }
+    ///         Ok(Configured { capabilities })
+    ///     }
+    ///     fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
     fn create(ctx: &mut Context) -> ActorResult<Self>
     where
         Self: Sized;
 
     /// Handles one message. An error (or a panic) counts as a failed handler: the node retries
     /// the message once, then returns it to its sender as a `PoisonMessage`.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// struct Strict;
+    /// impl Actor for Strict {
+    ///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+    ///         Ok(Strict)
+    ///     }
+    ///     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+    ///         let Some(from) = msg.sender().cloned() else { return Ok(()) };
+    ///         let n: i64 = msg.text().ok_or_else(|| ActorError::msg("send a number"))?.parse()?;
+    ///         ctx.send(&from, (n * 2).to_string());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult;
 }
 
@@ -462,7 +887,47 @@ pub unsafe fn __on_unload(err: OutSink, user: Option<fn()>) -> Status {
 /// Exports a crate's actor types as a Troupe plugin. Use it once, in a `cdylib` crate built
 /// with `panic = "unwind"` (the default).
 ///
-/// ```ignore
+/// Each entry is `"module.Type" => RustType`, optionally followed by `requires [..]`: the
+/// capabilities a node must have to host that type. Type names are ASCII letters, digits and
+/// `_` on each side of one dot. `on_unload` (optional) is called once, after the last actor of
+/// the version was dropped and before the library is closed: release there anything your
+/// statics own (caches, registries), so that nothing outlives the library.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use troupe_actor_abi::prelude::*;
+///
+/// struct Encoder;
+/// impl Actor for Encoder {
+///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+///         Ok(Encoder)
+///     }
+///     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+///         if let (Some(from), Some(text)) = (msg.sender().cloned(), msg.text()) {
+///             CACHE.lock().map_err(|_| ActorError::msg("cache poisoned"))?.push(text.to_string());
+///             ctx.send(&from, text.to_uppercase());
+///         }
+///         Ok(())
+///     }
+/// }
+/// struct Base64Encoder;
+/// impl Actor for Base64Encoder {
+///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+///         Ok(Base64Encoder)
+///     }
+///     fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+///         Ok(())
+///     }
+/// }
+///
+/// /// A static that owns heap memory: emptied in `on_unload`.
+/// static CACHE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// fn clear_caches() {
+///     if let Ok(mut c) = CACHE.lock() {
+///         *c = Vec::new();
+///     }
+/// }
+///
 /// troupe_actor_abi::export_plugin!(
 ///     actors: [
 ///         "encoder.Encoder" => Encoder,
@@ -470,6 +935,12 @@ pub unsafe fn __on_unload(err: OutSink, user: Option<fn()>) -> Status {
 ///     ],
 ///     on_unload: clear_caches, // optional: fn() releasing what your statics own
 /// );
+///
+/// // The root the node reads: two actor types, built to unwind.
+/// fn main() {
+///     assert_eq!(TROUPE_PLUGIN_ROOT_V1.n_actor_types, 2);
+///     assert_eq!(TROUPE_PLUGIN_ROOT_V1.header.panic_unwind, 1);
+/// }
 /// ```
 #[macro_export]
 macro_rules! export_plugin {

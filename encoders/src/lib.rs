@@ -302,7 +302,12 @@ impl Acceptor {
 
 impl Actor for Acceptor {
     fn create(_ctx: &mut Context) -> ActorResult<Self> {
-        Ok(Acceptor { analyzer: None, encoders: Default::default(), exiting: false, recent: Default::default() })
+        Ok(Acceptor {
+            analyzer: None,
+            encoders: Default::default(),
+            exiting: false,
+            recent: Default::default(),
+        })
     }
 
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {

@@ -42,19 +42,28 @@ pub const PTHREAD_KEYS_MAX: u32 = 1024;
 /// std) working until it is restarted.
 pub const PTHREAD_KEYS_REFUSE_AT: u32 = 896;
 
-/// How many pthread keys the process uses: glibc hands out the lowest free key, so creating
-/// one and reading its index tells (holes left by deleted keys make this an upper bound).
+/// How many pthread keys the process uses, counted exactly: create keys until glibc refuses,
+/// then delete them all. (Reading the index of one new key undercounts: glibc hands out the
+/// lowest free slot, so one freed low key hides every key above it.) About a thousand cheap
+/// libc calls, only when status or a load asks.
 pub fn pthread_keys_in_use() -> u32 {
-    let mut key: libc::pthread_key_t = 0;
-    // SAFETY: pthread_key_create writes the new key into `key`; we delete it at once and never
-    // use it, so no destructor or value is ever attached.
-    unsafe {
-        if libc::pthread_key_create(&mut key, None) != 0 {
-            return PTHREAD_KEYS_MAX;
+    let mut keys = Vec::with_capacity(PTHREAD_KEYS_MAX as usize);
+    loop {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: pthread_key_create writes a new key into `key`; no destructor is attached and
+        // no value is ever set; every key created here is deleted below.
+        if unsafe { libc::pthread_key_create(&mut key, None) } != 0 || keys.len() >= PTHREAD_KEYS_MAX as usize
+        {
+            break;
         }
-        libc::pthread_key_delete(key);
+        keys.push(key);
     }
-    key
+    let free = keys.len() as u32;
+    for k in keys {
+        // SAFETY: `k` was created above and is deleted once.
+        unsafe { libc::pthread_key_delete(k) };
+    }
+    PTHREAD_KEYS_MAX.saturating_sub(free)
 }
 
 impl Shared {
@@ -464,6 +473,10 @@ impl Shared {
         let mut st = self.lock();
         if let Some(v) = st.versions.get_mut(&gen) {
             v.state = VersionState::Quarantined;
+            // Whoever waits for it to be gone (unload --grace, deploy) gets an answer now.
+            for w in std::mem::take(&mut v.gone_waiters) {
+                let _ = w.send(());
+            }
         }
         // A stop waiting for every version counts a quarantined one as done.
         if st.stopping && st.versions.values().all(|v| v.state == VersionState::Quarantined) {
@@ -739,6 +752,9 @@ impl Shared {
             let gens: Vec<u64> = st.versions.keys().copied().collect();
             for g in gens {
                 if let Some(v) = st.versions.get_mut(&g) {
+                    if v.state == VersionState::Quarantined {
+                        continue;
+                    }
                     if v.state == VersionState::Validating {
                         v.cancelled = true;
                     }
@@ -796,8 +812,9 @@ fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<P
         // Write to a temporary name and rename: a crash never leaves a half-written library at
         // a path that could be opened.
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        // No fsync: the store is rebuilt from zips after a crash (it is emptied at start), and
+        // the rename below already keeps a half-written library from ever being opened.
         std::io::Write::write_all(&mut tmp, bytes)?;
-        tmp.as_file().sync_all()?;
         let path = dir.join(name);
         tmp.persist(&path).map_err(|e| e.error)?;
         out.push(path);

@@ -128,6 +128,10 @@ pub(crate) fn start(
             for p in plugins {
                 p.close();
             }
+            // The executor's malloc arena keeps freed memory; give it back to the system so
+            // load/unload cycles leave the node's RSS flat.
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe { libc::malloc_trim(0) };
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(dir = %dir.display(), "cannot delete version files: {e}");

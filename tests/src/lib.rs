@@ -959,7 +959,15 @@ pub fn abort_lib() -> PathBuf {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
-            .args(["rustc", "--quiet", "-p", "troupe-test-abort", "--crate-type", "cdylib", "--manifest-path"])
+            .args([
+                "rustc",
+                "--quiet",
+                "-p",
+                "troupe-test-abort",
+                "--crate-type",
+                "cdylib",
+                "--manifest-path",
+            ])
             .arg(&manifest)
             .arg("--target-dir")
             .arg(&target)
@@ -985,7 +993,12 @@ impl NodeProc {
     /// As [`NodeProc::start_with`], but the node process may write files of at most
     /// `max_file_bytes` (`RLIMIT_FSIZE`): a full disk as the store sees it. (The node ignores
     /// `SIGXFSZ`, so a write past the limit fails with `EFBIG` instead of killing it.)
-    pub fn start_with_file_size_limit(dir: &TestDir, caps: &str, extra: &[&str], max_file_bytes: u64) -> NodeProc {
+    pub fn start_with_file_size_limit(
+        dir: &TestDir,
+        caps: &str,
+        extra: &[&str],
+        max_file_bytes: u64,
+    ) -> NodeProc {
         use std::os::unix::process::CommandExt;
         let port = free_port();
         let state_dir = dir.join(&format!("node-{port}"));
@@ -1005,7 +1018,10 @@ impl NodeProc {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("dup log"))
             .stderr(log_file);
-        let limit = libc::rlimit { rlim_cur: max_file_bytes as libc::rlim_t, rlim_max: max_file_bytes as libc::rlim_t };
+        let limit = libc::rlimit {
+            rlim_cur: max_file_bytes as libc::rlim_t,
+            rlim_max: max_file_bytes as libc::rlim_t,
+        };
         // SAFETY: the closure runs in the child between fork and exec and only calls
         // setrlimit(2), which is async-signal-safe; `limit` is a plain value copied into it.
         unsafe {

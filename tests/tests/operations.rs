@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use troupe_tests::*;
 
+/// What each request of the flow saw: succeeded, its Encoder line, its whole output.
+type Seen = Arc<Mutex<Vec<(bool, Option<String>, String)>>>;
+
 /// Polls `f` until it returns true or `timeout` passes.
 fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -35,7 +38,7 @@ fn deploy_moves_new_requests_to_the_new_version_without_failing_any_and_rollback
 
     // Requests keep flowing while v2 is deployed: none may fail.
     let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<(bool, Option<String>, String)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let port = node.port_arg();
     let flow = {
         let (stop, seen) = (stop.clone(), seen.clone());
@@ -52,7 +55,9 @@ fn deploy_moves_new_requests_to_the_new_version_without_failing_any_and_rollback
     out.assert_ok();
     assert!(out.stdout.contains("previous"), "deploy names the previous version:\n{out}");
     let after_deploy = seen.lock().unwrap().len();
-    eventually("requests after the deploy", Duration::from_secs(20), || seen.lock().unwrap().len() >= after_deploy + 3);
+    eventually("requests after the deploy", Duration::from_secs(20), || {
+        seen.lock().unwrap().len() >= after_deploy + 3
+    });
     stop.store(true, Ordering::Relaxed);
     flow.join().unwrap();
     let seen = seen.lock().unwrap();
@@ -61,7 +66,11 @@ fn deploy_moves_new_requests_to_the_new_version_without_failing_any_and_rollback
     }
     // Every request that started after the deploy answered got v2's behaviour.
     for (_, line, out) in &seen[after_deploy + 1..] {
-        assert_eq!(line.as_deref(), Some("Encoder [density=1.000]  olleh"), "a new request did not reach v2:\n{out}");
+        assert_eq!(
+            line.as_deref(),
+            Some("Encoder [density=1.000]  olleh"),
+            "a new request did not reach v2:\n{out}"
+        );
     }
 
     // v1 is kept (default --keep 1): rollback makes it active again.
@@ -84,11 +93,14 @@ fn deploy_with_keep_zero_drains_and_unloads_the_old_versions() {
     node.run("deploy", &[&v1.display().to_string(), "--group", "enc"]).assert_ok();
     let h1 = node.status().groups["enc"].active.clone().expect("an active version");
     node.app("@enc", "hello").assert_ok();
-    let out = node.run("deploy", &[&v2.display().to_string(), "--group", "enc", "--keep", "0", "--grace", "500ms"]);
+    let out =
+        node.run("deploy", &[&v2.display().to_string(), "--group", "enc", "--keep", "0", "--grace", "500ms"]);
     out.assert_ok();
     assert!(out.stdout.contains(&format!("unloading {h1}")), "{out}");
     // The v1 actors are asked to exit after the grace period; the library then really goes.
-    eventually("v1 to be unloaded", Duration::from_secs(20), || node.status().gone.iter().any(|g| g.hash == h1));
+    eventually("v1 to be unloaded", Duration::from_secs(20), || {
+        node.status().gone.iter().any(|g| g.hash == h1)
+    });
     assert!(!node.maps().contains(&h1), "v1's library is still mapped");
     let out = node.run("rollback", &["enc"]);
     out.assert_code(1).assert_stderr_has(&["no earlier version still loaded"]);
@@ -159,7 +171,10 @@ fn the_metrics_endpoint_serves_prometheus_text_with_the_documented_series() {
     }
     node.run("unload", &[&hash, "--grace", "200ms"]).assert_ok();
     let text = http_get(&metrics, "/metrics");
-    assert!(text.contains("troupe_unload_close_seconds{") && text.contains("troupe_drain_seconds{"), "{text}");
+    assert!(
+        text.contains("troupe_unload_close_seconds{") && text.contains("troupe_drain_seconds{"),
+        "{text}"
+    );
     assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
 }
 

@@ -21,6 +21,8 @@ use troupe_node::client::{Client, ClientError};
 use troupe_node::protocol::{ErrorKind, Request, Response};
 use troupe_node::status::StatusReport;
 
+mod dev;
+
 /// Success.
 pub const EXIT_OK: u8 = 0;
 /// The node refused the request (rejected source, unknown hash, no compatible node, failures).
@@ -223,6 +225,12 @@ enum Command {
         /// The capability name.
         capability: String,
     },
+    // Plugin tooling (new, create, tell, ask, completions): arguments and code in dev.rs.
+    New(dev::NewArgs),
+    Create(dev::CreateArgs),
+    Tell(dev::TellArgs),
+    Ask(dev::AskArgs),
+    Completions(dev::CompletionsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -413,6 +421,11 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::App { hash, port, timeout } => app(&hash, &port, timeout).await,
         Command::Status { port, json, convention } => status(&port, json, convention).await,
         Command::Chgcap { port, op, capability } => chgcap(&port, &op, &capability).await,
+        Command::New(args) => dev::new(args),
+        Command::Create(args) => dev::create(args).await,
+        Command::Tell(args) => dev::tell(args).await,
+        Command::Ask(args) => dev::ask(args).await,
+        Command::Completions(args) => dev::completions(args),
         Command::Logs { port, follow, lines } => logs(&port, follow, lines).await,
         Command::Top { port, interval, convention, iterations } => {
             top(&port, interval, convention, iterations).await

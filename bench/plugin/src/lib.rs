@@ -1,0 +1,315 @@
+//! # troupe-bench-plugin
+//!
+//! The actors `troupe-bench` drives for the message figures (B4, B5) and the memory figures
+//! (B7). Every control message is typed; the payload of the measured traffic is [`Tick`], a
+//! small typed message (a tag and a 1-field body), so that the figures count what a real
+//! plugin-to-plugin message costs: an address and a payload encoded by the SDK, copied by the
+//! node, queued, decoded and handed to the receiver.
+//!
+//! - `bench.Sink` counts [`Tick`]s; after an [`Expect`] it answers [`Done`] to the asker once
+//!   the count reaches the expected total.
+//! - `bench.Source` answers a [`Blast`] by sending `n` ticks to the target, [`CHUNK`] per
+//!   handler call (it sends itself a continuation between chunks, so other actors and the node
+//!   get their turn and the effects of one call stay small).
+//! - `bench.Echo` sends every message back to its sender.
+//! - `bench.Pinger` answers a [`Ping`] by doing `n` sequential round trips with the target
+//!   (an Echo) and replying [`PingStats`] with the round-trip times it measured itself.
+//! - `bench.Spawner` answers a [`Spawn`] by creating `n` Sinks as its children, [`CHUNK`] per
+//!   call, then replying [`Done`].
+//!
+//! Plugin rules hold: no threads, no printing, nothing kept across the boundary.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use troupe_actor_abi::prelude::*;
+
+/// Ticks sent (or children created) per handler call: large enough that the continuation
+/// message costs nothing, small enough that one call's effects stay a few hundred KB.
+pub const CHUNK: u64 = 1000;
+
+/// The measured message.
+#[derive(Serialize, Deserialize)]
+pub struct Tick {
+    /// A sequence number (keeps the body non-empty and realistic).
+    pub n: u64,
+}
+impl Typed for Tick {
+    const TAG: &'static str = "bench/Tick";
+}
+
+/// To a Sink: answer [`Done`] to `reply_to` once `total` ticks have arrived (counting those
+/// already received).
+#[derive(Serialize, Deserialize)]
+pub struct Expect {
+    /// How many ticks in all.
+    pub total: u64,
+    /// Who gets the [`Done`].
+    pub reply_to: Address,
+}
+impl Typed for Expect {
+    const TAG: &'static str = "bench/Expect";
+}
+
+/// A count reached.
+#[derive(Serialize, Deserialize)]
+pub struct Done {
+    /// The count.
+    pub count: u64,
+}
+impl Typed for Done {
+    const TAG: &'static str = "bench/Done";
+}
+
+/// To a Source: send `n` ticks to `target`.
+#[derive(Serialize, Deserialize)]
+pub struct Blast {
+    /// How many.
+    pub n: u64,
+    /// To whom.
+    pub target: Address,
+}
+impl Typed for Blast {
+    const TAG: &'static str = "bench/Blast";
+}
+
+/// A Source's continuation to itself: `left` ticks still to send.
+#[derive(Serialize, Deserialize)]
+struct More {
+    left: u64,
+}
+impl Typed for More {
+    const TAG: &'static str = "bench/More";
+}
+
+/// To a Pinger: do `n` round trips with `target`, then answer [`PingStats`] to the sender.
+#[derive(Serialize, Deserialize)]
+pub struct Ping {
+    /// How many round trips.
+    pub n: u64,
+    /// The Echo.
+    pub target: Address,
+}
+impl Typed for Ping {
+    const TAG: &'static str = "bench/Ping";
+}
+
+/// Round-trip times a Pinger measured, in nanoseconds, sorted.
+#[derive(Serialize, Deserialize)]
+pub struct PingStats {
+    /// Every round trip.
+    pub rtt_ns: Vec<u64>,
+}
+impl Typed for PingStats {
+    const TAG: &'static str = "bench/PingStats";
+}
+
+/// To a Spawner: create `n` Sinks, then answer [`Done`] to the sender.
+#[derive(Serialize, Deserialize)]
+pub struct Spawn {
+    /// How many.
+    pub n: u64,
+}
+impl Typed for Spawn {
+    const TAG: &'static str = "bench/Spawn";
+}
+
+/// `bench.Sink`.
+pub struct Sink {
+    count: u64,
+    waiting: Option<(u64, Address)>,
+}
+
+impl Sink {
+    fn check(&mut self, ctx: &mut Context) {
+        if let Some((total, to)) = &self.waiting {
+            if self.count >= *total {
+                ctx.send(to, &Done { count: self.count });
+                self.waiting = None;
+            }
+        }
+    }
+}
+
+impl Actor for Sink {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Sink { count: 0, waiting: None })
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if msg.is::<Tick>() {
+            // Counting without decoding the body: the receiver's share of the cost is the
+            // node's, which is what the figure is about.
+            self.count += 1;
+            if self.waiting.is_some() {
+                self.check(ctx);
+            }
+        } else if let Some(e) = msg.decode::<Expect>() {
+            let e = e?;
+            self.waiting = Some((e.total, e.reply_to));
+            self.check(ctx);
+        } else if msg.text() == Some("report") {
+            if let Some(from) = msg.sender() {
+                let from = from.clone();
+                ctx.send(&from, &Done { count: self.count });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `bench.Source`.
+pub struct Source {
+    target: Option<Address>,
+    next: u64,
+}
+
+impl Source {
+    fn send_chunk(&mut self, ctx: &mut Context, left: u64) {
+        let Some(target) = self.target.clone() else { return };
+        let now = left.min(CHUNK);
+        for _ in 0..now {
+            ctx.send(&target, &Tick { n: self.next });
+            self.next += 1;
+        }
+        if left > now {
+            let me = ctx.my_address();
+            ctx.send(&me, &More { left: left - now });
+        }
+    }
+}
+
+impl Actor for Source {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Source { target: None, next: 0 })
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if let Some(b) = msg.decode::<Blast>() {
+            let b = b?;
+            self.target = Some(b.target);
+            self.send_chunk(ctx, b.n);
+        } else if let Some(m) = msg.decode::<More>() {
+            let m = m?;
+            self.send_chunk(ctx, m.left);
+        }
+        Ok(())
+    }
+}
+
+/// `bench.Echo`.
+pub struct Echo;
+
+impl Actor for Echo {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Echo)
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if msg.system().is_none() {
+            if let Some(from) = msg.sender() {
+                let from = from.clone();
+                ctx.send(&from, msg.payload().clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `bench.Pinger`.
+pub struct Pinger {
+    target: Option<Address>,
+    asker: Option<Address>,
+    left: u64,
+    sent_at: Option<Instant>,
+    rtt_ns: Vec<u64>,
+}
+
+impl Pinger {
+    fn ping(&mut self, ctx: &mut Context) {
+        if let Some(t) = &self.target {
+            self.sent_at = Some(Instant::now());
+            ctx.send(t, &Tick { n: self.left });
+        }
+    }
+}
+
+impl Actor for Pinger {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Pinger { target: None, asker: None, left: 0, sent_at: None, rtt_ns: Vec::new() })
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if let Some(p) = msg.decode::<Ping>() {
+            let p = p?;
+            self.target = Some(p.target);
+            self.asker = msg.sender().cloned();
+            self.left = p.n;
+            self.rtt_ns = Vec::with_capacity(p.n as usize);
+            self.ping(ctx);
+        } else if msg.is::<Tick>() {
+            if let Some(t) = self.sent_at.take() {
+                self.rtt_ns.push(t.elapsed().as_nanos() as u64);
+            }
+            self.left = self.left.saturating_sub(1);
+            if self.left > 0 {
+                self.ping(ctx);
+            } else if let Some(asker) = self.asker.take() {
+                let mut rtt_ns = std::mem::take(&mut self.rtt_ns);
+                rtt_ns.sort_unstable();
+                ctx.send(&asker, &PingStats { rtt_ns });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `bench.Spawner`.
+pub struct Spawner {
+    asker: Option<Address>,
+    made: u64,
+    total: u64,
+}
+
+impl Spawner {
+    fn spawn_chunk(&mut self, ctx: &mut Context) -> ActorResult {
+        let now = (self.total - self.made).min(CHUNK);
+        for _ in 0..now {
+            ctx.create("bench.Sink")?;
+        }
+        self.made += now;
+        if self.made < self.total {
+            let me = ctx.my_address();
+            ctx.send(&me, &More { left: self.total - self.made });
+        } else if let Some(a) = self.asker.take() {
+            ctx.send(&a, &Done { count: self.made });
+        }
+        Ok(())
+    }
+}
+
+impl Actor for Spawner {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Spawner { asker: None, made: 0, total: 0 })
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if let Some(s) = msg.decode::<Spawn>() {
+            let s = s?;
+            self.asker = msg.sender().cloned();
+            self.total = self.made + s.n;
+            self.spawn_chunk(ctx)?;
+        } else if msg.is::<More>() {
+            self.spawn_chunk(ctx)?;
+        }
+        Ok(())
+    }
+}
+
+troupe_actor_abi::export_plugin!(actors: [
+    "bench.Sink" => Sink,
+    "bench.Source" => Source,
+    "bench.Echo" => Echo,
+    "bench.Pinger" => Pinger,
+    "bench.Spawner" => Spawner,
+]);

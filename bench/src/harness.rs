@@ -1,0 +1,358 @@
+//! Nodes, clients and zips for the figures: node processes on free loopback ports under one
+//! temporary directory (killed, reaped and deleted at the end), a pipelined raw client, and
+//! zip variants that differ only in their package version (so each has its own hash).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
+use troupe_node::client::Client;
+use troupe_node::protocol::{self, ClientFrame, Request, Response, ServerFrame};
+use troupe_node::status::StatusReport;
+
+/// How long a node may take to answer its first hello on a busy 2-core machine.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where the binaries are and where everything temporary goes.
+pub struct Env {
+    /// `target/release`.
+    pub bin_dir: PathBuf,
+    /// Deleted when dropped.
+    pub tmp: tempfile::TempDir,
+}
+
+impl Env {
+    /// The release directory this executable was built into.
+    pub fn new() -> Result<Env> {
+        let exe = std::env::current_exe()?;
+        let bin_dir = exe.parent().ok_or_else(|| anyhow!("the executable has no directory"))?.to_path_buf();
+        let tmp = tempfile::Builder::new().prefix("troupe-bench-").tempdir()?;
+        Ok(Env { bin_dir, tmp })
+    }
+
+    /// `target/release/troupe`.
+    pub fn troupe(&self) -> PathBuf {
+        self.bin_dir.join("troupe")
+    }
+
+    /// A plugin library by crate name with underscores.
+    pub fn lib(&self, name: &str) -> Result<PathBuf> {
+        let p = self.bin_dir.join(format!("lib{name}.so"));
+        if !p.exists() {
+            bail!("{} is not built (run `make bench`)", p.display());
+        }
+        Ok(p)
+    }
+
+    /// A path in the temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `troupe pack -o <tmp>/<name> LIB` of a stripped copy of `lib` (same code, a fraction of
+    /// the bytes, as a release would ship it); returns the zip.
+    pub fn pack(&self, name: &str, lib: &str, strip: bool) -> Result<PathBuf> {
+        let src = self.lib(lib)?;
+        let lib_path = if strip {
+            let dir = self.path(&format!("strip-{name}"));
+            std::fs::create_dir_all(&dir)?;
+            let out = dir.join(format!("lib{lib}.so"));
+            let ok = Command::new("strip").arg("-o").arg(&out).arg(&src).status().is_ok_and(|s| s.success());
+            if ok {
+                out
+            } else {
+                src
+            }
+        } else {
+            src
+        };
+        let zip = self.path(name);
+        let out = Command::new(self.troupe()).arg("pack").arg("-o").arg(&zip).arg(&lib_path).output()?;
+        if !out.status.success() {
+            bail!("troupe pack failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(zip)
+    }
+}
+
+/// A node process, killed and reaped when dropped.
+pub struct Node {
+    child: Child,
+    /// Admin port.
+    pub port: u16,
+    /// State directory.
+    pub state: PathBuf,
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Node {
+    /// Spawns `troupe start PORT CAPS --foreground` in the convention led by `leader` (itself if
+    /// `None`), without waiting for it to answer.
+    pub fn spawn(env: &Env, caps: &str, leader: Option<u16>, extra: &[&str]) -> Result<Node> {
+        let port = free_port()?;
+        let state = env.path(&format!("node-{port}"));
+        std::fs::create_dir_all(&state)?;
+        let log = std::fs::File::create(state.join("stdout.log"))?;
+        let child = Command::new(env.troupe())
+            .arg("start")
+            .arg(port.to_string())
+            .arg(caps)
+            .arg("--foreground")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--convention")
+            .arg(format!("127.0.0.1:{}", leader.unwrap_or(port)))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start troupe")?;
+        Ok(Node { child, port, state })
+    }
+
+    /// Waits until the node answers a hello.
+    pub async fn ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                bail!("node {} exited during start ({st}): {}", self.port, self.log_tail());
+            }
+            if Client::connect(&self.addr()).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("node {} did not answer within {START_TIMEOUT:?}", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Spawns and waits.
+    pub async fn start(env: &Env, caps: &str, leader: Option<u16>, extra: &[&str]) -> Result<Node> {
+        let mut n = Node::spawn(env, caps, leader, extra)?;
+        n.ready().await?;
+        Ok(n)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The end of the node's output, for error messages.
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.state.join("stdout.log")).unwrap_or_default();
+        let start = s.len().saturating_sub(600);
+        s.get(start..).unwrap_or_default().to_string()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM (graceful stop), then SIGKILL if it takes more than 5 s; reaps the process.
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid, which is not reaped yet (so not reused).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `VmRSS` of a process in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow!("no VmRSS"))?;
+    Ok(line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad VmRSS"))?.parse()?)
+}
+
+/// `/proc/<pid>/maps` lines.
+pub fn maps(pid: u32) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(format!("/proc/{pid}/maps"))?.lines().map(str::to_string).collect())
+}
+
+// ---- control client ---------------------------------------------------------------------------
+
+/// Loads zip bytes; returns the hash.
+pub async fn load(c: &mut Client, zip: Vec<u8>) -> Result<String> {
+    match c.request(Request::Load { zip, info: "troupe-bench".into() }).await? {
+        Response::Loaded { hash, .. } => Ok(hash),
+        other => bail!("unexpected answer to load: {other:?}"),
+    }
+}
+
+/// Creates a top-level actor of `type_name` from `hash`.
+pub async fn create(c: &mut Client, hash: &str, type_name: &str, global: Option<String>) -> Result<Address> {
+    let spec = CreateSpec {
+        type_name: type_name.into(),
+        requirements: Vec::new(),
+        global_name: global,
+        source_hash: Some(hash.into()),
+    };
+    match c.request(Request::Create { spec }).await? {
+        Response::Created { address, .. } => Ok(address),
+        other => bail!("unexpected answer to create: {other:?}"),
+    }
+}
+
+/// The node's status.
+pub async fn status(c: &mut Client) -> Result<StatusReport> {
+    match c.request(Request::Status).await? {
+        Response::Status(s) => Ok(*s),
+        other => bail!("unexpected answer to status: {other:?}"),
+    }
+}
+
+// ---- pipelined client ---------------------------------------------------------------------------
+
+type Framed_ = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// A client connection that sends without waiting for each reply: sends go out as requests
+/// (so that the node uses the connection's address as the sender) and their `Sent` replies are
+/// skipped on the way in.
+pub struct Raw {
+    sink: SplitSink<Framed_, bytes::Bytes>,
+    stream: SplitStream<Framed_>,
+    /// This connection's address.
+    pub me: Address,
+    next_id: u64,
+}
+
+impl Raw {
+    /// Connects and says hello.
+    pub async fn connect(addr: &str) -> Result<Raw> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut framed = Framed::new(stream, protocol::codec());
+        let welcome =
+            protocol::client_handshake(&mut framed, "troupe-bench", None).await.map_err(|e| anyhow!(e))?;
+        let (sink, stream) = framed.split();
+        Ok(Raw { sink, stream, me: welcome.client, next_id: 1 })
+    }
+
+    /// Queues a send (call [`Raw::flush`] to push queued frames out).
+    pub async fn feed(&mut self, to: &Address, payload: Payload) -> Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = ClientFrame::Request { id, request: Request::Send { to: to.clone(), payload } };
+        self.sink.feed(protocol::encode(&frame)).await?;
+        Ok(())
+    }
+
+    /// Writes queued frames.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.sink.flush().await?;
+        Ok(())
+    }
+
+    /// Sends one message now.
+    pub async fn send(&mut self, to: &Address, payload: Payload) -> Result<()> {
+        self.feed(to, payload).await?;
+        self.flush().await
+    }
+
+    /// The next message delivered to this connection (a refused send is an error).
+    pub async fn next(&mut self) -> Result<Incoming> {
+        loop {
+            let bytes = match self.stream.next().await {
+                Some(b) => b?,
+                None => bail!("the node closed the connection"),
+            };
+            match protocol::decode::<ServerFrame>(&bytes)? {
+                ServerFrame::Deliver(m) => return Ok(m),
+                ServerFrame::Reply { result: Err(e), .. } => bail!("send refused: {e}"),
+                ServerFrame::ProtocolError { message } => bail!("protocol error: {message}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// [`Raw::next`] with a deadline.
+    pub async fn next_within(&mut self, t: Duration) -> Result<Incoming> {
+        match tokio::time::timeout(t, self.next()).await {
+            Ok(r) => r,
+            Err(_) => bail!("no message within {t:?}"),
+        }
+    }
+}
+
+// ---- zips ------------------------------------------------------------------------------------------
+
+/// Copies of a packed zip that differ only in the manifest's package version.
+pub struct ZipVariants {
+    base: Vec<u8>,
+    manifest: String,
+    version_line: String,
+}
+
+impl ZipVariants {
+    /// From a zip written by `troupe pack`.
+    pub fn new(zip: &Path) -> Result<ZipVariants> {
+        let base = std::fs::read(zip)?;
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&base))?;
+        let mut manifest = String::new();
+        archive.by_name("troupe.toml")?.read_to_string(&mut manifest)?;
+        let version_line = manifest
+            .lines()
+            .find(|l| l.trim_start().starts_with("version ="))
+            .ok_or_else(|| anyhow!("the manifest has no package version"))?
+            .to_string();
+        Ok(ZipVariants { base, manifest, version_line })
+    }
+
+    /// The variant with package version `version`.
+    pub fn make(&self, version: &str) -> Result<Vec<u8>> {
+        let manifest = self.manifest.replacen(&self.version_line, &format!("version = \"{version}\""), 1);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&self.base))?;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts =
+            zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        w.start_file("troupe.toml", opts)?;
+        w.write_all(manifest.as_bytes())?;
+        for i in 0..archive.len() {
+            let f = archive.by_index_raw(i)?;
+            if f.name().map(|n| n != "troupe.toml").unwrap_or(true) {
+                w.raw_copy_file(f)?;
+            }
+        }
+        Ok(w.finish()?.into_inner())
+    }
+}
