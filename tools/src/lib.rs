@@ -1286,7 +1286,15 @@ async fn app(hash: &str, port: &str, timeout: Duration) -> Result<u8, Failure> {
                 break;
             }
         }
-        let msg = match tokio::time::timeout_at(deadline, c.next_message()).await {
+        // Until the first answer (a cold start: nodes fetching the version from peers and
+        // creating the actors), a terminal shows that something is going on.
+        let next = tokio::time::timeout_at(deadline, c.next_message());
+        let waited = if expected.is_none() && answered.is_empty() {
+            with_progress("waiting for the Acceptor (nodes may be fetching the version)", next).await
+        } else {
+            next.await
+        };
+        let msg = match waited {
             Ok(m) => m?,
             Err(_) => {
                 let missing: Vec<String> = match &expected {
