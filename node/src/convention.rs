@@ -99,6 +99,26 @@ fn update(node: &str, caps: &[String], added: bool, change: ConventionChange) ->
     })
 }
 
+/// Records a member heard from now; returns the update watchers get (a join or a capability
+/// change), if any.
+fn upsert_member(st: &mut State, info: MemberInfo) -> Option<Payload> {
+    match st.members.get_mut(&info.node) {
+        Some(m) => {
+            let changed = (m.info.capabilities != info.capabilities)
+                .then(|| update(&info.node, &info.capabilities, true, ConventionChange::CapabilitiesChanged));
+            m.info = info;
+            m.last_seen = Instant::now();
+            changed
+        }
+        None => {
+            tracing::info!(node = %info.node, "member joined");
+            let joined = update(&info.node, &info.capabilities, true, ConventionChange::Joined);
+            st.members.insert(info.node.clone(), Member { info, last_seen: Instant::now() });
+            Some(joined)
+        }
+    }
+}
+
 impl Shared {
     /// What this node tells the convention about itself.
     pub(crate) fn self_info(&self, st: &State) -> MemberInfo {
@@ -187,26 +207,8 @@ impl Shared {
                 self.node_lost(g, ConventionChange::Lost);
             }
             st = self.lock();
-            for (addr, info) in listed {
-                match st.members.get_mut(&addr) {
-                    Some(m) => {
-                        if m.info.capabilities != info.capabilities {
-                            updates.push(update(
-                                &addr,
-                                &info.capabilities,
-                                true,
-                                ConventionChange::CapabilitiesChanged,
-                            ));
-                        }
-                        m.info = info;
-                        m.last_seen = Instant::now();
-                    }
-                    None => {
-                        tracing::info!(node = %addr, "member joined");
-                        updates.push(update(&addr, &info.capabilities, true, ConventionChange::Joined));
-                        st.members.insert(addr, Member { info, last_seen: Instant::now() });
-                    }
-                }
+            for info in listed.into_values() {
+                updates.extend(upsert_member(&mut st, info));
             }
             watchers = st.watchers.iter().cloned().collect::<Vec<_>>();
         }
@@ -225,26 +227,7 @@ impl Shared {
         }
         let (members, watchers, updates) = {
             let mut st = self.lock();
-            let mut updates = Vec::new();
-            match st.members.get_mut(&info.node) {
-                Some(m) => {
-                    if m.info.capabilities != info.capabilities {
-                        updates.push(update(
-                            &info.node,
-                            &info.capabilities,
-                            true,
-                            ConventionChange::CapabilitiesChanged,
-                        ));
-                    }
-                    m.info = info;
-                    m.last_seen = Instant::now();
-                }
-                None => {
-                    tracing::info!(node = %info.node, "member joined");
-                    updates.push(update(&info.node, &info.capabilities, true, ConventionChange::Joined));
-                    st.members.insert(info.node.clone(), Member { info, last_seen: Instant::now() });
-                }
-            }
+            let updates: Vec<Payload> = upsert_member(&mut st, info).into_iter().collect();
             let mut members: Vec<MemberInfo> = st.members.values().map(|m| m.info.clone()).collect();
             members.push(self.self_info(&st));
             (members, st.watchers.iter().cloned().collect::<Vec<_>>(), updates)
