@@ -51,41 +51,44 @@ pub fn profile_dir() -> PathBuf {
     .clone()
 }
 
+/// Runs `cargo build -p PACKAGE...` into the test binary's own target dir and profile, so
+/// the built files are where [`plugin_lib`] and [`troupe_bin`] look.
+fn cargo_build(packages: &[&str]) -> Result<(), String> {
+    let profile = profile_dir();
+    let target = profile.parent().expect("the profile dir is inside the target dir");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build").arg("--quiet").arg("--manifest-path").arg(&manifest).arg("--target-dir").arg(target);
+    match profile.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.arg("--profile").arg(other);
+        }
+    }
+    for p in packages {
+        cmd.arg("-p").arg(p);
+    }
+    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "building {packages:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// Builds the CLI and the plugins (once per process); panics with cargo's output on failure.
 pub fn ensure_built() {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let profile = profile_dir();
-        let target = profile.parent().expect("the profile dir is inside the target dir");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.arg("build").arg("--quiet").arg("--manifest-path").arg(&manifest).arg("--target-dir").arg(target);
-        match profile.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.arg("--profile").arg(other);
-            }
-        }
-        for p in PACKAGES {
-            cmd.arg("-p").arg(p);
-        }
-        let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "building the CLI and plugins failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = result {
+    if let Err(e) = BUILT.get_or_init(|| cargo_build(PACKAGES)) {
         panic!("{e}");
     }
 }
@@ -915,32 +918,9 @@ pub fn ensure_built_packages(packages: &[&str]) {
     if missing.is_empty() {
         return;
     }
-    let profile = profile_dir();
-    let target = profile.parent().expect("the profile dir is inside the target dir");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build").arg("--quiet").arg("--manifest-path").arg(&manifest).arg("--target-dir").arg(target);
-    match profile.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some(other) => {
-            cmd.arg("--profile").arg(other);
-        }
+    if let Err(e) = cargo_build(&missing) {
+        panic!("{e}");
     }
-    for p in &missing {
-        cmd.arg("-p").arg(p);
-    }
-    let out = cmd.output().expect("cannot run cargo");
-    assert!(
-        out.status.success(),
-        "building {missing:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     built.extend(missing.iter().map(|p| p.to_string()));
 }
 
@@ -1042,5 +1022,20 @@ impl NodeProc {
             hello_answers(&addr).then_some(())
         });
         node
+    }
+}
+
+/// Polls until `check` holds for the convention (within [`CONVENTION_TIMEOUT`]), or panics
+/// naming `what` and where every actor runs now.
+#[track_caller]
+pub fn wait_conv(conv: &Convention, what: &str, mut check: impl FnMut(&Convention) -> bool) {
+    let deadline = Instant::now() + CONVENTION_TIMEOUT;
+    while !check(conv) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; placement now: {:?}",
+            conv.placement()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -9,27 +9,13 @@ use std::time::{Duration, Instant};
 use troupe_actor_abi::message::{CreateSpec, Payload, SystemMessage};
 use troupe_tests::{
     ask, create, create_spec, files_under, hello_lines, next_message, next_text, send_text, status_of,
-    text_matching, Convention, TestDir, BASE64, CONVENTION_TIMEOUT, FAST_HEARTBEAT, MORSE_CAESAR,
+    text_matching, wait_conv, Convention, TestDir, BASE64, CONVENTION_TIMEOUT, FAST_HEARTBEAT, MORSE_CAESAR,
     REPLY_TIMEOUT,
 };
 
 /// The demo's three nodes (DESIGN §1): a leader without capabilities, morse+Caesar, base64.
 fn demo_convention(dir: &TestDir, extra: &[&str]) -> Convention {
     Convention::start(dir, &[("", extra), (MORSE_CAESAR, extra), (BASE64, extra)])
-}
-
-/// Polls until `check` holds for the convention, or panics naming `what` and the placement.
-#[track_caller]
-fn wait_conv(conv: &Convention, what: &str, mut check: impl FnMut(&Convention) -> bool) {
-    let deadline = Instant::now() + CONVENTION_TIMEOUT;
-    while !check(conv) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; placement now: {:?}",
-            conv.placement()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,23 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use troupe_tests::{
-    ask, create, files_under, free_port, hello_lines, port_listening, text_matching, troupe, Cli, Convention,
-    NodeProc, TestDir, BASE64, CONVENTION_TIMEOUT, FAST_HEARTBEAT, MORSE_CAESAR,
+    ask, create, files_under, free_port, hello_lines, port_listening, text_matching, troupe, wait_conv, Cli,
+    Convention, NodeProc, TestDir, BASE64, CONVENTION_TIMEOUT, FAST_HEARTBEAT, MORSE_CAESAR,
 };
-
-/// Polls until `check` holds, or panics naming `what` and the placement.
-#[track_caller]
-fn wait_conv(conv: &Convention, what: &str, mut check: impl FnMut(&Convention) -> bool) {
-    let deadline = Instant::now() + CONVENTION_TIMEOUT;
-    while !check(conv) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; placement now: {:?}",
-            conv.placement()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The encoder names of the result lines (`MorseEncoder` of `MorseEncoder [density=…]  …`).
 fn names(lines: &[String]) -> Vec<String> {

@@ -537,10 +537,7 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
 fn node_security(
     args: &StartArgs,
 ) -> Result<(troupe_node::AuthorityConfig, Option<troupe_node::signing::Secret>), Failure> {
-    let secret = match std::env::var_os("TROUPE_SECRET_FILE").filter(|p| !p.is_empty()) {
-        Some(p) => Some(troupe_node::signing::Secret::load(Path::new(&p)).map_err(|e| usage(anyhow!(e)))?),
-        None => None,
-    };
+    let secret = troupe_node::client::secret_from_env().map_err(|e| usage(anyhow!(e)))?;
     let authority = match args.authority.as_str() {
         "none" => troupe_node::AuthorityConfig::None,
         "ed25519" => {
