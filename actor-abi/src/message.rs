@@ -363,6 +363,85 @@ pub struct CallInfo {
     pub capabilities: Vec<String>,
 }
 
+/// An [`Address`] read without copying its node (the fast path of sends).
+#[doc(hidden)]
+#[derive(Debug, Deserialize)]
+pub struct AddressRef<'a> {
+    /// The node's admin address.
+    #[serde(borrow)]
+    pub node: &'a str,
+    /// The actor's id on that node.
+    pub id: u64,
+}
+
+impl AddressRef<'_> {
+    /// The owned address.
+    pub fn to_owned(&self) -> Address {
+        Address { node: self.node.to_string(), id: self.id }
+    }
+}
+
+/// A [`Payload`] read without copying (the fast path of sends and of receiving). Runtime
+/// messages are only recognised, never read: they take the ordinary path.
+#[doc(hidden)]
+#[derive(Debug, Deserialize)]
+pub enum PayloadRef<'a> {
+    /// [`Payload::Text`].
+    Text(&'a str),
+    /// [`Payload::Typed`].
+    Typed {
+        /// The type's tag.
+        tag: &'a str,
+        /// msgpack of the value.
+        #[serde(with = "serde_bytes")]
+        body: &'a [u8],
+    },
+    /// [`Payload::System`], not read.
+    System(serde::de::IgnoredAny),
+}
+
+/// The same wire shape as [`Payload`]'s user variants, written from borrowed parts (the SDK
+/// encodes a send with it without building a `Payload`).
+#[doc(hidden)]
+#[derive(Serialize)]
+pub enum PayloadOut<'a> {
+    /// [`Payload::Text`].
+    Text(&'a str),
+    /// [`Payload::Typed`].
+    Typed {
+        /// The type's tag.
+        tag: &'a str,
+        /// msgpack of the value.
+        #[serde(with = "serde_bytes")]
+        body: &'a [u8],
+    },
+}
+
+/// The bytes of `encode(&Incoming { sender, payload })`, given the encoded sender (`None`: the
+/// runtime) and the encoded payload, built by concatenation in one allocation. The node uses
+/// it to hand a plugin's message to another actor without decoding and re-encoding it.
+#[doc(hidden)]
+pub fn incoming_bytes(sender: Option<&[u8]>, payload: &[u8]) -> Vec<u8> {
+    // {"sender": <address or nil>, "payload": <payload>}: a fixmap of 2 and two fixstr keys,
+    // as rmp-serde writes the struct with field names.
+    const SENDER: &[u8] = b"\x82\xa6sender";
+    const PAYLOAD: &[u8] = b"\xa7payload";
+    let s = sender.unwrap_or(b"\xc0");
+    let mut v = Vec::with_capacity(SENDER.len() + s.len() + PAYLOAD.len() + payload.len());
+    v.extend_from_slice(SENDER);
+    v.extend_from_slice(s);
+    v.extend_from_slice(PAYLOAD);
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Appends the msgpack of `value` (with field names, as [`encode`]) to `out`.
+#[doc(hidden)]
+pub fn encode_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // As in `encode`: writing our plain data types into a Vec cannot fail.
+    let _ = rmp_serde::encode::write_named(out, value);
+}
+
 /// Encodes a value as msgpack with field names (so that fields can be added compatibly).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     // Encoding our own plain data types into a Vec cannot fail: they hold no maps with non-string
@@ -394,6 +473,42 @@ mod tests {
         };
         let back: Incoming = decode(&encode(&m)).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn spliced_incoming_is_the_encoded_incoming() {
+        let sender = Address { node: "127.0.0.1:1900".into(), id: 300 };
+        let payloads = [
+            Payload::Text("hello".into()),
+            Payload::Typed { tag: "bench/Tick".into(), body: encode(&7u64) },
+            Payload::Typed { tag: "x/Big".into(), body: vec![0xab; 70_000] },
+        ];
+        for p in payloads {
+            let out = match &p {
+                Payload::Text(t) => PayloadOut::Text(t),
+                Payload::Typed { tag, body } => PayloadOut::Typed { tag, body },
+                Payload::System(_) => unreachable!(),
+            };
+            assert_eq!(encode(&out), encode(&p), "PayloadOut must write Payload's wire shape");
+            for s in [Some(sender.clone()), None] {
+                let whole = Incoming { sender: s.clone(), payload: p.clone() };
+                let enc_sender = s.as_ref().map(encode);
+                assert_eq!(incoming_bytes(enc_sender.as_deref(), &encode(&p)), encode(&whole));
+            }
+            let enc = encode(&p);
+            match (decode::<PayloadRef>(&enc).unwrap(), &p) {
+                (PayloadRef::Text(a), Payload::Text(b)) => assert_eq!(a, b),
+                (PayloadRef::Typed { tag, body }, Payload::Typed { tag: t, body: b }) => {
+                    assert_eq!((tag, body), (t.as_str(), b.as_slice()))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let sys = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
+        assert!(matches!(decode::<PayloadRef>(&encode(&sys)).unwrap(), PayloadRef::System(_)));
+        let enc = encode(&sender);
+        let a: AddressRef = decode(&enc).unwrap();
+        assert_eq!(a.to_owned(), sender);
     }
 
     #[test]

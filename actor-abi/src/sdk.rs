@@ -351,6 +351,17 @@ pub trait IntoPayload {
     /// assert_eq!("ping".into_payload(), Payload::Text("ping".into()));
     /// ```
     fn into_payload(self) -> Payload;
+
+    /// Appends the payload's msgpack to `out` (`scratch` is free working space). The default
+    /// builds the [`Payload`]; text and typed values write their bytes directly, so that a send
+    /// allocates nothing once the context's buffers have grown.
+    #[doc(hidden)]
+    fn __encode_into(self, out: &mut Vec<u8>, _scratch: &mut Vec<u8>)
+    where
+        Self: Sized,
+    {
+        message::encode_into(out, &self.into_payload());
+    }
 }
 impl IntoPayload for Payload {
     fn into_payload(self) -> Payload {
@@ -361,15 +372,26 @@ impl IntoPayload for &str {
     fn into_payload(self) -> Payload {
         Payload::Text(self.to_string())
     }
+    fn __encode_into(self, out: &mut Vec<u8>, _scratch: &mut Vec<u8>) {
+        message::encode_into(out, &message::PayloadOut::Text(self));
+    }
 }
 impl IntoPayload for String {
     fn into_payload(self) -> Payload {
         Payload::Text(self)
     }
+    fn __encode_into(self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        self.as_str().__encode_into(out, scratch)
+    }
 }
 impl<T: Typed> IntoPayload for &T {
     fn into_payload(self) -> Payload {
         self.to_payload()
+    }
+    fn __encode_into(self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        message::encode_into(scratch, self);
+        message::encode_into(out, &message::PayloadOut::Typed { tag: T::TAG, body: scratch });
     }
 }
 
@@ -390,11 +412,15 @@ impl<T: Typed> IntoPayload for &T {
 pub struct Context {
     call: *mut c_void,
     info: Option<CallInfo>,
+    /// Reused by every send of the call: the encoded address, the payload, and scratch space.
+    to_buf: Vec<u8>,
+    msg_buf: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 impl Context {
     fn new(call: *mut c_void) -> Context {
-        Context { call, info: None }
+        Context { call, info: None, to_buf: Vec::new(), msg_buf: Vec::new(), scratch: Vec::new() }
     }
 
     fn host(&self) -> &'static HostApi {
@@ -422,11 +448,15 @@ impl Context {
     /// }
     /// ```
     pub fn send(&mut self, to: &Address, msg: impl IntoPayload) {
-        let to = message::encode(to);
-        let msg = message::encode(&msg.into_payload());
+        self.to_buf.clear();
+        message::encode_into(&mut self.to_buf, to);
+        self.msg_buf.clear();
+        msg.__encode_into(&mut self.msg_buf, &mut self.scratch);
         // SAFETY: `call` is the context the node passed to this very call; the byte slices live
         // until the function returns and the node copies them.
-        unsafe { (self.host().send)(self.call, RawStr::from_bytes(&to), RawStr::from_bytes(&msg)) };
+        unsafe {
+            (self.host().send)(self.call, RawStr::from_bytes(&self.to_buf), RawStr::from_bytes(&self.msg_buf))
+        };
     }
 
     /// Hands raw bytes to the node's `send` as they are, returning its status. Only for testing

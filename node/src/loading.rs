@@ -601,7 +601,7 @@ impl Shared {
                 if let Some(tx) = tx {
                     let _ = tx.send(Cmd::Create { id, type_name });
                     for msg in buffer {
-                        let _ = tx.send(Cmd::Deliver { id, msg });
+                        let _ = tx.send(Cmd::Deliver { id, msg: msg.into() });
                     }
                 }
                 return;

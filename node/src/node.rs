@@ -33,7 +33,7 @@ use crate::convention::{ConventionConfig, Member};
 use crate::peer::Peers;
 use crate::protocol::{ErrorReply, RemoteSources, Request, Response, SourceHint, SourceSummary};
 use crate::status::GoneStatus;
-use crate::version::{Cmd, Effect, LocalQueue};
+use crate::version::{Cmd, Delivery, Dest, Effect, LocalQueue};
 
 /// How many exited actors are remembered, so that a message to one comes back with the reason
 /// instead of a bare "unknown actor". Bounded: enough for any burst a test or the demo makes.
@@ -186,8 +186,32 @@ pub(crate) struct PendingValidation {
     pub(crate) reply: oneshot::Sender<Result<(), String>>,
 }
 
+/// The hasher of maps keyed by actor id. Ids are small sequential integers chosen by the node,
+/// never by a peer, so SipHash's protection is not needed; one multiplication spreads them over
+/// the hash's high bits, which the table uses.
+pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+/// See [`IdHash`].
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys use this hasher; any other write still hashes, just slowly.
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 pub(crate) struct State {
-    pub(crate) actors: HashMap<u64, ActorRec>,
+    pub(crate) actors: HashMap<u64, ActorRec, IdHash>,
     pub(crate) versions: HashMap<u64, VersionRec>,
     /// hash → generation of its validating or active version (at most one per hash).
     pub(crate) current: HashMap<String, u64>,
@@ -269,7 +293,7 @@ impl Node {
             AuthorityConfig::Ed25519(keys) => Authority::Ed25519(keys),
         };
         let state = State {
-            actors: HashMap::new(),
+            actors: HashMap::default(),
             versions: HashMap::new(),
             current: HashMap::new(),
             names: HashMap::new(),
@@ -443,51 +467,67 @@ impl Shared {
             }
             return;
         }
+        self.route_here(Delivery::Msg(msg), to.id, local)
+    }
+
+    /// Delivers `msg` to actor `id` of this node.
+    fn route_here(&self, msg: Delivery, id: u64, local: Option<&mut LocalQueue<'_>>) {
         let mut st = self.lock();
-        if let Payload::System(SystemMessage::ChildActorExited { child, .. }) = &msg.payload {
-            if let Some(rec) = st.actors.get_mut(&to.id) {
+        if let Delivery::Msg(Incoming {
+            payload: Payload::System(SystemMessage::ChildActorExited { child, .. }),
+            ..
+        }) = &msg
+        {
+            if let Some(rec) = st.actors.get_mut(&id) {
                 rec.children.remove(child);
             }
         }
-        match st.actors.get_mut(&to.id).map(|r| &mut r.kind) {
+        match st.actors.get_mut(&id).map(|r| &mut r.kind) {
             Some(ActorKind::Plugin { gen, .. }) => {
                 let gen = *gen;
-                if let Some(v) = st.versions.get(&gen) {
+                let v = st.versions.get(&gen);
+                if let Some(v) = v {
                     v.stats.enqueued.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(l) = local {
                     if l.gen == gen {
-                        l.queue.push_back(Cmd::Deliver { id: to.id, msg });
+                        drop(st);
+                        l.queue.push_back(Cmd::Deliver { id, msg });
                         return;
                     }
                 }
-                let tx = st.versions.get(&gen).and_then(|v| v.tx.clone());
+                let tx = v.and_then(|v| v.tx.clone());
                 drop(st);
                 match tx {
                     Some(tx) => {
-                        if let Err(e) = tx.send(Cmd::Deliver { id: to.id, msg }) {
+                        if let Err(e) = tx.send(Cmd::Deliver { id, msg }) {
                             if let Cmd::Deliver { msg, .. } = e.0 {
-                                self.poison(msg, to.clone(), "its version host has stopped".into());
+                                let details = "its version host has stopped".into();
+                                self.poison(msg.into_incoming(), self.address(id), details);
                             }
                         }
                     }
-                    None => self.poison(msg, to.clone(), "its version is not running".into()),
+                    None => self.poison(
+                        msg.into_incoming(),
+                        self.address(id),
+                        "its version is not running".into(),
+                    ),
                 }
             }
-            Some(ActorKind::Pending { buffer, .. }) => buffer.push(msg),
+            Some(ActorKind::Pending { buffer, .. }) => buffer.push(msg.into_incoming()),
             Some(ActorKind::Client { tx }) => {
                 let tx = tx.clone();
                 drop(st);
-                let _ = tx.send(msg);
+                let _ = tx.send(msg.into_incoming());
             }
             None => {
                 let details = st
                     .tombstones
-                    .get(&to.id)
+                    .get(&id)
                     .cloned()
-                    .unwrap_or_else(|| format!("no actor {to} exists on this node"));
+                    .unwrap_or_else(|| format!("no actor {} exists on this node", self.address(id)));
                 drop(st);
-                self.poison(msg, to.clone(), details);
+                self.poison(msg.into_incoming(), self.address(id), details);
             }
         }
     }
@@ -519,12 +559,22 @@ impl Shared {
 
     // ---- effects from plugin calls ----------------------------------------------------------
 
-    pub(crate) fn apply_effects(&self, me: u64, effects: Vec<Effect>, local: &mut LocalQueue<'_>) {
+    /// Applies what actor `me` asked for during a call, in order, emptying `effects`.
+    pub(crate) fn apply_effects(&self, me: u64, effects: &mut Vec<Effect>, local: &mut LocalQueue<'_>) {
+        if effects.is_empty() {
+            return;
+        }
         let me_addr = self.address(me);
-        for e in effects {
+        for e in effects.drain(..) {
             match e {
                 Effect::Send { to, payload } => {
                     self.route(Incoming { sender: Some(me_addr.clone()), payload }, &to, Some(local))
+                }
+                Effect::SendRaw { to: Dest::Here(id), bytes } => {
+                    self.route_here(Delivery::Raw(bytes), id, Some(local))
+                }
+                Effect::SendRaw { to: Dest::Peer(to), bytes } => {
+                    self.route(Delivery::Raw(bytes).into_incoming(), &to, Some(local))
                 }
                 Effect::Create { id, spec, plan } => {
                     let name = spec.global_name.clone();

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use troupe_actor_abi::abi::{self, HostApi, OutSink, RawStr, Status};
-use troupe_actor_abi::message::{self, Address, CreateSpec, Incoming, Payload, SystemMessage};
+use troupe_actor_abi::message::{
+    self, Address, AddressRef, CreateSpec, Incoming, Payload, PayloadRef, SystemMessage,
+};
 
 use crate::node::Shared;
 use crate::plugin::{Plugin, PluginInfo};
@@ -43,29 +45,95 @@ pub(crate) enum Cmd {
     /// Construct actor `id` of `type_name`.
     Create { id: u64, type_name: String },
     /// Hand `msg` to actor `id`.
-    Deliver { id: u64, msg: Incoming },
+    Deliver { id: u64, msg: Delivery },
     /// No actors are left: run `on_unload` and stop.
     Retire,
 }
 
+/// A message on its way to a plugin actor.
+pub(crate) enum Delivery {
+    /// Decoded (runtime messages, and anything from a client or a peer).
+    Msg(Incoming),
+    /// The msgpack of an [`Incoming`] with a text or typed payload, as spliced together from a
+    /// plugin's send: handed to the receiving plugin as it is, never decoded by the node.
+    Raw(Vec<u8>),
+}
+
+impl Delivery {
+    /// The decoded message, for the rare paths that need one (buffering, clients, poison).
+    pub(crate) fn into_incoming(self) -> Incoming {
+        match self {
+            Delivery::Msg(m) => m,
+            // Raw bytes are only made by `host_send` from a payload that was read once and by
+            // `incoming_bytes`; they always decode. Should they not, the message is replaced by
+            // a text saying so rather than lost silently.
+            Delivery::Raw(b) => message::decode(&b).unwrap_or_else(|e| Incoming {
+                sender: None,
+                payload: Payload::Text(format!("troupe: undecodable message ({e})")),
+            }),
+        }
+    }
+}
+
+impl From<Incoming> for Delivery {
+    fn from(m: Incoming) -> Delivery {
+        Delivery::Msg(m)
+    }
+}
+
+/// Where a plugin's message goes.
+pub(crate) enum Dest {
+    /// An actor of this node, by id.
+    Here(u64),
+    /// An actor elsewhere.
+    Peer(Address),
+}
+
 /// Something an actor asked for during a call; applied after the call returns, in order.
 pub(crate) enum Effect {
-    Send { to: Address, payload: Payload },
-    Create { id: u64, spec: CreateSpec, plan: crate::node::Plan },
-    CreateFailed { id: u64, error: message::CreateError },
+    Send {
+        to: Address,
+        payload: Payload,
+    },
+    /// A text or typed message, already in its final bytes (see [`Delivery::Raw`]).
+    SendRaw {
+        to: Dest,
+        bytes: Vec<u8>,
+    },
+    Create {
+        id: u64,
+        spec: CreateSpec,
+        plan: crate::node::Plan,
+    },
+    CreateFailed {
+        id: u64,
+        error: message::CreateError,
+    },
     Nothing,
     ExitSelf,
-    Wakeup { delay_ms: u64, payload: Option<Payload> },
+    Wakeup {
+        delay_ms: u64,
+        payload: Option<Payload>,
+    },
     RegisterAuthority,
 }
 
 /// The node's context for one plugin call, passed to the plugin as the opaque `call` pointer.
 struct CallCtx<'a> {
     node: &'a Shared,
-    me: Address,
+    /// The calling actor's id.
+    me: u64,
+    /// The calling actor's address as msgpack, made at its first send of the call.
+    me_bytes: Option<Vec<u8>>,
     /// The calling actor's version (children inherit it).
     hash: &'a str,
     effects: Vec<Effect>,
+}
+
+impl<'a> CallCtx<'a> {
+    fn new(node: &'a Shared, me: u64, hash: &'a str, effects: Vec<Effect>) -> Self {
+        CallCtx { node, me, me_bytes: None, hash, effects }
+    }
 }
 
 /// Where a version's executor keeps messages between its own actors.
@@ -152,8 +220,10 @@ struct Executor {
     /// `module.Type` → index into `plugins`.
     types: HashMap<String, usize>,
     /// Live actors: id → (plugin index, opaque state, type name).
-    actors: HashMap<u64, (usize, *mut c_void, String)>,
+    actors: HashMap<u64, (usize, *mut c_void, String), crate::node::IdHash>,
     stats: Arc<crate::node::VersionStats>,
+    /// The effects list lent to each call (kept to reuse its allocation).
+    effects: Vec<Effect>,
 }
 
 /// What an executor starts with.
@@ -203,7 +273,8 @@ fn executor(
         }
     }
     let _ = ready.send(Ok(plugins.iter().map(|p| p.info.clone()).collect()));
-    let mut ex = Executor { node, hash, gen, plugins, types, actors: HashMap::new(), stats };
+    let mut ex =
+        Executor { node, hash, gen, plugins, types, actors: HashMap::default(), stats, effects: Vec::new() };
     let mut local = VecDeque::new();
     loop {
         let cmd = match local.pop_front() {
@@ -250,8 +321,7 @@ impl Executor {
             );
             return;
         };
-        let mut ctx =
-            CallCtx { node: &self.node, me: self.address(id), hash: &self.hash, effects: Vec::new() };
+        let mut ctx = CallCtx::new(&self.node, id, &self.hash, Vec::new());
         let mut err = Vec::new();
         let mut out: *mut c_void = std::ptr::null_mut();
         let name = type_name.as_bytes();
@@ -268,7 +338,7 @@ impl Executor {
         let effects = std::mem::take(&mut ctx.effects);
         if st == abi::STATUS_OK && !out.is_null() {
             self.actors.insert(id, (pi, out, type_name.to_string()));
-            self.node.apply_effects(id, effects, &mut LocalQueue { gen: self.gen, queue: local });
+            self.apply(id, effects, local);
         } else {
             let what = if st == abi::STATUS_PANIC { "constructor panicked" } else { "constructor failed" };
             // What a failed constructor asked for is dropped with it: it never existed.
@@ -284,12 +354,13 @@ impl Executor {
         }
     }
 
+    /// Runs actor `id`'s handler on `bytes`; returns its status, its error text (empty on
+    /// success) and its effects.
     fn call_handle(&mut self, id: u64, bytes: &[u8]) -> (Status, String, Vec<Effect>) {
         let Some(&(pi, state, _)) = self.actors.get(&id) else {
             return (abi::STATUS_ERROR, "actor vanished".into(), Vec::new());
         };
-        let mut ctx =
-            CallCtx { node: &self.node, me: self.address(id), hash: &self.hash, effects: Vec::new() };
+        let mut ctx = CallCtx::new(&self.node, id, &self.hash, std::mem::take(&mut self.effects));
         let mut err = Vec::new();
         // SAFETY: `state` came from this plugin's new_actor and was not dropped; executor thread.
         let st = unsafe {
@@ -300,19 +371,38 @@ impl Executor {
                 OutSink::for_vec(&mut err),
             )
         };
-        (st, err_text(&err), std::mem::take(&mut ctx.effects))
+        let err = if st == abi::STATUS_OK { String::new() } else { err_text(&err) };
+        (st, err, std::mem::take(&mut ctx.effects))
     }
 
-    fn deliver(&mut self, id: u64, msg: Incoming, local: &mut VecDeque<Cmd>) {
+    /// Applies a call's effects, then keeps the emptied list for the next call.
+    fn apply(&mut self, id: u64, mut effects: Vec<Effect>, local: &mut VecDeque<Cmd>) {
+        self.node.apply_effects(id, &mut effects, &mut LocalQueue { gen: self.gen, queue: local });
+        if effects.capacity() <= 4096 {
+            self.effects = effects;
+        }
+    }
+
+    fn deliver(&mut self, id: u64, msg: Delivery, local: &mut VecDeque<Cmd>) {
         self.stats.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !self.actors.contains_key(&id) {
-            self.node.undeliverable(id, msg);
+            self.node.undeliverable(id, msg.into_incoming());
             return;
         }
-        let is_exit = matches!(msg.payload, Payload::System(SystemMessage::ActorExitRequest { .. }));
-        let bytes = message::encode(&msg);
-        let (st, err, effects) = self.call_handle(id, &bytes);
-        self.node.apply_effects(id, effects, &mut LocalQueue { gen: self.gen, queue: local });
+        let (is_exit, encoded);
+        let bytes: &[u8] = match &msg {
+            Delivery::Raw(b) => {
+                is_exit = false;
+                b
+            }
+            Delivery::Msg(m) => {
+                is_exit = matches!(m.payload, Payload::System(SystemMessage::ActorExitRequest { .. }));
+                encoded = message::encode(m);
+                &encoded
+            }
+        };
+        let (st, err, effects) = self.call_handle(id, bytes);
+        self.apply(id, effects, local);
         if is_exit {
             if st != abi::STATUS_OK {
                 tracing::debug!(actor = id, "handler failed on ActorExitRequest (ignored): {err}");
@@ -327,13 +417,13 @@ impl Executor {
         // A failed handler gets the message once more, as in Thespian; a second failure sends
         // the message back to its sender.
         tracing::debug!(actor = id, "handler failed, retrying once: {err}");
-        let (st2, err2, effects2) = self.call_handle(id, &bytes);
-        self.node.apply_effects(id, effects2, &mut LocalQueue { gen: self.gen, queue: local });
+        let (st2, err2, effects2) = self.call_handle(id, bytes);
+        self.apply(id, effects2, local);
         if st2 != abi::STATUS_OK {
             let type_name = self.actors.get(&id).map(|a| a.2.clone()).unwrap_or_default();
             let details = format!("{type_name} failed twice handling the message: {err2}");
             tracing::warn!(actor = id, "{details}");
-            self.node.poison(msg, self.address(id), details);
+            self.node.poison(msg.into_incoming(), self.address(id), details);
         }
     }
 
@@ -396,6 +486,19 @@ unsafe extern "C" fn host_send(call: *mut c_void, to: RawStr, msg: RawStr) -> St
     with_ctx(call, |ctx| {
         // SAFETY: the plugin passes slices valid for this call.
         let (to, msg) = unsafe { (to.as_bytes(), msg.as_bytes()) };
+        // The fast path: a text or typed message is read in place (no copy), checked, and
+        // copied once into the bytes the receiver will be handed.
+        if let (Ok(addr), Ok(PayloadRef::Text(_) | PayloadRef::Typed { .. })) =
+            (message::decode::<AddressRef>(to), message::decode::<PayloadRef>(msg))
+        {
+            let dest =
+                if addr.node == ctx.node.addr { Dest::Here(addr.id) } else { Dest::Peer(addr.to_owned()) };
+            let me = ctx.me;
+            let sender = ctx.me_bytes.get_or_insert_with(|| message::encode(&ctx.node.address(me)));
+            let bytes = message::incoming_bytes(Some(sender), msg);
+            ctx.effects.push(Effect::SendRaw { to: dest, bytes });
+            return abi::STATUS_OK;
+        }
         match (message::decode::<Address>(to), message::decode::<Payload>(msg)) {
             (Ok(to), Ok(payload)) => {
                 ctx.effects.push(Effect::Send { to, payload });
@@ -457,7 +560,8 @@ unsafe extern "C" fn host_log(call: *mut c_void, level: u32, text: RawStr) {
         String::from("plugin")
     } else {
         // SAFETY: as in `with_ctx`.
-        unsafe { &*(call as *const CallCtx) }.me.to_string()
+        let ctx = unsafe { &*(call as *const CallCtx) };
+        ctx.node.address(ctx.me).to_string()
     };
     let _ = catch_unwind(|| match level {
         abi::log_level::ERROR => tracing::error!(actor = %who, "{text}"),
@@ -468,7 +572,7 @@ unsafe extern "C" fn host_log(call: *mut c_void, level: u32, text: RawStr) {
 }
 
 unsafe extern "C" fn host_info(call: *mut c_void, out: OutSink) -> Status {
-    with_ctx(call, |ctx| match ctx.node.call_info(&ctx.me) {
+    with_ctx(call, |ctx| match ctx.node.call_info(&ctx.node.address(ctx.me)) {
         Some(info) => {
             out.write_bytes(&message::encode(&info));
             abi::STATUS_OK
