@@ -56,25 +56,17 @@ impl Env {
         self.tmp.path().join(name)
     }
 
-    /// `troupe pack -o <tmp>/<name> LIB` of a stripped copy of `lib` (same code, a fraction of
-    /// the bytes, as a release would ship it); returns the zip.
+    /// `troupe pack -o <tmp>/<name> LIB` (which strips the library), or with `strip == false`
+    /// `troupe pack --no-strip`; returns the zip.
     pub fn pack(&self, name: &str, lib: &str, strip: bool) -> Result<PathBuf> {
-        let src = self.lib(lib)?;
-        let lib_path = if strip {
-            let dir = self.path(&format!("strip-{name}"));
-            std::fs::create_dir_all(&dir)?;
-            let out = dir.join(format!("lib{lib}.so"));
-            let ok = Command::new("strip").arg("-o").arg(&out).arg(&src).status().is_ok_and(|s| s.success());
-            if ok {
-                out
-            } else {
-                src
-            }
-        } else {
-            src
-        };
+        let lib_path = self.lib(lib)?;
         let zip = self.path(name);
-        let out = Command::new(self.troupe()).arg("pack").arg("-o").arg(&zip).arg(&lib_path).output()?;
+        let mut pack = Command::new(self.troupe());
+        pack.arg("pack").arg("-o").arg(&zip);
+        if !strip {
+            pack.arg("--no-strip");
+        }
+        let out = pack.arg(&lib_path).output()?;
         if !out.status.success() {
             bail!("troupe pack failed: {}", String::from_utf8_lossy(&out.stderr));
         }

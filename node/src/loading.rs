@@ -45,15 +45,20 @@ pub const PTHREAD_KEYS_REFUSE_AT: u32 = 896;
 /// How many pthread keys the process uses, counted exactly: create keys until glibc refuses,
 /// then delete them all. (Reading the index of one new key undercounts: glibc hands out the
 /// lowest free slot, so one freed low key hides every key above it.) About a thousand cheap
-/// libc calls, only when status or a load asks.
+/// libc calls, only when status asks (a load only counts the free keys up to its threshold).
 pub fn pthread_keys_in_use() -> u32 {
-    let mut keys = Vec::with_capacity(PTHREAD_KEYS_MAX as usize);
-    loop {
+    PTHREAD_KEYS_MAX.saturating_sub(pthread_keys_free(PTHREAD_KEYS_MAX))
+}
+
+/// How many more pthread keys the process could create, counting no further than `limit`.
+fn pthread_keys_free(limit: u32) -> u32 {
+    let limit = limit.min(PTHREAD_KEYS_MAX) as usize;
+    let mut keys = Vec::with_capacity(limit);
+    while keys.len() < limit {
         let mut key: libc::pthread_key_t = 0;
         // SAFETY: pthread_key_create writes a new key into `key`; no destructor is attached and
         // no value is ever set; every key created here is deleted below.
-        if unsafe { libc::pthread_key_create(&mut key, None) } != 0 || keys.len() >= PTHREAD_KEYS_MAX as usize
-        {
+        if unsafe { libc::pthread_key_create(&mut key, None) } != 0 {
             break;
         }
         keys.push(key);
@@ -63,7 +68,7 @@ pub fn pthread_keys_in_use() -> u32 {
         // SAFETY: `k` was created above and is deleted once.
         unsafe { libc::pthread_key_delete(k) };
     }
-    PTHREAD_KEYS_MAX.saturating_sub(free)
+    free
 }
 
 impl Shared {
@@ -90,6 +95,7 @@ impl Shared {
         info: String,
         expected: Option<&str>,
     ) -> Result<Response, ErrorReply> {
+        let t0 = std::time::Instant::now();
         let zip = Arc::new(zip);
         let z2 = zip.clone();
         let source = tokio::task::spawn_blocking(move || archive::open(&z2, &ArchiveLimits::default()))
@@ -135,7 +141,10 @@ impl Shared {
             ));
         }
         let hash = source.hash.clone();
-        let keys = pthread_keys_in_use();
+        // Refused from PTHREAD_KEYS_REFUSE_AT keys in use, i.e. when no more than MAX - REFUSE_AT
+        // are free: counting one more than that is enough to decide.
+        let free = pthread_keys_free(PTHREAD_KEYS_MAX - PTHREAD_KEYS_REFUSE_AT + 1);
+        let keys = PTHREAD_KEYS_MAX - free;
         if keys >= PTHREAD_KEYS_REFUSE_AT {
             return Err(refused(
                 "pthread_keys",
@@ -214,7 +223,8 @@ impl Shared {
                 Err(_) => Err(refused("rejected", format!("the concurrent load of {hash} was abandoned"))),
             };
         }
-        let result = self.load_validated(&source, zip, gen, decision, info).await;
+        tracing::debug!(%hash, "opened and checked in {:?}", t0.elapsed());
+        let result = self.load_validated(source, zip, gen, decision, info).await;
         let counter = if result.is_ok() { &self.counters.loads_ok } else { &self.counters.loads_rejected };
         counter.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
@@ -237,7 +247,7 @@ impl Shared {
 
     async fn load_validated(
         self: &Arc<Self>,
-        source: &archive::Source,
+        source: archive::Source,
         zip: Arc<Vec<u8>>,
         gen: u64,
         decision: Decision,
@@ -245,7 +255,7 @@ impl Shared {
     ) -> Result<Response, ErrorReply> {
         let hash = source.hash.clone();
         if let Decision::Ed25519(keys) = &decision {
-            match keys.verify(source) {
+            match keys.verify(&source) {
                 Ok(signer) => tracing::info!(%hash, %signer, "signature verified"),
                 Err(e) => return Err(refused(e.kind(), format!("rejected by the ed25519 authority: {e}"))),
             }
@@ -292,28 +302,49 @@ impl Shared {
         }
         // Write every library to a path unique to (hash, generation), and the zip beside them
         // (peers fetch it from there).
+        let t1 = std::time::Instant::now();
         let dir = self.version_dir(&hash, gen);
-        let mut files: Vec<(String, Vec<u8>)> =
-            source.files.iter().map(|f| (f.name.clone(), f.bytes.clone())).collect();
-        let lib_count = files.len();
-        files.push((SOURCE_ZIP.to_string(), zip.to_vec()));
-        let dir2 = dir.clone();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| refused("store", format!("cannot write to the store {}: {e}", dir.display())))?;
+        // The zip is written on one blocking thread while the libraries are written and opened
+        // on another: the version is usable once both are done.
         let zip_path = dir.join(SOURCE_ZIP);
-        let paths = tokio::task::spawn_blocking(move || {
-            write_files(&dir2, &files).map(|mut p| {
-                p.truncate(lib_count);
-                p
-            })
-        })
-        .await
-        .map_err(|e| refused("internal", format!("store writer failed: {e}")))?
-        .map_err(|e| refused("store", format!("cannot write to the store {}: {e}", dir.display())))?;
+        let zip_writer = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || write_file(&dir, SOURCE_ZIP, &zip))
+        };
+        let files: Vec<(String, Vec<u8>)> = source.files.into_iter().map(|f| (f.name, f.bytes)).collect();
         let me = self.clone();
         let h2 = hash.clone();
         let stats = self.lock().versions.get(&gen).map(|v| v.stats.clone()).unwrap_or_default();
-        let started = tokio::task::spawn_blocking(move || version::start(me, h2, gen, paths, dir, stats))
-            .await
-            .map_err(|e| refused("internal", format!("version host failed: {e}")))?;
+        let dir2 = dir.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            let paths = files
+                .iter()
+                .map(|(name, bytes)| write_file(&dir2, name, bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(files);
+            let t2 = std::time::Instant::now();
+            Ok::<_, std::io::Error>((version::start(me, h2, gen, paths, dir2, stats), t2))
+        });
+        let zip_written =
+            zip_writer.await.map_err(|e| refused("internal", format!("store writer failed: {e}")))?;
+        let started = started.await.map_err(|e| refused("internal", format!("version host failed: {e}")))?;
+        let store_error =
+            |e: std::io::Error| refused("store", format!("cannot write to the store {}: {e}", dir.display()));
+        let (started, t2) = match (started, zip_written) {
+            (Ok(s), Ok(_)) => s,
+            (Ok((Ok((tx, _)), _)), Err(e)) => {
+                // The version started but its zip could not be kept: retire it unused.
+                let _ = tx.send(Cmd::Retire);
+                return Err(store_error(e));
+            }
+            (Ok(_), Err(e)) | (Err(e), _) => {
+                // Nothing was started; the directory goes with the failed load.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(store_error(e));
+            }
+        };
         let (tx, infos) = started.map_err(|e| refused("plugin", format!("rejected: {e}")))?;
         // The manifest was written by `troupe pack` from the libraries' roots; insist they agree.
         let exported: BTreeMap<String, Vec<String>> = infos
@@ -342,7 +373,7 @@ impl Shared {
         for w in std::mem::take(&mut v.ready_waiters) {
             let _ = w.send(Ok(()));
         }
-        tracing::info!(%hash, generation = gen, package = %v.package, "source loaded");
+        tracing::info!(%hash, generation = gen, package = %v.package, write_us = (t2 - t1).as_micros() as u64, start_us = t2.elapsed().as_micros() as u64, "source loaded");
         Ok(Response::Loaded { hash, already_active: false })
     }
 
@@ -805,19 +836,15 @@ impl Shared {
     }
 }
 
-fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let mut out = Vec::new();
-    for (name, bytes) in files {
-        // Write to a temporary name and rename: a crash never leaves a half-written library at
-        // a path that could be opened.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        // No fsync: the store is rebuilt from zips after a crash (it is emptied at start), and
-        // the rename below already keeps a half-written library from ever being opened.
-        std::io::Write::write_all(&mut tmp, bytes)?;
-        let path = dir.join(name);
-        tmp.persist(&path).map_err(|e| e.error)?;
-        out.push(path);
-    }
-    Ok(out)
+/// Writes `bytes` as `dir/name` (the directory exists) and returns the path.
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    // Write to a temporary name and rename: a crash never leaves a half-written library at a
+    // path that could be opened.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    // No fsync: the store is rebuilt from zips after a crash (it is emptied at start), and the
+    // rename below already keeps a half-written library from ever being opened.
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    let path = dir.join(name);
+    tmp.persist(&path).map_err(|e| e.error)?;
+    Ok(path)
 }

@@ -250,7 +250,10 @@ unsafe fn copy_info(p: &str, root: &PluginRoot) -> Result<PluginInfo, PluginErro
 /// Reads a plugin's declared facts (for `troupe pack`): opens, checks, copies, closes. No plugin
 /// function is called.
 pub fn inspect(path: &Path) -> Result<PluginInfo, PluginError> {
-    let plugin = Plugin::open(path)?;
+    // dlopen searches the library path for a name without a slash: `lib.so` must mean the file
+    // in the current directory, as it does for every other command.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let plugin = Plugin::open(&absolute)?;
     let info = plugin.info.clone();
     plugin.close();
     Ok(info)

@@ -1039,3 +1039,6 @@ pub fn wait_conv(conv: &Convention, what: &str, mut check: impl FnMut(&Conventio
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Every capability the encoders need: one node with these hosts all six actors.
+pub const ALL_CAPS: &str = "morse,Caesar cipher,64bit encoder";

@@ -2,9 +2,7 @@
 //! capabilities, no node, stop.
 
 use std::time::Duration;
-use troupe_tests::{files_under, troupe, NodeProc, TestDir};
-
-const ALL_CAPS: &str = "morse,Caesar cipher,64bit encoder";
+use troupe_tests::{files_under, troupe, NodeProc, TestDir, ALL_CAPS};
 
 fn sorted(lines: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = lines.iter().map(|s| s.to_string()).collect();

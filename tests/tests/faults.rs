@@ -186,12 +186,11 @@ async fn a_plugin_built_with_panic_abort_is_refused_by_pack_and_by_load() {
     let unwinding = plugin_lib("troupe_test_abort");
     let honest = dir.pack("honest.zip", &[unwinding]);
     let manifest = manifest_of(&honest);
-    let unwinding_bytes = std::fs::read(plugin_lib("troupe_test_abort")).expect("read");
     let abort_bytes = std::fs::read(&abort).expect("read");
-    let manifest = manifest.replace(
-        &troupe_node::archive::sha256_hex(&unwinding_bytes),
-        &troupe_node::archive::sha256_hex(&abort_bytes),
-    );
+    // The hash troupe pack wrote (of the library it stripped) becomes the abort build's.
+    let packed =
+        troupe_node::archive::Manifest::parse(&manifest).expect("manifest").cdylibs[0].sha256.clone();
+    let manifest = manifest.replace(&packed, &troupe_node::archive::sha256_hex(&abort_bytes));
     let crafted = zip_of(&[("troupe.toml", manifest.as_bytes()), ("libtroupe_test_abort.so", &abort_bytes)]);
     let crafted_path = dir.join("crafted.zip");
     std::fs::write(&crafted_path, &crafted).expect("write");

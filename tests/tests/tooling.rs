@@ -183,3 +183,45 @@ fn completions_are_printed_for_bash_zsh_and_fish() {
     }
     troupe(&["completions", "tcsh"], None).assert_code(2);
 }
+
+#[test]
+fn pack_strips_libraries_and_compresses_them_with_zstd_unless_told_not_to_strip() {
+    let dir = TestDir::new();
+    let lib = plugin_lib("troupe_encoders");
+    let built = std::fs::read(&lib).expect("read the library");
+    let entry = |zip: &std::path::Path| {
+        let mut archive =
+            zip::ZipArchive::new(std::io::Cursor::new(std::fs::read(zip).expect("read zip"))).expect("a zip");
+        let mut f = archive.by_name("libtroupe_encoders.so").expect("the library entry");
+        let method = f.compression();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut bytes).expect("inflate");
+        (method, bytes)
+    };
+
+    let stripped_zip = dir.pack("stripped.zip", std::slice::from_ref(&lib));
+    let (method, stripped) = entry(&stripped_zip);
+    assert_eq!(method, zip::CompressionMethod::Zstd);
+    assert!(
+        stripped.len() * 2 < built.len(),
+        "a debug build of {} bytes was packed as {} bytes: not stripped",
+        built.len(),
+        stripped.len()
+    );
+    let manifest = troupe_node::archive::Manifest::parse(&manifest_of(&stripped_zip)).expect("manifest");
+    assert_eq!(manifest.cdylibs[0].sha256, troupe_node::archive::sha256_hex(&stripped));
+
+    let full_zip = dir.pack_with("full.zip", &[lib], &["--no-strip"]);
+    assert_eq!(entry(&full_zip).1, built, "--no-strip must pack the library byte for byte");
+
+    // Both load, and the stripped one answers like the original.
+    let node = NodeProc::start(&dir, ALL_CAPS);
+    let full = node.load(&full_zip);
+    let hash = node.load(&stripped_zip);
+    let unstripped_answer = node.app(&full, "hello\n");
+    unstripped_answer.assert_ok();
+    let answer = node.app(&hash, "hello\n");
+    answer.assert_ok();
+    assert_eq!(answer.stdout, unstripped_answer.stdout);
+    assert!(answer.stdout.contains("hello"), "{answer}");
+}

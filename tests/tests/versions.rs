@@ -8,9 +8,8 @@ use troupe_node::client::ClientError;
 use troupe_node::protocol::{Request, Response};
 use troupe_tests::{
     ask, create, files_under, next_message, send_text, status_of, wait_for, NodeProc, TestDir, ZipVariants,
+    ALL_CAPS,
 };
-
-const ALL_CAPS: &str = "morse,Caesar cipher,64bit encoder";
 
 /// How long an unloaded version may take to be gone once its last actor exited.
 const GONE_TIMEOUT: Duration = Duration::from_secs(20);

@@ -64,7 +64,7 @@ enum Command {
     },
     /// Pack cdylib plugins into a source zip with its manifest.
     #[command(
-        after_help = "Examples:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n  troupe pack -o src.zip --build encoders     # cargo build --release the crate, pack its cdylib\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs)."
+        after_help = "Examples:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n  troupe pack -o src.zip --build encoders     # cargo build --release the crate, pack its cdylib\n  troupe pack -o src.zip --no-strip target/release/libtroupe_encoders.so   # keep symbols and debug info\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs). Libraries are packed stripped\n(`strip`, or the program in $STRIP): a library built with debug info is several times\nlarger, and every node inflates, hashes and writes every byte of it at each load."
     )]
     Pack {
         /// The zip to write.
@@ -83,6 +83,9 @@ enum Command {
         /// Sign the manifest with this secret key (from `troupe keygen`).
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
+        /// Pack the libraries as they are, with their symbols and debug info.
+        #[arg(long)]
+        no_strip: bool,
         /// The cdylib files (`lib*.so`).
         #[arg(required_unless_present = "build")]
         cdylibs: Vec<PathBuf>,
@@ -406,11 +409,11 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     match command {
         Command::Start(_) => unreachable!("handled in run"),
         Command::Stop { ports } => stop(&ports).await,
-        Command::Pack { output, name, package_version, build, sign, mut cdylibs } => {
+        Command::Pack { output, name, package_version, build, sign, no_strip, mut cdylibs } => {
             if let Some(dir) = build {
                 cdylibs.extend(build_cdylibs(&dir)?);
             }
-            pack(&output, name, package_version, sign.as_deref(), &cdylibs)
+            pack(&output, name, package_version, sign.as_deref(), !no_strip, &cdylibs)
         }
         Command::Keygen { output } => keygen(&output),
         Command::Verify { zip, trusted_keys } => verify(&zip, &trusted_keys),
@@ -488,6 +491,17 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
     // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    // Every version runs on threads of its own; glibc would give each new thread that allocates
+    // a malloc arena of its own (up to 8 per core) and never return them, so each load/unload
+    // cycle left the node bigger. One arena keeps a long-running node's RSS flat (the per-thread
+    // caches still serve small allocations without the arena's lock). MALLOC_ARENA_MAX, if
+    // set, wins.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called before the runtime starts any thread; mallopt has no other precondition.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -776,6 +790,7 @@ fn pack(
     name: Option<String>,
     version: Option<String>,
     sign: Option<&Path>,
+    strip: bool,
     cdylibs: &[PathBuf],
 ) -> Result<u8, Failure> {
     let key = match sign {
@@ -785,7 +800,16 @@ fn pack(
     let mut inputs = Vec::new();
     let mut first: Option<troupe_node::plugin::PluginInfo> = None;
     for path in cdylibs {
-        let bytes = std::fs::read(path).map_err(|e| usage(anyhow!("cannot read {}: {e}", path.display())))?;
+        let mut bytes =
+            std::fs::read(path).map_err(|e| usage(anyhow!("cannot read {}: {e}", path.display())))?;
+        if strip {
+            match stripped(path) {
+                Ok(b) => bytes = b,
+                Err(e) => {
+                    eprintln!("troupe: packing {} unstripped: {e} (--no-strip silences this)", path.display())
+                }
+            }
+        }
         let info = troupe_node::plugin::inspect(path).map_err(|e| {
             refused(anyhow!(e).context(format!("{} is not a loadable plugin", path.display())))
         })?;
@@ -831,6 +855,28 @@ fn pack(
         troupe_node::archive::sha256_hex(&zip)
     );
     Ok(EXIT_OK)
+}
+
+/// The bytes of `path` without symbols or debug info, as `strip` (or `$STRIP`) writes them.
+fn stripped(path: &Path) -> Result<Vec<u8>, String> {
+    let program = std::env::var_os("STRIP").unwrap_or_else(|| "strip".into());
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let out = dir.path().join("stripped.so");
+    let result = std::process::Command::new(&program)
+        .arg("-o")
+        .arg(&out)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.to_string_lossy()))?;
+    if !result.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            program.to_string_lossy(),
+            String::from_utf8_lossy(&result.stderr).trim()
+        ));
+    }
+    std::fs::read(&out).map_err(|e| format!("cannot read the stripped library: {e}"))
 }
 
 async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
