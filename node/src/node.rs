@@ -462,7 +462,10 @@ impl Shared {
     pub(crate) fn route(&self, msg: Incoming, to: &Address, local: Option<&mut LocalQueue<'_>>) {
         if !self.is_local(to) {
             match self.arc() {
-                Some(me) => self.peers.notify(&me, &to.node, Request::Deliver { to: to.clone(), msg }),
+                Some(me) => {
+                    let req = Request::Deliver { to: to.clone(), msg };
+                    self.peers.notify_corked(&me, &to.node, req, local.map(|l| &mut l.corked))
+                }
                 None => self.poison(msg, to.clone(), "the node is shutting down".into()),
             }
             return;

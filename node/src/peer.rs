@@ -3,20 +3,28 @@
 //! Everything a node sends to one peer goes through one link, in order: a `PeerCreate` always
 //! arrives before the messages sent to the actor it creates. One-way requests (`Notify`) carry
 //! messages and creates; calls (`Request`) carry fetches, name claims and registrations and are
-//! matched to replies by id. The writer feeds every frame already queued before flushing, so a
-//! burst of messages shares TCP writes (batched frames).
+//! matched to replies by id.
+//!
+//! Each link has an **outbox**: the encoded frames not yet written, behind one mutex. Whoever
+//! queues a frame on an idle, connected link writes it to the socket at once, from its own
+//! thread, without waking anyone (a non-blocking write; loopback and LAN sockets almost always
+//! take it whole). Only what the socket does not take waits in the outbox for the link's task,
+//! which writes it when the socket is writable again. A version executor *corks* its sends for
+//! the length of one handler call, then writes each touched link once: a burst of messages
+//! shares TCP writes (batched frames), and a single reply costs one `write` and no thread hop.
 //!
 //! When a link cannot connect or breaks, whatever was queued on it is answered locally: messages
 //! come back to their senders as `PoisonMessage`, creates fail with `ChildActorExited` to their
 //! parents, calls get an error; and the node is told the peer is unreachable.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::Framed;
+use futures::StreamExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{oneshot, Notify};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use crate::node::Shared;
 use crate::protocol::{self, ClientFrame, Request, Response, ServerFrame};
@@ -36,29 +44,106 @@ pub(crate) enum Outgoing {
 /// The node's links, by peer admin address.
 #[derive(Default)]
 pub(crate) struct Peers {
-    links: Mutex<HashMap<String, mpsc::UnboundedSender<Outgoing>>>,
+    links: Mutex<HashMap<String, Arc<Link>>>,
+}
+
+/// Links a version executor queued frames on without writing them yet (see the module doc).
+pub(crate) type Corked = Vec<Arc<Link>>;
+
+/// One link's shared half: its outbox and the signal that wakes its task.
+pub(crate) struct Link {
+    addr: String,
+    out: Mutex<Outbox>,
+    wake: Notify,
+}
+
+enum LinkState {
+    /// Not connected yet: items wait as they are.
+    Connecting(VecDeque<Outgoing>),
+    /// Connected: frames are written to `writer`.
+    Ready(Arc<OwnedWriteHalf>),
+    /// Broken or closed: nothing more is accepted.
+    Dead,
+}
+
+struct Outbox {
+    state: LinkState,
+    /// Encoded frames (length-prefixed) not yet written.
+    buf: Vec<u8>,
+    /// The length of each frame in `buf`, in order, and how much of the first one is written.
+    frames: VecDeque<usize>,
+    head_written: usize,
+    /// Callers waiting until everything queued before them was written.
+    flushes: Vec<oneshot::Sender<()>>,
+    /// Calls waiting for their reply, by request id.
+    pending: HashMap<u64, Reply>,
+    next_id: u64,
+    /// Frames were queued under a cork and not written yet.
+    corked: bool,
 }
 
 impl Peers {
-    fn sender(&self, shared: &Arc<Shared>, addr: &str) -> mpsc::UnboundedSender<Outgoing> {
+    fn link(&self, shared: &Arc<Shared>, addr: &str) -> Arc<Link> {
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = links.get(addr) {
-            if !tx.is_closed() {
-                return tx.clone();
+        if let Some(l) = links.get(addr) {
+            if !matches!(l.lock().state, LinkState::Dead) {
+                return l.clone();
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        links.insert(addr.to_string(), tx.clone());
-        shared.runtime().spawn(link(Arc::downgrade(shared), addr.to_string(), rx));
-        tx
+        let link = Arc::new(Link {
+            addr: addr.to_string(),
+            out: Mutex::new(Outbox {
+                state: LinkState::Connecting(VecDeque::new()),
+                buf: Vec::new(),
+                frames: VecDeque::new(),
+                head_written: 0,
+                flushes: Vec::new(),
+                pending: HashMap::new(),
+                next_id: 1,
+                corked: false,
+            }),
+            wake: Notify::new(),
+        });
+        links.insert(addr.to_string(), link.clone());
+        shared.runtime().spawn(run(Arc::downgrade(shared), link.clone()));
+        link
     }
 
-    /// Queues a one-way request to `addr`.
+    /// Queues a one-way request to `addr`, writing it at once if the link is idle.
     pub(crate) fn notify(&self, shared: &Arc<Shared>, addr: &str, request: Request) {
-        let tx = self.sender(shared, addr);
-        if let Err(e) = tx.send(Outgoing::Notify(request)) {
-            // The link task ended between lookup and send: answer locally.
-            fail(shared, addr, e.0, "the link closed");
+        self.notify_corked(shared, addr, request, None)
+    }
+
+    /// As [`Peers::notify`]; with `cork`, the frame is only queued and the link recorded, to be
+    /// written by [`Peers::uncork`].
+    pub(crate) fn notify_corked(
+        &self,
+        shared: &Arc<Shared>,
+        addr: &str,
+        request: Request,
+        cork: Option<&mut Corked>,
+    ) {
+        let link = self.link(shared, addr);
+        let corked = cork.is_some();
+        match link.push(Outgoing::Notify(request), corked) {
+            Ok(()) => {
+                if let Some(c) = cork {
+                    if !c.iter().any(|l| Arc::ptr_eq(l, &link)) {
+                        c.push(link);
+                    }
+                }
+            }
+            // The link died between lookup and queueing: answer locally.
+            Err(item) => fail(shared, addr, item, "the link closed"),
+        }
+    }
+
+    /// Writes what [`Peers::notify_corked`] queued.
+    pub(crate) fn uncork(&self, cork: &mut Corked) {
+        for link in cork.drain(..) {
+            let mut out = link.lock();
+            out.corked = false;
+            link.write_now(&mut out);
         }
     }
 
@@ -71,8 +156,8 @@ impl Peers {
         timeout: Duration,
     ) -> Result<Response, String> {
         let (rtx, rrx) = oneshot::channel();
-        let tx = self.sender(shared, addr);
-        tx.send(Outgoing::Call { request, reply: rtx }).map_err(|_| format!("no link to {addr}"))?;
+        let link = self.link(shared, addr);
+        link.push(Outgoing::Call { request, reply: rtx }, false).map_err(|_| format!("no link to {addr}"))?;
         match tokio::time::timeout(timeout, rrx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(format!("the link to {addr} closed")),
@@ -82,20 +167,161 @@ impl Peers {
 
     /// Waits until everything queued so far was written to every link (or `timeout`).
     pub(crate) async fn flush(&self, timeout: Duration) {
-        let txs: Vec<_> = self.links.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let links: Vec<_> = self.links.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let mut acks = Vec::new();
-        for tx in txs {
+        for link in links {
             let (a, r) = oneshot::channel();
-            if tx.send(Outgoing::Flush(a)).is_ok() {
+            if link.push(Outgoing::Flush(a), false).is_ok() {
                 acks.push(r);
             }
         }
         let _ = tokio::time::timeout(timeout, futures::future::join_all(acks)).await;
     }
 
-    /// Drops the link to `addr` (its task ends when its queue is empty).
+    /// Drops the link to `addr` (its task ends once its outbox is written).
     pub(crate) fn forget(&self, addr: &str) {
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
+        let link = self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
+        if let Some(l) = link {
+            l.wake.notify_one();
+        }
+    }
+}
+
+impl Link {
+    fn lock(&self) -> MutexGuard<'_, Outbox> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `item`; writes at once unless `corked`. A dead link gives the item back.
+    fn push(&self, item: Outgoing, corked: bool) -> Result<(), Outgoing> {
+        let mut out = self.lock();
+        match &mut out.state {
+            LinkState::Dead => return Err(item),
+            LinkState::Connecting(items) => {
+                items.push_back(item);
+                return Ok(());
+            }
+            LinkState::Ready(_) => {}
+        }
+        out.queue(item);
+        if corked {
+            out.corked = true;
+        } else if !out.corked {
+            self.write_now(&mut out);
+        }
+        Ok(())
+    }
+
+    /// Writes as much of the outbox as the socket takes without blocking; wakes the link's task
+    /// for the rest.
+    fn write_now(&self, out: &mut Outbox) {
+        let LinkState::Ready(writer) = &out.state else {
+            return;
+        };
+        let writer = writer.clone();
+        match out.write_some(&writer) {
+            Ok(true) => {}
+            // Left over, or broken: the task waits for the socket, or finds the error.
+            Ok(false) | Err(_) => self.wake.notify_one(),
+        }
+    }
+}
+
+impl Outbox {
+    /// Encodes `item` at the end of the buffer.
+    fn queue(&mut self, item: Outgoing) {
+        let frame = match item {
+            Outgoing::Notify(request) => ClientFrame::Notify { request },
+            Outgoing::Call { request, reply } => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.pending.insert(id, reply);
+                ClientFrame::Request { id, request }
+            }
+            Outgoing::Flush(ack) => {
+                if self.buf.is_empty() {
+                    let _ = ack.send(());
+                } else {
+                    self.flushes.push(ack);
+                }
+                return;
+            }
+        };
+        let start = self.buf.len();
+        // The length prefix of LengthDelimitedCodec: 4 bytes, big-endian.
+        self.buf.extend_from_slice(&[0; 4]);
+        troupe_actor_abi::message::encode_into(&mut self.buf, &frame);
+        let len = self.buf.len() - start - 4;
+        self.buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        self.frames.push_back(len + 4);
+    }
+
+    /// Non-blocking writes until the buffer is empty (true) or the socket is full (false).
+    fn write_some(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<bool> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.buf.len() {
+                break Ok(true);
+            }
+            match writer.try_write(&self.buf[written..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.consumed(written);
+        result
+    }
+
+    /// `n` bytes from the front of the buffer were written.
+    fn consumed(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.buf.drain(..n);
+        let mut n = n + self.head_written;
+        while let Some(&len) = self.frames.front() {
+            if n < len {
+                break;
+            }
+            n -= len;
+            self.frames.pop_front();
+        }
+        self.head_written = n;
+        if self.buf.is_empty() {
+            for ack in self.flushes.drain(..) {
+                let _ = ack.send(());
+            }
+            if self.buf.capacity() > 1 << 20 {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// The link is dead: every item not (wholly) written, for answering locally. A frame
+    /// partly written is lost with the connection, as are frames already written.
+    fn take_unsent(&mut self) -> Vec<Outgoing> {
+        let mut items: Vec<Outgoing> = match std::mem::replace(&mut self.state, LinkState::Dead) {
+            LinkState::Connecting(items) => items.into_iter().collect(),
+            _ => Vec::new(),
+        };
+        let buf = std::mem::take(&mut self.buf);
+        let mut at = 0;
+        for (i, len) in std::mem::take(&mut self.frames).into_iter().enumerate() {
+            let frame = &buf[at..at + len];
+            at += len;
+            if i == 0 && self.head_written > 0 {
+                continue;
+            }
+            if let Ok(ClientFrame::Notify { request }) = protocol::decode::<ClientFrame>(&frame[4..]) {
+                items.push(Outgoing::Notify(request));
+            }
+        }
+        self.head_written = 0;
+        items.extend(self.flushes.drain(..).map(Outgoing::Flush));
+        items
     }
 }
 
@@ -118,21 +344,65 @@ fn fail(shared: &Arc<Shared>, addr: &str, item: Outgoing, why: &str) {
     }
 }
 
-async fn link(shared: Weak<Shared>, addr: String, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+/// A link's task: connects, hands the socket to the outbox, writes what the socket did not
+/// take at once, reads replies; on any failure, answers for everything unsent.
+async fn run(shared: Weak<Shared>, link: Arc<Link>) {
     let secret = shared.upgrade().and_then(|s| s.secret.clone());
-    let framed = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&addr, secret)).await {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return drain(&shared, &addr, &mut rx, &e),
-        Err(_) => return drain(&shared, &addr, &mut rx, "connect timed out"),
+    let why = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&link.addr, secret)).await {
+        Ok(Ok((writer, reader))) => serve(&shared, &link, writer, reader).await,
+        Ok(Err(e)) => e,
+        Err(_) => "connect timed out".into(),
     };
-    let (mut sink, mut stream) = framed.split();
-    let pending: Arc<Mutex<HashMap<u64, Reply>>> = Arc::default();
-    let reader_pending = pending.clone();
-    let mut reader = tokio::spawn(async move {
-        while let Some(Ok(bytes)) = stream.next().await {
+    let (unsent, pending) = {
+        let mut out = link.lock();
+        let unsent = out.take_unsent();
+        (unsent, std::mem::take(&mut out.pending))
+    };
+    for (_, w) in pending {
+        let _ = w.send(Err(format!("the link to {} broke: {why}", link.addr)));
+    }
+    let Some(shared) = shared.upgrade() else {
+        return;
+    };
+    {
+        let mut links = shared.peers().links.lock().unwrap_or_else(|p| p.into_inner());
+        if links.get(&link.addr).is_some_and(|l| Arc::ptr_eq(l, &link)) {
+            links.remove(&link.addr);
+        }
+    }
+    for item in unsent {
+        fail(&shared, &link.addr, item, &why);
+    }
+    // A link the node dropped on purpose (`forget`) ends quietly.
+    if !why.is_empty() {
+        shared.peer_unreachable(&link.addr, &why);
+    }
+}
+
+/// The connected link's life; returns why it ended ("" for a link the node forgot).
+async fn serve(
+    shared: &Weak<Shared>,
+    link: &Arc<Link>,
+    writer: OwnedWriteHalf,
+    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>,
+) -> String {
+    let writer = Arc::new(writer);
+    {
+        let mut out = link.lock();
+        if let LinkState::Connecting(items) =
+            std::mem::replace(&mut out.state, LinkState::Ready(writer.clone()))
+        {
+            for item in items {
+                out.queue(item);
+            }
+        }
+    }
+    let link_r = link.clone();
+    let mut replies = tokio::spawn(async move {
+        while let Some(Ok(bytes)) = reader.next().await {
             match protocol::decode::<ServerFrame>(&bytes) {
                 Ok(ServerFrame::Reply { id, result }) => {
-                    let waiter = reader_pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    let waiter = link_r.lock().pending.remove(&id);
                     if let Some(w) = waiter {
                         let _ = w.send(result.map_err(|e| e.message));
                     }
@@ -144,82 +414,51 @@ async fn link(shared: Weak<Shared>, addr: String, mut rx: mpsc::UnboundedReceive
         }
         "the connection closed".to_string()
     });
-    let mut next_id = 1u64;
     let why = loop {
-        let first = tokio::select! {
-            item = rx.recv() => item,
-            why = &mut reader => break why.unwrap_or_else(|e| e.to_string()),
+        // Write whatever is queued; when the socket is full, wait until it drains.
+        let result = {
+            let mut out = link.lock();
+            out.write_some(&writer)
         };
-        let Some(first) = first else {
+        match result {
+            Err(e) => break e.to_string(),
+            Ok(false) => {
+                tokio::select! {
+                    r = writer.writable() => if let Err(e) = r { break e.to_string() },
+                    why = &mut replies => break why.unwrap_or_else(|e| e.to_string()),
+                }
+                continue;
+            }
+            Ok(true) => {}
+        }
+        let forgotten = shared.upgrade().is_none_or(|s| {
+            let links = s.peers().links.lock().unwrap_or_else(|p| p.into_inner());
+            !links.get(&link.addr).is_some_and(|l| Arc::ptr_eq(l, link))
+        });
+        if forgotten {
             break String::new();
-        };
-        // Feed everything already queued, then flush once: batched frames.
-        let mut item = Some(first);
-        let mut acks = Vec::new();
-        let mut failed = None;
-        while let Some(it) = item.take() {
-            let frame = match it {
-                Outgoing::Notify(request) => Some(ClientFrame::Notify { request }),
-                Outgoing::Call { request, reply } => {
-                    let id = next_id;
-                    next_id += 1;
-                    pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, reply);
-                    Some(ClientFrame::Request { id, request })
-                }
-                Outgoing::Flush(ack) => {
-                    acks.push(ack);
-                    None
-                }
-            };
-            if let Some(frame) = frame {
-                if let Err(e) = sink.feed(protocol::encode(&frame)).await {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-            item = rx.try_recv().ok();
         }
-        if failed.is_none() {
-            if let Err(e) = sink.flush().await {
-                failed = Some(e.to_string());
-            }
-        }
-        for a in acks {
-            let _ = a.send(());
-        }
-        if let Some(f) = failed {
-            break f;
+        tokio::select! {
+            _ = link.wake.notified() => {}
+            why = &mut replies => break why.unwrap_or_else(|e| e.to_string()),
         }
     };
-    reader.abort();
-    for (_, w) in pending.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-        let _ = w.send(Err(format!("the link to {addr} broke: {why}")));
-    }
-    if !why.is_empty() {
-        drain(&shared, &addr, &mut rx, &why);
-    }
-}
-
-/// The link is dead: answer everything queued, forget the link, tell the node.
-fn drain(shared: &Weak<Shared>, addr: &str, rx: &mut mpsc::UnboundedReceiver<Outgoing>, why: &str) {
-    let Some(shared) = shared.upgrade() else {
-        return;
-    };
-    shared.peers().forget(addr);
-    rx.close();
-    while let Ok(item) = rx.try_recv() {
-        fail(&shared, addr, item, why);
-    }
-    shared.peer_unreachable(addr, why);
+    replies.abort();
+    why
 }
 
 async fn connect(
     addr: &str,
     secret: Option<crate::signing::Secret>,
-) -> Result<Framed<tokio::net::TcpStream, tokio_util::codec::LengthDelimitedCodec>, String> {
+) -> Result<(OwnedWriteHalf, FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>), String> {
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, protocol::codec());
+    let mut framed = tokio_util::codec::Framed::new(stream, protocol::codec());
     protocol::client_handshake(&mut framed, "troupe-node peer link", secret.as_ref()).await?;
-    Ok(framed)
+    let parts = framed.into_parts();
+    let (read_half, write_half) = parts.io.into_split();
+    // Anything the peer sent right behind its hello is already in the handshake's buffer.
+    let mut reader = FramedRead::new(read_half, parts.codec);
+    reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
+    Ok((write_half, reader))
 }

@@ -140,27 +140,50 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
         return Err(e.to_string());
     }
     let (otx, mut orx) = mpsc::unbounded_channel::<(ServerFrame, Option<oneshot::Sender<()>>)>();
+    // The writer feeds every frame already queued (replies and messages to this client), then
+    // flushes once: a burst shares TCP writes.
     let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                Some((frame, ack)) = orx.recv() => {
-                    let closing = matches!(frame, ServerFrame::ProtocolError { .. });
-                    if sink.send(protocol::encode(&frame)).await.is_err() {
-                        break;
-                    }
-                    if let Some(ack) = ack {
-                        let _ = ack.send(());
-                    }
-                    if closing {
-                        break;
-                    }
-                }
-                Some(m) = drx.recv() => {
-                    if sink.send(protocol::encode(&ServerFrame::Deliver(m))).await.is_err() {
-                        break;
-                    }
-                }
+        enum Out {
+            Frame((ServerFrame, Option<oneshot::Sender<()>>)),
+            Deliver(Incoming),
+        }
+        const BATCH: usize = 256;
+        'run: loop {
+            let first = tokio::select! {
+                Some(f) = orx.recv() => Out::Frame(f),
+                Some(m) = drx.recv() => Out::Deliver(m),
                 else => break,
+            };
+            let (mut next, mut acks, mut closing, mut fed) = (Some(first), Vec::new(), false, 0);
+            while let Some(item) = next.take() {
+                let frame = match item {
+                    Out::Frame((frame, ack)) => {
+                        closing = matches!(frame, ServerFrame::ProtocolError { .. });
+                        acks.extend(ack);
+                        protocol::encode(&frame)
+                    }
+                    Out::Deliver(m) => protocol::encode(&ServerFrame::Deliver(m)),
+                };
+                if sink.feed(frame).await.is_err() {
+                    break 'run;
+                }
+                fed += 1;
+                if closing || fed >= BATCH {
+                    break;
+                }
+                next = match orx.try_recv() {
+                    Ok(f) => Some(Out::Frame(f)),
+                    Err(_) => drx.try_recv().ok().map(Out::Deliver),
+                };
+            }
+            if sink.flush().await.is_err() {
+                break;
+            }
+            for ack in acks {
+                let _ = ack.send(());
+            }
+            if closing {
+                break;
             }
         }
     });
@@ -173,6 +196,11 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
             }
             Some(Ok(bytes)) => match protocol::decode::<ClientFrame>(&bytes) {
                 Ok(ClientFrame::Notify { request }) => notify(&shared, request),
+                // A send completes at once: answered here, without a task of its own.
+                Ok(ClientFrame::Request { id, request: Request::Send { to, payload } }) => {
+                    shared.send(Some(me.clone()), &to, payload);
+                    let _ = otx.send((ServerFrame::Reply { id, result: Ok(Response::Sent) }, None));
+                }
                 Ok(ClientFrame::Request { id, request }) => {
                     let shared = shared.clone();
                     let otx = otx.clone();

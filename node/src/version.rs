@@ -140,6 +140,8 @@ impl<'a> CallCtx<'a> {
 pub(crate) struct LocalQueue<'a> {
     pub gen: u64,
     pub queue: &'a mut VecDeque<Cmd>,
+    /// Peer links with frames queued during the call, written when it is over.
+    pub corked: crate::peer::Corked,
 }
 
 /// Starts a version host for the libraries at `files` (inside `dir`, which is deleted when the
@@ -375,9 +377,18 @@ impl Executor {
         (st, err, std::mem::take(&mut ctx.effects))
     }
 
+    /// Runs `f` with the executor's local queue; then writes the peer frames it queued.
+    fn with_local(&self, local: &mut VecDeque<Cmd>, f: impl FnOnce(&Shared, &mut LocalQueue<'_>)) {
+        let mut lq = LocalQueue { gen: self.gen, queue: local, corked: Vec::new() };
+        f(&self.node, &mut lq);
+        if !lq.corked.is_empty() {
+            self.node.peers().uncork(&mut lq.corked);
+        }
+    }
+
     /// Applies a call's effects, then keeps the emptied list for the next call.
     fn apply(&mut self, id: u64, mut effects: Vec<Effect>, local: &mut VecDeque<Cmd>) {
-        self.node.apply_effects(id, &mut effects, &mut LocalQueue { gen: self.gen, queue: local });
+        self.with_local(local, |node, lq| node.apply_effects(id, &mut effects, lq));
         if effects.capacity() <= 4096 {
             self.effects = effects;
         }
@@ -408,7 +419,7 @@ impl Executor {
                 tracing::debug!(actor = id, "handler failed on ActorExitRequest (ignored): {err}");
             }
             self.drop_actor(id);
-            self.node.actor_exited(id, &mut LocalQueue { gen: self.gen, queue: local });
+            self.with_local(local, |node, lq| node.actor_exited(id, lq));
             return;
         }
         if st == abi::STATUS_OK {
