@@ -192,7 +192,9 @@ impl Link {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `item`; writes at once unless `corked`. A dead link gives the item back.
+    /// Queues `item`; writes at once unless `corked`. A dead link gives the item back (it is
+    /// answered locally at once, so its size in the `Err` costs nothing worth boxing).
+    #[allow(clippy::result_large_err)]
     fn push(&self, item: Outgoing, corked: bool) -> Result<(), Outgoing> {
         let mut out = self.lock();
         match &mut out.state {
