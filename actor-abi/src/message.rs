@@ -381,10 +381,12 @@ impl AddressRef<'_> {
     }
 }
 
-/// A [`Payload`] read without copying (the fast path of sends and of receiving). Runtime
-/// messages are only recognised, never read: they take the ordinary path.
+/// A [`Payload`] borrowed: read without copying (the node's fast path for sends), or written
+/// from borrowed parts with [`Payload`]'s wire shape (the SDK encodes a send with it without
+/// building a `Payload`). Runtime messages are only recognised, never read or written here:
+/// they take the ordinary path.
 #[doc(hidden)]
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum PayloadRef<'a> {
     /// [`Payload::Text`].
     Text(&'a str),
@@ -396,25 +398,9 @@ pub enum PayloadRef<'a> {
         #[serde(with = "serde_bytes")]
         body: &'a [u8],
     },
-    /// [`Payload::System`], not read.
+    /// [`Payload::System`], not read (and never written: serializing it is an error).
+    #[serde(skip_serializing)]
     System(serde::de::IgnoredAny),
-}
-
-/// The same wire shape as [`Payload`]'s user variants, written from borrowed parts (the SDK
-/// encodes a send with it without building a `Payload`).
-#[doc(hidden)]
-#[derive(Serialize)]
-pub enum PayloadOut<'a> {
-    /// [`Payload::Text`].
-    Text(&'a str),
-    /// [`Payload::Typed`].
-    Typed {
-        /// The type's tag.
-        tag: &'a str,
-        /// msgpack of the value.
-        #[serde(with = "serde_bytes")]
-        body: &'a [u8],
-    },
 }
 
 /// The bytes of `encode(&Incoming { sender, payload })`, given the encoded sender (`None`: the
@@ -485,11 +471,11 @@ mod tests {
         ];
         for p in payloads {
             let out = match &p {
-                Payload::Text(t) => PayloadOut::Text(t),
-                Payload::Typed { tag, body } => PayloadOut::Typed { tag, body },
+                Payload::Text(t) => PayloadRef::Text(t),
+                Payload::Typed { tag, body } => PayloadRef::Typed { tag, body },
                 Payload::System(_) => unreachable!(),
             };
-            assert_eq!(encode(&out), encode(&p), "PayloadOut must write Payload's wire shape");
+            assert_eq!(encode(&out), encode(&p), "PayloadRef must write Payload's wire shape");
             for s in [Some(sender.clone()), None] {
                 let whole = Incoming { sender: s.clone(), payload: p.clone() };
                 let enc_sender = s.as_ref().map(encode);

@@ -373,7 +373,7 @@ impl IntoPayload for &str {
         Payload::Text(self.to_string())
     }
     fn __encode_into(self, out: &mut Vec<u8>, _scratch: &mut Vec<u8>) {
-        message::encode_into(out, &message::PayloadOut::Text(self));
+        message::encode_into(out, &message::PayloadRef::Text(self));
     }
 }
 impl IntoPayload for String {
@@ -391,7 +391,7 @@ impl<T: Typed> IntoPayload for &T {
     fn __encode_into(self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
         scratch.clear();
         message::encode_into(scratch, self);
-        message::encode_into(out, &message::PayloadOut::Typed { tag: T::TAG, body: scratch });
+        message::encode_into(out, &message::PayloadRef::Typed { tag: T::TAG, body: scratch });
     }
 }
 
