@@ -33,7 +33,12 @@ impl Env {
     pub fn new() -> Result<Env> {
         let exe = std::env::current_exe()?;
         let bin_dir = exe.parent().ok_or_else(|| anyhow!("the executable has no directory"))?.to_path_buf();
-        let tmp = tempfile::Builder::new().prefix("troupe-bench-").tempdir()?;
+        let mut tmp = tempfile::Builder::new().prefix("troupe-bench-").tempdir()?;
+        if std::env::var_os("TROUPE_BENCH_KEEP").is_some() {
+            // For reading the nodes' logs afterwards.
+            tmp.disable_cleanup(true);
+            eprintln!("keeping {}", tmp.path().display());
+        }
         Ok(Env { bin_dir, tmp })
     }
 
@@ -107,7 +112,8 @@ impl Node {
             .arg("--convention")
             .arg(format!("127.0.0.1:{}", leader.unwrap_or(port)))
             .args(extra)
-            .env("RUST_LOG", "warn")
+            // TROUPE_BENCH_NODE_LOG=troupe_node=debug shows each load's timings in the logs.
+            .env("RUST_LOG", std::env::var("TROUPE_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

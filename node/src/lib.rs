@@ -17,6 +17,7 @@ pub mod archive;
 pub mod client;
 pub mod convention;
 mod groups;
+pub(crate) mod image;
 mod loading;
 pub mod metrics;
 pub mod node;
@@ -30,7 +31,7 @@ pub(crate) mod version;
 
 pub use convention::ConventionConfig;
 pub use loading::{pthread_keys_in_use, PTHREAD_KEYS_MAX, PTHREAD_KEYS_REFUSE_AT};
-pub use node::{AuthorityConfig, Node, NodeConfig};
+pub use node::{AuthorityConfig, LibCopies, Node, NodeConfig};
 pub use protocol::RemoteSources;
 
 /// The target triple this node was built for; a source packed for another is refused.

@@ -12,8 +12,10 @@ use troupe_actor_abi::abi;
 use troupe_actor_abi::message::{Address, CreateError, ExitReason, Payload, SystemMessage};
 
 use crate::archive::{self, ArchiveLimits};
+use crate::image;
 use crate::node::{
     refused, retire_if_idle, ActorKind, Authority, PendingValidation, Shared, VersionRec, VersionState,
+    ZipCopy,
 };
 use crate::protocol::{ErrorReply, Request, Response};
 use crate::status::{ActorStatus, GoneStatus, StatusReport, VersionStatus};
@@ -23,8 +25,6 @@ use crate::version::{self, Cmd};
 const AUTHORITY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many unloaded versions `status` lists.
 const GONE_HISTORY: usize = 64;
-/// The zip as loaded, kept beside a version's libraries for peers that fetch it.
-const SOURCE_ZIP: &str = "source.zip";
 /// How long fetching a version from a peer may take (a zip is a few MB on a LAN).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -74,8 +74,49 @@ fn pthread_keys_free(limit: u32) -> u32 {
 impl Shared {
     /// The store directory of one generation of a version: flat, so that deleting it leaves
     /// nothing behind.
-    pub(crate) fn version_dir(&self, hash: &str, gen: u64) -> PathBuf {
-        self.store.join(format!("{hash}-{gen}"))
+    pub(crate) fn zip_file(&self, hash: &str, gen: u64) -> PathBuf {
+        self.store.join(format!("{hash}-{gen}.zip"))
+    }
+
+    /// Writes an active version's zip into the store, then serves it from there. Runs under
+    /// the version's store lock, as [`Self::forget_zip`] does, so that a version going away
+    /// meanwhile never leaves its zip behind.
+    fn store_zip(&self, gen: u64, zip: &[u8]) {
+        let Some((path, store_lock)) = ({
+            let st = self.lock();
+            st.versions.get(&gen).map(|v| (self.zip_file(&v.hash, gen), v.store_lock.clone()))
+        }) else {
+            return;
+        };
+        let _writing = store_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = |st: &crate::node::State| {
+            st.versions.get(&gen).is_some_and(|v| matches!(v.zip, ZipCopy::Memory(_)))
+        };
+        if !wanted(&self.lock()) {
+            return;
+        }
+        let written = image::write_file(&path, zip);
+        let mut st = self.lock();
+        match (st.versions.get_mut(&gen), written) {
+            (Some(v), Ok(())) => v.zip = ZipCopy::Stored(path),
+            (Some(v), Err(e)) => {
+                tracing::warn!(hash = %v.hash, "cannot write the zip into the store ({e}); it is kept in memory for peers");
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// A version is going: peers are no longer served its zip, and its store copy is deleted
+    /// (after a write in progress is done).
+    pub(crate) fn forget_zip(&self, hash: &str, gen: u64) {
+        let Some(store_lock) = self.lock().versions.get(&gen).map(|v| v.store_lock.clone()) else {
+            return;
+        };
+        let _held = store_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = self.lock().versions.get_mut(&gen) {
+            v.zip = ZipCopy::None;
+        }
+        remove_if_there(&self.zip_file(hash, gen));
     }
 
     /// Validates and loads a zip; answers once the version is active or rejected. A member
@@ -206,7 +247,8 @@ impl Shared {
                     live: 0,
                     types: types.clone(),
                     files: m.cdylibs.iter().map(|c| c.file.clone()).collect(),
-                    zip_path: None,
+                    zip: ZipCopy::None,
+                    store_lock: Arc::default(),
                     gone_waiters: Vec::new(),
                     ready_waiters: Vec::new(),
                     cancelled: false,
@@ -300,51 +342,34 @@ impl Shared {
         if self.lock().versions.get(&gen).is_none_or(|v| v.cancelled) {
             return Err(refused("unloaded", format!("{hash} was unloaded while it was being validated")));
         }
-        // Write every library to a path unique to (hash, generation), and the zip beside them
-        // (peers fetch it from there).
+        // Copy every library to a place unique to (hash, generation) and open it there, on one
+        // blocking thread (which the version host's threads are spawned from).
         let t1 = std::time::Instant::now();
-        let dir = self.version_dir(&hash, gen);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| refused("store", format!("cannot write to the store {}: {e}", dir.display())))?;
-        // The zip is written on one blocking thread while the libraries are written and opened
-        // on another: the version is usable once both are done.
-        let zip_path = dir.join(SOURCE_ZIP);
-        let zip_writer = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || write_file(&dir, SOURCE_ZIP, &zip))
-        };
-        let files: Vec<(String, Vec<u8>)> = source.files.into_iter().map(|f| (f.name, f.bytes)).collect();
         let me = self.clone();
         let h2 = hash.clone();
         let stats = self.lock().versions.get(&gen).map(|v| v.stats.clone()).unwrap_or_default();
-        let dir2 = dir.clone();
+        let stem = format!("{hash}-{gen}");
+        let (store, copies) = (self.store.clone(), self.lib_copies);
         let started = tokio::task::spawn_blocking(move || {
-            let paths = files
-                .iter()
-                .map(|(name, bytes)| write_file(&dir2, name, bytes))
-                .collect::<Result<Vec<_>, _>>()?;
-            drop(files);
+            let mut images = Vec::with_capacity(source.files.len());
+            for f in source.files {
+                let image = image::LibImage::create(copies, &store, &stem, &f.name, &f.bytes);
+                drop(f.bytes);
+                match image {
+                    Ok(i) => images.push(i),
+                    Err(e) => {
+                        images.into_iter().for_each(image::LibImage::release);
+                        return Err(e);
+                    }
+                }
+            }
+            let shown: Vec<String> = images.iter().map(|i| i.shown().to_string()).collect();
             let t2 = std::time::Instant::now();
-            Ok::<_, std::io::Error>((version::start(me, h2, gen, paths, dir2, stats), t2))
-        });
-        let zip_written =
-            zip_writer.await.map_err(|e| refused("internal", format!("store writer failed: {e}")))?;
-        let started = started.await.map_err(|e| refused("internal", format!("version host failed: {e}")))?;
-        let store_error =
-            |e: std::io::Error| refused("store", format!("cannot write to the store {}: {e}", dir.display()));
-        let (started, t2) = match (started, zip_written) {
-            (Ok(s), Ok(_)) => s,
-            (Ok((Ok((tx, _)), _)), Err(e)) => {
-                // The version started but its zip could not be kept: retire it unused.
-                let _ = tx.send(Cmd::Retire);
-                return Err(store_error(e));
-            }
-            (Ok(_), Err(e)) | (Err(e), _) => {
-                // Nothing was started; the directory goes with the failed load.
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(store_error(e));
-            }
-        };
+            Ok::<_, std::io::Error>((version::start(me, h2, gen, images, stats), shown, t2))
+        })
+        .await
+        .map_err(|e| refused("internal", format!("version host failed: {e}")))?;
+        let (started, shown, t2) = started.map_err(|e| refused("store", format!("rejected: {e}")))?;
         let (tx, infos) = started.map_err(|e| refused("plugin", format!("rejected: {e}")))?;
         // The manifest was written by `troupe pack` from the libraries' roots; insist they agree.
         let exported: BTreeMap<String, Vec<String>> = infos
@@ -369,11 +394,17 @@ impl Shared {
         }
         v.tx = Some(tx);
         v.state = VersionState::Active;
-        v.zip_path = Some(zip_path);
+        v.files = shown;
+        // Peers are served the zip from memory until it is in the store; the load does not wait
+        // for the disk.
+        v.zip = ZipCopy::Memory(zip.clone());
         for w in std::mem::take(&mut v.ready_waiters) {
             let _ = w.send(Ok(()));
         }
-        tracing::info!(%hash, generation = gen, package = %v.package, write_us = (t2 - t1).as_micros() as u64, start_us = t2.elapsed().as_micros() as u64, "source loaded");
+        tracing::info!(%hash, generation = gen, package = %v.package, copy_us = (t2 - t1).as_micros() as u64, start_us = t2.elapsed().as_micros() as u64, "source loaded");
+        drop(st);
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.store_zip(gen, &zip));
         Ok(Response::Loaded { hash, already_active: false })
     }
 
@@ -586,20 +617,29 @@ impl Shared {
 
     /// The zip of an active version, for a peer that fetches it.
     pub async fn serve_source(&self, hash: &str) -> Result<Response, ErrorReply> {
-        let path = {
+        let copy = {
             let st = self.lock();
-            st.current
-                .get(hash)
-                .and_then(|g| st.versions.get(g))
-                .filter(|v| v.state == VersionState::Active)
-                .and_then(|v| v.zip_path.clone())
+            match st.current.get(hash).and_then(|g| st.versions.get(g)) {
+                Some(v) if v.state == VersionState::Active => match &v.zip {
+                    ZipCopy::Memory(zip) => Ok(zip.clone()),
+                    ZipCopy::Stored(path) => Err(Some(path.clone())),
+                    ZipCopy::None => Err(None),
+                },
+                _ => Err(None),
+            }
         };
-        let Some(path) = path else {
-            return Err(refused("InvalidActorSourceHash", format!("{hash} is not active on {}", self.addr)));
+        let zip = match copy {
+            Ok(zip) => zip.as_ref().clone(),
+            Err(Some(path)) => tokio::fs::read(&path)
+                .await
+                .map_err(|e| refused("store", format!("cannot read {}: {e}", path.display())))?,
+            Err(None) => {
+                return Err(refused(
+                    "InvalidActorSourceHash",
+                    format!("{hash} is not active on {}", self.addr),
+                ))
+            }
         };
-        let zip = tokio::fs::read(&path)
-            .await
-            .map_err(|e| refused("store", format!("cannot read {}: {e}", path.display())))?;
         Ok(Response::Source { zip })
     }
 
@@ -724,11 +764,7 @@ impl Shared {
                 info: v.info.clone(),
                 live_actors: v.live,
                 actor_types: v.types.clone(),
-                files: v
-                    .files
-                    .iter()
-                    .map(|f| self.version_dir(&v.hash, *gen).join(f).display().to_string())
-                    .collect(),
+                files: v.files.clone(),
             })
             .collect();
         versions.sort_by_key(|v| v.generation);
@@ -836,15 +872,11 @@ impl Shared {
     }
 }
 
-/// Writes `bytes` as `dir/name` (the directory exists) and returns the path.
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    // Write to a temporary name and rename: a crash never leaves a half-written library at a
-    // path that could be opened.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    // No fsync: the store is rebuilt from zips after a crash (it is emptied at start), and the
-    // rename below already keeps a half-written library from ever being opened.
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    let path = dir.join(name);
-    tmp.persist(&path).map_err(|e| e.error)?;
-    Ok(path)
+/// Deletes a file that may not exist.
+fn remove_if_there(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), "cannot delete: {e}");
+        }
+    }
 }

@@ -68,6 +68,19 @@ pub struct NodeConfig {
     pub convention: ConventionConfig,
     /// The convention's shared secret: every connection must prove it knows it.
     pub secret: Option<crate::signing::Secret>,
+    /// Where each version's library copies are made.
+    pub lib_copies: LibCopies,
+}
+
+/// Where a node copies each version's libraries to open them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LibCopies {
+    /// Anonymous memory files (`memfd_create`): no disk write on the load path. Falls back to
+    /// the store where the kernel refuses them.
+    #[default]
+    Memory,
+    /// Files in the store (`<store>/<hash>-<gen>.<file>`), deleted when the version is gone.
+    Store,
 }
 
 pub(crate) enum Authority {
@@ -97,6 +110,16 @@ impl VersionState {
     }
 }
 
+/// The zip of a version as loaded, for peers that fetch it.
+pub(crate) enum ZipCopy {
+    /// Not active (yet, or any more).
+    None,
+    /// Active, and not (yet) in the store: served from memory.
+    Memory(Arc<Vec<u8>>),
+    /// In the store, at this path.
+    Stored(PathBuf),
+}
+
 pub(crate) struct VersionRec {
     pub(crate) hash: String,
     pub(crate) state: VersionState,
@@ -107,9 +130,12 @@ pub(crate) struct VersionRec {
     pub(crate) live: usize,
     /// `module.Type` → declared requirements.
     pub(crate) types: BTreeMap<String, Vec<String>>,
+    /// The libraries: their names in the zip, and once active where their copies are.
     pub(crate) files: Vec<String>,
     /// The zip as loaded, served to peers that fetch this version.
-    pub(crate) zip_path: Option<PathBuf>,
+    pub(crate) zip: ZipCopy,
+    /// Held while the zip is written into the store or deleted from it.
+    pub(crate) store_lock: Arc<std::sync::Mutex<()>>,
     /// Callers waiting for this generation to be gone (unload with grace, stop).
     pub(crate) gone_waiters: Vec<oneshot::Sender<()>>,
     /// Callers waiting for validation to finish (a second load or fetch of the same bytes).
@@ -241,6 +267,7 @@ pub struct Shared {
     /// The node's admin address.
     pub addr: String,
     pub(crate) store: PathBuf,
+    pub(crate) lib_copies: LibCopies,
     pub(crate) conv: ConventionConfig,
     next_id: AtomicU64,
     pub(crate) next_gen: AtomicU64,
@@ -319,6 +346,7 @@ impl Node {
             weak: weak.clone(),
             addr: config.addr,
             store,
+            lib_copies: config.lib_copies,
             conv: config.convention,
             next_id: AtomicU64::new(base + 1),
             next_gen: AtomicU64::new(1),

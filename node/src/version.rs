@@ -7,7 +7,7 @@
 //!   on this thread, with no hop through a channel. When the version retires it calls
 //!   `on_unload` and returns the libraries — still open — and exits;
 //! - the **supervisor**, which waits for the executor to exit, *then* dlcloses the libraries and
-//!   deletes their files. Closing only after the thread that ran plugin code has exited is what
+//!   frees their copies. Closing only after the thread that ran plugin code has exited is what
 //!   makes unloading safe: a TLS destructor or pthread-key destructor registered by plugin code
 //!   has run (or pinned the library) before the code is unmapped
 //!   (`reference/dylib-unloading.md` §2.3).
@@ -27,6 +27,7 @@ use troupe_actor_abi::message::{
     self, Address, AddressRef, CreateSpec, Incoming, Payload, PayloadRef, SystemMessage,
 };
 
+use crate::image::LibImage;
 use crate::node::Shared;
 use crate::plugin::{Plugin, PluginInfo};
 
@@ -144,16 +145,16 @@ pub(crate) struct LocalQueue<'a> {
     pub corked: crate::peer::Corked,
 }
 
-/// Starts a version host for the libraries at `files` (inside `dir`, which is deleted when the
-/// version is gone). Blocks until the executor opened, checked and initialised every library.
+/// Starts a version host for the libraries copied in `images` (released when the version is
+/// gone). Blocks until the executor opened, checked and initialised every library.
 pub(crate) fn start(
     node: Arc<Shared>,
     hash: String,
     gen: u64,
-    files: Vec<PathBuf>,
-    dir: PathBuf,
+    images: Vec<LibImage>,
     stats: Arc<crate::node::VersionStats>,
 ) -> Result<(Sender<Cmd>, Vec<PluginInfo>), String> {
+    let files: Vec<PathBuf> = images.iter().map(|i| i.path().to_path_buf()).collect();
     let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Vec<PluginInfo>, String>>(1);
     let short = hash.chars().take(8).collect::<String>();
@@ -202,11 +203,10 @@ pub(crate) fn start(
             // load/unload cycles leave the node's RSS flat.
             // SAFETY: malloc_trim has no preconditions.
             unsafe { libc::malloc_trim(0) };
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %dir.display(), "cannot delete version files: {e}");
-                }
+            for image in images {
+                image.release();
             }
+            node.forget_zip(&hash, gen);
             node.version_gone(&hash, gen, t0.elapsed());
         })
         .map_err(|e| format!("cannot spawn version host thread: {e}"))?;

@@ -536,6 +536,20 @@ impl NodeProc {
         std::fs::read_to_string(format!("/proc/{}/maps", self.pid())).expect("cannot read the node's maps")
     }
 
+    /// The `<hash>-<generation>` of every version whose library copy the process maps.
+    pub fn mapped_versions(&self) -> Vec<String> {
+        let store = self.store();
+        let mut v: Vec<String> = self.maps().lines().filter_map(|l| mapping_owner(l, &store)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Whether a library copy of `hash` (any generation) is mapped.
+    pub fn maps_hash(&self, hash: &str) -> bool {
+        self.mapped_versions().iter().any(|v| v.starts_with(&format!("{hash}-")))
+    }
+
     /// The node's thread count (`Threads:` of `/proc/<pid>/status`).
     pub fn threads(&self) -> usize {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
@@ -658,10 +672,10 @@ impl NodeProc {
         v
     }
 
-    /// Whether any live mapping of the process is a file under this node's store.
-    pub fn maps_store(&self) -> bool {
-        let store = self.store().display().to_string();
-        std::fs::read_to_string(format!("/proc/{}/maps", self.pid())).is_ok_and(|m| m.contains(&store))
+    /// Whether the process maps any version's library copy (a memory file or a store file).
+    pub fn maps_any_version(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/maps", self.pid()))
+            .is_ok_and(|m| m.lines().any(|l| mapping_owner(l, &self.store()).is_some()))
     }
 }
 
@@ -808,6 +822,25 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(50));
     }
+}
+
+/// The version (`<hash>-<generation>`) a line of `/proc/<pid>/maps` maps a library copy of: a
+/// memory file `/memfd:troupe:<hash>-<gen>:<file>`, or a store file `<store>/<hash>-<gen>.<file>`.
+pub fn mapping_owner(line: &str, store: &Path) -> Option<String> {
+    let path = line.split_whitespace().nth(5)?;
+    if let Some(rest) = path.strip_prefix("/memfd:troupe:") {
+        return rest.split(':').next().map(str::to_string);
+    }
+    Path::new(path).strip_prefix(store).ok().and_then(store_file_owner)
+}
+
+/// The version (`<hash>-<generation>`) a store file belongs to: the zip `<hash>-<gen>.zip`, a
+/// library copy `<hash>-<gen>.<file>`, or one of them being written (`….part`).
+pub fn store_file_owner(rel: &Path) -> Option<String> {
+    let name = rel.to_str()?;
+    let (stem, _) = name.split_once('.')?;
+    let (hash, gen) = stem.rsplit_once('-')?;
+    (hash.len() == 64 && gen.parse::<u64>().is_ok()).then(|| stem.to_string())
 }
 
 /// Every regular file under `dir` (none if it does not exist).

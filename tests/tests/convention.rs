@@ -523,7 +523,7 @@ async fn unload_on_one_node_spreads_to_every_node_and_with_grace_leaves_nothing_
     for n in conv.nodes.iter().flatten() {
         assert!(n.status().actors.is_empty(), "{} still has actors", n.addr());
         assert_eq!(files_under(&n.store()), Vec::<std::path::PathBuf>::new(), "store of {}", n.addr());
-        assert!(!n.maps_store(), "{} still maps a store file:\n{}", n.addr(), n.maps());
+        assert!(!n.maps_any_version(), "{} still maps a version library:\n{}", n.addr(), n.maps());
     }
     let out = conv.node(1).app(&hash, "hello\n");
     assert_ne!(out.code, 0, "{out}");

@@ -313,7 +313,7 @@ fn eight_nodes_started_and_stopped_in_random_order_leave_nothing_behind() {
     // After unload with grace, no node maps a store file.
     conv.leader().run("unload", &[&hash, "--grace", "1s"]).assert_ok();
     wait_conv(&conv, "no node to map a store file", |c| {
-        c.nodes.iter().flatten().all(|n| !n.maps_store() && n.actor_types().is_empty())
+        c.nodes.iter().flatten().all(|n| !n.maps_any_version() && n.actor_types().is_empty())
     });
 
     // Stop them in another random order.

@@ -2,7 +2,7 @@
 //! capabilities, no node, stop.
 
 use std::time::Duration;
-use troupe_tests::{files_under, troupe, NodeProc, TestDir, ALL_CAPS};
+use troupe_tests::{files_under, troupe, wait_for, NodeProc, TestDir, ALL_CAPS};
 
 fn sorted(lines: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
@@ -121,7 +121,10 @@ fn stop_ends_the_process_and_deletes_the_store() {
     let mut node = NodeProc::start(&dir, ALL_CAPS);
     let hash = node.load(&dir.encoders_zip());
     node.app(&hash, "hello\n").assert_ok(); // live actors and a loaded version
-    assert!(!files_under(&node.store()).is_empty(), "the store holds the loaded library");
+                                            // The zip is written into the store (for peers that fetch it) once the load is answered.
+    wait_for("the zip in the store", Duration::from_secs(10), || {
+        (!files_under(&node.store()).is_empty()).then_some(())
+    });
 
     let out = node.run("stop", &[]);
     out.assert_ok();

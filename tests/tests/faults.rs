@@ -136,9 +136,8 @@ async fn panics_in_constructor_handler_drop_and_on_unload_leave_the_node_serving
     let gone: Vec<&str> = st.gone.iter().map(|g| g.hash.as_str()).collect();
     assert!(gone.contains(&h1.as_str()) && gone.contains(&h2.as_str()), "not listed as gone: {gone:?}");
     assert!(st.versions.iter().all(|v| v.hash == faulty), "leftover versions: {:#?}", st.versions);
-    let store = node.store().display().to_string();
     for h in [&h1, &h2] {
-        assert!(!node.maps().contains(&format!("{store}/{h}")), "{h} is still mapped");
+        assert!(!node.maps_hash(h), "{h} is still mapped:\n{}", node.maps());
     }
     let _ = hostile.dir_zip;
 }
@@ -291,7 +290,7 @@ async fn sigkill_during_a_load_a_fetch_and_an_unload_leaves_no_half_installed_ve
     let big = dir.pack("big.zip", &[hostile_lib()]);
     let big_bytes = std::fs::read(&big).expect("read");
 
-    // During a load: kill as soon as the store shows the first file of it.
+    // During a load: kill as soon as the node lists the version (validating, or just active).
     let mut node = NodeProc::start(&dir, "");
     let port = node.port();
     let mut client = node.client().await;
@@ -299,9 +298,8 @@ async fn sigkill_during_a_load_a_fetch_and_an_unload_leaves_no_half_installed_ve
         tokio::spawn(
             async move { client.request(Request::Load { zip: big_bytes, info: "kill".into() }).await },
         );
-    let store = node.store();
-    wait_for("the load to reach the store", REPLY_TIMEOUT, || {
-        (!files_under(&store).is_empty() || load.is_finished()).then_some(())
+    wait_for("the load to start", REPLY_TIMEOUT, || {
+        (node.try_status().is_some_and(|s| !s.versions.is_empty()) || load.is_finished()).then_some(())
     });
     node.kill9();
     let _ = load.await;
@@ -364,13 +362,14 @@ async fn sigkill_during_a_load_a_fetch_and_an_unload_leaves_no_half_installed_ve
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_full_disk_under_the_store_fails_the_load_clearly_and_the_node_serves_on() {
+async fn a_library_that_cannot_be_copied_fails_the_load_clearly_and_the_node_serves_on() {
     let dir = TestDir::new();
-    // The process may not write files above 256 KiB: the store is "full" for a debug library.
+    // The process may not write files above 256 KiB (memory files included): no room for the
+    // copy of a debug library.
     let node = NodeProc::start_with_file_size_limit(&dir, "", &[], 256 * 1024);
     let big = dir.pack("big.zip", &[hostile_lib()]);
     let out = node.run("load", &[&big.display().to_string()]);
-    out.assert_code(1).assert_stderr_has(&["cannot write to the store"]);
+    out.assert_code(1).assert_stderr_has(&["cannot copy libtroupe_test_hostile.so", "File too large"]);
     let st = node.status();
     assert!(st.versions.is_empty(), "a version is listed after a failed write: {:#?}", st.versions);
     let left = files_under(&node.store());
@@ -378,9 +377,36 @@ async fn a_full_disk_under_the_store_fails_the_load_clearly_and_the_node_serves_
     // It keeps serving: again the same clear answer, and a status.
     node.run("load", &[&big.display().to_string()])
         .assert_code(1)
-        .assert_stderr_has(&["cannot write to the store"]);
+        .assert_stderr_has(&["cannot copy libtroupe_test_hostile.so"]);
     let mut client = node.client().await;
     status_of(&mut client).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_cannot_be_written_loses_nothing_peers_get_the_zip_from_memory() {
+    let dir = TestDir::new();
+    let leader = NodeProc::start(&dir, "");
+    // The store is gone and a plain file sits where it was: no zip can be written there.
+    std::fs::remove_dir_all(leader.store()).expect("remove the store");
+    std::fs::write(leader.store(), b"not a directory").expect("block the store");
+    let hash = leader.load(&dir.faulty_zip());
+    wait_for("the failed store write to be reported", REPLY_TIMEOUT, || {
+        leader.log_text().contains("cannot write the zip into the store").then_some(())
+    });
+    // A member that must host an actor of the version fetches it from the leader's memory.
+    let member = NodeProc::start_member(&dir, &leader.addr(), "fetcher", &[]);
+    leader.wait_members(&[member.addr()]);
+    let mut client = leader.client().await;
+    let spec = troupe_actor_abi::message::CreateSpec {
+        type_name: "faulty.Echo".into(),
+        requirements: vec!["fetcher".into()],
+        source_hash: Some(hash.clone()),
+        ..Default::default()
+    };
+    let echo = create_spec(&mut client, spec).await.expect("create on the member");
+    assert_eq!(echo.node, member.addr(), "placed on the member");
+    assert_eq!(ask(&mut client, &echo, "fetched").await, "echo: fetched");
+    assert!(member.status().versions.iter().any(|v| v.hash == hash), "the member holds the version");
 }
 
 // ---- the pthread-key budget -------------------------------------------------------------------

@@ -7,8 +7,8 @@ use troupe_actor_abi::message::{Payload, SystemMessage};
 use troupe_node::client::ClientError;
 use troupe_node::protocol::{Request, Response};
 use troupe_tests::{
-    ask, create, files_under, next_message, send_text, status_of, wait_for, NodeProc, TestDir, ZipVariants,
-    ALL_CAPS,
+    ask, create, files_under, mapping_owner, next_message, send_text, status_of, wait_for, NodeProc, TestDir,
+    ZipVariants, ALL_CAPS,
 };
 
 /// How long an unloaded version may take to be gone once its last actor exited.
@@ -80,7 +80,7 @@ async fn unload_drains_live_actors_then_really_unloads() {
     let st = node.status();
     let acceptor =
         st.global_names.get(&format!("Acceptor:{v1}")).cloned().expect("the Acceptor has its global name");
-    assert!(node.maps().contains(&v1), "v1's library should be mapped while loaded");
+    assert!(node.maps_hash(&v1), "v1's library should be mapped while loaded");
 
     let out = node.run("unload", &[&v1]);
     out.assert_ok();
@@ -129,16 +129,18 @@ async fn unload_drains_live_actors_then_really_unloads() {
         let st = node.status();
         (st.gone.iter().any(|g| g.hash == v1) && !st.versions.iter().any(|v| v.hash == v1)).then_some(())
     });
-    let maps = node.maps();
-    assert!(!maps.contains(&v1), "v1's library is still mapped:\n{maps}");
-    let left = files_under(&node.store().join(&v1));
+    assert!(!node.maps_hash(&v1), "v1's library is still mapped:\n{}", node.maps());
+    let left: Vec<_> = files_under(&node.store())
+        .into_iter()
+        .filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&v1)))
+        .collect();
     assert!(left.is_empty(), "v1's files are still in the store: {left:?}");
 
     // v2 keeps answering, as v2.
     let out = node.app(&v2, "hello\n");
     out.assert_ok();
     assert_eq!(encoder_line(&out.lines()), "Encoder [density=1.000]  olleh", "{out}");
-    assert!(node.maps().contains(&v2));
+    assert!(node.maps_hash(&v2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +166,7 @@ async fn unload_with_grace_asks_the_stragglers_to_exit() {
     let st = node.status();
     assert!(st.versions.is_empty(), "{:?}", st.versions);
     assert!(st.actors.is_empty(), "{:?}", st.actors);
-    assert!(!node.maps().contains(&hash));
+    assert!(!node.maps_hash(&hash));
     assert!(files_under(&node.store()).is_empty(), "{:?}", files_under(&node.store()));
 
     // A message to the exited Echo comes back with the reason.
@@ -237,9 +239,11 @@ async fn two_hundred_load_unload_cycles_leave_nothing_behind() {
     let st = status_of(&mut client).await;
     assert!(st.versions.is_empty(), "{:?}", st.versions);
     let maps = node.maps();
-    let mapped: Vec<&str> =
-        maps.lines().filter(|l| l.contains(&st.store) || l.contains("troupe_test_faulty")).collect();
-    assert!(mapped.is_empty(), "store libraries still mapped:\n{}", mapped.join("\n"));
+    let mapped: Vec<&str> = maps
+        .lines()
+        .filter(|l| mapping_owner(l, &node.store()).is_some() || l.contains("troupe_test_faulty"))
+        .collect();
+    assert!(mapped.is_empty(), "version libraries still mapped:\n{}", mapped.join("\n"));
     let files = files_under(&node.store());
     assert!(files.is_empty(), "{} files left in the store, e.g. {:?}", files.len(), files.first());
     // Version threads exit right after reporting the version gone; idle blocking-pool threads
@@ -275,4 +279,44 @@ fn unloading_leaves_no_directory_behind_in_the_store() {
         .map(|e| e.path())
         .collect();
     assert!(entries.is_empty(), "left in the store after unload: {entries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libraries_are_memory_files_by_default_and_store_files_with_lib_copies_store() {
+    let dir = TestDir::new();
+    // Default: the library is a memory file named for the version; the store holds only the
+    // zip (for peers), and nothing once the version is gone.
+    let node = NodeProc::start(&dir, "");
+    let hash = node.load(&dir.faulty_zip());
+    let v = node.status().versions.into_iter().find(|v| v.hash == hash).expect("listed");
+    let stem = format!("{hash}-{}", v.generation);
+    assert_eq!(v.files, vec![format!("memfd:troupe:{stem}:libtroupe_test_faulty.so")]);
+    let mut client = node.client().await;
+    let echo = create(&mut client, "faulty.Echo", &hash).await.unwrap();
+    assert_eq!(ask(&mut client, &echo, "m").await, "echo: m");
+    assert_eq!(node.mapped_versions(), vec![stem.clone()], "{}", node.maps());
+    let zip = node.store().join(format!("{stem}.zip"));
+    wait_for("the zip in the store", GONE_TIMEOUT, || zip.exists().then_some(()));
+    assert_eq!(files_under(&node.store()), vec![zip.clone()]);
+    node.run("unload", &[&hash, "--grace", "200ms"]).assert_ok();
+    assert!(node.mapped_versions().is_empty(), "{}", node.maps());
+    assert!(files_under(&node.store()).is_empty(), "{:?}", files_under(&node.store()));
+
+    // --lib-copies store: the library is a file in the store, mapped from there, deleted at
+    // unload.
+    let node = NodeProc::start_with(&dir, "", &["--lib-copies", "store"]);
+    let hash = node.load(&dir.faulty_zip());
+    let v = node.status().versions.into_iter().find(|v| v.hash == hash).expect("listed");
+    let stem = format!("{hash}-{}", v.generation);
+    let lib = node.store().join(format!("{stem}.libtroupe_test_faulty.so"));
+    assert_eq!(v.files, vec![lib.display().to_string()]);
+    assert!(lib.exists());
+    let mut client = node.client().await;
+    let echo = create(&mut client, "faulty.Echo", &hash).await.unwrap();
+    assert_eq!(ask(&mut client, &echo, "s").await, "echo: s");
+    assert!(node.maps().contains(&lib.display().to_string()), "{}", node.maps());
+    assert_eq!(node.mapped_versions(), vec![stem]);
+    node.run("unload", &[&hash, "--grace", "200ms"]).assert_ok();
+    assert!(node.mapped_versions().is_empty(), "{}", node.maps());
+    assert!(files_under(&node.store()).is_empty(), "{:?}", files_under(&node.store()));
 }

@@ -285,6 +285,11 @@ struct StartArgs {
     /// Whether this node fetches versions it lacks from peers: yes, no or leader-only.
     #[arg(long, default_value = "yes", value_parser = ["yes", "no", "leader-only"])]
     remote_sources: String,
+    /// Where each loaded version's libraries are copied to be opened: `memory` (anonymous
+    /// memory files; nothing on disk, falls back to the store where the kernel refuses them)
+    /// or `store` (files in the state directory's store, deleted at unload).
+    #[arg(long, default_value = "memory", value_parser = ["memory", "store"])]
+    lib_copies: String,
 }
 
 /// Parses the command line and runs it.
@@ -483,6 +488,20 @@ fn init_logging(dir: &Path, format: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Each loaded library is held by a memory-file descriptor, and each peer and client by a
+/// socket: raise the soft descriptor limit to the hard one (often 1 024 → 500 000), as servers
+/// do, so that hundreds of versions and connections fit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid resource and pointer; the result is checked.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
     let dir = state_dir(&args);
     init_logging(&dir, &args.log_format)?;
@@ -503,6 +522,7 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
             libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }
+    raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("troupe-worker")
@@ -530,6 +550,11 @@ fn run_foreground(args: StartArgs) -> Result<u8, Failure> {
                 heartbeat: args.heartbeat,
                 dead_after: args.dead_after,
                 remote_sources: args.remote_sources.parse().map_err(|e: String| usage(anyhow!(e)))?,
+            },
+            lib_copies: if args.lib_copies == "store" {
+                troupe_node::LibCopies::Store
+            } else {
+                troupe_node::LibCopies::Memory
             },
         };
         let node = troupe_node::Node::new(config)

@@ -7,7 +7,6 @@
 //! holds a directory of a version its status does not list; after an unload the version's
 //! files are gone; the leader's thread count and RSS stay roughly flat.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use troupe_tests::*;
@@ -55,27 +54,19 @@ fn check_node(node: &NodeProc, tally: &mut Tally, when: &str) {
     };
     let listed: Vec<String> = st.versions.iter().map(|v| format!("{}-{}", v.hash, v.generation)).collect();
     let store = node.store();
-    let owner = |p: &Path| -> Option<String> {
-        p.strip_prefix(&store).ok()?.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned())
-    };
     for f in files_under(&store) {
-        if let Some(dir) = owner(&f) {
-            if !listed.contains(&dir) {
-                tally.violations.push(format!(
-                    "{when}: {} keeps {} of an unlisted version",
-                    node.addr(),
-                    f.display()
-                ));
-            }
+        let owner = f.strip_prefix(&store).ok().and_then(store_file_owner);
+        if !owner.is_some_and(|o| listed.contains(&o)) {
+            tally.violations.push(format!(
+                "{when}: {} keeps {} of an unlisted version",
+                node.addr(),
+                f.display()
+            ));
         }
     }
-    let store_s = store.display().to_string();
-    for line in node.maps().lines().filter(|l| l.contains(&store_s)) {
-        let path = line.split_whitespace().last().unwrap_or("");
-        if let Some(dir) = owner(Path::new(path)) {
-            if !listed.contains(&dir) {
-                tally.violations.push(format!("{when}: {} still maps {path}", node.addr()));
-            }
+    for v in node.mapped_versions() {
+        if !listed.contains(&v) {
+            tally.violations.push(format!("{when}: {} still maps a library of {v}", node.addr()));
         }
     }
 }
