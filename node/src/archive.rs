@@ -465,24 +465,93 @@ struct EntryInfo {
 /// compression ratios are within `limits`. Then each cdylib is inflated under a hard cap (the
 /// declared size is never trusted) and its sha256 compared with the manifest.
 pub fn open(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveError> {
-    // The zip's own hash (its identity) is computed on a second core while the entries are
-    // inflated and checked on this one.
+    if bytes.len() < PARALLEL_HASH_BYTES {
+        let mut assembled = Assembler::default();
+        let source = open_entries(bytes, limits, &mut |piece| assembled.take(piece))?;
+        return assembled.finish(source, sha256_hex(bytes));
+    }
+    // A second core hashes the zip (its identity), then each library piece by piece while the
+    // next pieces are inflated on this one: inflating and hashing take about as long each.
     std::thread::scope(|scope| {
-        let hash = (bytes.len() >= PARALLEL_HASH_BYTES).then(|| scope.spawn(|| sha256_hex(bytes)));
-        let source = open_entries(bytes, limits)?;
-        let hash = match hash.map(|h| h.join()) {
-            Some(Ok(h)) => h,
-            _ => sha256_hex(bytes),
-        };
-        Ok(Source { hash, ..source })
+        let (tx, rx) = std::sync::mpsc::channel::<Piece>();
+        let helper = scope.spawn(move || {
+            let zip_hash = sha256_hex(bytes);
+            let mut assembled = Assembler::default();
+            for piece in rx {
+                assembled.take(piece);
+            }
+            (zip_hash, assembled)
+        });
+        let source = open_entries(bytes, limits, &mut |piece| {
+            let _ = tx.send(piece);
+        });
+        drop(tx);
+        let (zip_hash, assembled) =
+            helper.join().map_err(|_| ArchiveError::Zip("the hashing thread panicked".into()))?;
+        assembled.finish(source?, zip_hash)
     })
 }
 
-/// From this size on, [`open`] hashes the zip on a thread of its own.
+/// What [`open_entries`] hands over for each library, in the manifest's order: its declared
+/// size, the pieces as they are inflated, then its end.
+enum Piece {
+    Begin(usize),
+    Bytes(Vec<u8>),
+    End,
+}
+
+/// Puts each library together from its pieces and hashes it on the way.
+#[derive(Default)]
+struct Assembler {
+    hasher: Sha256,
+    data: Vec<u8>,
+    done: Vec<([u8; 32], Vec<u8>)>,
+}
+
+impl Assembler {
+    fn take(&mut self, piece: Piece) {
+        match piece {
+            Piece::Begin(size) => self.data = Vec::with_capacity(size),
+            Piece::Bytes(b) => {
+                self.hasher.update(&b);
+                self.data.extend_from_slice(&b);
+            }
+            Piece::End => {
+                let digest = std::mem::take(&mut self.hasher).finalize().into();
+                self.done.push((digest, std::mem::take(&mut self.data)));
+            }
+        }
+    }
+
+    /// Checks each library's sha256 against the manifest and hands the bytes to `source`.
+    fn finish(self, mut source: Source, hash: String) -> Result<Source, ArchiveError> {
+        let mut done = self.done.into_iter();
+        for (cdylib, file) in source.manifest.cdylibs.iter().zip(source.files.iter_mut()) {
+            let (digest, data) = done.next().unwrap_or_default();
+            let actual = hex::encode(digest);
+            if actual != cdylib.sha256 {
+                return Err(ArchiveError::HashMismatch {
+                    file: cdylib.file.clone(),
+                    expected: cdylib.sha256.clone(),
+                    actual,
+                });
+            }
+            file.bytes = data;
+        }
+        Ok(Source { hash, ..source })
+    }
+}
+
+/// From this size on, [`open`] hashes on a thread of its own.
 const PARALLEL_HASH_BYTES: usize = 64 * 1024;
 
-/// [`open`] without the zip's hash (left empty).
-fn open_entries(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveError> {
+/// [`open`] without the hashes: the zip's is left empty, and each library's pieces go to
+/// `hash` (then [`Piece::End`]), in the manifest's order.
+fn open_entries(
+    bytes: &[u8],
+    limits: &ArchiveLimits,
+    hash: &mut dyn FnMut(Piece),
+) -> Result<Source, ArchiveError> {
     let zip_size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     if zip_size > limits.max_zip_bytes {
         return Err(ArchiveError::TooLarge { size: zip_size, limit: limits.max_zip_bytes });
@@ -555,11 +624,11 @@ fn open_entries(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveE
         // The declared size already passed the limits; reading one byte past it catches an
         // entry that inflates to more than it claims, whatever the zip reader itself checks.
         let cap = entry.size.min(limits.max_entry_bytes);
-        let mut hasher = Sha256::new();
-        let data = inflate_into(&mut archive, entry, cap, Some(&mut hasher), |actual| {
-            ArchiveError::SizeMismatch { name: entry.name.clone(), declared: entry.size, actual }
-        })?;
-        let actual_size = u64::try_from(data.len()).unwrap_or(u64::MAX);
+        let overrun =
+            |actual| ArchiveError::SizeMismatch { name: entry.name.clone(), declared: entry.size, actual };
+        hash(Piece::Begin(usize::try_from(entry.size).unwrap_or(0)));
+        let actual_size = fill_pieces(&mut archive, entry, cap, overrun, |piece| hash(Piece::Bytes(piece)))?;
+        hash(Piece::End);
         if actual_size != entry.size {
             return Err(ArchiveError::SizeMismatch {
                 name: entry.name.clone(),
@@ -571,15 +640,8 @@ fn open_entries(bytes: &[u8], limits: &ArchiveLimits) -> Result<Source, ArchiveE
         if total > limits.max_total_bytes {
             return Err(ArchiveError::TotalTooLarge { total, limit: limits.max_total_bytes });
         }
-        let actual = hex::encode(hasher.finalize());
-        if actual != cdylib.sha256 {
-            return Err(ArchiveError::HashMismatch {
-                file: cdylib.file.clone(),
-                expected: cdylib.sha256.clone(),
-                actual,
-            });
-        }
-        files.push(SourceFile { name: cdylib.file.clone(), bytes: data });
+        // The bytes are put together where they are hashed (see `open`).
+        files.push(SourceFile { name: cdylib.file.clone(), bytes: Vec::new() });
     }
 
     Ok(Source { hash: String::new(), manifest, manifest_bytes, signature, files })
@@ -679,54 +741,71 @@ fn inflate(
     cap: u64,
     too_large: impl FnOnce(u64) -> ArchiveError,
 ) -> Result<Vec<u8>, ArchiveError> {
-    inflate_into(archive, entry, cap, None, too_large)
+    let mut data = Vec::new();
+    fill(archive, entry, cap, &mut data, too_large)?;
+    Ok(data)
 }
 
-/// Inflates `entry`, reading at most `cap` bytes (one more is an error), into a buffer sized
-/// for its declared size; with `hasher`, each chunk is hashed as soon as it is inflated, while
-/// it is still in cache.
-fn inflate_into(
+/// Inflates `entry` into `data`, reading at most `cap` bytes (one more is an error), into a
+/// buffer sized for its declared size.
+fn fill(
     archive: &mut ZipArchive<Cursor<&[u8]>>,
     entry: &EntryInfo,
     cap: u64,
-    mut hasher: Option<&mut Sha256>,
+    data: &mut Vec<u8>,
     too_large: impl FnOnce(u64) -> ArchiveError,
-) -> Result<Vec<u8>, ArchiveError> {
-    const CHUNK: usize = 64 * 1024;
-    let corrupt =
-        |e: &dyn std::fmt::Display| ArchiveError::Zip(format!("cannot read entry `{}`: {e}", entry.name));
-    let file = archive.by_index(entry.index).map_err(|e| corrupt(&e))?;
-    let mut reader = file.take(cap.saturating_add(1));
+) -> Result<(), ArchiveError> {
+    let mut reader = entry_reader(archive, entry, cap)?;
     // The declared size passed the limits before this call; +1 leaves room to see an overrun.
-    let expected = usize::try_from(entry.size.min(cap)).unwrap_or(0).saturating_add(1);
-    let mut data: Vec<u8> = Vec::with_capacity(expected);
-    loop {
-        let start = data.len();
-        if data.capacity() - start < CHUNK {
-            data.reserve(CHUNK);
-        }
-        data.resize(start + CHUNK.min(data.capacity() - start), 0);
-        let n = match reader.read(&mut data[start..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                data.truncate(start);
-                continue;
-            }
-            Err(e) => return Err(corrupt(&e)),
-        };
-        data.truncate(start + n);
-        if n == 0 {
-            break;
-        }
-        if let Some(h) = hasher.as_deref_mut() {
-            h.update(&data[start..]);
-        }
-    }
+    data.reserve(usize::try_from(entry.size.min(cap)).unwrap_or(0).saturating_add(1));
+    reader.read_to_end(data).map_err(|e| corrupt(entry, &e))?;
     let read = u64::try_from(data.len()).unwrap_or(u64::MAX);
     if read > cap {
         return Err(too_large(read));
     }
-    Ok(data)
+    Ok(())
+}
+
+/// Inflates `entry` in pieces handed to `piece` as soon as each is in, reading at most `cap`
+/// bytes (one more is an error); returns how many bytes it held.
+fn fill_pieces(
+    archive: &mut ZipArchive<Cursor<&[u8]>>,
+    entry: &EntryInfo,
+    cap: u64,
+    too_large: impl FnOnce(u64) -> ArchiveError,
+    mut piece: impl FnMut(Vec<u8>),
+) -> Result<u64, ArchiveError> {
+    const PIECE: u64 = 64 * 1024;
+    let mut reader = entry_reader(archive, entry, cap)?;
+    let mut read = 0u64;
+    loop {
+        let mut buf = Vec::with_capacity(PIECE as usize);
+        let n = (&mut reader).take(PIECE).read_to_end(&mut buf).map_err(|e| corrupt(entry, &e))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        piece(buf);
+    }
+    if read > cap {
+        return Err(too_large(read));
+    }
+    Ok(read)
+}
+
+/// A reader of `entry`'s inflated bytes that stops one byte past `cap` (so that an entry that
+/// holds more than it declares is seen, whatever the zip reader itself checks).
+fn entry_reader<'a, 'b>(
+    archive: &'a mut ZipArchive<Cursor<&'b [u8]>>,
+    entry: &EntryInfo,
+    cap: u64,
+) -> Result<std::io::Take<zip::read::ZipFile<'a, Cursor<&'b [u8]>>>, ArchiveError> {
+    let file = archive.by_index(entry.index).map_err(|e| corrupt(entry, &e))?;
+    Ok(file.take(cap.saturating_add(1)))
+}
+
+fn corrupt(entry: &EntryInfo, e: &dyn std::fmt::Display) -> ArchiveError {
+    ArchiveError::Zip(format!("cannot read entry `{}`: {e}", entry.name))
 }
 
 #[cfg(test)]
