@@ -252,6 +252,24 @@ impl Shared {
         }
     }
 
+    /// The connection a member registers over closed. If its process is gone (its port refuses
+    /// connections), it is lost now, not `dead_after` later; a member that is alive (or a host
+    /// that does not answer at all) is left to the heartbeat.
+    pub(crate) fn member_link_closed(self: &Arc<Self>, member: &str) {
+        let me = self.clone();
+        let member = member.to_string();
+        tracing::debug!(%member, "the link of a member closed: probing its port");
+        tokio::spawn(async move {
+            let probe =
+                tokio::time::timeout(me.conv.heartbeat, tokio::net::TcpStream::connect(&member)).await;
+            if let Ok(Err(e)) = probe {
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    me.peer_unreachable(&member, "its link closed and its port refuses connections");
+                }
+            }
+        });
+    }
+
     /// A peer link could not connect or broke.
     pub(crate) fn peer_unreachable(&self, addr: &str, why: &str) {
         let known = self.lock().members.contains_key(addr);

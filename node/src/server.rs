@@ -187,6 +187,8 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
             }
         }
     });
+    // The member that registers over this connection, if any (see `member_link_closed`).
+    let mut registered: Option<String> = None;
     let result = loop {
         match stream.next().await {
             None => break Ok(()),
@@ -202,6 +204,9 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
                     let _ = otx.send((ServerFrame::Reply { id, result: Ok(Response::Sent) }, None));
                 }
                 Ok(ClientFrame::Request { id, request }) => {
+                    if let Request::Register(info) = &request {
+                        registered.get_or_insert_with(|| info.node.clone());
+                    }
                     let shared = shared.clone();
                     let otx = otx.clone();
                     let me = me.clone();
@@ -233,9 +238,14 @@ async fn connection(node: Node, stream: TcpStream, done: Arc<Notify>) -> Result<
             },
         }
     };
+    // The client is gone: no more deliveries. The writer sends what is queued, then ends
+    // (it ends when both its queues are closed), and with it the socket.
     drop(otx);
-    let _ = writer.await;
     shared.unregister_client(&me);
+    let _ = writer.await;
+    if let Some(member) = registered {
+        shared.member_link_closed(&member);
+    }
     result
 }
 

@@ -550,6 +550,11 @@ impl NodeProc {
         self.mapped_versions().iter().any(|v| v.starts_with(&format!("{hash}-")))
     }
 
+    /// How many file descriptors the node has open.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("cannot list the node's fds").count()
+    }
+
     /// The node's thread count (`Threads:` of `/proc/<pid>/status`).
     pub fn threads(&self) -> usize {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))

@@ -374,3 +374,27 @@ async fn a_child_on_a_stopping_member_is_reported_to_its_parent_once() {
     let again = tokio::time::timeout(Duration::from_secs(2), troupe_tests::next_text(&mut c)).await;
     assert!(again.is_err(), "the parent was told twice about one child: {first:?}, then {again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_member_is_lost_as_soon_as_its_port_refuses_without_waiting_for_dead_after() {
+    let dir = TestDir::new();
+    // dead-after is a minute: only the closed link and the refused probe can tell the leader.
+    let mut conv = Convention::start(&dir, &[("", &["--dead-after", "60s"]), ("", &[])]);
+    let member = conv.node(1).addr();
+    conv.node_mut(1).kill9();
+    conv.nodes[1] = None;
+    let t = Instant::now();
+    while conv.leader().status().convention.members.iter().any(|m| m.node == member && m.alive) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "still listed alive after 15 s:\n{}",
+            conv.leader().log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        conv.leader().log_text().contains("its port refuses connections"),
+        "{}",
+        conv.leader().log_text()
+    );
+}

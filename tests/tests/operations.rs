@@ -213,3 +213,17 @@ fn http_get(addr: &str, path: &str) -> String {
     s.read_to_string(&mut body).unwrap();
     body
 }
+
+#[test]
+fn closed_client_connections_leave_no_descriptor_or_endpoint_behind() {
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "");
+    node.run("status", &[]).assert_ok();
+    let before = node.fds();
+    for _ in 0..20 {
+        node.run("status", &[]).assert_ok();
+    }
+    // Each command's connection is closed by the time the CLI exits; the node lets go of its
+    // socket right after.
+    eventually("the node to close the CLI connections", Duration::from_secs(10), || node.fds() <= before);
+}
