@@ -252,20 +252,33 @@ impl Shared {
         }
     }
 
-    /// The connection a member registers over closed. If its process is gone (its port refuses
-    /// connections), it is lost now, not `dead_after` later; a member that is alive (or a host
-    /// that does not answer at all) is left to the heartbeat.
+    /// The connection a member registers over closed. If its process is gone, it is lost now,
+    /// not `dead_after` later: its port refuses a connection, or (while a killed process is
+    /// being torn down, its listening socket may still complete a handshake) the connection
+    /// closes without the challenge every live node sends first. A member that answers, or a
+    /// host that does not answer at all, is left to the heartbeat.
     pub(crate) fn member_link_closed(self: &Arc<Self>, member: &str) {
         let me = self.clone();
         let member = member.to_string();
-        tracing::debug!(%member, "the link of a member closed: probing its port");
+        tracing::debug!(%member, "the link of a member closed: probing it");
         tokio::spawn(async move {
-            let probe =
-                tokio::time::timeout(me.conv.heartbeat, tokio::net::TcpStream::connect(&member)).await;
-            if let Ok(Err(e)) = probe {
-                if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    me.peer_unreachable(&member, "its link closed and its port refuses connections");
+            let probe = async {
+                let mut s = tokio::net::TcpStream::connect(&member).await?;
+                let mut first = [0u8; 1];
+                tokio::io::AsyncReadExt::read(&mut s, &mut first).await
+            };
+            let gone = match tokio::time::timeout(me.conv.heartbeat, probe).await {
+                Ok(Ok(0)) => Some("its link closed and it closes connections unanswered"),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    Some("its link closed and its port refuses connections")
                 }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    Some("its link closed and it resets connections unanswered")
+                }
+                _ => None,
+            };
+            if let Some(why) = gone {
+                me.peer_unreachable(&member, why);
             }
         });
     }

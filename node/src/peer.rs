@@ -9,9 +9,11 @@
 //! queues a frame on an idle, connected link writes it to the socket at once, from its own
 //! thread, without waking anyone (a non-blocking write; loopback and LAN sockets almost always
 //! take it whole). Only what the socket does not take waits in the outbox for the link's task,
-//! which writes it when the socket is writable again. A version executor *corks* its sends for
-//! the length of one handler call, then writes each touched link once: a burst of messages
-//! shares TCP writes (batched frames), and a single reply costs one `write` and no thread hop.
+//! which writes it when the socket is writable again. A version executor *corks* its sends:
+//! it queues them without writing, and writes each touched link when it runs out of queued
+//! work (or after a few dozen calls or 100 µs): a burst of messages shares TCP writes (batched
+//! frames), and a single reply costs one `write` and no thread hop. Anyone else's write to a
+//! link also writes what was corked on it.
 //!
 //! When a link cannot connect or breaks, whatever was queued on it is answered locally: messages
 //! come back to their senders as `PoisonMessage`, creates fail with `ChildActorExited` to their
@@ -78,8 +80,6 @@ struct Outbox {
     /// Calls waiting for their reply, by request id.
     pending: HashMap<u64, Reply>,
     next_id: u64,
-    /// Frames were queued under a cork and not written yet.
-    corked: bool,
 }
 
 impl Peers {
@@ -100,7 +100,6 @@ impl Peers {
                 flushes: Vec::new(),
                 pending: HashMap::new(),
                 next_id: 1,
-                corked: false,
             }),
             wake: Notify::new(),
         });
@@ -142,7 +141,6 @@ impl Peers {
     pub(crate) fn uncork(&self, cork: &mut Corked) {
         for link in cork.drain(..) {
             let mut out = link.lock();
-            out.corked = false;
             link.write_now(&mut out);
         }
     }
@@ -192,7 +190,8 @@ impl Link {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `item`; writes at once unless `corked`. A dead link gives the item back (it is
+    /// Queues `item`; writes at once (with anything queued before it, corked or not) unless
+    /// `corked`. A dead link gives the item back (it is
     /// answered locally at once, so its size in the `Err` costs nothing worth boxing).
     #[allow(clippy::result_large_err)]
     fn push(&self, item: Outgoing, corked: bool) -> Result<(), Outgoing> {
@@ -206,9 +205,7 @@ impl Link {
             LinkState::Ready(_) => {}
         }
         out.queue(item);
-        if corked {
-            out.corked = true;
-        } else if !out.corked {
+        if !corked {
             self.write_now(&mut out);
         }
         Ok(())

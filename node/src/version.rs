@@ -226,7 +226,19 @@ struct Executor {
     stats: Arc<crate::node::VersionStats>,
     /// The effects list lent to each call (kept to reuse its allocation).
     effects: Vec<Effect>,
+    /// Peer links with frames queued by calls and not yet written, and how many calls ran
+    /// since they were last written.
+    corked: crate::peer::Corked,
+    calls_corked: u32,
+    corked_at: Option<Instant>,
 }
+
+/// Peer frames queued by an executor are written when it runs out of work, or after this many
+/// calls, or once the oldest waited this long: alone, a reply leaves at once; under load, many
+/// calls share one write. (A handler that runs long right after a corked call still holds that
+/// call's frames back until it returns, as it holds back every message queued behind it.)
+const MAX_CORKED_CALLS: u32 = 64;
+const MAX_CORKED_TIME: Duration = Duration::from_micros(100);
 
 /// What an executor starts with.
 struct Launch {
@@ -275,15 +287,34 @@ fn executor(
         }
     }
     let _ = ready.send(Ok(plugins.iter().map(|p| p.info.clone()).collect()));
-    let mut ex =
-        Executor { node, hash, gen, plugins, types, actors: HashMap::default(), stats, effects: Vec::new() };
+    let mut ex = Executor {
+        node,
+        hash,
+        gen,
+        plugins,
+        types,
+        actors: HashMap::default(),
+        stats,
+        effects: Vec::new(),
+        corked: Vec::new(),
+        calls_corked: 0,
+        corked_at: None,
+    };
     let mut local = VecDeque::new();
     loop {
         let cmd = match local.pop_front() {
             Some(c) => c,
-            None => match rx.recv() {
+            None => match rx.try_recv() {
                 Ok(c) => c,
-                Err(_) => break,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    // Out of work: write what the calls queued for peers before sleeping.
+                    ex.uncork();
+                    match rx.recv() {
+                        Ok(c) => c,
+                        Err(_) => break,
+                    }
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             },
         };
         match cmd {
@@ -291,7 +322,12 @@ fn executor(
             Cmd::Deliver { id, msg } => ex.deliver(id, msg, &mut local),
             Cmd::Retire => break,
         }
+        if ex.calls_corked >= MAX_CORKED_CALLS || ex.corked_at.is_some_and(|t| t.elapsed() >= MAX_CORKED_TIME)
+        {
+            ex.uncork();
+        }
     }
+    ex.uncork();
     let _ = phase.send(Phase::Retiring);
     ex.retire();
     ex.plugins
@@ -377,13 +413,25 @@ impl Executor {
         (st, err, std::mem::take(&mut ctx.effects))
     }
 
-    /// Runs `f` with the executor's local queue; then writes the peer frames it queued.
-    fn with_local(&self, local: &mut VecDeque<Cmd>, f: impl FnOnce(&Shared, &mut LocalQueue<'_>)) {
-        let mut lq = LocalQueue { gen: self.gen, queue: local, corked: Vec::new() };
+    /// Runs `f` with the executor's local queue; the peer frames it queues stay corked until
+    /// [`Executor::uncork`].
+    fn with_local(&mut self, local: &mut VecDeque<Cmd>, f: impl FnOnce(&Shared, &mut LocalQueue<'_>)) {
+        let mut lq = LocalQueue { gen: self.gen, queue: local, corked: std::mem::take(&mut self.corked) };
         f(&self.node, &mut lq);
-        if !lq.corked.is_empty() {
-            self.node.peers().uncork(&mut lq.corked);
+        self.corked = lq.corked;
+        if !self.corked.is_empty() {
+            self.calls_corked += 1;
+            self.corked_at.get_or_insert_with(Instant::now);
         }
+    }
+
+    /// Writes the peer frames queued since the last time.
+    fn uncork(&mut self) {
+        if !self.corked.is_empty() {
+            self.node.peers().uncork(&mut self.corked);
+        }
+        self.calls_corked = 0;
+        self.corked_at = None;
     }
 
     /// Applies a call's effects, then keeps the emptied list for the next call.

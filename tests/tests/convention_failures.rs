@@ -393,7 +393,7 @@ async fn a_killed_member_is_lost_as_soon_as_its_port_refuses_without_waiting_for
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        conv.leader().log_text().contains("its port refuses connections"),
+        conv.leader().log_text().contains("peer unreachable (its link closed and"),
         "{}",
         conv.leader().log_text()
     );
