@@ -748,6 +748,21 @@ async fn b8_versions(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     ])
 }
 
+/// Polls the leader's status until it no longer lists `member` alive; the time since `t`.
+async fn until_not_alive(c: &mut Client, member: &str, t: Instant) -> Result<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = status(c).await?;
+        if !st.convention.members.iter().any(|m| m.node == member && m.alive) {
+            return Ok(t.elapsed());
+        }
+        if Instant::now() > deadline {
+            bail!("{member} was still listed alive after 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn b8_join(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let n = opts.scale(16, 6);
     let leader = Node::start(env, "", None, &[]).await?;
@@ -783,24 +798,14 @@ async fn b8_join(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
                 ms(spawned),
                 ms(ready)
             ))];
-    // Failure detection with default heartbeat and dead-after.
+    // Failure detection with default heartbeat and dead-after: a killed process (its links
+    // close and its port refuses: lost at once), then a silent one (SIGSTOP, as a hung host:
+    // only the heartbeat can tell).
     let victim = members.pop().ok_or_else(|| anyhow!("no members"))?;
-    let victim_addr = victim.addr();
-    let mut victim = victim;
     let t = Instant::now();
+    let mut victim = victim;
     victim.kill();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let detected = loop {
-        let st = status(&mut c).await?;
-        let listed = st.convention.members.iter().any(|m| m.node == victim_addr && m.alive);
-        if !listed {
-            break t.elapsed();
-        }
-        if Instant::now() > deadline {
-            bail!("the killed member was still listed after 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let detected = until_not_alive(&mut c, &victim.addr(), t).await?;
     figs.push(
         Figure::value(
             "B8.detect",
@@ -810,6 +815,22 @@ async fn b8_join(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
         )
         .target("≤ 3 s", 3000.0, true)
         .note("defaults: heartbeat 1 s, dead-after 3 s"),
+    );
+    let silent = members.pop().ok_or_else(|| anyhow!("no members"))?;
+    // SAFETY: kill(2) with a pid we spawned and a valid signal.
+    unsafe { libc::kill(silent.pid() as i32, libc::SIGSTOP) };
+    let t = Instant::now();
+    let detected = until_not_alive(&mut c, &silent.addr(), t).await;
+    // SAFETY: as above; the node is killed when `silent` drops.
+    unsafe { libc::kill(silent.pid() as i32, libc::SIGCONT) };
+    figs.push(
+        Figure::value(
+            "B8.silent",
+            "SIGSTOPped member (alive, silent): stop to leader no longer listing it alive",
+            ms(detected?),
+            "ms",
+        )
+        .note("the heartbeat path: between dead-after − heartbeat and dead-after (2–3 s)"),
     );
     drop(members);
     Ok(figs)
