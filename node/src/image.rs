@@ -85,6 +85,14 @@ impl LibImage {
         &self.shown
     }
 
+    /// Keeps the copy for good: for a library that may still be mapped and can never be closed
+    /// safely.
+    pub(crate) fn leak(self) {
+        if let Some(fd) = self.memfd {
+            std::mem::forget(fd);
+        }
+    }
+
     /// Frees the copy. Call only after the library opened from it was closed.
     pub(crate) fn release(self) {
         match self.memfd {

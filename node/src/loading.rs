@@ -342,35 +342,20 @@ impl Shared {
         if self.lock().versions.get(&gen).is_none_or(|v| v.cancelled) {
             return Err(refused("unloaded", format!("{hash} was unloaded while it was being validated")));
         }
-        // Copy every library to a place unique to (hash, generation) and open it there, on one
-        // blocking thread (which the version host's threads are spawned from).
+        // The version's own thread copies every library to a place unique to (hash,
+        // generation) and opens it there; this task waits without blocking a worker.
         let t1 = std::time::Instant::now();
-        let me = self.clone();
-        let h2 = hash.clone();
         let stats = self.lock().versions.get(&gen).map(|v| v.stats.clone()).unwrap_or_default();
-        let stem = format!("{hash}-{gen}");
-        let (store, copies) = (self.store.clone(), self.lib_copies);
-        let started = tokio::task::spawn_blocking(move || {
-            let mut images = Vec::with_capacity(source.files.len());
-            for f in source.files {
-                let image = image::LibImage::create(copies, &store, &stem, &f.name, &f.bytes);
-                drop(f.bytes);
-                match image {
-                    Ok(i) => images.push(i),
-                    Err(e) => {
-                        images.into_iter().for_each(image::LibImage::release);
-                        return Err(e);
-                    }
-                }
-            }
-            let shown: Vec<String> = images.iter().map(|i| i.shown().to_string()).collect();
-            let t2 = std::time::Instant::now();
-            Ok::<_, std::io::Error>((version::start(me, h2, gen, images, stats), shown, t2))
-        })
-        .await
-        .map_err(|e| refused("internal", format!("version host failed: {e}")))?;
-        let (started, shown, t2) = started.map_err(|e| refused("store", format!("rejected: {e}")))?;
-        let (tx, infos) = started.map_err(|e| refused("plugin", format!("rejected: {e}")))?;
+        let libs =
+            version::Libraries { files: source.files, copies: self.lib_copies, store: self.store.clone() };
+        let (tx, ready) = version::start(self.clone(), hash.clone(), gen, libs, stats)
+            .map_err(|e| refused("internal", format!("rejected: {e}")))?;
+        let ready =
+            ready.await.map_err(|_| refused("internal", "the version's thread exited during start"))?;
+        let version::Ready { infos, shown, copy } = ready.map_err(|e| match e {
+            version::StartError::Copy(e) => refused("store", format!("rejected: {e}")),
+            version::StartError::Plugin(e) => refused("plugin", format!("rejected: {e}")),
+        })?;
         // The manifest was written by `troupe pack` from the libraries' roots; insist they agree.
         let exported: BTreeMap<String, Vec<String>> = infos
             .iter()
@@ -401,7 +386,7 @@ impl Shared {
         for w in std::mem::take(&mut v.ready_waiters) {
             let _ = w.send(Ok(()));
         }
-        tracing::info!(%hash, generation = gen, package = %v.package, copy_us = (t2 - t1).as_micros() as u64, start_us = t2.elapsed().as_micros() as u64, "source loaded");
+        tracing::info!(%hash, generation = gen, package = %v.package, copy_us = copy.as_micros() as u64, start_us = t1.elapsed().as_micros() as u64, "source loaded");
         drop(st);
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.store_zip(gen, &zip));

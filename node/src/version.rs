@@ -1,16 +1,15 @@
 //! Version hosts: the threads that own a loaded version and are the only ones to run its code.
 //!
-//! Each version gets two OS threads:
-//! - the **executor**, which dlopens the version's libraries, calls `init`, and then runs every
-//!   actor of the version: creates, message handling and drops, one command at a time from the
-//!   version's queue. Messages between actors of the same version go straight into a local queue
-//!   on this thread, with no hop through a channel. When the version retires it calls
-//!   `on_unload` and returns the libraries — still open — and exits;
-//! - the **supervisor**, which waits for the executor to exit, *then* dlcloses the libraries and
-//!   frees their copies. Closing only after the thread that ran plugin code has exited is what
-//!   makes unloading safe: a TLS destructor or pthread-key destructor registered by plugin code
-//!   has run (or pinned the library) before the code is unmapped
-//!   (`reference/dylib-unloading.md` §2.3).
+//! A running version has one OS thread, its **executor**. It copies the version's libraries
+//! (see [`crate::image`]), dlopens them, calls `init`, and then runs every actor of the version:
+//! creates, message handling and drops, one command at a time from the version's queue. Messages
+//! between actors of the same version go straight into a local queue on this thread, with no
+//! hop through a channel. When the version retires, the executor starts a **closer** thread,
+//! calls `on_unload` (the closer times it), returns the libraries — still open — and exits. The
+//! closer waits for the executor to exit, *then* dlcloses the libraries and frees their copies.
+//! Closing only after the thread that ran plugin code has exited is what makes unloading safe:
+//! a TLS destructor or pthread-key destructor registered by plugin code has run (or pinned the
+//! library) before the code is unmapped (`reference/dylib-unloading.md` §2.3).
 //!
 //! No plugin code ever runs on the node's tokio workers.
 
@@ -145,73 +144,108 @@ pub(crate) struct LocalQueue<'a> {
     pub corked: crate::peer::Corked,
 }
 
-/// Starts a version host for the libraries copied in `images` (released when the version is
-/// gone). Blocks until the executor opened, checked and initialised every library.
+/// What a version host reports once its libraries are open and initialised.
+pub(crate) struct Ready {
+    /// What each library's root declares.
+    pub infos: Vec<PluginInfo>,
+    /// Where each library's copy is (for status).
+    pub shown: Vec<String>,
+    /// How long copying the libraries took.
+    pub copy: Duration,
+}
+
+/// Why a version host did not start.
+pub(crate) enum StartError {
+    /// A library could not be copied (see [`LibImage::create`]).
+    Copy(std::io::Error),
+    /// A library was refused or failed to initialise.
+    Plugin(String),
+}
+
+/// The libraries of a version, as [`start`] takes them.
+pub(crate) struct Libraries {
+    pub files: Vec<crate::archive::SourceFile>,
+    pub copies: crate::node::LibCopies,
+    pub store: PathBuf,
+}
+
+/// Starts a version host: one thread, the version's executor, which copies the libraries (see
+/// [`crate::image`]), opens, checks and initialises them, then runs the version's actors. Returns
+/// at once; the receiver says when the version is ready, or why it failed.
+///
+/// When the executor is done (retired, or failed to start) it starts a short-lived *closer*
+/// thread that waits for it to exit, then closes the libraries and frees their copies (see the
+/// module's documentation). No thread but the executor exists while the version runs.
+#[allow(clippy::type_complexity)]
 pub(crate) fn start(
     node: Arc<Shared>,
     hash: String,
     gen: u64,
-    images: Vec<LibImage>,
+    libs: Libraries,
     stats: Arc<crate::node::VersionStats>,
-) -> Result<(Sender<Cmd>, Vec<PluginInfo>), String> {
-    let files: Vec<PathBuf> = images.iter().map(|i| i.path().to_path_buf()).collect();
+) -> Result<(Sender<Cmd>, tokio::sync::oneshot::Receiver<Result<Ready, StartError>>), String> {
     let (tx, rx) = std::sync::mpsc::channel::<Cmd>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Vec<PluginInfo>, String>>(1);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel::<ExecutorHandle>(1);
     let short = hash.chars().take(8).collect::<String>();
-    let exec_node = node.clone();
-    let exec_hash = hash.clone();
-    let exec_name = format!("troupe-v-{short}");
-    std::thread::Builder::new()
-        .name(format!("troupe-s-{short}"))
-        .spawn(move || {
-            let (phase_tx, phase_rx) = std::sync::mpsc::channel::<Phase>();
-            let exec = std::thread::Builder::new()
-                .name(exec_name)
-                .spawn(move || executor(Launch { node: exec_node, hash: exec_hash, gen, files, stats }, rx, ready_tx, phase_tx));
-            // Watch the executor's retirement: `on_unload` gets ON_UNLOAD_LIMIT; a plugin that
-            // hangs there has its version quarantined (reported in status, never closed while
-            // its thread is stuck in it).
-            if exec.is_ok() {
-                if let Ok(Phase::Retiring) = phase_rx.recv() {
-                    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = phase_rx.recv_timeout(ON_UNLOAD_LIMIT) {
-                        tracing::error!(%hash, "on_unload did not return within {ON_UNLOAD_LIMIT:?}: version quarantined");
-                        node.version_quarantined(gen);
-                    }
-                }
+    let launch = Launch { node, hash, gen, libs, stats, handle: handle_rx };
+    let handle = std::thread::Builder::new()
+        .name(format!("troupe-v-{short}"))
+        .spawn(move || executor(launch, rx, ready_tx))
+        .map_err(|e| format!("cannot spawn the version's executor thread: {e}"))?;
+    // The closer joins the executor through this handle.
+    let _ = handle_tx.send(handle);
+    Ok((tx, ready_rx))
+}
+
+/// How a closer waits for its executor to exit.
+type ExecutorHandle = std::thread::JoinHandle<Vec<Plugin>>;
+
+/// Started by an executor that is done: watches its `on_unload` (a plugin that hangs there
+/// has its version quarantined, never closed while its thread is stuck in it), waits for the
+/// thread to exit, then closes the libraries, frees their copies and reports the version gone.
+fn start_closer(
+    node: Arc<Shared>,
+    hash: String,
+    gen: u64,
+    images: Vec<LibImage>,
+    handle: Receiver<ExecutorHandle>,
+    phase: Receiver<Phase>,
+) -> std::io::Result<()> {
+    let short = hash.chars().take(8).collect::<String>();
+    std::thread::Builder::new().name(format!("troupe-c-{short}")).spawn(move || {
+        if let Ok(Phase::Retiring) = phase.recv() {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = phase.recv_timeout(ON_UNLOAD_LIMIT) {
+                tracing::error!(%hash, "on_unload did not return within {ON_UNLOAD_LIMIT:?}: version quarantined");
+                node.version_quarantined(gen);
             }
-            let plugins = match exec {
-                Ok(handle) => match handle.join() {
-                    Ok(plugins) => plugins,
-                    Err(_) => {
-                        // Host code on the executor panicked (a node bug, not a plugin panic:
-                        // those are caught in the plugin). The libraries were leaked with the
-                        // thread's stack; never close what may still be referenced.
-                        tracing::error!(%hash, "version executor panicked; its libraries stay mapped");
-                        Vec::new()
-                    }
-                },
-                Err(e) => {
-                    tracing::error!(%hash, "cannot spawn version executor: {e}");
-                    Vec::new()
-                }
-            };
-            let t0 = Instant::now();
-            for p in plugins {
-                p.close();
+        }
+        let plugins = match handle.recv().map(|h| h.join()) {
+            Ok(Ok(plugins)) => plugins,
+            _ => {
+                // Host code on the executor panicked (a node bug, not a plugin panic: those
+                // are caught in the plugin). The libraries were leaked with the thread's
+                // stack; never close what may still be referenced.
+                tracing::error!(%hash, "version executor panicked; its libraries stay mapped");
+                images.into_iter().for_each(LibImage::leak);
+                return;
             }
-            // The executor's malloc arena keeps freed memory; give it back to the system so
-            // load/unload cycles leave the node's RSS flat.
-            // SAFETY: malloc_trim has no preconditions.
-            unsafe { libc::malloc_trim(0) };
-            for image in images {
-                image.release();
-            }
-            node.forget_zip(&hash, gen);
-            node.version_gone(&hash, gen, t0.elapsed());
-        })
-        .map_err(|e| format!("cannot spawn version host thread: {e}"))?;
-    let infos = ready_rx.recv().map_err(|_| "version host exited during start".to_string())??;
-    Ok((tx, infos))
+        };
+        let t0 = Instant::now();
+        for p in plugins {
+            p.close();
+        }
+        // The executor's malloc arena keeps freed memory; give it back to the system so
+        // load/unload cycles leave the node's RSS flat.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
+        for image in images {
+            image.release();
+        }
+        node.forget_zip(&hash, gen);
+        node.version_gone(&hash, gen, t0.elapsed());
+    })?;
+    Ok(())
 }
 
 struct Executor {
@@ -245,40 +279,69 @@ struct Launch {
     node: Arc<Shared>,
     hash: String,
     gen: u64,
-    files: Vec<PathBuf>,
+    libs: Libraries,
     stats: Arc<crate::node::VersionStats>,
+    /// For the closer.
+    handle: Receiver<ExecutorHandle>,
 }
 
+/// The version's thread: copies and opens the libraries, runs the actors until retired, then
+/// hands the still open libraries to a closer and exits.
 fn executor(
     launch: Launch,
     rx: Receiver<Cmd>,
-    ready: std::sync::mpsc::SyncSender<Result<Vec<PluginInfo>, String>>,
-    phase: Sender<Phase>,
+    ready: tokio::sync::oneshot::Sender<Result<Ready, StartError>>,
 ) -> Vec<Plugin> {
-    let Launch { node, hash, gen, files, stats } = launch;
-    let mut plugins = Vec::new();
-    for f in &files {
-        match Plugin::open(f) {
-            Ok(p) => plugins.push(p),
+    let Launch { node, hash, gen, libs, stats, handle } = launch;
+    let t0 = Instant::now();
+    let stem = format!("{hash}-{gen}");
+    let mut images = Vec::with_capacity(libs.files.len());
+    for f in libs.files {
+        match LibImage::create(libs.copies, &libs.store, &stem, &f.name, &f.bytes) {
+            Ok(i) => images.push(i),
             Err(e) => {
-                let _ = ready.send(Err(e.to_string()));
-                return plugins;
+                // Nothing was opened: the copies go at once, and the version with them.
+                images.into_iter().for_each(LibImage::release);
+                let _ = ready.send(Err(StartError::Copy(e)));
+                node.version_gone(&hash, gen, Duration::ZERO);
+                return Vec::new();
             }
         }
     }
-    for p in &plugins {
-        let mut err = Vec::new();
-        // SAFETY: the root was checked in Plugin::open; HOST_API lives for the whole process;
-        // we are on the version's own thread.
-        let st = unsafe { (p.root().init)(&HOST_API, OutSink::for_vec(&mut err)) };
-        if st != abi::STATUS_OK {
-            let _ = ready.send(Err(format!(
-                "plugin {} failed to initialise: {}",
-                p.info.name,
-                String::from_utf8_lossy(&err)
-            )));
-            return plugins;
+    let copy = t0.elapsed();
+    let shown: Vec<String> = images.iter().map(|i| i.shown().to_string()).collect();
+    let (phase_tx, phase_rx) = std::sync::mpsc::channel::<Phase>();
+    let mut plugins = Vec::new();
+    let mut failed = None;
+    for image in &images {
+        match Plugin::open(image.path()) {
+            Ok(p) => plugins.push(p),
+            Err(e) => {
+                failed = Some(e.to_string());
+                break;
+            }
         }
+    }
+    if failed.is_none() {
+        for p in &plugins {
+            let mut err = Vec::new();
+            // SAFETY: the root was checked in Plugin::open; HOST_API lives for the whole
+            // process; we are on the version's own thread.
+            let st = unsafe { (p.root().init)(&HOST_API, OutSink::for_vec(&mut err)) };
+            if st != abi::STATUS_OK {
+                failed = Some(format!(
+                    "plugin {} failed to initialise: {}",
+                    p.info.name,
+                    String::from_utf8_lossy(&err)
+                ));
+                break;
+            }
+        }
+    }
+    if let Some(e) = failed {
+        let _ = ready.send(Err(StartError::Plugin(e)));
+        hand_over(&node, &hash, gen, images, handle, phase_rx, &mut plugins);
+        return plugins;
     }
     let mut types = HashMap::new();
     for (i, p) in plugins.iter().enumerate() {
@@ -286,7 +349,7 @@ fn executor(
             types.insert(t.name.clone(), i);
         }
     }
-    let _ = ready.send(Ok(plugins.iter().map(|p| p.info.clone()).collect()));
+    let _ = ready.send(Ok(Ready { infos: plugins.iter().map(|p| p.info.clone()).collect(), shown, copy }));
     let mut ex = Executor {
         node,
         hash,
@@ -328,9 +391,34 @@ fn executor(
         }
     }
     ex.uncork();
-    let _ = phase.send(Phase::Retiring);
-    ex.retire();
+    if hand_over(&ex.node, &ex.hash, gen, images, handle, phase_rx, &mut ex.plugins) {
+        let _ = phase_tx.send(Phase::Retiring);
+        ex.retire();
+    }
     ex.plugins
+}
+
+/// Starts the closer for a done executor. If no thread can be started, nothing can close the
+/// libraries safely after this thread exits: they stay mapped (with their copies), the version
+/// is reported quarantined, and `false` says not to run `on_unload` either.
+fn hand_over(
+    node: &Arc<Shared>,
+    hash: &str,
+    gen: u64,
+    images: Vec<LibImage>,
+    handle: Receiver<ExecutorHandle>,
+    phase: Receiver<Phase>,
+    plugins: &mut Vec<Plugin>,
+) -> bool {
+    match start_closer(node.clone(), hash.to_string(), gen, images, handle, phase) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(%hash, "cannot start the thread that closes the version ({e}); its libraries stay mapped");
+            std::mem::take(plugins).into_iter().for_each(std::mem::forget);
+            node.version_quarantined(gen);
+            false
+        }
+    }
 }
 
 fn err_text(err: &[u8]) -> String {
