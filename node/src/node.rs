@@ -549,7 +549,13 @@ impl Shared {
             Some(ActorKind::Client { tx }) => {
                 let tx = tx.clone();
                 drop(st);
-                let _ = tx.send(msg.into_incoming());
+                match local {
+                    // From a version's executor: held back with its peer frames.
+                    Some(l) => l.clients.push((tx, msg.into_incoming())),
+                    None => {
+                        let _ = tx.send(msg.into_incoming());
+                    }
+                }
             }
             None => {
                 let details = st

@@ -140,9 +140,14 @@ impl<'a> CallCtx<'a> {
 pub(crate) struct LocalQueue<'a> {
     pub gen: u64,
     pub queue: &'a mut VecDeque<Cmd>,
-    /// Peer links with frames queued during the call, written when it is over.
+    /// Peer links with frames queued and not written yet.
     pub corked: crate::peer::Corked,
+    /// Messages to clients of this node, not handed to their connections yet (in order).
+    pub clients: Vec<ClientSend>,
 }
+
+/// A message to a client connection of this node, held back with the executor's peer frames.
+pub(crate) type ClientSend = (tokio::sync::mpsc::UnboundedSender<Incoming>, Incoming);
 
 /// What a version host reports once its libraries are open and initialised.
 pub(crate) struct Ready {
@@ -263,6 +268,7 @@ struct Executor {
     /// Peer links with frames queued by calls and not yet written, and how many calls ran
     /// since they were last written.
     corked: crate::peer::Corked,
+    corked_clients: Vec<ClientSend>,
     calls_corked: u32,
     corked_at: Option<Instant>,
 }
@@ -360,6 +366,7 @@ fn executor(
         stats,
         effects: Vec::new(),
         corked: Vec::new(),
+        corked_clients: Vec::new(),
         calls_corked: 0,
         corked_at: None,
     };
@@ -501,20 +508,30 @@ impl Executor {
         (st, err, std::mem::take(&mut ctx.effects))
     }
 
-    /// Runs `f` with the executor's local queue; the peer frames it queues stay corked until
-    /// [`Executor::uncork`].
+    /// Runs `f` with the executor's local queue; the peer frames and client messages it queues
+    /// stay corked until [`Executor::uncork`].
     fn with_local(&mut self, local: &mut VecDeque<Cmd>, f: impl FnOnce(&Shared, &mut LocalQueue<'_>)) {
-        let mut lq = LocalQueue { gen: self.gen, queue: local, corked: std::mem::take(&mut self.corked) };
+        let mut lq = LocalQueue {
+            gen: self.gen,
+            queue: local,
+            corked: std::mem::take(&mut self.corked),
+            clients: std::mem::take(&mut self.corked_clients),
+        };
         f(&self.node, &mut lq);
         self.corked = lq.corked;
-        if !self.corked.is_empty() {
+        self.corked_clients = lq.clients;
+        if !self.corked.is_empty() || !self.corked_clients.is_empty() {
             self.calls_corked += 1;
             self.corked_at.get_or_insert_with(Instant::now);
         }
     }
 
-    /// Writes the peer frames queued since the last time.
+    /// Hands the client messages queued since the last time to their connections (a burst wakes
+    /// each connection's writer once), then writes the peer frames.
     fn uncork(&mut self) {
+        for (tx, msg) in self.corked_clients.drain(..) {
+            let _ = tx.send(msg);
+        }
         if !self.corked.is_empty() {
             self.node.peers().uncork(&mut self.corked);
         }
