@@ -475,3 +475,35 @@ async fn each_leaking_instance_costs_one_pthread_key_and_loads_are_refused_befor
     assert_eq!(ask(&mut client, &prober, "still here").await, "echo: still here");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_library_that_pins_itself_keeps_its_copy_and_later_loads_still_get_their_own_code() {
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "");
+    let hostile = Hostile::new(&dir);
+    let pinned = node.load(&hostile.zip(&dir, 0));
+    let mut client = node.client().await;
+    let pin = create(&mut client, "hostile.Pin", &pinned).await.expect("create");
+    let answer = ask(&mut client, &pin, "pin").await;
+    assert!(answer.starts_with("pinned /proc/self/fd/"), "{answer}");
+    node.run("unload", &[&pinned, "--grace", "200ms"]).assert_ok();
+    wait_for("the pinned copy to be kept", REPLY_TIMEOUT, || {
+        node.log_text().contains("its memory file is kept").then_some(())
+    });
+    // dlclose could not unmap it: its copy stays, and so does its `/proc/self/fd` path, which
+    // glibc would otherwise hand back for the next library opened under the same number.
+    assert!(node.maps_hash(&pinned), "{}", node.maps());
+    // Five more versions at once, loaded over the open connection (a new connection would take
+    // the lowest free descriptor number itself): their copies take the lowest free numbers,
+    // where the pinned copy's would be if it had been closed.
+    let variants = ZipVariants::new(&dir.faulty_zip());
+    for n in 0..5 {
+        let zip = variants.make(&format!("0.9.{n}"));
+        let hash = match client.request(Request::Load { zip, info: format!("after the pin {n}") }).await {
+            Ok(Response::Loaded { hash, .. }) => hash,
+            other => panic!("load {n} after the pin: {other:?}"),
+        };
+        let echo = create(&mut client, "faulty.Echo", &hash).await.expect("create faulty.Echo");
+        assert_eq!(ask(&mut client, &echo, "own code").await, "echo: own code");
+    }
+}

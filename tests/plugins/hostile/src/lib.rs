@@ -17,6 +17,8 @@
 //! - `hostile.Arm`: `arm panic` / `arm hang` → this loaded instance's `on_unload` will panic, or
 //!   loop forever (answer `armed panic` / `armed hang`). Each load of a zip is its own instance
 //!   with its own statics, so arming one version does not arm another.
+//! - `hostile.Pin`: `pin` → makes this loaded instance impossible to unload (`dlopen` of its own
+//!   file with `RTLD_NODELETE`) and answers `pinned <path>`: `dlclose` then leaves it mapped.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use troupe_actor_abi::prelude::*;
@@ -194,6 +196,42 @@ impl Actor for Arm {
     }
 }
 
+/// `hostile.Pin`.
+struct Pin;
+impl Actor for Pin {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Pin)
+    }
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if msg.text() != Some("pin") {
+            echo(ctx, &msg);
+            return Ok(());
+        }
+        // SAFETY: dladdr on a function of this library fills `info` with the path it was
+        // opened from (valid while it is loaded); dlopen with RTLD_NOLOAD only adds a reference
+        // to this already loaded library, and RTLD_NODELETE keeps it mapped for good, which is
+        // the point.
+        let answer_text = unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            let here = on_unload as *const libc::c_void;
+            if libc::dladdr(here, &mut info) == 0 || info.dli_fname.is_null() {
+                "pin failed: dladdr".to_string()
+            } else {
+                let path = std::ffi::CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned();
+                let h =
+                    libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE);
+                if h.is_null() {
+                    format!("pin failed: {path} is not loaded")
+                } else {
+                    format!("pinned {path}")
+                }
+            }
+        };
+        answer(ctx, &msg, &answer_text);
+        Ok(())
+    }
+}
+
 /// The plugin's `on_unload`: does what `hostile.Arm` armed.
 fn on_unload() {
     match ON_UNLOAD.load(Ordering::SeqCst) {
@@ -214,6 +252,7 @@ troupe_actor_abi::export_plugin!(
         "hostile.ThreadKey" => ThreadKey,
         "hostile.KeyHog" => KeyHog,
         "hostile.Arm" => Arm,
+        "hostile.Pin" => Pin,
     ],
     on_unload: on_unload,
 );
