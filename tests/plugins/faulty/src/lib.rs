@@ -24,25 +24,9 @@
 use std::collections::BTreeMap;
 use troupe_actor_abi::prelude::*;
 
-/// Answers `echo: <t>` to the sender of a text `t`.
-fn echo(ctx: &mut Context, msg: &Message) {
-    if let (Some(t), Some(from)) = (msg.text(), msg.sender()) {
-        let from = from.clone();
-        ctx.send_text(&from, &format!("echo: {t}"));
-    }
-}
-
-/// `faulty.Echo` and `faulty.Picky`.
-struct Echo;
-impl Actor for Echo {
-    fn create(_ctx: &mut Context) -> ActorResult<Self> {
-        Ok(Echo)
-    }
-    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
-        echo(ctx, &msg);
-        Ok(())
-    }
-}
+#[path = "../../../plugin-common/echo.rs"]
+mod common;
+use common::{echo, Echo};
 
 /// `faulty.PanicOnMessage`.
 struct PanicOnMessage;

@@ -23,34 +23,18 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use troupe_actor_abi::prelude::*;
 
+#[path = "../../../plugin-common/echo.rs"]
+mod common;
+use common::{echo, Echo};
+
 /// What `on_unload` does: 0 nothing, 1 panic, 2 hang.
 static ON_UNLOAD: AtomicU8 = AtomicU8::new(0);
-
-/// Answers `echo: <t>` to the sender of a text `t`.
-fn echo(ctx: &mut Context, msg: &Message) {
-    if let (Some(t), Some(from)) = (msg.text(), msg.sender()) {
-        let from = from.clone();
-        ctx.send_text(&from, &format!("echo: {t}"));
-    }
-}
 
 /// Answers `text` to the sender.
 fn answer(ctx: &mut Context, msg: &Message, text: &str) {
     if let Some(from) = msg.sender() {
         let from = from.clone();
         ctx.send_text(&from, text);
-    }
-}
-
-/// `hostile.Echo`.
-struct Echo;
-impl Actor for Echo {
-    fn create(_ctx: &mut Context) -> ActorResult<Self> {
-        Ok(Echo)
-    }
-    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
-        echo(ctx, &msg);
-        Ok(())
     }
 }
 
