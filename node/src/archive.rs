@@ -741,29 +741,10 @@ fn inflate(
     cap: u64,
     too_large: impl FnOnce(u64) -> ArchiveError,
 ) -> Result<Vec<u8>, ArchiveError> {
-    let mut data = Vec::new();
-    fill(archive, entry, cap, &mut data, too_large)?;
+    // The declared size passed the limits before this call.
+    let mut data = Vec::with_capacity(usize::try_from(entry.size.min(cap)).unwrap_or(0));
+    fill_pieces(archive, entry, cap, too_large, |piece| data.extend_from_slice(&piece))?;
     Ok(data)
-}
-
-/// Inflates `entry` into `data`, reading at most `cap` bytes (one more is an error), into a
-/// buffer sized for its declared size.
-fn fill(
-    archive: &mut ZipArchive<Cursor<&[u8]>>,
-    entry: &EntryInfo,
-    cap: u64,
-    data: &mut Vec<u8>,
-    too_large: impl FnOnce(u64) -> ArchiveError,
-) -> Result<(), ArchiveError> {
-    let mut reader = entry_reader(archive, entry, cap)?;
-    // The declared size passed the limits before this call; +1 leaves room to see an overrun.
-    data.reserve(usize::try_from(entry.size.min(cap)).unwrap_or(0).saturating_add(1));
-    reader.read_to_end(data).map_err(|e| corrupt(entry, &e))?;
-    let read = u64::try_from(data.len()).unwrap_or(u64::MAX);
-    if read > cap {
-        return Err(too_large(read));
-    }
-    Ok(())
 }
 
 /// Inflates `entry` in pieces handed to `piece` as soon as each is in, reading at most `cap`

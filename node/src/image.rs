@@ -96,13 +96,7 @@ impl LibImage {
     /// Frees the copy. Call only after the library opened from it was closed.
     pub(crate) fn release(self) {
         match self.memfd {
-            None => {
-                if let Err(e) = std::fs::remove_file(&self.path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %self.path.display(), "cannot delete a version library: {e}");
-                    }
-                }
-            }
+            None => remove_if_there(&self.path),
             Some(fd) => {
                 if still_loaded(&self.path) {
                     // Its path must stay unique for as long as the mapping lives: never close.
@@ -142,6 +136,15 @@ fn still_loaded(path: &Path) -> bool {
         } else {
             libc::dlclose(h);
             true
+        }
+    }
+}
+
+/// Deletes a store file that may not exist (any other failure is logged).
+pub(crate) fn remove_if_there(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), "cannot delete: {e}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! changes, status and stop: the parts of [`Shared`] that follow a version through its life.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,8 +72,8 @@ fn pthread_keys_free(limit: u32) -> u32 {
 }
 
 impl Shared {
-    /// The store directory of one generation of a version: flat, so that deleting it leaves
-    /// nothing behind.
+    /// Where the store keeps the zip of one generation of a version (a flat layout: deleting it
+    /// leaves nothing behind).
     pub(crate) fn zip_file(&self, hash: &str, gen: u64) -> PathBuf {
         self.store.join(format!("{hash}-{gen}.zip"))
     }
@@ -89,10 +89,8 @@ impl Shared {
             return;
         };
         let _writing = store_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let wanted = |st: &crate::node::State| {
-            st.versions.get(&gen).is_some_and(|v| matches!(v.zip, ZipCopy::Memory(_)))
-        };
-        if !wanted(&self.lock()) {
+        // Forgotten meanwhile (the version is going): nothing to write.
+        if !self.lock().versions.get(&gen).is_some_and(|v| matches!(v.zip, ZipCopy::Memory(_))) {
             return;
         }
         let written = image::write_file(&path, zip);
@@ -116,7 +114,7 @@ impl Shared {
         if let Some(v) = self.lock().versions.get_mut(&gen) {
             v.zip = ZipCopy::None;
         }
-        remove_if_there(&self.zip_file(hash, gen));
+        image::remove_if_there(&self.zip_file(hash, gen));
     }
 
     /// Validates and loads a zip; answers once the version is active or rejected. A member
@@ -854,14 +852,5 @@ impl Shared {
         }
         tracing::info!("node stopped");
         Ok(Response::Stopped)
-    }
-}
-
-/// Deletes a file that may not exist.
-fn remove_if_there(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), "cannot delete: {e}");
-        }
     }
 }
