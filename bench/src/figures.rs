@@ -12,6 +12,7 @@ use troupe_node::protocol::{Request, Response};
 use crate::harness::{create, load, maps, rss_kib, status, Env, Node, Raw, ZipVariants};
 use crate::msgs::{self, Tagged};
 use crate::{percentile, Figure, Opts};
+use troupe_actor_abi::prelude::Typed;
 
 /// How long one demo request may take before it counts as lost.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

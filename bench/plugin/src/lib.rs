@@ -28,50 +28,8 @@ use troupe_actor_abi::prelude::*;
 /// message costs nothing, small enough that one call's effects stay a few hundred KB.
 pub const CHUNK: u64 = 1000;
 
-/// The measured message.
-#[derive(Serialize, Deserialize)]
-pub struct Tick {
-    /// A sequence number (keeps the body non-empty and realistic).
-    pub n: u64,
-}
-impl Typed for Tick {
-    const TAG: &'static str = "bench/Tick";
-}
-
-/// To a Sink: answer [`Done`] to `reply_to` once `total` ticks have arrived (counting those
-/// already received).
-#[derive(Serialize, Deserialize)]
-pub struct Expect {
-    /// How many ticks in all.
-    pub total: u64,
-    /// Who gets the [`Done`].
-    pub reply_to: Address,
-}
-impl Typed for Expect {
-    const TAG: &'static str = "bench/Expect";
-}
-
-/// A count reached.
-#[derive(Serialize, Deserialize)]
-pub struct Done {
-    /// The count.
-    pub count: u64,
-}
-impl Typed for Done {
-    const TAG: &'static str = "bench/Done";
-}
-
-/// To a Source: send `n` ticks to `target`.
-#[derive(Serialize, Deserialize)]
-pub struct Blast {
-    /// How many.
-    pub n: u64,
-    /// To whom.
-    pub target: Address,
-}
-impl Typed for Blast {
-    const TAG: &'static str = "bench/Blast";
-}
+pub mod msgs;
+pub use msgs::*;
 
 /// A Source's continuation to itself: `left` ticks still to send.
 #[derive(Serialize, Deserialize)]
@@ -80,38 +38,6 @@ struct More {
 }
 impl Typed for More {
     const TAG: &'static str = "bench/More";
-}
-
-/// To a Pinger: do `n` round trips with `target`, then answer [`PingStats`] to the sender.
-#[derive(Serialize, Deserialize)]
-pub struct Ping {
-    /// How many round trips.
-    pub n: u64,
-    /// The Echo.
-    pub target: Address,
-}
-impl Typed for Ping {
-    const TAG: &'static str = "bench/Ping";
-}
-
-/// Round-trip times a Pinger measured, in nanoseconds, sorted.
-#[derive(Serialize, Deserialize)]
-pub struct PingStats {
-    /// Every round trip.
-    pub rtt_ns: Vec<u64>,
-}
-impl Typed for PingStats {
-    const TAG: &'static str = "bench/PingStats";
-}
-
-/// To a Spawner: create `n` Sinks, then answer [`Done`] to the sender.
-#[derive(Serialize, Deserialize)]
-pub struct Spawn {
-    /// How many.
-    pub n: u64,
-}
-impl Typed for Spawn {
-    const TAG: &'static str = "bench/Spawn";
 }
 
 /// `bench.Sink`.
