@@ -18,6 +18,7 @@ pub mod client;
 pub mod convention;
 mod groups;
 pub(crate) mod image;
+pub mod launch;
 mod loading;
 pub mod metrics;
 pub mod node;

@@ -83,6 +83,27 @@ pub enum LibCopies {
     Store,
 }
 
+impl LibCopies {
+    /// The value `--lib-copies` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LibCopies::Memory => "memory",
+            LibCopies::Store => "store",
+        }
+    }
+}
+
+impl std::str::FromStr for LibCopies {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(LibCopies::Memory),
+            "store" => Ok(LibCopies::Store),
+            other => Err(format!("--lib-copies takes memory or store, not {other:?}")),
+        }
+    }
+}
+
 pub(crate) enum Authority {
     None,
     AcceptAll,

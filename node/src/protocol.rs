@@ -248,6 +248,17 @@ pub enum RemoteSources {
     LeaderOnly,
 }
 
+impl RemoteSources {
+    /// The value `--remote-sources` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteSources::Yes => "yes",
+            RemoteSources::No => "no",
+            RemoteSources::LeaderOnly => "leader-only",
+        }
+    }
+}
+
 impl std::str::FromStr for RemoteSources {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
