@@ -1,39 +1,43 @@
 //! # troupe-node
 //!
-//! The Troupe node as a library: everything `troupe start` runs, and what tests drive.
+//! The Troupe node as a library: everything `troupe start` runs, and what tests drive. The
+//! modules are grouped by job, and each depends only on the ones listed before it
+//! (`docs/architecture.md` has the map, who owns what, and the path of a load, a message and
+//! an unload):
 //!
-//! - [`archive`]: reading and writing source zips (manifest, limits, hashes);
-//! - [`plugin`]: opening a cdylib and checking its root before any plugin code runs;
-//! - [`version`]: version hosts, the threads that alone run a version's code;
-//! - [`node`]: actors, versions, routing, creates and exits; `loading`: loads, unloads,
-//!   fetches between nodes, status and stop;
-//! - [`convention`]: members, placement across nodes, global names, failures; `peer`: links
-//!   to other nodes;
-//! - [`protocol`], [`server`], [`client`]: the admin port;
-//! - [`signing`]: signed sources (ed25519) and the convention's shared secret (HMAC);
-//! - [`status`]: what `troupe status` reports.
+//! - [`model`]: configuration, ids, placement, the core's typed errors, a node's argv;
+//! - [`wire`] (also `protocol`): frames, requests, responses, replies, status;
+//! - [`store`]: source zips, signing, each version's private library copies;
+//! - [`host`]: version hosts, the threads that alone run a version's code;
+//! - [`peers`]: links to other nodes;
+//! - [`tables`]: the node's tables, one owner each;
+//! - [`runtime`]: the core that holds the tables; routing, creates and exits;
+//! - [`ops`]: loads, fetches, unloads, stop, capabilities, groups, status;
+//! - [`convention`]: membership, failures, global names;
+//! - [`admin`]: the admin server, its dispatcher, the client, the metrics endpoint.
 
-pub mod archive;
-pub mod client;
-pub mod convention;
-mod groups;
-pub(crate) mod image;
-pub mod launch;
-mod loading;
-pub mod metrics;
-pub mod node;
-mod peer;
-pub mod plugin;
-pub mod protocol;
-pub mod server;
-pub mod signing;
-pub mod status;
-pub(crate) mod version;
+pub mod admin;
+pub(crate) mod convention;
+pub mod host;
+pub mod model;
+pub(crate) mod ops;
+pub(crate) mod peers;
+pub mod runtime;
+pub mod store;
+pub(crate) mod tables;
+pub mod wire;
 
-pub use convention::ConventionConfig;
-pub use loading::{pthread_keys_in_use, PTHREAD_KEYS_MAX, PTHREAD_KEYS_REFUSE_AT};
-pub use node::{AuthorityConfig, LibCopies, Node, NodeConfig};
-pub use protocol::RemoteSources;
+pub use admin::{client, metrics, server};
+pub use host::plugin;
+pub use host::pthread_keys::{pthread_keys_in_use, PTHREAD_KEYS_MAX, PTHREAD_KEYS_REFUSE_AT};
+pub use model::config::{AuthorityConfig, ConventionConfig, LibCopies, NodeConfig, RemoteSources};
+pub use model::launch;
+pub use model::placement::MIN_HASH_PREFIX;
+pub use runtime::core::Core;
+pub use runtime::node::Node;
+pub use store::{archive, signing};
+pub use wire as protocol;
+pub use wire::status;
 
 /// The target triple this node was built for; a source packed for another is refused.
 pub const TARGET: &str = env!("TROUPE_TARGET");

@@ -1,0 +1,293 @@
+//! The admin server: one TCP port per node, serving clients and peers with the admin protocol
+//! ([`crate::wire`]).
+//!
+//! Every connection gets its own task and its own client address (so actors can answer it).
+//! A connection that does not say hello within [`HELLO_TIMEOUT`], speaks another protocol
+//! version, sends garbage or an oversized frame gets a `ProtocolError` frame and is closed; the
+//! node keeps serving everyone else. Requests on one connection are handled concurrently (a slow
+//! load does not hold up a status request) and answered by id; one-way requests are handled in
+//! the order they arrive. What each request does is in [`super::dispatch`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use troupe_actor_abi::message::{Address, Incoming};
+
+use super::dispatch::{self, STOP_TIMEOUT};
+use crate::runtime::core::Core;
+use crate::runtime::node::Node;
+use crate::wire::{
+    self as protocol, ClientFrame, PeerRequest, Request, Response, ServerFrame, PROTOCOL_VERSION,
+};
+
+/// How long a new connection may take to say hello: long enough for any honest client on a
+/// loaded machine, short enough that half-open connections do not pile up.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+/// A frame for the connection's writer, and who waits until it is written.
+type Outbound = (ServerFrame, Option<oneshot::Sender<()>>);
+
+/// Serves `listener` until the node is stopped (by a `Stop` request, SIGTERM or SIGINT).
+pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
+    let done = Arc::new(Notify::new());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let core = node.core().clone();
+                    let done = done.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = connection(core, stream, done).await {
+                            tracing::debug!(%peer, "connection ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the ones we have.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = done.notified() => break,
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: stopping");
+                node.core().stop(STOP_TIMEOUT).await;
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping");
+                node.core().stop(STOP_TIMEOUT).await;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn connection(core: Arc<Core>, stream: TcpStream, done: Arc<Notify>) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, protocol::codec());
+    let server_proof = handshake(&core, &mut framed).await?;
+    framed.codec_mut().set_max_frame_length(protocol::MAX_FRAME_BYTES);
+    let (dtx, drx) = mpsc::unbounded_channel::<Incoming>();
+    let me = core.register_client(dtx);
+    let hello = ServerFrame::Hello {
+        protocol: PROTOCOL_VERSION,
+        node: core.addr.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        client: me.clone(),
+        server_proof,
+    };
+    let (mut sink, stream) = framed.split();
+    if let Err(e) = sink.send(protocol::encode(&hello)).await {
+        core.unregister_client(&me);
+        return Err(e.to_string());
+    }
+    let (otx, orx) = mpsc::unbounded_channel::<Outbound>();
+    let writer = tokio::spawn(write_frames(sink, orx, drx));
+    let mut session = Session { core: core.clone(), me: me.clone(), otx, done, registered: None };
+    let result = session.read_frames(stream).await;
+    // The client is gone: no more deliveries. The writer sends what is queued, then ends
+    // (it ends when both its queues are closed), and with it the socket.
+    let registered = session.registered.take();
+    drop(session);
+    core.unregister_client(&me);
+    let _ = writer.await;
+    if let Some(member) = registered {
+        core.member_link_closed(&member);
+    }
+    result
+}
+
+/// The node speaks first (a fresh nonce, and whether a proof of the secret is required), then
+/// reads exactly one small frame: the hello. Returns the node's proof for the client.
+async fn handshake(core: &Core, framed: &mut Conn) -> Result<Option<Vec<u8>>, String> {
+    let mut nonce = vec![0u8; protocol::NONCE_BYTES];
+    if let Err(e) = crate::store::signing::random_bytes(&mut nonce) {
+        return Err(reject(framed, format!("the node cannot make a nonce: {e}")).await);
+    }
+    let challenge = ServerFrame::Challenge {
+        protocol: PROTOCOL_VERSION,
+        nonce: nonce.clone(),
+        auth_required: core.secret.is_some(),
+    };
+    if framed.send(protocol::encode(&challenge)).await.is_err() {
+        return Err("closed before the challenge".into());
+    }
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await {
+        Err(_) => return Err(reject(framed, "no hello within 10s".into()).await),
+        Ok(None) => return Err("closed before hello".into()),
+        Ok(Some(Err(e))) => return Err(reject(framed, format!("bad frame: {e}")).await),
+        Ok(Some(Ok(bytes))) => bytes,
+    };
+    let (agent, auth) = match protocol::decode::<ClientFrame>(&first) {
+        Ok(ClientFrame::Hello { protocol: v, agent, auth }) if v == PROTOCOL_VERSION => (agent, auth),
+        Ok(ClientFrame::Hello { protocol: v, .. }) => {
+            let why = format!(
+                "protocol version {v} is not supported: this node speaks protocol {PROTOCOL_VERSION}, you speak {v} — use a troupe of the node's version"
+            );
+            return Err(reject(framed, why).await);
+        }
+        Ok(_) => return Err(reject(framed, "the first frame must be a hello".into()).await),
+        Err(e) => return Err(reject(framed, format!("not a troupe hello: {e}")).await),
+    };
+    let Some(secret) = &core.secret else {
+        tracing::debug!(%agent, "client connected");
+        return Ok(None);
+    };
+    let proof = auth.as_ref().filter(|a| {
+        a.client_nonce.len() == protocol::NONCE_BYTES
+            && secret.verify(&[b"client", &nonce, &a.client_nonce], &a.mac)
+    });
+    let Some(proof) = proof else {
+        let why = if auth.is_none() {
+            "no proof of the shared secret"
+        } else {
+            "a wrong proof of the shared secret"
+        };
+        let peer = framed.get_ref().peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        tracing::warn!(%peer, %agent, "refused a connection: {why}");
+        let msg = "authentication failed: this node requires the convention's shared secret";
+        return Err(reject(framed, msg.into()).await);
+    };
+    tracing::debug!(%agent, "client connected");
+    Ok(Some(secret.mac(&[b"node", &nonce, &proof.client_nonce])))
+}
+
+/// Sends a `ProtocolError` (briefly: the client may not read) and returns its message.
+async fn reject(framed: &mut Conn, message: String) -> String {
+    let frame = protocol::encode(&ServerFrame::ProtocolError { message: message.clone() });
+    let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(frame)).await;
+    message
+}
+
+/// The connection's writer: feeds every frame already queued (replies and messages to this
+/// client), then flushes once, so a burst shares TCP writes.
+async fn write_frames(
+    mut sink: SplitSink<Conn, bytes::Bytes>,
+    mut orx: mpsc::UnboundedReceiver<Outbound>,
+    mut drx: mpsc::UnboundedReceiver<Incoming>,
+) {
+    enum Out {
+        Frame(Outbound),
+        Deliver(Incoming),
+    }
+    const BATCH: usize = 256;
+    'run: loop {
+        let first = tokio::select! {
+            Some(f) = orx.recv() => Out::Frame(f),
+            Some(m) = drx.recv() => Out::Deliver(m),
+            else => break,
+        };
+        let (mut next, mut acks, mut closing, mut fed) = (Some(first), Vec::new(), false, 0);
+        while let Some(item) = next.take() {
+            let frame = match item {
+                Out::Frame((frame, ack)) => {
+                    closing = matches!(frame, ServerFrame::ProtocolError { .. });
+                    acks.extend(ack);
+                    protocol::encode(&frame)
+                }
+                Out::Deliver(m) => protocol::encode(&ServerFrame::Deliver(m)),
+            };
+            if sink.feed(frame).await.is_err() {
+                break 'run;
+            }
+            fed += 1;
+            if closing || fed >= BATCH {
+                break;
+            }
+            next = match orx.try_recv() {
+                Ok(f) => Some(Out::Frame(f)),
+                Err(_) => drx.try_recv().ok().map(Out::Deliver),
+            };
+        }
+        if sink.flush().await.is_err() {
+            break;
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+        if closing {
+            break;
+        }
+    }
+}
+
+/// One authenticated connection's reading side.
+struct Session {
+    core: Arc<Core>,
+    /// The connection's own address.
+    me: Address,
+    /// To the writer.
+    otx: mpsc::UnboundedSender<Outbound>,
+    /// Signalled once a `Stop` was answered.
+    done: Arc<Notify>,
+    /// The member that registers over this connection, if any (see `member_link_closed`).
+    registered: Option<String>,
+}
+
+impl Session {
+    fn refuse(&self, message: String) -> Result<(), String> {
+        let _ = self.otx.send((ServerFrame::ProtocolError { message: message.clone() }, None));
+        Err(message)
+    }
+
+    async fn read_frames(&mut self, mut stream: SplitStream<Conn>) -> Result<(), String> {
+        loop {
+            let bytes = match stream.next().await {
+                None => return Ok(()),
+                Some(Err(e)) => return self.refuse(format!("bad frame: {e}")),
+                Some(Ok(bytes)) => bytes,
+            };
+            match protocol::decode::<ClientFrame>(&bytes) {
+                Ok(ClientFrame::Notify { request }) => dispatch::notify(&self.core, request),
+                Ok(ClientFrame::PeerNotify { request }) => dispatch::notify_peer(&self.core, request),
+                // A send completes at once: answered here, without a task of its own.
+                Ok(ClientFrame::Request { id, request: Request::Send { to, payload } }) => {
+                    self.core.send(Some(self.me.clone()), &to, payload);
+                    let _ = self.otx.send((ServerFrame::Reply { id, result: Ok(Response::Sent) }, None));
+                }
+                Ok(ClientFrame::Request { id, request }) => self.request(id, request),
+                Ok(ClientFrame::PeerCall { id, request }) => self.peer_call(id, request),
+                Ok(ClientFrame::Hello { .. }) => return self.refuse("hello sent twice".into()),
+                Err(e) => return self.refuse(format!("undecodable request: {e}")),
+            }
+        }
+    }
+
+    /// A client request, handled on a task of its own and answered by id.
+    fn request(&self, id: u64, request: Request) {
+        let (core, otx, me, done) = (self.core.clone(), self.otx.clone(), self.me.clone(), self.done.clone());
+        tokio::spawn(async move {
+            let stop = matches!(request, Request::Stop);
+            let result = dispatch::handle(&core, &me, request).await;
+            let (ack_tx, ack_rx) = oneshot::channel();
+            let _ = otx.send((ServerFrame::Reply { id, result }, Some(ack_tx)));
+            if stop {
+                // Let the reply reach the client before the process exits.
+                let _ = tokio::time::timeout(Duration::from_secs(2), ack_rx).await;
+                done.notify_one();
+            }
+        });
+    }
+
+    /// A call from another node, handled on a task of its own and answered by id.
+    fn peer_call(&mut self, id: u64, request: PeerRequest) {
+        if let PeerRequest::Register(info) = &request {
+            self.registered.get_or_insert_with(|| info.node.clone());
+        }
+        let (core, otx) = (self.core.clone(), self.otx.clone());
+        tokio::spawn(async move {
+            let result = dispatch::handle_peer(&core, request).await;
+            let _ = otx.send((ServerFrame::Reply { id, result }, None));
+        });
+    }
+}

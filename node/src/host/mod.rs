@@ -1,0 +1,60 @@
+//! Version hosts: the threads that own a loaded version and are the only ones to run its code.
+//!
+//! - [`executor`]: a version's thread; copies and opens its libraries, runs its actors.
+//! - [`closer`]: joins a finished executor, then dlcloses and frees the copies.
+//! - [`host_api`]: the function table plugins call back into during a call.
+//! - [`effect`]: commands, deliveries and effects passed between node and executor.
+//! - [`plugin`]: opening a cdylib and checking its root before any plugin code runs.
+//!
+//! The host reaches the rest of the node only through [`NodeSeam`], which the runtime
+//! implements: routing, creates and exits, and the end of a version. No plugin code ever runs
+//! on the node's tokio workers.
+
+pub(crate) mod closer;
+pub(crate) mod effect;
+pub(crate) mod executor;
+pub(crate) mod host_api;
+pub mod plugin;
+pub(crate) mod pthread_keys;
+
+use std::time::Duration;
+
+use troupe_actor_abi::message::{Address, CallInfo, CreateError, CreateSpec, Incoming};
+
+use effect::{Effect, LocalQueue};
+
+/// How a version host ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VersionEnd {
+    /// Its libraries are closed and their copies freed (`close_time` after its thread exited),
+    /// or it never started.
+    Gone { close_time: Duration },
+    /// Its `on_unload` hangs, or no thread could be started to close it: it stays mapped.
+    Quarantined,
+}
+
+/// What a version host needs of the node, between plugin calls (never during one, except
+/// [`NodeSeam::create_child`] and [`NodeSeam::call_info`], which plugins call synchronously).
+pub(crate) trait NodeSeam: Send + Sync + 'static {
+    /// The node's admin address.
+    fn addr(&self) -> &str;
+    /// A plugin creates a child (inheriting version `inherit` unless the spec names one): its
+    /// address now, and the effect that does the work after the call.
+    fn create_child(&self, inherit: &str, spec: CreateSpec) -> (Address, Effect);
+    /// What the calling actor may know about itself.
+    fn call_info(&self, id: u64) -> Option<CallInfo>;
+    /// Applies what actor `me` asked for during a call, in order, emptying `effects`.
+    fn apply(&self, me: u64, effects: &mut Vec<Effect>, local: &mut LocalQueue<'_>);
+    /// Actor `id` handled its exit request and was dropped.
+    fn exited(&self, id: u64, local: &mut LocalQueue<'_>);
+    /// Actor `id` could not be constructed.
+    fn create_failed(&self, id: u64, error: CreateError);
+    /// A message for an actor this version does not have: back to its sender with the reason.
+    fn undeliverable(&self, id: u64, msg: Incoming);
+    /// A message the actor failed to handle twice: back to its sender.
+    fn poison(&self, msg: Incoming, target: Address, details: String);
+    /// Writes the peer frames the executor's calls queued.
+    fn uncork(&self, corked: &mut crate::peers::Corked);
+    /// The version's host has ended.
+    fn version_ended(&self, hash: &str, gen: u64, end: VersionEnd);
+}

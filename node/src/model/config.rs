@@ -1,0 +1,128 @@
+//! How a node is configured: what `troupe start` turns its flags into. Plain data, below
+//! everything that uses it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which source authority a node starts with.
+#[derive(Clone, Debug)]
+pub enum AuthorityConfig {
+    /// Every load is rejected until an actor registers itself as authority.
+    None,
+    /// Every well-formed source is accepted (what `troupe start` uses by default).
+    AcceptAll,
+    /// Only sources signed by one of these keys are accepted.
+    Ed25519(crate::store::signing::TrustedKeys),
+}
+
+/// How a node is configured.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The admin address clients and peers know the node by (`host:port`).
+    pub addr: String,
+    /// Capability names.
+    pub capabilities: Vec<String>,
+    /// Where the node keeps its store (created; emptied at start and at stop).
+    pub state_dir: PathBuf,
+    /// The initial source authority.
+    pub authority: AuthorityConfig,
+    /// The convention this node belongs to.
+    pub convention: ConventionConfig,
+    /// The convention's shared secret: every connection must prove it knows it.
+    pub secret: Option<crate::store::signing::Secret>,
+    /// Where each version's library copies are made.
+    pub lib_copies: LibCopies,
+}
+
+/// Where a node copies each version's libraries to open them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LibCopies {
+    /// Anonymous memory files (`memfd_create`): no disk write on the load path. Falls back to
+    /// the store where the kernel refuses them.
+    #[default]
+    Memory,
+    /// Files in the store (`<store>/<hash>-<gen>.<file>`), deleted when the version is gone.
+    Store,
+}
+
+impl LibCopies {
+    /// The value `--lib-copies` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LibCopies::Memory => "memory",
+            LibCopies::Store => "store",
+        }
+    }
+}
+
+impl std::str::FromStr for LibCopies {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(LibCopies::Memory),
+            "store" => Ok(LibCopies::Store),
+            other => Err(format!("--lib-copies takes memory or store, not {other:?}")),
+        }
+    }
+}
+
+/// How a node takes part in a convention.
+#[derive(Clone, Debug)]
+pub struct ConventionConfig {
+    /// The leader's admin address (`host:port`); the node with this address leads.
+    pub leader: String,
+    /// How often members register with the leader.
+    pub heartbeat: Duration,
+    /// Silence after which a node is declared lost.
+    pub dead_after: Duration,
+    /// Whether this node fetches versions it lacks from peers.
+    pub remote_sources: RemoteSources,
+}
+
+impl Default for ConventionConfig {
+    fn default() -> Self {
+        ConventionConfig {
+            leader: crate::model::launch::DEFAULT_CONVENTION.into(),
+            // Seconds, not Thespian's 7 minutes: failures must be noticed while a user waits.
+            heartbeat: Duration::from_secs(1),
+            dead_after: Duration::from_secs(3),
+            remote_sources: RemoteSources::Yes,
+        }
+    }
+}
+
+/// Policy for versions fetched from peers (`--remote-sources`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteSources {
+    /// Fetch from any member.
+    Yes,
+    /// Never fetch: only versions loaded here can run here.
+    No,
+    /// Fetch only from the leader.
+    LeaderOnly,
+}
+
+impl RemoteSources {
+    /// The value `--remote-sources` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteSources::Yes => "yes",
+            RemoteSources::No => "no",
+            RemoteSources::LeaderOnly => "leader-only",
+        }
+    }
+}
+
+impl std::str::FromStr for RemoteSources {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "yes" => Ok(RemoteSources::Yes),
+            "no" => Ok(RemoteSources::No),
+            "leader-only" => Ok(RemoteSources::LeaderOnly),
+            other => Err(format!("--remote-sources takes yes, no or leader-only, not {other:?}")),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Operations on a node, each built on the tables' owners: [`load`], [`fetch`] (between
+//! nodes), [`unload`], [`stop`], [`capabilities`], [`groups`] (named releases) and [`report`]
+//! (status).
+
+pub(crate) mod capabilities;
+pub(crate) mod fetch;
+pub(crate) mod groups;
+pub(crate) mod load;
+pub(crate) mod report;
+pub(crate) mod stop;
+pub(crate) mod unload;

@@ -1,0 +1,77 @@
+//! What `troupe status` shows of a node: a snapshot gathered from each table in turn.
+
+use crate::admin::metrics::{short_hash, Metrics, MetricsSource, PeerSample, Snapshot, VersionSample};
+use crate::host::pthread_keys::{pthread_keys_in_use, PTHREAD_KEYS_MAX, PTHREAD_KEYS_REFUSE_AT};
+use crate::runtime::core::Core;
+use crate::wire::status::{ConventionStatus, StatusReport};
+
+impl Core {
+    /// A snapshot for `troupe status`.
+    pub fn status(&self) -> StatusReport {
+        let (versions, gone) = self.versions.status();
+        StatusReport {
+            node: self.addr.clone(),
+            pid: std::process::id(),
+            capabilities: self.caps.list(),
+            authority: self.authority.describe(),
+            store: self.store.display().to_string(),
+            versions,
+            gone,
+            actors: self.actors.status(&self.addr),
+            global_names: self.names.here(&self.addr),
+            convention: self.convention_status(),
+            pthread_keys_in_use: pthread_keys_in_use(),
+            pthread_keys_max: PTHREAD_KEYS_MAX,
+            pthread_keys_refuse_at: PTHREAD_KEYS_REFUSE_AT,
+            groups: self.groups.all(),
+        }
+    }
+
+    /// This node's view of its convention.
+    pub(crate) fn convention_status(&self) -> ConventionStatus {
+        ConventionStatus {
+            leader: self.conv.leader.clone(),
+            role: if self.is_leader() { "leader".into() } else { "member".into() },
+            remote_sources: format!("{:?}", self.conv.remote_sources).to_lowercase(),
+            heartbeat_ms: self.conv.heartbeat.as_millis() as u64,
+            dead_after_ms: self.conv.dead_after.as_millis() as u64,
+            members: self.members.status(&self.conv.leader, self.conv.dead_after),
+        }
+    }
+}
+
+impl MetricsSource for Core {
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let actors = self
+            .actors
+            .count_by_type()
+            .into_iter()
+            .map(|((type_name, hash), n)| ((type_name, short_hash(&hash).to_string()), n))
+            .fold(std::collections::BTreeMap::new(), |mut m, (k, n)| {
+                *m.entry(k).or_default() += n;
+                m
+            });
+        let versions = self
+            .versions
+            .counters()
+            .into_iter()
+            .map(|(hash, state, queued, handled)| VersionSample {
+                version: short_hash(&hash).to_string(),
+                state,
+                mailbox_depth: queued.saturating_sub(handled),
+                handled,
+            })
+            .collect();
+        let peers = self
+            .members
+            .status(&self.conv.leader, self.conv.dead_after)
+            .into_iter()
+            .map(|m| PeerSample { node: m.node, up: m.alive })
+            .collect();
+        Snapshot { actors, versions, peers, pthread_keys_in_use: pthread_keys_in_use() }
+    }
+}

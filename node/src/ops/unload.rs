@@ -1,0 +1,92 @@
+//! Unloading a version: it turns draining everywhere it is held (no new actor from it; live
+//! ones keep serving) and is really unloaded — `on_unload`, thread joined, `dlclose`, copies
+//! freed — when its last actor exits. With a grace period, the stragglers are asked to exit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use troupe_actor_abi::message::{CreateError, ExitReason};
+
+use crate::host::effect::Cmd;
+use crate::model::error::OpError;
+use crate::runtime::core::Core;
+use crate::tables::versions::Drain;
+use crate::wire::{PeerRequest, Response};
+
+impl Core {
+    /// Unloads a version here and on every member. With a grace period, actors still alive
+    /// after it are asked to exit and the answer waits until the version is gone here.
+    pub async fn unload(self: &Arc<Self>, hash: &str, grace: Option<Duration>) -> Result<Response, OpError> {
+        let full = self.resolve_hash(hash)?;
+        let members = self.members.addrs();
+        // Every member hears of it, whether or not we know it holds the version (it may have
+        // fetched it a moment ago); a node without it ignores the request.
+        for m in &members {
+            let req = PeerRequest::UnloadSpread {
+                hash: full.clone(),
+                grace_ms: grace.map(|g| g.as_millis() as u64),
+            };
+            self.peers.notify(m, req);
+        }
+        let held_elsewhere = self.members.anyone_holds(&full);
+        match self.unload_local(&full, grace).await {
+            Ok(Response::Unloaded { hash, live_actors, gone, .. }) => {
+                Ok(Response::Unloaded { hash, live_actors, gone, spread_to: members })
+            }
+            Err(_) if held_elsewhere => {
+                Ok(Response::Unloaded { hash: full, live_actors: 0, gone: false, spread_to: members })
+            }
+            other => other,
+        }
+    }
+
+    /// Unloads a version on this node only.
+    pub(crate) async fn unload_local(
+        &self,
+        hash: &str,
+        grace: Option<Duration>,
+    ) -> Result<Response, OpError> {
+        let hash = self.resolve_hash(hash)?;
+        let done = |live_actors, gone| {
+            Ok(Response::Unloaded { hash: hash.clone(), live_actors, gone, spread_to: Vec::new() })
+        };
+        let (gen, live, mut gone) = match self.versions.drain(&hash) {
+            Drain::Unknown => {
+                return Err(CreateError::InvalidActorSourceHash {
+                    hash: hash.clone(),
+                    detail: "does not match any loaded source".into(),
+                }
+                .into())
+            }
+            Drain::AlreadyGone => return done(0, true),
+            Drain::Cancelled => {
+                self.authority.cancel(&hash);
+                return done(0, true);
+            }
+            Drain::Draining { gen, live, gone, retire } => {
+                tracing::info!(%hash, generation = gen, live, "unloading: version is draining");
+                if let Some(host) = retire {
+                    let _ = host.tx.send(Cmd::Retire);
+                }
+                (gen, live, gone)
+            }
+        };
+        if live == 0 {
+            let _ = gone.await;
+            return done(0, true);
+        }
+        let Some(grace) = grace else {
+            return done(live, false);
+        };
+        if tokio::time::timeout(grace, &mut gone).await.is_ok() {
+            return done(0, true);
+        }
+        let stragglers = self.actors.of_generation(gen);
+        tracing::info!(%hash, count = stragglers.len(), "grace period over: asking the remaining actors to exit");
+        for id in stragglers {
+            self.request_exit(id, ExitReason::Unloaded, None);
+        }
+        let _ = gone.await;
+        done(0, true)
+    }
+}

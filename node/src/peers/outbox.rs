@@ -1,0 +1,205 @@
+//! A link's outbox: the encoded frames not yet written, behind one mutex, and the non-blocking
+//! writes that drain it (see [`super`] for who writes when).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{oneshot, Notify};
+
+use crate::wire::{self as protocol, ClientFrame, PeerRequest, Response};
+
+/// Where a call's answer goes.
+pub(super) type Reply = oneshot::Sender<Result<Response, String>>;
+
+pub(crate) enum Outgoing {
+    Notify(PeerRequest),
+    Call { request: PeerRequest, reply: Reply },
+    Flush(oneshot::Sender<()>),
+}
+
+/// One link's shared half: its outbox and the signal that wakes its task.
+pub(crate) struct Link {
+    pub(super) addr: String,
+    out: Mutex<Outbox>,
+    pub(super) wake: Notify,
+}
+
+pub(super) enum LinkState {
+    /// Not connected yet: items wait as they are.
+    Connecting(VecDeque<Outgoing>),
+    /// Connected: frames are written to `writer`.
+    Ready(Arc<OwnedWriteHalf>),
+    /// Broken or closed: nothing more is accepted.
+    Dead,
+}
+
+pub(super) struct Outbox {
+    pub(super) state: LinkState,
+    /// Encoded frames (length-prefixed) not yet written.
+    buf: Vec<u8>,
+    /// The length of each frame in `buf`, in order, and how much of the first one is written.
+    frames: VecDeque<usize>,
+    head_written: usize,
+    /// Callers waiting until everything queued before them was written.
+    flushes: Vec<oneshot::Sender<()>>,
+    /// Calls waiting for their reply, by request id.
+    pub(super) pending: HashMap<u64, Reply>,
+    next_id: u64,
+}
+
+impl Link {
+    /// A link to `addr`, connecting.
+    pub(super) fn new(addr: &str) -> Link {
+        Link {
+            addr: addr.to_string(),
+            out: Mutex::new(Outbox {
+                state: LinkState::Connecting(VecDeque::new()),
+                buf: Vec::new(),
+                frames: VecDeque::new(),
+                head_written: 0,
+                flushes: Vec::new(),
+                pending: HashMap::new(),
+                next_id: 1,
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Outbox> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `item`; writes at once (with anything queued before it, corked or not) unless
+    /// `corked`. A dead link gives the item back (it is
+    /// answered locally at once, so its size in the `Err` costs nothing worth boxing).
+    #[allow(clippy::result_large_err)]
+    pub(super) fn push(&self, item: Outgoing, corked: bool) -> Result<(), Outgoing> {
+        let mut out = self.lock();
+        match &mut out.state {
+            LinkState::Dead => return Err(item),
+            LinkState::Connecting(items) => {
+                items.push_back(item);
+                return Ok(());
+            }
+            LinkState::Ready(_) => {}
+        }
+        out.queue(item);
+        if !corked {
+            self.write_now(&mut out);
+        }
+        Ok(())
+    }
+
+    /// Writes as much of the outbox as the socket takes without blocking; wakes the link's task
+    /// for the rest.
+    pub(super) fn write_now(&self, out: &mut Outbox) {
+        let LinkState::Ready(writer) = &out.state else {
+            return;
+        };
+        let writer = writer.clone();
+        match out.write_some(&writer) {
+            Ok(true) => {}
+            // Left over, or broken: the task waits for the socket, or finds the error.
+            Ok(false) | Err(_) => self.wake.notify_one(),
+        }
+    }
+}
+
+impl Outbox {
+    /// Encodes `item` at the end of the buffer.
+    pub(super) fn queue(&mut self, item: Outgoing) {
+        let frame = match item {
+            Outgoing::Notify(request) => ClientFrame::PeerNotify { request },
+            Outgoing::Call { request, reply } => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.pending.insert(id, reply);
+                ClientFrame::PeerCall { id, request }
+            }
+            Outgoing::Flush(ack) => {
+                if self.buf.is_empty() {
+                    let _ = ack.send(());
+                } else {
+                    self.flushes.push(ack);
+                }
+                return;
+            }
+        };
+        let start = self.buf.len();
+        // The length prefix of LengthDelimitedCodec: 4 bytes, big-endian.
+        self.buf.extend_from_slice(&[0; 4]);
+        troupe_actor_abi::message::encode_into(&mut self.buf, &frame);
+        let len = self.buf.len() - start - 4;
+        self.buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        self.frames.push_back(len + 4);
+    }
+
+    /// Non-blocking writes until the buffer is empty (true) or the socket is full (false).
+    pub(super) fn write_some(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<bool> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.buf.len() {
+                break Ok(true);
+            }
+            match writer.try_write(&self.buf[written..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.consumed(written);
+        result
+    }
+
+    /// `n` bytes from the front of the buffer were written.
+    fn consumed(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.buf.drain(..n);
+        let mut n = n + self.head_written;
+        while let Some(&len) = self.frames.front() {
+            if n < len {
+                break;
+            }
+            n -= len;
+            self.frames.pop_front();
+        }
+        self.head_written = n;
+        if self.buf.is_empty() {
+            for ack in self.flushes.drain(..) {
+                let _ = ack.send(());
+            }
+            if self.buf.capacity() > 1 << 20 {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// The link is dead: every item not (wholly) written, for answering locally. A frame
+    /// partly written is lost with the connection, as are frames already written.
+    pub(super) fn take_unsent(&mut self) -> Vec<Outgoing> {
+        let mut items: Vec<Outgoing> = match std::mem::replace(&mut self.state, LinkState::Dead) {
+            LinkState::Connecting(items) => items.into_iter().collect(),
+            _ => Vec::new(),
+        };
+        let buf = std::mem::take(&mut self.buf);
+        let mut at = 0;
+        for (i, len) in std::mem::take(&mut self.frames).into_iter().enumerate() {
+            let frame = &buf[at..at + len];
+            at += len;
+            if i == 0 && self.head_written > 0 {
+                continue;
+            }
+            if let Ok(ClientFrame::PeerNotify { request }) = protocol::decode::<ClientFrame>(&frame[4..]) {
+                items.push(Outgoing::Notify(request));
+            }
+        }
+        self.head_written = 0;
+        items.extend(self.flushes.drain(..).map(Outgoing::Flush));
+        items
+    }
+}

@@ -1,0 +1,148 @@
+//! The node's core: the owners of its tables, put together, and the handle the admin server
+//! and the binary hold.
+//!
+//! [`Core`] holds one owner per table (see [`crate::tables`]), the peer links, the convention's
+//! configuration and the node-wide counters. It has no lock of its own: each table keeps its
+//! own, privately, and no code holds two at once (one documented exception). Plugin code never
+//! runs while any of them is held: it runs on version executors ([`crate::host`]), which call
+//! back through [`crate::host::NodeSeam`] between plugin calls.
+//!
+//! What the core does is spread by job: [`super::router`] delivers messages,
+//! [`super::lifecycle`] creates actors and [`super::exit`] stops them, [`super::seams`]
+//! implements what the version hosts and the peer links may ask; loads, unloads, fetches,
+//! stop, capabilities, groups and status are in [`crate::ops`]; membership and names in
+//! [`crate::convention`].
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, Notify};
+use troupe_actor_abi::message::{Address, Incoming, ADMIN_ID};
+
+use crate::admin::metrics::Metrics;
+use crate::model::config::{ConventionConfig, LibCopies, NodeConfig};
+use crate::model::ids::IdAllocator;
+use crate::peers::{LinkEvents, Peers};
+use crate::store::signing::Secret;
+use crate::tables::actors::{ActorRec, Actors};
+use crate::tables::authority::SourceAuthority;
+use crate::tables::capabilities::Capabilities;
+use crate::tables::groups::Groups;
+use crate::tables::members::Members;
+use crate::tables::names::Names;
+use crate::tables::versions::Versions;
+
+/// The node's state, shared by its tasks and version threads.
+pub struct Core {
+    /// The node's admin address.
+    pub(crate) addr: String,
+    /// Where zips are stored for peers (and library copies with `--lib-copies store`).
+    pub(crate) store: PathBuf,
+    pub(crate) lib_copies: LibCopies,
+    pub(crate) conv: ConventionConfig,
+    /// The convention's shared secret (for connections in and out).
+    pub(crate) secret: Option<Secret>,
+    pub(crate) ids: IdAllocator,
+    /// Rotates placement over eligible nodes.
+    pub(crate) placement_turn: AtomicUsize,
+    pub(crate) actors: Actors,
+    pub(crate) versions: Versions,
+    pub(crate) authority: SourceAuthority,
+    pub(crate) members: Members,
+    pub(crate) names: Names,
+    pub(crate) groups: Groups,
+    pub(crate) caps: Capabilities,
+    pub(crate) peers: Peers,
+    pub(crate) rt: tokio::runtime::Handle,
+    /// The long-lived metric families, fed as things happen.
+    pub(crate) metrics: Metrics,
+    /// Signalled when the node has stopped.
+    pub(crate) stopped: Notify,
+    /// Wakes the membership task for an immediate re-registration.
+    pub(crate) reregister: Notify,
+    /// Our own `Arc`, weakly, for timers and tasks that must not keep the node alive.
+    pub(crate) weak: Weak<Core>,
+}
+
+impl Core {
+    /// A core with empty tables (its store is emptied and created), and its admin endpoint
+    /// open. Must be called inside a tokio runtime.
+    pub(crate) fn new(config: NodeConfig) -> std::io::Result<Arc<Core>> {
+        let store = config.state_dir.join("store");
+        if store.exists() {
+            // Left over by a node that was killed: nothing in it is loaded by anyone.
+            std::fs::remove_dir_all(&store)?;
+        }
+        std::fs::create_dir_all(&store)?;
+        let rt = tokio::runtime::Handle::current();
+        let core = Arc::new_cyclic(|weak: &Weak<Core>| {
+            let events: Weak<dyn LinkEvents> = weak.clone();
+            Core {
+                weak: weak.clone(),
+                peers: Peers::new(rt.clone(), config.secret.clone(), events),
+                addr: config.addr,
+                store,
+                lib_copies: config.lib_copies,
+                conv: config.convention,
+                secret: config.secret,
+                ids: IdAllocator::new(),
+                placement_turn: AtomicUsize::new(0),
+                actors: Actors::default(),
+                versions: Versions::default(),
+                authority: SourceAuthority::new(config.authority),
+                members: Members::default(),
+                names: Names::default(),
+                groups: Groups::default(),
+                caps: Capabilities::new(&config.capabilities),
+                rt,
+                metrics: Metrics::new(),
+                stopped: Notify::new(),
+                reregister: Notify::new(),
+            }
+        });
+        core.open_admin_endpoint();
+        Ok(core)
+    }
+
+    /// The admin endpoint (id 0): the source authority's answers and convention watch requests
+    /// arrive here.
+    fn open_admin_endpoint(&self) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
+        self.actors.insert(ADMIN_ID, ActorRec::client(tx));
+        let weak = self.weak.clone();
+        self.rt.spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let Some(core) = weak.upgrade() else { break };
+                core.admin_message(m);
+            }
+        });
+    }
+
+    /// The node's admin address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub(crate) fn arc(&self) -> Option<Arc<Core>> {
+        self.weak.upgrade()
+    }
+
+    pub(crate) fn address(&self, id: u64) -> Address {
+        Address { node: self.addr.clone(), id }
+    }
+
+    pub(crate) fn is_local(&self, a: &Address) -> bool {
+        a.node == self.addr
+    }
+
+    /// Whether this node leads its convention.
+    pub fn is_leader(&self) -> bool {
+        self.addr == self.conv.leader
+    }
+
+    /// Whether the node is stopping.
+    pub(crate) fn stopping(&self) -> bool {
+        self.versions.closed()
+    }
+}

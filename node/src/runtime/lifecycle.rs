@@ -1,0 +1,350 @@
+//! Creating actors. A create returns its address at once: the creator's node resolves the
+//! version, places the actor ([`crate::model::placement`]) and allocates its id, so the address
+//! is known before the actor exists. Messages sent to it queue behind the create, on the
+//! version's executor or on the peer link to the node that hosts it. A create that fails
+//! reaches the creator as `ChildActorExited`, never only as a log line.
+
+use troupe_actor_abi::message::{Address, CreateError, CreateSpec, ExitReason};
+
+use super::core::Core;
+use crate::host::effect::{Cmd, Effect, LocalQueue};
+use crate::model::error::OpError;
+use crate::model::placement::{self, HereView, MemberView, Plan, Target};
+use crate::tables::actors::{ActorKind, ActorRec};
+use crate::wire::{PeerRequest, Response, SourceHint, SourceSummary};
+
+impl Core {
+    /// Resolves a full hash, a unique prefix, or `@group`, among versions known here or in the
+    /// convention.
+    pub(crate) fn resolve_hash(&self, hash: &str) -> Result<String, CreateError> {
+        if let Some(group) = hash.trim().strip_prefix('@') {
+            return self.groups.resolve(group);
+        }
+        let (mut known, gone) = self.versions.hashes();
+        known.extend(self.members.hashes());
+        placement::resolve_prefix(hash, known.iter(), gone.iter())
+    }
+
+    /// Resolves, checks and places a create (see [`placement::plan`]).
+    pub(crate) fn plan_create(
+        &self,
+        spec: &CreateSpec,
+        inherit: Option<&str>,
+        forced_local: bool,
+    ) -> Result<Plan, CreateError> {
+        if self.stopping() {
+            return Err(CreateError::ActorSystemShuttingDown);
+        }
+        let Some(hash) = spec.source_hash.as_deref().or(inherit) else {
+            return Err(CreateError::InvalidActorSourceHash {
+                hash: String::new(),
+                detail: "was not given: a client must name the version to create from".into(),
+            });
+        };
+        let hash = self.resolve_hash(hash)?;
+        let (version, draining, mut types) = self.versions.local_view(&hash);
+        if types.is_none() && !draining {
+            types = self.members.types_of(&hash);
+        }
+        let caps = self.caps.get();
+        let snapshot = self.members.placement_view(&hash);
+        let members: Vec<MemberView<'_>> = snapshot
+            .iter()
+            .map(|m| MemberView {
+                addr: &m.addr,
+                capabilities: &m.capabilities,
+                remote_sources: m.remote_sources,
+                has_source: m.has_source,
+            })
+            .collect();
+        let here = HereView {
+            addr: &self.addr,
+            capabilities: &caps,
+            remote_sources: self.conv.remote_sources,
+            leader: &self.conv.leader,
+            version,
+            draining,
+            types: types.as_ref(),
+        };
+        let turn = self.placement_turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let req = placement::Request {
+            hash: &hash,
+            type_name: &spec.type_name,
+            extra_requirements: &spec.requirements,
+            forced_local,
+            turn,
+        };
+        placement::plan(&req, &here, &members)
+    }
+
+    /// A version loaded elsewhere moments ago may not be in our directory yet.
+    fn needs_directory_refresh(&self, plan: &Result<Plan, CreateError>) -> bool {
+        !self.is_leader()
+            && matches!(plan, Err(CreateError::InvalidActorSourceHash { detail, .. }) if detail == "does not match any loaded source")
+    }
+
+    /// The address actor `id` gets at `target`.
+    pub(crate) fn target_address(&self, target: &Target, id: u64) -> Address {
+        match target {
+            Target::Local(_) => self.address(id),
+            Target::Remote(node) => Address { node: node.clone(), id },
+        }
+    }
+
+    /// A create requested by an actor, during its plugin call (on its version's thread):
+    /// resolves and places it now, so that the address returned to the actor is where the
+    /// child will live (or, for a global name already held, the holder). The work itself is
+    /// an effect applied after the call returns; a failure then reaches the actor as
+    /// `ChildActorExited`.
+    pub(crate) fn prepare_actor_create(&self, inherit: &str, spec: CreateSpec) -> (Address, Effect) {
+        let id = self.ids.allocate();
+        let mut plan = self.plan_create(&spec, Some(inherit), false);
+        if self.needs_directory_refresh(&plan) {
+            // A version loaded elsewhere moments ago: ask the leader for the latest directory.
+            let _ = self.rt.block_on(self.refresh_membership());
+            plan = self.plan_create(&spec, Some(inherit), false);
+        }
+        let plan = match plan {
+            Ok(p) => p,
+            Err(error) => return (self.address(id), Effect::CreateFailed { id, error }),
+        };
+        if let Some(name) = &spec.global_name {
+            let candidate = plan.target.as_ref().ok().map(|t| self.target_address(t, id));
+            if let Some(holder) = self.rt.block_on(self.claim_name(name, candidate.clone())) {
+                if Some(&holder) != candidate.as_ref() {
+                    return (holder, Effect::Nothing);
+                }
+            }
+        }
+        match &plan.target {
+            Ok(t) => (self.target_address(t, id), Effect::Create { id, spec, plan }),
+            Err(e) => {
+                let error = e.clone();
+                (self.address(id), Effect::CreateFailed { id, error })
+            }
+        }
+    }
+
+    /// Creates a top-level actor for a client.
+    pub async fn create_for_client(&self, mut spec: CreateSpec) -> Result<Response, OpError> {
+        let id = self.ids.allocate();
+        // A create through a group names the group's active version *now*; a global name that
+        // mentions the group is bound to that version, so a deploy moves new requests to the
+        // new version while the old one drains.
+        if let Some(group) = spec.source_hash.clone().filter(|h| h.starts_with('@')) {
+            if !self.groups.contains(&group[1..]) && !self.is_leader() {
+                let _ = self.refresh_membership().await;
+            }
+            let resolved = self.resolve_hash(&group)?;
+            spec.global_name = spec.global_name.map(|n| n.replace(&group, &resolved));
+            spec.source_hash = Some(resolved);
+        }
+        let mut plan = self.plan_create(&spec, None, false);
+        if self.needs_directory_refresh(&plan) {
+            let _ = self.refresh_membership().await;
+            plan = self.plan_create(&spec, None, false);
+        }
+        let plan = plan?;
+        if let Some(name) = &spec.global_name {
+            let candidate = plan.target.as_ref().ok().map(|t| self.target_address(t, id));
+            if let Some(holder) = self.claim_name(name, candidate.clone()).await {
+                if Some(&holder) != candidate.as_ref() {
+                    return Ok(Response::Created { address: holder, hash: plan.hash, existing: true });
+                }
+            }
+        }
+        let target = plan.target.clone()?;
+        let hash = plan.hash.clone();
+        let name = spec.global_name.clone();
+        match self.commit_create(id, None, spec, plan, target, None) {
+            Ok(address) => Ok(Response::Created { address, hash, existing: false }),
+            Err(e) => {
+                if let Some(name) = name {
+                    self.release_name(&name, &self.address(id));
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A peer placed an actor here.
+    pub fn peer_create(
+        &self,
+        id: u64,
+        parent: Option<Address>,
+        spec: CreateSpec,
+        source: Option<SourceHint>,
+    ) {
+        if let Some(hint) = &source {
+            self.members.learn(hint);
+        }
+        let result = self.plan_create(&spec, None, true).and_then(|plan| {
+            let target = plan.target.clone()?;
+            Ok((plan, target))
+        });
+        match result {
+            Ok((plan, target)) => self.create_planned(id, parent, spec, plan, target, None),
+            Err(e) => self.abandon_create(id, parent, spec.global_name.as_deref(), e),
+        }
+    }
+
+    /// Registers and starts a planned create; a failure goes to the parent.
+    pub(crate) fn create_planned(
+        &self,
+        id: u64,
+        parent: Option<Address>,
+        spec: CreateSpec,
+        plan: Plan,
+        target: Target,
+        local: Option<&mut LocalQueue<'_>>,
+    ) {
+        let name = spec.global_name.clone();
+        if let Err(e) = self.commit_create(id, parent.clone(), spec, plan, target, local) {
+            self.abandon_create(id, parent, name.as_deref(), e);
+        }
+    }
+
+    /// A create that will not happen: its claimed name is given back, its parent told why.
+    pub(crate) fn abandon_create(
+        &self,
+        id: u64,
+        parent: Option<Address>,
+        name: Option<&str>,
+        error: CreateError,
+    ) {
+        if let Some(name) = name {
+            self.release_name(name, &self.address(id));
+        }
+        self.create_failed(id, parent, error);
+    }
+
+    /// Registers and starts a planned create. Returns the new actor's address.
+    pub(crate) fn commit_create(
+        &self,
+        id: u64,
+        parent: Option<Address>,
+        spec: CreateSpec,
+        plan: Plan,
+        target: Target,
+        local: Option<&mut LocalQueue<'_>>,
+    ) -> Result<Address, CreateError> {
+        if self.stopping() {
+            return Err(CreateError::ActorSystemShuttingDown);
+        }
+        let addr = self.target_address(&target, id);
+        let local_parent = parent.as_ref().filter(|p| self.is_local(p)).map(|p| p.id);
+        match target {
+            Target::Remote(node) => {
+                if let Some(p) = local_parent {
+                    self.actors.add_child(p, addr.clone());
+                }
+                self.send_create(id, parent, spec, plan, &node);
+            }
+            Target::Local(None) => {
+                if let Some(name) = &spec.global_name {
+                    self.names.hold_here(name, id);
+                }
+                let kind = ActorKind::Pending {
+                    hash: plan.hash.clone(),
+                    type_name: spec.type_name.clone(),
+                    buffer: Vec::new(),
+                };
+                self.actors.insert(id, ActorRec::new(kind, parent, spec.global_name, plan.requirements));
+                if let Some(p) = local_parent {
+                    self.actors.add_child(p, addr.clone());
+                }
+                if let Some(me) = self.arc() {
+                    self.rt.spawn(async move { me.fetch_then_create(id, plan.hash).await });
+                }
+            }
+            Target::Local(Some(gen)) => {
+                let Some(host) = self.versions.add_actor(gen) else {
+                    return Err(CreateError::InvalidActorSourceHash {
+                        hash: plan.hash,
+                        detail: "was unloaded meanwhile".into(),
+                    });
+                };
+                if let Some(name) = &spec.global_name {
+                    self.names.hold_here(name, id);
+                }
+                let tx = host.tx.clone();
+                let kind =
+                    ActorKind::Plugin { gen, hash: plan.hash, type_name: spec.type_name.clone(), host };
+                self.actors.insert(id, ActorRec::new(kind, parent, spec.global_name, plan.requirements));
+                if let Some(p) = local_parent {
+                    self.actors.add_child(p, addr.clone());
+                }
+                let cmd = Cmd::Create { id, type_name: spec.type_name };
+                match local {
+                    Some(l) if l.gen == gen => l.queue.push_back(cmd),
+                    // The executor outlives every actor it hosts (it retires only when none is
+                    // left), and we just counted this one, so this cannot fail.
+                    _ => {
+                        let _ = tx.send(cmd);
+                    }
+                }
+            }
+        }
+        Ok(addr)
+    }
+
+    /// Sends a create to the node placement chose, with where its version can be fetched.
+    fn send_create(&self, id: u64, parent: Option<Address>, spec: CreateSpec, plan: Plan, node: &str) {
+        let mut holders = self.members.holders(&plan.hash, "");
+        if self.versions.is_active(&plan.hash) {
+            holders.insert(0, self.addr.clone());
+        }
+        let source = Some(SourceHint {
+            summary: SourceSummary { hash: plan.hash.clone(), types: plan.types },
+            holders,
+        });
+        let spec = CreateSpec { source_hash: Some(plan.hash), ..spec };
+        self.peers.notify(node, PeerRequest::PeerCreate { id, parent, spec, source });
+    }
+
+    /// Actor `id` could not be created: tell its parent why. `creator` names the parent of an
+    /// actor that was refused before it was ever registered.
+    pub(crate) fn create_failed(&self, id: u64, creator: Option<Address>, error: CreateError) {
+        let text = error.to_string();
+        let (parent, buffered, retire) = match self.actors.remove(id, |_| text.clone()) {
+            Some(mut rec) => {
+                let retire = self.forget(id, &rec);
+                let buffered = match &mut rec.kind {
+                    ActorKind::Pending { buffer, .. } => std::mem::take(buffer),
+                    _ => Vec::new(),
+                };
+                (rec.parent, buffered, retire)
+            }
+            None => {
+                self.actors.tombstone(id, text.clone());
+                (creator, Vec::new(), None)
+            }
+        };
+        if let Some(host) = retire {
+            let _ = host.tx.send(Cmd::Retire);
+        }
+        tracing::info!(actor = id, "create failed: {text}");
+        for m in buffered {
+            self.poison(m, self.address(id), text.clone());
+        }
+        if let Some(parent) = parent {
+            self.notify_parent(parent, self.address(id), ExitReason::CreateFailed(error));
+        }
+    }
+
+    /// A `PeerCreate` could not reach `node`.
+    pub(crate) fn remote_create_unreachable(
+        &self,
+        id: u64,
+        node: &str,
+        parent: Option<Address>,
+        type_name: &str,
+        why: &str,
+    ) {
+        tracing::info!(actor = id, %node, %type_name, "create could not reach its node: {why}");
+        if let Some(parent) = parent {
+            let child = Address { node: node.to_string(), id };
+            self.notify_parent(parent, child, ExitReason::NodeLost { node: node.to_string() });
+        }
+    }
+}

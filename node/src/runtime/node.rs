@@ -1,0 +1,33 @@
+//! The handle the admin server and the binary hold: it makes a node's core and starts its
+//! convention task.
+
+use std::sync::Arc;
+
+use super::core::Core;
+use crate::model::config::NodeConfig;
+
+/// A running node.
+#[derive(Clone)]
+pub struct Node {
+    core: Arc<Core>,
+}
+
+impl Node {
+    /// Creates a node (its store is emptied and created) and starts its convention tasks. Must
+    /// be called inside a tokio runtime.
+    pub fn new(config: NodeConfig) -> std::io::Result<Node> {
+        let core = Core::new(config)?;
+        crate::convention::start(&core);
+        Ok(Node { core })
+    }
+
+    /// The core (for the server, metrics and version hosts).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The admin address.
+    pub fn addr(&self) -> &str {
+        &self.core.addr
+    }
+}

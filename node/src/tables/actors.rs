@@ -1,0 +1,394 @@
+//! The actor table: every actor and client endpoint of this node, and tombstones of the ones
+//! that exited (so that a message to one comes back with the reason, not a bare "unknown
+//! actor"). The lock is private; it is never held while anything else is called.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::mpsc::UnboundedSender;
+use troupe_actor_abi::message::{Address, ExitReason, Incoming, Payload, SystemMessage};
+
+use crate::host::effect::{Cmd, Delivery, HostHandle};
+use crate::model::ids::IdHash;
+use crate::wire::status::ActorStatus;
+
+/// How many exited actors are remembered. Bounded: enough for any burst a test or the demo
+/// makes.
+const TOMBSTONES: usize = 4096;
+
+/// What an actor is.
+pub(crate) enum ActorKind {
+    /// Running on a version's executor.
+    Plugin { gen: u64, hash: String, type_name: String, host: HostHandle },
+    /// Placed here, waiting for its version to be fetched from a peer; messages wait in
+    /// `buffer`.
+    Pending { hash: String, type_name: String, buffer: Vec<Incoming> },
+    /// A client connection's endpoint (or the node's own, id 0).
+    Client { tx: UnboundedSender<Incoming> },
+}
+
+/// One actor.
+pub(crate) struct ActorRec {
+    pub(crate) kind: ActorKind,
+    pub(crate) parent: Option<Address>,
+    /// Children wherever they run.
+    pub(crate) children: BTreeSet<Address>,
+    pub(crate) global_name: Option<String>,
+    pub(crate) requirements: Vec<String>,
+    /// Why the actor is being stopped, once it is.
+    pub(crate) exit_reason: Option<ExitReason>,
+}
+
+impl ActorRec {
+    /// A new actor with no children.
+    pub(crate) fn new(
+        kind: ActorKind,
+        parent: Option<Address>,
+        global_name: Option<String>,
+        requirements: Vec<String>,
+    ) -> ActorRec {
+        ActorRec { kind, parent, children: BTreeSet::new(), global_name, requirements, exit_reason: None }
+    }
+
+    /// A client endpoint.
+    pub(crate) fn client(tx: UnboundedSender<Incoming>) -> ActorRec {
+        ActorRec::new(ActorKind::Client { tx }, None, None, Vec::new())
+    }
+
+    fn version(&self) -> Option<(&str, &str)> {
+        match &self.kind {
+            ActorKind::Plugin { hash, type_name, .. } | ActorKind::Pending { hash, type_name, .. } => {
+                Some((hash, type_name))
+            }
+            ActorKind::Client { .. } => None,
+        }
+    }
+}
+
+/// Where a message for a local actor goes.
+pub(crate) enum Route {
+    /// To the version whose executor is routing it: its local queue.
+    Local { msg: Delivery },
+    /// To a version's executor.
+    Plugin { tx: std::sync::mpsc::Sender<Cmd>, msg: Delivery },
+    /// Kept with a pending actor until its version arrives.
+    Buffered,
+    /// To a client connection.
+    Client { tx: UnboundedSender<Incoming>, msg: Delivery },
+    /// Nobody: back to the sender, with the tombstone's reason if there is one.
+    Unknown { msg: Delivery, why: Option<String> },
+}
+
+/// What a stalled pending actor becomes once its version is active.
+pub(crate) struct Promoted {
+    pub(crate) type_name: String,
+    pub(crate) buffer: Vec<Incoming>,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<u64, ActorRec, IdHash>,
+    tombstones: HashMap<u64, String>,
+    order: VecDeque<u64>,
+}
+
+impl Inner {
+    fn tombstone(&mut self, id: u64, why: String) {
+        self.tombstones.insert(id, why);
+        self.order.push_back(id);
+        while self.order.len() > TOMBSTONES {
+            if let Some(old) = self.order.pop_front() {
+                self.tombstones.remove(&old);
+            }
+        }
+    }
+}
+
+/// The actor table (see the module's documentation).
+#[derive(Default)]
+pub(crate) struct Actors {
+    inner: Mutex<Inner>,
+}
+
+impl Actors {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a node bug panicked mid-update; the table is still the best
+        // information we have, and refusing every later request would lose more.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an actor; `parent`, if local (`parent_here`), lists it as a child.
+    pub(crate) fn insert(&self, id: u64, rec: ActorRec) {
+        self.lock().map.insert(id, rec);
+    }
+
+    /// Records `child` among the children of local actor `parent`.
+    pub(crate) fn add_child(&self, parent: u64, child: Address) {
+        if let Some(p) = self.lock().map.get_mut(&parent) {
+            p.children.insert(child);
+        }
+    }
+
+    /// Whether actor `id` is here.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.lock().map.contains_key(&id)
+    }
+
+    /// Where a message to actor `id` goes (counted as queued to its version), when routed from
+    /// the executor of generation `local_gen`, if any. A `ChildActorExited` also forgets the
+    /// child.
+    pub(crate) fn route(&self, id: u64, msg: Delivery, local_gen: Option<u64>) -> Route {
+        let mut st = self.lock();
+        if let Delivery::Msg(Incoming {
+            payload: Payload::System(SystemMessage::ChildActorExited { child, .. }),
+            ..
+        }) = &msg
+        {
+            if let Some(rec) = st.map.get_mut(&id) {
+                rec.children.remove(child);
+            }
+        }
+        match st.map.get_mut(&id).map(|r| &mut r.kind) {
+            Some(ActorKind::Plugin { gen, host, .. }) => {
+                host.stats.enqueued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if local_gen == Some(*gen) {
+                    Route::Local { msg }
+                } else {
+                    Route::Plugin { tx: host.tx.clone(), msg }
+                }
+            }
+            Some(ActorKind::Pending { buffer, .. }) => {
+                buffer.push(msg.into_incoming());
+                Route::Buffered
+            }
+            Some(ActorKind::Client { tx }) => Route::Client { tx: tx.clone(), msg },
+            None => Route::Unknown { msg, why: st.tombstones.get(&id).cloned() },
+        }
+    }
+
+    /// Why actor `id` is gone, if it is remembered.
+    pub(crate) fn tombstone_of(&self, id: u64) -> Option<String> {
+        self.lock().tombstones.get(&id).cloned()
+    }
+
+    /// Removes actor `id` (and unlinks it from a local parent), remembering `why` it is gone.
+    pub(crate) fn remove(&self, id: u64, why: impl FnOnce(&ActorRec) -> String) -> Option<ActorRec> {
+        let mut st = self.lock();
+        let rec = st.map.remove(&id)?;
+        if let Some(p) = &rec.parent {
+            if let Some(pr) = st.map.get_mut(&p.id) {
+                pr.children.retain(|c| c.id != id);
+            }
+        }
+        let why = why(&rec);
+        st.tombstone(id, why);
+        Some(rec)
+    }
+
+    /// Remembers why `id` is gone without it ever having been here (a refused create).
+    pub(crate) fn tombstone(&self, id: u64, why: String) {
+        self.lock().tombstone(id, why);
+    }
+
+    /// Records why a plugin actor is being stopped; false if it already is (or is a client).
+    pub(crate) fn mark_exiting(&self, id: u64, reason: ExitReason) -> bool {
+        match self.lock().map.get_mut(&id) {
+            Some(rec) if rec.exit_reason.is_none() && !matches!(rec.kind, ActorKind::Client { .. }) => {
+                rec.exit_reason = Some(reason);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A pending actor's version is active as `gen`: it becomes a plugin actor; returns what to
+    /// create and the messages that waited.
+    pub(crate) fn promote(&self, id: u64, gen: u64, host: HostHandle) -> Option<Promoted> {
+        let mut st = self.lock();
+        let rec = st.map.get_mut(&id)?;
+        let ActorKind::Pending { type_name, buffer, hash } = &mut rec.kind else {
+            return None;
+        };
+        let promoted = Promoted { type_name: type_name.clone(), buffer: std::mem::take(buffer) };
+        rec.kind = ActorKind::Plugin { gen, hash: std::mem::take(hash), type_name: type_name.clone(), host };
+        Some(promoted)
+    }
+
+    /// For `host_info`: (parent, global name, version, type) of plugin actor `id`.
+    pub(crate) fn identity(&self, id: u64) -> Option<(Option<Address>, Option<String>, String, String)> {
+        let st = self.lock();
+        let rec = st.map.get(&id)?;
+        let ActorKind::Plugin { hash, type_name, .. } = &rec.kind else {
+            return None;
+        };
+        Some((rec.parent.clone(), rec.global_name.clone(), hash.clone(), type_name.clone()))
+    }
+
+    /// Actors that are not children of a live local actor (a node stop asks these to exit;
+    /// the rest go with their parents).
+    pub(crate) fn roots(&self, here: &str) -> Vec<u64> {
+        let st = self.lock();
+        st.map
+            .iter()
+            .filter(|(id, r)| {
+                !matches!(r.kind, ActorKind::Client { .. })
+                    && r.parent
+                        .as_ref()
+                        .is_none_or(|p| p.node != here || !st.map.contains_key(&p.id) || p.id == **id)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Actors of generation `gen`.
+    pub(crate) fn of_generation(&self, gen: u64) -> Vec<u64> {
+        let st = self.lock();
+        st.map
+            .iter()
+            .filter(|(_, r)| matches!(&r.kind, ActorKind::Plugin { gen: g, .. } if *g == gen))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Live actors whose requirements `caps` no longer satisfy, with their requirements.
+    pub(crate) fn unfit(&self, caps: &BTreeSet<String>) -> Vec<(u64, Vec<String>)> {
+        let st = self.lock();
+        st.map
+            .iter()
+            .filter(|(_, r)| r.exit_reason.is_none() && !r.requirements.iter().all(|q| caps.contains(q)))
+            .map(|(id, r)| (*id, r.requirements.clone()))
+            .collect()
+    }
+
+    /// Node `node` is lost: the actors whose parent ran there (orphans), and the (parent,
+    /// child) pairs of children that ran there, now forgotten.
+    pub(crate) fn lose_node(&self, node: &str) -> (Vec<u64>, Vec<(u64, Address)>) {
+        let mut st = self.lock();
+        let orphans = st
+            .map
+            .iter()
+            .filter(|(_, r)| r.parent.as_ref().is_some_and(|p| p.node == node))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut bereaved = Vec::new();
+        for (id, rec) in st.map.iter_mut() {
+            let lost: Vec<Address> = rec.children.iter().filter(|c| c.node == node).cloned().collect();
+            for c in lost {
+                rec.children.remove(&c);
+                bereaved.push((*id, c));
+            }
+        }
+        (orphans, bereaved)
+    }
+
+    /// Every plugin or pending actor, for `status`.
+    pub(crate) fn status(&self, here: &str) -> Vec<ActorStatus> {
+        let st = self.lock();
+        let mut actors: Vec<ActorStatus> = st
+            .map
+            .iter()
+            .filter_map(|(id, r)| {
+                let (hash, type_name) = r.version()?;
+                Some(ActorStatus {
+                    address: Address { node: here.to_string(), id: *id },
+                    type_name: type_name.to_string(),
+                    hash: hash.to_string(),
+                    parent: r.parent.clone(),
+                    global_name: r.global_name.clone(),
+                })
+            })
+            .collect();
+        actors.sort_by_key(|a| a.address.id);
+        actors
+    }
+
+    /// Live actors by (type, version), for metrics.
+    pub(crate) fn count_by_type(&self) -> BTreeMap<(String, String), u64> {
+        let mut by_type = BTreeMap::new();
+        for rec in self.lock().map.values() {
+            if let Some((hash, type_name)) = rec.version() {
+                *by_type.entry((type_name.to_string(), hash.to_string())).or_default() += 1;
+            }
+        }
+        by_type
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Delivery {
+        Delivery::Msg(Incoming { sender: None, payload: Payload::Text(s.into()) })
+    }
+
+    #[test]
+    fn a_message_reaches_a_client_and_an_exited_actor_leaves_its_reason() {
+        let actors = Actors::default();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        actors.insert(5, ActorRec::client(tx));
+        match actors.route(5, text("hi"), None) {
+            Route::Client { tx, msg } => tx.send(msg.into_incoming()).unwrap(),
+            _ => panic!("not routed to the client"),
+        }
+        assert!(matches!(rx.try_recv().unwrap().payload, Payload::Text(t) if t == "hi"));
+        actors.remove(5, |_| "the client disconnected".into());
+        match actors.route(5, text("again"), None) {
+            Route::Unknown { why, .. } => assert_eq!(why.as_deref(), Some("the client disconnected")),
+            _ => panic!("routed to a removed actor"),
+        }
+    }
+
+    #[test]
+    fn a_pending_actor_keeps_messages_in_order_until_promoted() {
+        let actors = Actors::default();
+        let kind = ActorKind::Pending { hash: "h".into(), type_name: "m.T".into(), buffer: Vec::new() };
+        actors.insert(9, ActorRec::new(kind, None, None, Vec::new()));
+        assert!(matches!(actors.route(9, text("1"), None), Route::Buffered));
+        assert!(matches!(actors.route(9, text("2"), None), Route::Buffered));
+        let (tx, _rx) = std::sync::mpsc::channel();
+        let p = actors.promote(9, 3, HostHandle { tx, stats: Default::default() }).unwrap();
+        let texts: Vec<String> = p
+            .buffer
+            .into_iter()
+            .map(|m| match m.payload {
+                Payload::Text(t) => t,
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!((p.type_name.as_str(), texts), ("m.T", vec!["1".to_string(), "2".to_string()]));
+        assert!(matches!(actors.route(9, text("3"), None), Route::Plugin { .. }));
+        assert!(
+            matches!(actors.route(9, text("4"), Some(3)), Route::Local { .. }),
+            "its own executor keeps it"
+        );
+    }
+
+    #[test]
+    fn losing_a_node_finds_orphans_and_forgets_children_there() {
+        let actors = Actors::default();
+        let far = Address { node: "far:1".into(), id: 77 };
+        let kind =
+            |h: &str| ActorKind::Pending { hash: h.into(), type_name: "m.T".into(), buffer: Vec::new() };
+        actors.insert(1, ActorRec::new(kind("a"), Some(far.clone()), None, Vec::new()));
+        actors.insert(2, ActorRec::new(kind("a"), None, None, Vec::new()));
+        actors.add_child(2, Address { node: "far:1".into(), id: 78 });
+        let (orphans, bereaved) = actors.lose_node("far:1");
+        assert_eq!(orphans, vec![1]);
+        assert_eq!(bereaved, vec![(2, Address { node: "far:1".into(), id: 78 })]);
+        assert!(actors.lose_node("far:1").1.is_empty(), "the lost child is forgotten");
+    }
+
+    #[test]
+    fn tombstones_are_bounded() {
+        let actors = Actors::default();
+        for id in 0..(TOMBSTONES as u64 + 10) {
+            actors.tombstone(id, format!("gone {id}"));
+        }
+        assert_eq!(actors.tombstone_of(0), None);
+        assert_eq!(
+            actors.tombstone_of(TOMBSTONES as u64 + 9).as_deref(),
+            Some(&*format!("gone {}", TOMBSTONES + 9))
+        );
+    }
+}

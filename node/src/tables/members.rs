@@ -1,0 +1,315 @@
+//! Membership: the other nodes of the convention as this node knows them (the *directory*:
+//! their capabilities, policies and active versions), when the leader last answered, and the
+//! actors watching for joins, losses and capability changes. The lock is private and never
+//! held while anything else is called.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use troupe_actor_abi::message::{Address, ConventionChange, Payload, SystemMessage};
+
+use crate::model::config::RemoteSources;
+use crate::wire::peer::{MemberInfo, SourceHint};
+use crate::wire::status::MemberStatus;
+
+/// What a node knows of another member.
+struct Member {
+    info: MemberInfo,
+    last_seen: Instant,
+}
+
+impl Member {
+    fn has_source(&self, hash: &str) -> bool {
+        self.info.sources.iter().any(|s| s.hash == hash)
+    }
+}
+
+/// A member as placement sees it (owned: the table's lock does not leave this module).
+pub(crate) struct MemberSnapshot {
+    pub(crate) addr: String,
+    pub(crate) capabilities: Vec<String>,
+    pub(crate) remote_sources: RemoteSources,
+    pub(crate) has_source: bool,
+}
+
+/// The update watchers get about `node`.
+pub(crate) fn update(node: &str, caps: &[String], added: bool, change: ConventionChange) -> Payload {
+    Payload::System(SystemMessage::ActorSystemConventionUpdate {
+        node: node.to_string(),
+        capabilities: caps.to_vec(),
+        added,
+        change,
+    })
+}
+
+struct Inner {
+    members: BTreeMap<String, Member>,
+    /// When the leader last answered a registration (members only).
+    leader_last_ok: Instant,
+    watchers: BTreeSet<Address>,
+}
+
+/// The membership table (see the module's documentation).
+pub(crate) struct Members {
+    inner: Mutex<Inner>,
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members {
+            inner: Mutex::new(Inner {
+                members: BTreeMap::new(),
+                leader_last_ok: Instant::now(),
+                watchers: BTreeSet::new(),
+            }),
+        }
+    }
+}
+
+impl Members {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- the directory -------------------------------------------------------------------------
+
+    /// Every member's address.
+    pub(crate) fn addrs(&self) -> Vec<String> {
+        self.lock().members.keys().cloned().collect()
+    }
+
+    /// Whether `addr` is a member.
+    pub(crate) fn contains(&self, addr: &str) -> bool {
+        self.lock().members.contains_key(addr)
+    }
+
+    /// The members holding `hash`, the `first` one first if it holds it.
+    pub(crate) fn holders(&self, hash: &str, first: &str) -> Vec<String> {
+        let mut h: Vec<String> =
+            self.lock().members.iter().filter(|(_, m)| m.has_source(hash)).map(|(a, _)| a.clone()).collect();
+        h.sort_by_key(|a| *a != first);
+        h
+    }
+
+    /// Whether any member holds `hash`.
+    pub(crate) fn anyone_holds(&self, hash: &str) -> bool {
+        self.lock().members.values().any(|m| m.has_source(hash))
+    }
+
+    /// Every hash the directory lists.
+    pub(crate) fn hashes(&self) -> Vec<String> {
+        self.lock().members.values().flat_map(|m| m.info.sources.iter().map(|s| s.hash.clone())).collect()
+    }
+
+    /// The declared types of `hash`, from the first member that lists it.
+    pub(crate) fn types_of(&self, hash: &str) -> Option<BTreeMap<String, Vec<String>>> {
+        self.lock()
+            .members
+            .values()
+            .find_map(|m| m.info.sources.iter().find(|s| s.hash == hash))
+            .map(|s| s.types.clone())
+    }
+
+    /// Placement's view of every member for `hash`.
+    pub(crate) fn placement_view(&self, hash: &str) -> Vec<MemberSnapshot> {
+        self.lock()
+            .members
+            .values()
+            .map(|m| MemberSnapshot {
+                addr: m.info.node.clone(),
+                capabilities: m.info.capabilities.clone(),
+                remote_sources: m.info.remote_sources,
+                has_source: m.has_source(hash),
+            })
+            .collect()
+    }
+
+    /// A create's hint says where its version is: learn it, if our directory does not say yet.
+    pub(crate) fn learn(&self, hint: &SourceHint) {
+        let mut st = self.lock();
+        for h in &hint.holders {
+            if let Some(m) = st.members.get_mut(h) {
+                if !m.has_source(&hint.summary.hash) {
+                    m.info.sources.push(hint.summary.clone());
+                }
+            }
+        }
+    }
+
+    // ---- joins, heartbeats and losses -----------------------------------------------------------
+
+    /// Records a member heard from now; returns the update watchers get (a join or a
+    /// capability change), if any.
+    pub(crate) fn upsert(&self, info: MemberInfo) -> Option<Payload> {
+        let mut st = self.lock();
+        match st.members.get_mut(&info.node) {
+            Some(m) => {
+                let changed = (m.info.capabilities != info.capabilities).then(|| {
+                    update(&info.node, &info.capabilities, true, ConventionChange::CapabilitiesChanged)
+                });
+                m.info = info;
+                m.last_seen = Instant::now();
+                changed
+            }
+            None => {
+                tracing::info!(node = %info.node, "member joined");
+                let joined = update(&info.node, &info.capabilities, true, ConventionChange::Joined);
+                st.members.insert(info.node.clone(), Member { info, last_seen: Instant::now() });
+                Some(joined)
+            }
+        }
+    }
+
+    /// Whether `info` comes from another process than the member we know at its address.
+    pub(crate) fn restarted(&self, info: &MemberInfo) -> bool {
+        self.lock().members.get(&info.node).is_some_and(|m| m.info.pid != info.pid)
+    }
+
+    /// The leader's list arrived: the members it no longer lists, or lists with another
+    /// process (the old one and its actors are gone).
+    pub(crate) fn missing_from(&self, listed: &BTreeMap<String, MemberInfo>) -> Vec<String> {
+        let mut st = self.lock();
+        st.leader_last_ok = Instant::now();
+        st.members
+            .iter()
+            .filter(|(addr, old)| listed.get(*addr).is_none_or(|new| new.pid != old.info.pid))
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Whether `leader` is a member we have not heard from for `dead_after`.
+    pub(crate) fn leader_silent(&self, leader: &str, dead_after: Duration) -> bool {
+        let st = self.lock();
+        st.members.contains_key(leader) && st.leader_last_ok.elapsed() > dead_after
+    }
+
+    /// Members not heard from for `dead_after`.
+    pub(crate) fn silent(&self, dead_after: Duration) -> Vec<String> {
+        self.lock()
+            .members
+            .iter()
+            .filter(|(_, m)| m.last_seen.elapsed() > dead_after)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Forgets member `addr`; its capabilities, if it was one.
+    pub(crate) fn remove(&self, addr: &str) -> Option<Vec<String>> {
+        self.lock().members.remove(addr).map(|m| m.info.capabilities)
+    }
+
+    /// Every member's entry (the leader's answer to a registration).
+    pub(crate) fn infos(&self) -> Vec<MemberInfo> {
+        self.lock().members.values().map(|m| m.info.clone()).collect()
+    }
+
+    /// For `status`.
+    pub(crate) fn status(&self, leader: &str, dead_after: Duration) -> Vec<MemberStatus> {
+        let mut members: Vec<MemberStatus> = self
+            .lock()
+            .members
+            .values()
+            .map(|m| MemberStatus {
+                node: m.info.node.clone(),
+                role: if m.info.node == leader { "leader".into() } else { "member".into() },
+                capabilities: m.info.capabilities.clone(),
+                alive: m.last_seen.elapsed() <= dead_after,
+                last_seen_ms: m.last_seen.elapsed().as_millis() as u64,
+                pid: m.info.pid,
+                sources: m.info.sources.iter().map(|s| s.hash.clone()).collect(),
+            })
+            .collect();
+        members.sort_by(|a, b| a.node.cmp(&b.node));
+        members
+    }
+
+    // ---- watchers ------------------------------------------------------------------------------
+
+    /// The actors told about membership changes.
+    pub(crate) fn watchers(&self) -> Vec<Address> {
+        self.lock().watchers.iter().cloned().collect()
+    }
+
+    /// `watcher` starts (or stops) watching; on start, the joins it must hear of (every member).
+    pub(crate) fn watch(&self, watcher: Address, enable: bool) -> Vec<Payload> {
+        let mut st = self.lock();
+        if !enable {
+            st.watchers.remove(&watcher);
+            return Vec::new();
+        }
+        st.watchers.insert(watcher);
+        st.members
+            .values()
+            .map(|m| update(&m.info.node, &m.info.capabilities, true, ConventionChange::Joined))
+            .collect()
+    }
+
+    /// Local actor `id` exited: it watches no more.
+    pub(crate) fn forget_watcher(&self, id: u64, here: &str) {
+        self.lock().watchers.retain(|w| !(w.id == id && w.node == here));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::peer::SourceSummary;
+
+    fn info(node: &str, caps: &[&str], pid: u32, sources: &[&str]) -> MemberInfo {
+        MemberInfo {
+            node: node.into(),
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            remote_sources: RemoteSources::Yes,
+            sources: sources
+                .iter()
+                .map(|h| SourceSummary { hash: h.to_string(), types: BTreeMap::new() })
+                .collect(),
+            pid,
+        }
+    }
+
+    #[test]
+    fn joins_and_capability_changes_are_reported_heartbeats_are_not() {
+        let m = Members::default();
+        assert!(matches!(
+            m.upsert(info("a:1", &["x"], 1, &[])),
+            Some(Payload::System(SystemMessage::ActorSystemConventionUpdate {
+                change: ConventionChange::Joined,
+                ..
+            }))
+        ));
+        assert!(m.upsert(info("a:1", &["x"], 1, &[])).is_none());
+        assert!(matches!(
+            m.upsert(info("a:1", &["y"], 1, &[])),
+            Some(Payload::System(SystemMessage::ActorSystemConventionUpdate {
+                change: ConventionChange::CapabilitiesChanged,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_member_missing_from_the_leaders_list_or_restarted_is_found() {
+        let m = Members::default();
+        m.upsert(info("a:1", &[], 1, &["h"]));
+        m.upsert(info("b:2", &[], 2, &[]));
+        m.upsert(info("c:3", &[], 3, &[]));
+        let listed = BTreeMap::from([
+            ("a:1".to_string(), info("a:1", &[], 1, &[])),
+            ("b:2".to_string(), info("b:2", &[], 9, &[])),
+        ]);
+        assert_eq!(m.missing_from(&listed), vec!["b:2".to_string(), "c:3".to_string()]);
+        assert_eq!(m.holders("h", "x"), vec!["a:1".to_string()]);
+    }
+
+    #[test]
+    fn watchers_hear_of_every_member_when_they_start() {
+        let m = Members::default();
+        m.upsert(info("a:1", &[], 1, &[]));
+        let w = Address { node: "me:0".into(), id: 4 };
+        assert_eq!(m.watch(w.clone(), true).len(), 1);
+        m.forget_watcher(4, "me:0");
+        assert!(m.watchers().is_empty());
+    }
+}

@@ -1,0 +1,20 @@
+//! The node's tables, each with one owner: a type with private fields behind a private lock,
+//! and methods that say what they do. No lock leaves its module, and no method calls out of
+//! its table while holding it (the one exception, versions → authority, is documented in
+//! [`authority`]).
+//!
+//! - [`actors`]: the actor table and tombstones;
+//! - [`versions`]: the version registry and its `validating → active → draining → gone`
+//!   machine, with its waiters;
+//! - [`authority`]: the source authority and pending validations;
+//! - [`members`]: the convention's other nodes and the watchers;
+//! - [`names`]: global names; [`groups`]: named releases;
+//! - [`capabilities`]: this node's capabilities.
+
+pub(crate) mod actors;
+pub(crate) mod authority;
+pub(crate) mod capabilities;
+pub(crate) mod groups;
+pub(crate) mod members;
+pub(crate) mod names;
+pub(crate) mod versions;

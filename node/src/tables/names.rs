@@ -1,0 +1,132 @@
+//! Global names: the ones held by actors of this node (name → id), and, on the leader, the
+//! convention's table (name → holder), which makes a name unique in the whole convention. The
+//! lock is private and never held while anything else is called.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use troupe_actor_abi::message::Address;
+
+#[derive(Default)]
+struct Inner {
+    /// Names of actors hosted here.
+    local: HashMap<String, u64>,
+    /// The convention's names (authoritative on the leader).
+    convention: HashMap<String, Address>,
+}
+
+/// The name tables (see the module's documentation).
+#[derive(Default)]
+pub(crate) struct Names {
+    inner: Mutex<Inner>,
+}
+
+impl Names {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Actor `id` of this node holds `name`.
+    pub(crate) fn hold_here(&self, name: &str, id: u64) {
+        self.lock().local.insert(name.to_string(), id);
+    }
+
+    /// Actor `id` is gone: it no longer holds `name` here.
+    pub(crate) fn drop_here(&self, name: &str, id: u64) {
+        let mut st = self.lock();
+        if st.local.get(name) == Some(&id) {
+            st.local.remove(name);
+        }
+    }
+
+    /// The local actor holding `name`, if any.
+    pub(crate) fn held_here(&self, name: &str) -> Option<u64> {
+        self.lock().local.get(name).copied()
+    }
+
+    /// Names held here, for `status`.
+    pub(crate) fn here(&self, node: &str) -> BTreeMap<String, Address> {
+        self.lock()
+            .local
+            .iter()
+            .map(|(n, id)| (n.clone(), Address { node: node.to_string(), id: *id }))
+            .collect()
+    }
+
+    /// The leader's side of a claim: the live holder of `name` if there is one, else
+    /// `candidate` (now the holder). `live` says whether a holder still exists.
+    pub(crate) fn claim(
+        &self,
+        name: &str,
+        candidate: Option<Address>,
+        live: impl Fn(&Address) -> bool,
+    ) -> Option<Address> {
+        let mut st = self.lock();
+        if let Some(holder) = st.convention.get(name) {
+            // A holder that exited without a release (cannot happen, but be safe): replaced.
+            if live(holder) {
+                return Some(holder.clone());
+            }
+        }
+        let c = candidate?;
+        st.convention.insert(name.to_string(), c.clone());
+        Some(c)
+    }
+
+    /// The leader's side of a release: only the holder gives a name back.
+    pub(crate) fn release(&self, name: &str, holder: &Address) {
+        let mut st = self.lock();
+        if st.convention.get(name) == Some(holder) {
+            st.convention.remove(name);
+        }
+    }
+
+    /// Node `node` is lost: its names are free again.
+    pub(crate) fn drop_node(&self, node: &str) {
+        self.lock().convention.retain(|_, a| a.node != node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(node: &str, id: u64) -> Address {
+        Address { node: node.into(), id }
+    }
+
+    #[test]
+    fn the_first_claim_wins_and_later_claims_get_the_holder() {
+        let n = Names::default();
+        assert_eq!(n.claim("A", Some(at("a:1", 1)), |_| true), Some(at("a:1", 1)));
+        assert_eq!(n.claim("A", Some(at("b:2", 2)), |_| true), Some(at("a:1", 1)));
+        assert_eq!(n.claim("B", None, |_| true), None, "a lookup registers nothing");
+    }
+
+    #[test]
+    fn only_the_holder_releases_and_a_lost_node_frees_its_names() {
+        let n = Names::default();
+        n.claim("A", Some(at("a:1", 1)), |_| true);
+        n.release("A", &at("b:2", 2));
+        assert_eq!(n.claim("A", Some(at("b:2", 2)), |_| true), Some(at("a:1", 1)));
+        n.drop_node("a:1");
+        assert_eq!(n.claim("A", Some(at("b:2", 2)), |_| true), Some(at("b:2", 2)));
+    }
+
+    #[test]
+    fn a_dead_holder_is_replaced() {
+        let n = Names::default();
+        n.claim("A", Some(at("a:1", 1)), |_| true);
+        assert_eq!(n.claim("A", Some(at("a:1", 5)), |_| false), Some(at("a:1", 5)));
+    }
+
+    #[test]
+    fn local_names_are_dropped_only_by_their_holder() {
+        let n = Names::default();
+        n.hold_here("A", 1);
+        n.drop_here("A", 2);
+        assert_eq!(n.held_here("A"), Some(1));
+        n.drop_here("A", 1);
+        assert_eq!(n.held_here("A"), None);
+    }
+}

@@ -1,0 +1,254 @@
+//! The admin protocol: what clients (the CLI, tests, peers) and a node say to each other over
+//! the node's TCP port, once the handshake of [`super::frame`] is done.
+//!
+//! One enum per direction: [`ClientFrame`] and [`ServerFrame`]. A client's requests are
+//! [`Request`]; what nodes of a convention ask each other is [`super::PeerRequest`], carried
+//! by its own frames, so that neither family grows variants the other never sends.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
+
+use super::error::ErrorReply;
+use super::peer::{GroupInfo, MemberInfo, PeerRequest};
+use super::status::StatusReport;
+
+/// Client → node.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// Must be the first frame (the answer to the node's [`ServerFrame::Challenge`]).
+    Hello {
+        /// [`super::PROTOCOL_VERSION`] of the client.
+        protocol: u32,
+        /// Who is calling, for the node's log (e.g. `troupe 0.1.0`).
+        agent: String,
+        /// Proof of the shared secret, when the client has one.
+        #[serde(default)]
+        auth: Option<AuthProof>,
+    },
+    /// A one-way request: no reply. Handled in the order received, which is what keeps
+    /// messages between two nodes in order (a create before the messages to the created actor).
+    Notify {
+        /// What is asked.
+        request: Request,
+    },
+    /// A request; the answer carries the same id.
+    Request {
+        /// Chosen by the client, echoed in the reply.
+        id: u64,
+        /// What is asked.
+        request: Request,
+    },
+    /// A one-way request from another node of the convention, handled in order as
+    /// [`ClientFrame::Notify`] is.
+    PeerNotify {
+        /// What is asked.
+        request: PeerRequest,
+    },
+    /// A request from another node; the answer carries the same id.
+    PeerCall {
+        /// Chosen by the calling node, echoed in the reply.
+        id: u64,
+        /// What is asked.
+        request: PeerRequest,
+    },
+}
+
+/// Requests a client can make.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// The node's status.
+    Status,
+    /// Validate and load a source zip.
+    Load {
+        /// The zip bytes.
+        #[serde(with = "serde_bytes")]
+        zip: Vec<u8>,
+        /// Where it came from (shown in status and to the source authority).
+        info: String,
+    },
+    /// Drain and unload a version.
+    Unload {
+        /// Full hash or unique prefix of at least 8 hex digits.
+        hash: String,
+        /// After this long, remaining actors are asked to exit; the reply then waits until the
+        /// version is gone.
+        grace_ms: Option<u64>,
+    },
+    /// Create a top-level actor (its parent is none). `spec.source_hash` may be a prefix.
+    Create {
+        /// What to create.
+        spec: CreateSpec,
+    },
+    /// Send a message from this connection's client address.
+    Send {
+        /// Target.
+        to: Address,
+        /// Message.
+        payload: Payload,
+    },
+    /// Add or remove a capability.
+    ChangeCapability {
+        /// Add (true) or remove (false).
+        add: bool,
+        /// The capability's name.
+        name: String,
+    },
+    /// Stop the node gracefully; the reply comes when everything is unloaded.
+    Stop,
+    /// Load a zip and make it the active version of a group (a named release).
+    Deploy {
+        /// The zip bytes.
+        #[serde(with = "serde_bytes")]
+        zip: Vec<u8>,
+        /// Where it came from.
+        info: String,
+        /// The group's name.
+        group: String,
+        /// How many versions to keep loaded besides the active one.
+        keep: usize,
+        /// Versions that fall out of the kept window drain for this long, then their
+        /// remaining actors are asked to exit (none: they drain until their actors exit).
+        #[serde(default)]
+        grace_ms: Option<u64>,
+    },
+    /// Make a group's previous version active again (if it is still loaded).
+    Rollback {
+        /// The group's name.
+        group: String,
+    },
+}
+
+/// Node → client.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The node's first frame on every connection.
+    Challenge {
+        /// [`super::PROTOCOL_VERSION`] of the node.
+        protocol: u32,
+        /// A fresh random nonce.
+        #[serde(with = "serde_bytes")]
+        nonce: Vec<u8>,
+        /// Whether the hello must carry an [`AuthProof`].
+        auth_required: bool,
+    },
+    /// The answer to the client's hello.
+    Hello {
+        /// [`super::PROTOCOL_VERSION`] of the node.
+        protocol: u32,
+        /// The node's admin address.
+        node: String,
+        /// The node's software version.
+        version: String,
+        /// This connection's address: messages sent to it arrive as [`ServerFrame::Deliver`].
+        client: Address,
+        /// The node's proof of the shared secret: HMAC over ("node", node nonce, client nonce).
+        #[serde(default, with = "serde_bytes")]
+        server_proof: Option<Vec<u8>>,
+    },
+    /// The answer to request `id`.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// The outcome.
+        result: Result<Response, ErrorReply>,
+    },
+    /// A message sent to this connection's client address.
+    Deliver(Incoming),
+    /// The client broke the protocol; the connection is closed after this frame.
+    ProtocolError {
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Successful answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Status.
+    Status(Box<StatusReport>),
+    /// The source is active.
+    Loaded {
+        /// Its hash.
+        hash: String,
+        /// It was already active; nothing changed.
+        already_active: bool,
+    },
+    /// The version is draining or gone.
+    Unloaded {
+        /// Full hash.
+        hash: String,
+        /// Actors still alive when the reply was sent.
+        live_actors: usize,
+        /// Whether the library is already closed and its files deleted.
+        gone: bool,
+        /// Other nodes the unload was sent to.
+        #[serde(default)]
+        spread_to: Vec<String>,
+    },
+    /// The actor exists (or creating it was queued) at `address`.
+    Created {
+        /// Its address.
+        address: Address,
+        /// The full hash of its version.
+        hash: String,
+        /// A live actor with that global name was returned instead of a new one.
+        existing: bool,
+    },
+    /// The message was routed.
+    Sent,
+    /// Capabilities after the change.
+    Capabilities {
+        /// All capability names.
+        capabilities: Vec<String>,
+        /// Actors asked to exit because their requirements no longer hold.
+        stopped_actors: usize,
+    },
+    /// The node stopped.
+    Stopped,
+    /// The leader's answer to `Register`: every member, the leader included, and the groups.
+    Registered {
+        /// All members.
+        members: Vec<MemberInfo>,
+        /// Named releases.
+        #[serde(default)]
+        groups: BTreeMap<String, GroupInfo>,
+    },
+    /// A group after a deploy or rollback.
+    Group {
+        /// Its name.
+        group: String,
+        /// Its state now.
+        info: GroupInfo,
+        /// The version that was active before.
+        previous: Option<String>,
+        /// Versions unloaded because they fell out of the kept window.
+        unloaded: Vec<String>,
+    },
+    /// The zip of a version.
+    Source {
+        /// The zip bytes.
+        #[serde(with = "serde_bytes")]
+        zip: Vec<u8>,
+    },
+    /// The holder of a global name (none if nobody holds it and no candidate was given).
+    Name {
+        /// The holder.
+        holder: Option<Address>,
+    },
+    /// Done (for requests with nothing to report).
+    Done,
+}
+
+/// A client's proof that it knows the shared secret: HMAC-SHA256 over ("client", the node's
+/// nonce, the client's nonce). A recorded proof is useless on another connection, whose node
+/// nonce differs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthProof {
+    /// The client's fresh nonce (the node proves itself over it).
+    #[serde(with = "serde_bytes")]
+    pub client_nonce: Vec<u8>,
+    /// The MAC.
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
+}

@@ -1,0 +1,106 @@
+//! Framing and the handshake every connection starts with.
+//!
+//! Frames are length-delimited (`tokio-util`'s `LengthDelimitedCodec`, 4-byte big-endian
+//! length) with an explicit maximum, and carry msgpack bodies. The node speaks first with a
+//! [`ServerFrame::Challenge`]; the client answers with a hello carrying [`PROTOCOL_VERSION`]
+//! (and a proof of the shared secret when one is configured). A peer speaking another version,
+//! sending garbage or an oversized frame gets a [`ServerFrame::ProtocolError`] and a closed
+//! connection, and the node keeps serving everyone else.
+
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::LengthDelimitedCodec;
+use troupe_actor_abi::message::Address;
+
+use super::admin::{AuthProof, ClientFrame, ServerFrame};
+
+/// Version of this protocol; both sides must match exactly. (2: the node speaks first, with a
+/// challenge for the shared-secret handshake. 3: client requests and peer requests are two
+/// enums, [`super::Request`] and [`super::PeerRequest`].)
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// Largest frame accepted before a connection has authenticated: a hello is a few hundred
+/// bytes, and nobody unauthenticated gets to make the node buffer more.
+pub const MAX_HELLO_BYTES: usize = 16 * 1024;
+
+/// Length of the random nonces in the handshake (256 bits: never repeats).
+pub const NONCE_BYTES: usize = 32;
+
+/// Largest frame either side accepts: a load carries a whole zip, and the archive reader
+/// refuses zips above its own limit anyway; anything bigger is garbage or an attack.
+pub const MAX_FRAME_BYTES: usize = 300 * 1024 * 1024;
+
+/// The codec both sides use, limited to [`MAX_HELLO_BYTES`] until the handshake is done.
+pub fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(MAX_HELLO_BYTES).new_codec()
+}
+
+/// Encodes a frame body.
+pub fn encode<T: Serialize>(frame: &T) -> bytes::Bytes {
+    bytes::Bytes::from(troupe_actor_abi::message::encode(frame))
+}
+
+/// Decodes a frame body.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    troupe_actor_abi::message::decode(bytes)
+}
+
+/// What the client side of a handshake learns.
+pub struct Welcome {
+    /// The node's admin address.
+    pub node: String,
+    /// This connection's address.
+    pub client: Address,
+}
+
+type Framed = tokio_util::codec::Framed<tokio::net::TcpStream, LengthDelimitedCodec>;
+
+/// The client side of the handshake: read the challenge, answer with a hello (and a proof when
+/// we have the secret), read the node's hello and check its proof.
+pub async fn client_handshake(
+    framed: &mut Framed,
+    agent: &str,
+    secret: Option<&crate::store::signing::Secret>,
+) -> Result<Welcome, String> {
+    use futures::{SinkExt, StreamExt};
+    let next = |f: Option<Result<bytes::BytesMut, std::io::Error>>| match f {
+        Some(Ok(b)) => decode::<ServerFrame>(&b).map_err(|e| format!("not a troupe node: {e}")),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("the connection closed during the handshake (is this a troupe node?)".into()),
+    };
+    let (nonce, auth_required) = match next(framed.next().await)? {
+        ServerFrame::Challenge { protocol: v, nonce, auth_required } if v == PROTOCOL_VERSION => {
+            (nonce, auth_required)
+        }
+        ServerFrame::Challenge { protocol: v, .. } => {
+            return Err(format!("the node speaks protocol {v}, we speak {PROTOCOL_VERSION}"))
+        }
+        ServerFrame::ProtocolError { message } => return Err(message),
+        other => return Err(format!("unexpected first frame {other:?}")),
+    };
+    if auth_required && secret.is_none() {
+        return Err("the node requires the convention's shared secret — pass --secret-file FILE (or set TROUPE_SECRET_FILE)".into());
+    }
+    let mut client_nonce = vec![0u8; NONCE_BYTES];
+    crate::store::signing::random_bytes(&mut client_nonce).map_err(|e| e.to_string())?;
+    let auth = secret.map(|s| AuthProof {
+        mac: s.mac(&[b"client", &nonce, &client_nonce]),
+        client_nonce: client_nonce.clone(),
+    });
+    let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: agent.into(), auth };
+    framed.send(encode(&hello)).await.map_err(|e| e.to_string())?;
+    match next(framed.next().await)? {
+        ServerFrame::Hello { protocol: v, node, client, server_proof, .. } if v == PROTOCOL_VERSION => {
+            if let Some(s) = secret.filter(|_| auth_required) {
+                let ok =
+                    server_proof.as_deref().is_some_and(|p| s.verify(&[b"node", &nonce, &client_nonce], p));
+                if !ok {
+                    return Err("the node could not prove it knows the shared secret".into());
+                }
+            }
+            framed.codec_mut().set_max_frame_length(MAX_FRAME_BYTES);
+            Ok(Welcome { node, client })
+        }
+        ServerFrame::ProtocolError { message } => Err(message),
+        other => Err(format!("unexpected answer to hello: {other:?}")),
+    }
+}

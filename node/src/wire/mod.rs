@@ -1,0 +1,23 @@
+//! What travels on the admin port, below everything that sends or handles it:
+//!
+//! - [`frame`]: framing, limits, the protocol version and the handshake;
+//! - [`admin`]: client frames, client requests and every response;
+//! - [`peer`]: what nodes of a convention ask each other, and their directory entries;
+//! - [`error`]: why a request failed, as it travels (class, stable code, message);
+//! - [`status`]: what `troupe status` reports.
+//!
+//! The crate re-exports this module as `troupe_node::protocol`.
+
+pub mod admin;
+pub mod error;
+pub mod frame;
+pub mod peer;
+pub mod status;
+
+pub use admin::{AuthProof, ClientFrame, Request, Response, ServerFrame};
+pub use error::{Coded, ErrorKind, ErrorReply};
+pub use frame::{
+    client_handshake, codec, decode, encode, Welcome, MAX_FRAME_BYTES, MAX_HELLO_BYTES, NONCE_BYTES,
+    PROTOCOL_VERSION,
+};
+pub use peer::{GroupInfo, MemberInfo, PeerRequest, RemoteSources, SourceHint, SourceSummary};

@@ -1,0 +1,125 @@
+//! What nodes of a convention ask each other: registration, placement, names, fetches and
+//! unloads, and the directory entries they exchange.
+
+use serde::{Deserialize, Serialize};
+use troupe_actor_abi::message::{Address, CreateSpec, Incoming};
+
+pub use crate::model::config::RemoteSources;
+/// What nodes of a convention ask each other (never a client).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// A member registers (and heartbeats) with the leader; the answer lists every member.
+    Register(MemberInfo),
+    /// A member leaves the convention (it is stopping).
+    Deregister {
+        /// Its admin address.
+        node: String,
+    },
+    /// Deliver a message to an actor of the receiving node (one-way).
+    Deliver {
+        /// The target, on the receiving node.
+        to: Address,
+        /// The message.
+        msg: Incoming,
+    },
+    /// Create an actor on the receiving node, which the sender chose by placement (one-way).
+    PeerCreate {
+        /// The id the creator allocated; the actor's address is (receiving node, id).
+        id: u64,
+        /// The parent (on the sender's node), told if the create fails.
+        parent: Option<Address>,
+        /// What to create; `source_hash` is a full hash.
+        spec: CreateSpec,
+        /// The version's actor types, and the nodes the sender knows to hold it (the receiver
+        /// may not have heard of the version yet).
+        #[serde(default)]
+        source: Option<SourceHint>,
+    },
+    /// Send the zip bytes of an active version.
+    FetchSource {
+        /// Full hash.
+        hash: String,
+    },
+    /// To the leader: make the previous version of `group` active again.
+    GroupRollback {
+        /// The group.
+        group: String,
+    },
+    /// To the leader: make `hash` the active version of `group`.
+    GroupActivate {
+        /// The group.
+        group: String,
+        /// The version.
+        hash: String,
+        /// How many versions to keep besides the active one.
+        keep: usize,
+        /// Drain time of versions that fall out of the window.
+        #[serde(default)]
+        grace_ms: Option<u64>,
+    },
+    /// Ask the leader for a convention-wide global name: returns the live holder, or registers
+    /// `candidate` (if given) and returns it.
+    ClaimName {
+        /// The name.
+        name: String,
+        /// The address that gets the name if nobody holds it.
+        candidate: Option<Address>,
+    },
+    /// Tell the leader a named actor exited (one-way).
+    ReleaseName {
+        /// The name.
+        name: String,
+        /// Its holder.
+        holder: Address,
+    },
+    /// Unload a version here because it was unloaded on another node (one-way: no re-spread).
+    UnloadSpread {
+        /// Full hash.
+        hash: String,
+        /// Grace period.
+        grace_ms: Option<u64>,
+    },
+}
+
+/// What a node tells the convention about itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Admin address.
+    pub node: String,
+    /// Capability names.
+    pub capabilities: Vec<String>,
+    /// Whether it fetches versions it lacks from peers.
+    pub remote_sources: RemoteSources,
+    /// Its active versions, with each type's requirements (so any node can place actors of a
+    /// version it does not hold).
+    pub sources: Vec<SourceSummary>,
+    /// Process id (diagnostics).
+    pub pid: u32,
+}
+
+/// A named release: its versions (oldest first) and the active one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// The version new creates through `@NAME` get.
+    pub active: Option<String>,
+    /// Versions deployed to the group and still kept, oldest first.
+    pub versions: Vec<String>,
+}
+
+/// Where a version can be fetched from, sent along with a create.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceHint {
+    /// The version.
+    pub summary: SourceSummary,
+    /// Nodes holding it.
+    pub holders: Vec<String>,
+}
+
+/// An active version as the convention knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceSummary {
+    /// Full hash.
+    pub hash: String,
+    /// `module.Type` → requirements.
+    pub types: std::collections::BTreeMap<String, Vec<String>>,
+}

@@ -1,0 +1,130 @@
+//! What `troupe status` shows: a serializable snapshot of one node.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use troupe_actor_abi::message::Address;
+
+/// A snapshot of one node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Admin address.
+    pub node: String,
+    /// Process id (so that tests and operators can look at `/proc/<pid>/maps`).
+    pub pid: u32,
+    /// Capability names.
+    pub capabilities: Vec<String>,
+    /// The source authority in force: `none`, `accept-all` or `actor <address>`.
+    pub authority: String,
+    /// The node's store directory.
+    pub store: String,
+    /// Loaded versions (validating, active, draining).
+    pub versions: Vec<VersionStatus>,
+    /// Versions unloaded recently, newest last.
+    pub gone: Vec<GoneStatus>,
+    /// Live actors.
+    pub actors: Vec<ActorStatus>,
+    /// Global names of actors hosted here and the actors they name.
+    pub global_names: BTreeMap<String, Address>,
+    /// This node's view of its convention.
+    #[serde(default)]
+    pub convention: ConventionStatus,
+    /// pthread keys in use by the process (each plugin instance that touches
+    /// `std::thread::current` leaks one, forever).
+    #[serde(default)]
+    pub pthread_keys_in_use: u32,
+    /// The process limit.
+    #[serde(default)]
+    pub pthread_keys_max: u32,
+    /// Loads are refused from this many keys on.
+    #[serde(default)]
+    pub pthread_keys_refuse_at: u32,
+    /// Named releases as this node knows them (the leader's table, or a member's copy).
+    #[serde(default)]
+    pub groups: BTreeMap<String, crate::wire::peer::GroupInfo>,
+}
+
+/// A node's view of its convention.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ConventionStatus {
+    /// The leader's admin address.
+    pub leader: String,
+    /// `leader` or `member`.
+    pub role: String,
+    /// `yes`, `no` or `leaderonly`.
+    pub remote_sources: String,
+    /// Registration period.
+    pub heartbeat_ms: u64,
+    /// Silence after which a node is declared lost.
+    pub dead_after_ms: u64,
+    /// The other nodes it knows.
+    pub members: Vec<MemberStatus>,
+}
+
+/// Another node as this one knows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Admin address.
+    pub node: String,
+    /// `leader` or `member`.
+    pub role: String,
+    /// Capabilities.
+    pub capabilities: Vec<String>,
+    /// Heard from within the failure-detection time.
+    pub alive: bool,
+    /// Milliseconds since last heard from.
+    pub last_seen_ms: u64,
+    /// Its process id.
+    pub pid: u32,
+    /// Its active versions.
+    pub sources: Vec<String>,
+}
+
+/// One loaded version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VersionStatus {
+    /// sha256 of the zip.
+    pub hash: String,
+    /// Which load of this hash (each gets its own store path).
+    pub generation: u64,
+    /// `validating`, `active` or `draining`.
+    pub state: String,
+    /// Manifest package name and version.
+    pub package: String,
+    /// Where it came from.
+    pub info: String,
+    /// Live actors of this version.
+    pub live_actors: usize,
+    /// Exported actor types and their requirements.
+    pub actor_types: BTreeMap<String, Vec<String>>,
+    /// Library files in the store.
+    pub files: Vec<String>,
+}
+
+/// A version that was unloaded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GoneStatus {
+    /// Its hash.
+    pub hash: String,
+    /// Its generation.
+    pub generation: u64,
+    /// Milliseconds from the last actor's exit to the library being closed and deleted.
+    pub unload_ms: f64,
+    /// Milliseconds from the unload request to the library being closed (the drain).
+    #[serde(default)]
+    pub drain_ms: f64,
+}
+
+/// One live actor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActorStatus {
+    /// Its address.
+    pub address: Address,
+    /// `module.Type`.
+    pub type_name: String,
+    /// Its version's hash.
+    pub hash: String,
+    /// Its parent, if an actor created it.
+    pub parent: Option<Address>,
+    /// Its global name.
+    pub global_name: Option<String>,
+}
