@@ -7,7 +7,12 @@ PORT    ?= 1900
 # The plugin crate `make load` packs (a directory with a Cargo.toml building a cdylib).
 PLUGIN  ?= encoders
 
-.PHONY: all build load demo test lint help
+# The metrics tests parse the endpoint's text with Python's prometheus_client (the reference
+# client's parser), installed without root where tests/tests/metrics.rs looks: <target>/py.
+PY_DIR    := $(or $(CARGO_TARGET_DIR),target)/py
+PY_PARSER := prometheus_client==0.26.0
+
+.PHONY: all build load demo test lint help pydeps
 
 all: build
 
@@ -25,7 +30,12 @@ load: build ## Build PLUGIN, pack it as src.zip, load it into the node on PORT, 
 demo: build ## Build everything and run the walk-through (nodes on free ports under a temp TROUPE_HOME)
 	TROUPE=$(TROUPE) scripts/demo.sh
 
-test: ## Build everything and run every test
+pydeps: ## Install Python's prometheus_client (the metrics tests' parser) into target/py
+	@test -f "$(PY_DIR)/.$(PY_PARSER)" || { \
+	  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+	    --upgrade --target "$(PY_DIR)" "$(PY_PARSER)" && touch "$(PY_DIR)/.$(PY_PARSER)"; }
+
+test: pydeps ## Build everything and run every test
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 

@@ -76,7 +76,7 @@ fn bench_plugin(env: &Env) -> Result<ZipVariants> {
 
 async fn b1(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let n = opts.scale(50, 10);
-    let node = Node::start(env, ALL_CAPS, None, &[]).await?;
+    let node = Node::start(env, ALL_CAPS, None).await?;
     let mut figs = Vec::new();
     // As `troupe pack` writes it (stripped, zstd), then with the library as `make build`
     // leaves it (release with line tables: a 6.6 MB library; `troupe pack --no-strip`).
@@ -168,10 +168,10 @@ struct Three {
 /// A leader and two members; the encoders' capabilities are spread so that a request's six
 /// actors land on all three nodes.
 async fn three(env: &Env) -> Result<Three> {
-    let leader = Node::start(env, "64bit encoder", None, &[]).await?;
+    let leader = Node::start(env, "64bit encoder", None).await?;
     let mut members = Vec::new();
     for caps in ["Caesar cipher", "morse"] {
-        members.push(Node::start(env, caps, Some(leader.port), &[]).await?);
+        members.push(Node::start(env, caps, Some(leader.port)).await?);
     }
     // Wait until the leader lists both.
     let mut c = Client::connect(&leader.addr()).await?;
@@ -397,7 +397,7 @@ fn mpsc_baseline(n: u64) -> Result<f64> {
 
 async fn b4(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let variants = bench_plugin(env)?;
-    let node = Node::start(env, "", None, &[]).await?;
+    let node = Node::start(env, "", None).await?;
     let mut c = Client::connect(&node.addr()).await?;
     let hash = load(&mut c, variants.make("1.0.0")?).await?;
     let sink = create(&mut c, &hash, "bench.Sink", None).await?;
@@ -419,8 +419,8 @@ async fn b4(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
 
 async fn b5(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let variants = bench_plugin(env)?;
-    let a = Node::start(env, "", None, &[]).await?;
-    let b = Node::start(env, "", Some(a.port), &[]).await?;
+    let a = Node::start(env, "", None).await?;
+    let b = Node::start(env, "", Some(a.port)).await?;
     let zip = variants.make("1.0.0")?;
     let mut ca = Client::connect(&a.addr()).await?;
     let mut cb = Client::connect(&b.addr()).await?;
@@ -472,7 +472,7 @@ async fn b6(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let run = Duration::from_secs(10);
     let (swap_at, unload_at) = (Duration::from_secs(3), Duration::from_secs(5));
     let variants = encoders(env)?;
-    let node = Node::start(env, ALL_CAPS, None, &[]).await?;
+    let node = Node::start(env, ALL_CAPS, None).await?;
     let mut c = Client::connect(&node.addr()).await?;
     let v1 = load(&mut c, variants.make("6.0.1")?).await?;
     let a1 = create(&mut c, &v1, "app.Acceptor", Some(format!("Acceptor:{v1}"))).await?;
@@ -595,7 +595,7 @@ async fn b7(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let mut figs = Vec::new();
     // Idle node, per version, per actor.
     {
-        let node = Node::start(env, "", None, &[]).await?;
+        let node = Node::start(env, "", None).await?;
         let pid = node.pid();
         let idle = settle_rss(pid).await?;
         figs.push(Figure::value("B7.idle", "idle node RSS", idle as f64 / 1024.0, "MiB").target(
@@ -645,7 +645,7 @@ async fn b7(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     }
     // Load/unload cycles.
     {
-        let node = Node::start(env, "", None, &[]).await?;
+        let node = Node::start(env, "", None).await?;
         let pid = node.pid();
         let mut c = Client::connect(&node.addr()).await?;
         let cycles = opts.scale(200, 30);
@@ -721,7 +721,7 @@ async fn b8(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
 async fn b8_versions(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let n = opts.scale(500, 100);
     let variants = bench_plugin(env)?;
-    let node = Node::start(env, "", None, &[]).await?;
+    let node = Node::start(env, "", None).await?;
     let mut c = Client::connect(&node.addr()).await?;
     let mut times = Vec::new();
     let t = Instant::now();
@@ -766,12 +766,12 @@ async fn until_not_alive(c: &mut Client, member: &str, t: Instant) -> Result<Dur
 
 async fn b8_join(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let n = opts.scale(16, 6);
-    let leader = Node::start(env, "", None, &[]).await?;
+    let leader = Node::start(env, "", None).await?;
     let mut c = Client::connect(&leader.addr()).await?;
     let t = Instant::now();
     let mut members = Vec::new();
     for _ in 1..n {
-        members.push(Node::spawn(env, "", Some(leader.port), &[])?);
+        members.push(Node::spawn(env, "", Some(leader.port))?);
     }
     let spawned = t.elapsed();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 use troupe_node::client::Client;
+use troupe_node::launch::NodeArgs;
 use troupe_node::protocol::{self, ClientFrame, Request, Response, ServerFrame};
 use troupe_node::status::StatusReport;
 
@@ -97,21 +98,19 @@ pub fn free_port() -> Result<u16> {
 impl Node {
     /// Spawns `troupe start PORT CAPS --foreground` in the convention led by `leader` (itself if
     /// `None`), without waiting for it to answer.
-    pub fn spawn(env: &Env, caps: &str, leader: Option<u16>, extra: &[&str]) -> Result<Node> {
+    pub fn spawn(env: &Env, caps: &str, leader: Option<u16>) -> Result<Node> {
         let port = free_port()?;
         let state = env.path(&format!("node-{port}"));
         std::fs::create_dir_all(&state)?;
         let log = std::fs::File::create(state.join("stdout.log"))?;
+        let mut args = NodeArgs::new(port);
+        args.capabilities = caps.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect();
+        args.state_dir = Some(state.clone());
+        args.foreground = true;
+        // Never the default 127.0.0.1:1900, which a demo on this machine may be using.
+        args.convention = format!("127.0.0.1:{}", leader.unwrap_or(port));
         let child = Command::new(env.troupe())
-            .arg("start")
-            .arg(port.to_string())
-            .arg(caps)
-            .arg("--foreground")
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--convention")
-            .arg(format!("127.0.0.1:{}", leader.unwrap_or(port)))
-            .args(extra)
+            .args(args.argv())
             // TROUPE_BENCH_NODE_LOG=troupe_node=debug shows each load's timings in the logs.
             .env("RUST_LOG", std::env::var("TROUPE_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
@@ -140,8 +139,8 @@ impl Node {
     }
 
     /// Spawns and waits.
-    pub async fn start(env: &Env, caps: &str, leader: Option<u16>, extra: &[&str]) -> Result<Node> {
-        let mut n = Node::spawn(env, caps, leader, extra)?;
+    pub async fn start(env: &Env, caps: &str, leader: Option<u16>) -> Result<Node> {
+        let mut n = Node::spawn(env, caps, leader)?;
         n.ready().await?;
         Ok(n)
     }

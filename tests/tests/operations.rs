@@ -162,17 +162,25 @@ fn the_metrics_endpoint_serves_prometheus_text_with_the_documented_series() {
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
     }
-    // Every sample line is `name{labels} value` or `name value` with a number.
+    // Every sample line is `name{labels} value` or `name value` with a number, and its family
+    // is typed (a histogram's samples are its `_bucket`, `_sum` and `_count`). A real parser
+    // checks the same in tests/tests/metrics.rs.
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let value = line.rsplit(' ').next().unwrap_or_default();
         assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
         let name = line.split(['{', ' ']).next().unwrap_or_default();
-        assert!(text.contains(&format!("# TYPE {name} ")), "{name} has no TYPE line");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|s| name.strip_suffix(s))
+            .find(|f| text.contains(&format!("# TYPE {f} histogram")))
+            .unwrap_or(name);
+        assert!(text.contains(&format!("# TYPE {family} ")), "{name} has no TYPE line");
     }
     node.run("unload", &[&hash, "--grace", "200ms"]).assert_ok();
     let text = http_get(&metrics, "/metrics");
     assert!(
-        text.contains("troupe_unload_close_seconds{") && text.contains("troupe_drain_seconds{"),
+        text.contains("troupe_unload_close_seconds_count 1\n")
+            && text.contains("troupe_drain_seconds_count 1\n"),
         "{text}"
     );
     assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));

@@ -1,0 +1,82 @@
+//! Running the real `troupe` CLI as a user would ([`troupe`]) and looking at what it printed
+//! and how it exited ([`Cli`]).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::build::troupe_bin;
+
+/// What a `troupe` command printed and how it exited.
+#[derive(Debug)]
+pub struct Cli {
+    /// The command line, for failure messages.
+    pub command: String,
+    pub stdout: String,
+    pub stderr: String,
+    /// The exit code (`-1` if killed by a signal).
+    pub code: i32,
+}
+
+impl Cli {
+    /// Panics (showing everything) unless the exit code is `code`.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code from `{}`:\n{self}", self.command);
+        self
+    }
+
+    /// Panics unless the command succeeded.
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Self {
+        self.assert_code(0)
+    }
+
+    /// Panics unless stderr contains every one of `needles`.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needles: &[&str]) -> &Self {
+        for n in needles {
+            assert!(self.stderr.contains(n), "stderr of `{}` lacks {n:?}:\n{self}", self.command);
+        }
+        self
+    }
+
+    /// stdout's lines.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout.lines().map(str::to_string).collect()
+    }
+
+    /// stdout's lines, sorted (result lines arrive in any order).
+    pub fn sorted_lines(&self) -> Vec<String> {
+        let mut l = self.lines();
+        l.sort();
+        l
+    }
+}
+
+impl std::fmt::Display for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}\n--- stdout ---\n{}--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `troupe ARGS` with `stdin` as its input (none if `None`).
+pub fn troupe(args: &[&str], stdin: Option<&str>) -> Cli {
+    let mut cmd = Command::new(troupe_bin());
+    cmd.args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("cannot run troupe");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(input.as_bytes()).expect("cannot write troupe's stdin");
+    }
+    let out = child.wait_with_output().expect("cannot wait for troupe");
+    Cli {
+        command: format!("troupe {}", args.join(" ")),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code().unwrap_or(-1),
+    }
+}

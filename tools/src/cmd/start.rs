@@ -1,0 +1,385 @@
+//! `troupe start`: the node's settings ([`StartArgs`]) and the detached start, which checks
+//! them, re-runs this executable with `--foreground` in a session of its own and returns once
+//! the node answers. The re-run's arguments come from [`NodeArgs::argv`], the one writer of a
+//! node's command line, through `From<StartArgs> for NodeArgs`, which names every setting.
+//! The node itself (`--foreground`) is in `foreground.rs`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use troupe_node::client::{Client, ClientError};
+use troupe_node::launch::{AuthorityKind, NodeArgs, DEFAULT_CONVENTION};
+use troupe_node::{AuthorityConfig, LibCopies, RemoteSources};
+
+use crate::{refused, usage, Failure, EXIT_OK};
+
+/// How long a detached node may take to answer its first hello before `start` gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct StartArgs {
+    /// The admin port to listen on.
+    pub(crate) port: u16,
+    /// Comma-separated capability names, e.g. "morse,Caesar cipher".
+    #[arg(default_value = "")]
+    pub(crate) capabilities: String,
+    /// Address to bind (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// Directory for the node's store and log (default: $TROUPE_HOME/node-PORT, TROUPE_HOME
+    /// defaulting to /tmp/troupe-$UID).
+    #[arg(long)]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Source authority: `accept-all` (as the tutorial's start script), `ed25519` (only sources
+    /// signed by a key in --trusted-keys) or `none` (loads are rejected until an actor
+    /// registers itself as authority).
+    #[arg(long, default_value = "accept-all", value_parser = one_of(["accept-all", "ed25519", "none"], authority))]
+    pub(crate) authority: AuthorityKind,
+    /// Directory of trusted public keys (`*.pub`, from `troupe keygen`) for `--authority ed25519`.
+    #[arg(long, value_name = "DIR", required_if_eq("authority", "ed25519"))]
+    pub(crate) trusted_keys: Option<PathBuf>,
+    /// Allow binding a non-loopback address without a shared secret and with the accept-all
+    /// authority (anyone who can reach the port could then run native code in the node).
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// Log lines as `text` or `json` (to stderr and to node.log in the state directory;
+    /// RUST_LOG filters, e.g. RUST_LOG=troupe_node=debug).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub(crate) log_format: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; loopback addresses only,
+    /// unless --insecure).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// Run in the foreground instead of detaching (for supervisors).
+    #[arg(long)]
+    pub(crate) foreground: bool,
+    /// The convention's leader (host:port). The node whose own address equals it leads.
+    #[arg(long, default_value = DEFAULT_CONVENTION, env = "TROUPE_CONVENTION")]
+    pub(crate) convention: String,
+    /// How often members register with the leader.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) heartbeat: Duration,
+    /// Silence after which a node is declared lost.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub(crate) dead_after: Duration,
+    /// Whether this node fetches versions it lacks from peers: yes, no or leader-only.
+    #[arg(long, default_value = "yes", value_parser = one_of(["yes", "no", "leader-only"], str::parse::<RemoteSources>))]
+    pub(crate) remote_sources: RemoteSources,
+    /// Where each loaded version's libraries are copied to be opened: `memory` (anonymous
+    /// memory files; nothing on disk, falls back to the store where the kernel refuses them)
+    /// or `store` (files in the state directory's store, deleted at unload).
+    #[arg(long, default_value = "memory", value_parser = one_of(["memory", "store"], str::parse::<LibCopies>))]
+    pub(crate) lib_copies: LibCopies,
+}
+
+impl From<StartArgs> for NodeArgs {
+    fn from(args: StartArgs) -> NodeArgs {
+        // Every field by name, no `..`: a flag added to StartArgs (or a setting to NodeArgs)
+        // and not carried over here does not compile, so the detached start cannot drop it.
+        let StartArgs {
+            port,
+            capabilities: caps,
+            bind,
+            state_dir,
+            authority,
+            trusted_keys,
+            insecure,
+            log_format,
+            metrics,
+            foreground,
+            convention,
+            heartbeat,
+            dead_after,
+            remote_sources,
+            lib_copies,
+        } = args;
+        NodeArgs {
+            port,
+            capabilities: capabilities(&caps),
+            bind,
+            state_dir,
+            authority,
+            trusted_keys,
+            insecure,
+            log_format,
+            metrics,
+            foreground,
+            convention,
+            heartbeat,
+            dead_after,
+            remote_sources,
+            lib_copies,
+        }
+    }
+}
+
+/// A flag's value parser: `values` are what `--help` and the error for a wrong value list
+/// (clap checks them first), and `parse` turns the one given into its type.
+fn one_of<T, const N: usize>(
+    values: [&'static str; N],
+    parse: fn(&str) -> Result<T, String>,
+) -> impl TypedValueParser<Value = T>
+where
+    T: Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(values).try_map(move |s| parse(&s))
+}
+
+/// `--authority`'s value (`AuthorityKind` is the node's, so it gets no `FromStr` here).
+fn authority(s: &str) -> Result<AuthorityKind, String> {
+    [AuthorityKind::AcceptAll, AuthorityKind::Ed25519, AuthorityKind::None]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("--authority takes accept-all, ed25519 or none, not {s:?}"))
+}
+
+/// The state directory: `--state-dir`, or `$TROUPE_HOME/node-PORT`.
+pub(crate) fn state_dir(args: &StartArgs) -> PathBuf {
+    if let Some(d) = &args.state_dir {
+        return d.clone();
+    }
+    troupe_home().join(format!("node-{}", args.port))
+}
+
+/// `$TROUPE_HOME`, defaulting to `/tmp/troupe-$UID`.
+pub(crate) fn troupe_home() -> PathBuf {
+    std::env::var_os("TROUPE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        PathBuf::from(format!("/tmp/troupe-{uid}"))
+    })
+}
+
+/// `"morse, Caesar cipher,,"` → `["morse", "Caesar cipher"]`.
+pub(crate) fn capabilities(s: &str) -> Vec<String> {
+    s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+}
+
+/// The authority and secret a node starts with, and the refusal to expose an open node.
+pub(crate) fn node_security(
+    args: &StartArgs,
+) -> Result<(AuthorityConfig, Option<troupe_node::signing::Secret>), Failure> {
+    let secret = troupe_node::client::secret_from_env().map_err(|e| usage(anyhow!(e)))?;
+    let authority = match args.authority {
+        AuthorityKind::None => AuthorityConfig::None,
+        AuthorityKind::Ed25519 => {
+            let dir = args
+                .trusted_keys
+                .as_deref()
+                .ok_or_else(|| usage(anyhow!("--authority ed25519 needs --trusted-keys DIR")))?;
+            AuthorityConfig::Ed25519(
+                troupe_node::signing::TrustedKeys::load(dir).map_err(|e| usage(anyhow!(e)))?,
+            )
+        }
+        AuthorityKind::AcceptAll => AuthorityConfig::AcceptAll,
+    };
+    if let Some(m) = args.metrics.filter(|m| !m.ip().is_loopback() && !args.insecure) {
+        return Err(usage(anyhow!(
+            "metrics are served on loopback only ({m} is not) — use 127.0.0.1:PORT, or --insecure"
+        )));
+    }
+    let exposed = !args.bind.is_loopback();
+    if exposed && secret.is_none() && matches!(authority, AuthorityConfig::AcceptAll) && !args.insecure {
+        return Err(usage(anyhow!(
+            "refusing to listen on {} with no shared secret and the accept-all authority: anyone who can reach the port could run native code in this node — use --secret-file FILE and/or --authority ed25519 --trusted-keys DIR, or --insecure if you really mean it",
+            args.bind
+        )));
+    }
+    Ok((authority, secret))
+}
+
+/// `troupe start` without `--foreground`.
+pub(crate) fn start_detached(args: StartArgs) -> Result<u8, Failure> {
+    // Refuse an unsafe configuration before detaching, where the user sees the message.
+    node_security(&args)?;
+    let addr = format!("{}:{}", args.bind, args.port);
+    let probe_addr =
+        if args.bind.is_unspecified() { format!("127.0.0.1:{}", args.port) } else { addr.clone() };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| refused(anyhow!("cannot start the async runtime: {e}")))?;
+    refuse_taken_port(&rt, &probe_addr, &addr, args.port)?;
+    let dir = state_dir(&args);
+    let caps = capabilities(&args.capabilities);
+    let mut node = NodeArgs::from(args);
+    node.foreground = true;
+    node.state_dir = Some(dir.clone());
+    let log_path = dir.join("node.log");
+    let mut child = spawn_node(&node, &dir, &log_path)?;
+    wait_until_answering(&rt, &mut child, &probe_addr, &log_path)?;
+    println!(
+        "node {addr} started (pid {}, capabilities: {}, log: {})",
+        child.id(),
+        if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
+        log_path.display()
+    );
+    Ok(EXIT_OK)
+}
+
+/// Fails if something already listens on the node's port: a node, or something else.
+fn refuse_taken_port(
+    rt: &tokio::runtime::Runtime,
+    probe_addr: &str,
+    addr: &str,
+    port: u16,
+) -> Result<(), Failure> {
+    match rt.block_on(Client::connect(probe_addr)) {
+        Ok(_) => Err(refused(anyhow!(
+            "a troupe node is already running on {addr} — stop it first: troupe stop {port}"
+        ))),
+        Err(ClientError::Unreachable { .. }) => Ok(()),
+        Err(_) => Err(refused(anyhow!(
+            "port {port} is taken by something that is not a troupe node — choose another port"
+        ))),
+    }
+}
+
+/// Starts this executable with `node`'s arguments in a session of its own, its output going
+/// to a fresh `log_path` in `dir`.
+fn spawn_node(node: &NodeArgs, dir: &Path, log_path: &Path) -> Result<Child, Failure> {
+    std::fs::create_dir_all(dir).map_err(|e| refused(anyhow!("cannot create {}: {e}", dir.display())))?;
+    let log = std::fs::File::create(log_path)
+        .map_err(|e| refused(anyhow!("cannot create {}: {e}", log_path.display())))?;
+    let exe = std::env::current_exe().map_err(|e| refused(anyhow!("cannot find my own executable: {e}")))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(node.argv())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| refused(anyhow!("{e}")))?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and only detaches the child from our session, so
+    // that closing the terminal does not stop the node.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| refused(anyhow!("cannot start the node process: {e}")))
+}
+
+/// Waits until the node answers its hello, or fails with the end of its log if its process
+/// exits first, or after [`START_TIMEOUT`].
+fn wait_until_answering(
+    rt: &tokio::runtime::Runtime,
+    child: &mut Child,
+    probe_addr: &str,
+    log_path: &Path,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(refused(anyhow!("the node exited during start ({status}):\n{}", tail.join("\n"))));
+        }
+        if rt.block_on(Client::connect(probe_addr)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(refused(anyhow!(
+                "the node did not answer within {}; see {}",
+                humantime::format_duration(START_TIMEOUT),
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Cli, Command};
+    use clap::{CommandFactory, Parser};
+    use std::ffi::OsString;
+
+    #[test]
+    fn capabilities_are_comma_separated_and_trimmed() {
+        assert_eq!(capabilities("morse, Caesar cipher,,"), vec!["morse", "Caesar cipher"]);
+        assert!(capabilities("").is_empty());
+    }
+
+    /// `troupe ARGV...` parsed as `troupe start`.
+    fn start_args(argv: Vec<OsString>) -> StartArgs {
+        let cli = Cli::try_parse_from(std::iter::once(OsString::from("troupe")).chain(argv))
+            .unwrap_or_else(|e| panic!("the argv does not parse: {e}"));
+        match cli.command {
+            Command::Start(args) => args,
+            other => panic!("not a start: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_setting_survives_argv_and_back() {
+        // Every field differs from NodeArgs::new, so a setting that argv() does not write or
+        // StartArgs does not read comes back as its default and the comparison fails.
+        let sent = NodeArgs {
+            port: 4100,
+            capabilities: vec!["morse".into(), "Caesar cipher".into()],
+            bind: "10.1.2.3".parse().expect("an address"),
+            state_dir: Some("/tmp/troupe state".into()),
+            authority: AuthorityKind::Ed25519,
+            trusted_keys: Some("/tmp/keys".into()),
+            insecure: true,
+            log_format: "json".into(),
+            metrics: Some("127.0.0.1:9464".parse().expect("an address")),
+            foreground: true,
+            convention: "10.1.2.4:1901".into(),
+            heartbeat: Duration::from_millis(250),
+            dead_after: Duration::from_millis(4500),
+            remote_sources: RemoteSources::LeaderOnly,
+            lib_copies: LibCopies::Store,
+        };
+        let defaults = NodeArgs::new(sent.port);
+        assert_ne!(sent.bind, defaults.bind);
+        assert_ne!(sent.convention, defaults.convention);
+        assert_ne!(sent.heartbeat, defaults.heartbeat);
+        assert_ne!(sent.dead_after, defaults.dead_after);
+        assert_ne!(sent.remote_sources, defaults.remote_sources);
+        assert_ne!(sent.lib_copies, defaults.lib_copies);
+        let back = NodeArgs::from(start_args(sent.argv()));
+        assert_eq!(back, sent);
+    }
+
+    #[test]
+    fn the_defaults_survive_argv_and_back() {
+        let sent = NodeArgs::new(1900);
+        assert_eq!(NodeArgs::from(start_args(sent.argv())), sent);
+    }
+
+    #[test]
+    fn every_listed_value_parses_to_the_value_of_that_name() {
+        let cmd = Cli::command();
+        let start = cmd.find_subcommand("start").expect("a start subcommand");
+        let arg =
+            |id: &str| start.get_arguments().find(|a| a.get_id() == id).expect("the flag exists").clone();
+        let names = |id: &str| -> Vec<String> {
+            arg(id).get_possible_values().iter().map(|v| v.get_name().to_string()).collect()
+        };
+        for name in names("authority") {
+            assert_eq!(authority(&name).map(AuthorityKind::as_str), Ok(name.as_str()));
+        }
+        for name in names("remote_sources") {
+            assert_eq!(name.parse::<RemoteSources>().map(RemoteSources::as_str), Ok(name.as_str()));
+        }
+        for name in names("lib_copies") {
+            assert_eq!(name.parse::<LibCopies>().map(LibCopies::as_str), Ok(name.as_str()));
+        }
+        assert_eq!(names("lib_copies"), ["memory", "store"]);
+        assert!(authority("all").is_err());
+    }
+
+    #[test]
+    fn ed25519_needs_trusted_keys() {
+        let e = Cli::try_parse_from(["troupe", "start", "1", "--authority", "ed25519"]).err();
+        assert_eq!(e.map(|e| e.kind()), Some(clap::error::ErrorKind::MissingRequiredArgument));
+    }
+}
