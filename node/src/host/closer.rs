@@ -87,7 +87,7 @@ pub(super) fn hand_over(
         Err(e) => {
             tracing::error!(%hash, "cannot start the thread that closes the version ({e}); its libraries stay mapped");
             std::mem::take(plugins).into_iter().for_each(std::mem::forget);
-            node.version_ended(&hash, gen, VersionEnd::Quarantined);
+            node.version_ended(hash, gen, VersionEnd::Quarantined);
             false
         }
     }

@@ -133,7 +133,7 @@ impl NodeArgs {
 /// A duration as `troupe start` parses it (humantime's units), exactly: milliseconds when it
 /// is a whole number of them, else nanoseconds.
 fn duration_arg(d: Duration) -> String {
-    if d.subsec_nanos() % 1_000_000 == 0 {
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}ns", d.as_nanos())
