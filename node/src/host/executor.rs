@@ -135,50 +135,18 @@ fn executor(
 ) -> Vec<Plugin> {
     let Launch { node, hash, gen, libs, stats, handle } = launch;
     let t0 = Instant::now();
-    let stem = format!("{hash}-{gen}");
-    let mut images = Vec::with_capacity(libs.files.len());
-    for f in libs.files {
-        match LibImage::create(libs.copies, &libs.store, &stem, &f.name, &f.bytes) {
-            Ok(i) => images.push(i),
-            Err(e) => {
-                // Nothing was opened: the copies go at once, and the version with them.
-                images.into_iter().for_each(LibImage::release);
-                let _ = ready.send(Err(StartError::Copy(e)));
-                node.version_ended(&hash, gen, VersionEnd::Gone { close_time: Duration::ZERO });
-                return Vec::new();
-            }
+    let images = match copy_libraries(libs, &format!("{hash}-{gen}")) {
+        Ok(images) => images,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Copy(e)));
+            node.version_ended(&hash, gen, VersionEnd::Gone { close_time: Duration::ZERO });
+            return Vec::new();
         }
-    }
+    };
     let copy = t0.elapsed();
     let shown: Vec<String> = images.iter().map(|i| i.shown().to_string()).collect();
     let (phase_tx, phase_rx) = std::sync::mpsc::channel::<Phase>();
-    let mut plugins = Vec::new();
-    let mut failed = None;
-    for image in &images {
-        match Plugin::open(image.path()) {
-            Ok(p) => plugins.push(p),
-            Err(e) => {
-                failed = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    if failed.is_none() {
-        for p in &plugins {
-            let mut err = Vec::new();
-            // SAFETY: the root was checked in Plugin::open; HOST_API lives for the whole
-            // process; we are on the version's own thread.
-            let st = unsafe { (p.root().init)(&HOST_API, OutSink::for_vec(&mut err)) };
-            if st != abi::STATUS_OK {
-                failed = Some(format!(
-                    "plugin {} failed to initialise: {}",
-                    p.info.name,
-                    String::from_utf8_lossy(&err)
-                ));
-                break;
-            }
-        }
-    }
+    let (mut plugins, failed) = open_libraries(&images);
     if let Some(e) = failed {
         let _ = ready.send(Err(StartError::Plugin(e)));
         hand_over(&node, &hash, gen, images, handle, phase_rx, &mut plugins);
@@ -205,39 +173,51 @@ fn executor(
         calls_corked: 0,
         corked_at: None,
     };
-    let mut local = VecDeque::new();
-    loop {
-        let cmd = match local.pop_front() {
-            Some(c) => c,
-            None => match rx.try_recv() {
-                Ok(c) => c,
-                Err(std::sync::mpsc::TryRecvError::Empty) => {
-                    // Out of work: write what the calls queued for peers before sleeping.
-                    ex.uncork();
-                    match rx.recv() {
-                        Ok(c) => c,
-                        Err(_) => break,
-                    }
-                }
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-            },
-        };
-        match cmd {
-            Cmd::Create { id, type_name } => ex.create(id, &type_name, &mut local),
-            Cmd::Deliver { id, msg } => ex.deliver(id, msg, &mut local),
-            Cmd::Retire => break,
-        }
-        if ex.calls_corked >= MAX_CORKED_CALLS || ex.corked_at.is_some_and(|t| t.elapsed() >= MAX_CORKED_TIME)
-        {
-            ex.uncork();
-        }
-    }
-    ex.uncork();
+    ex.run(&rx);
     if hand_over(&ex.node, &ex.hash, gen, images, handle, phase_rx, &mut ex.plugins) {
         let _ = phase_tx.send(Phase::Retiring);
         ex.retire();
     }
     ex.plugins
+}
+
+/// Copies each library to a place unique to this version (see [`crate::store::libcopy`]). On
+/// failure nothing was opened: the copies made so far go at once.
+fn copy_libraries(libs: Libraries, stem: &str) -> std::io::Result<Vec<LibImage>> {
+    let mut images = Vec::with_capacity(libs.files.len());
+    for f in libs.files {
+        match LibImage::create(libs.copies, &libs.store, stem, &f.name, &f.bytes) {
+            Ok(i) => images.push(i),
+            Err(e) => {
+                images.into_iter().for_each(LibImage::release);
+                return Err(e);
+            }
+        }
+    }
+    Ok(images)
+}
+
+/// Opens (checking each root) and initialises every library; the ones opened so far, and why
+/// the rest failed, if they did.
+fn open_libraries(images: &[LibImage]) -> (Vec<Plugin>, Option<String>) {
+    let mut plugins = Vec::new();
+    for image in images {
+        match Plugin::open(image.path()) {
+            Ok(p) => plugins.push(p),
+            Err(e) => return (plugins, Some(e.to_string())),
+        }
+    }
+    for p in &plugins {
+        let mut err = Vec::new();
+        // SAFETY: the root was checked in Plugin::open; HOST_API lives for the whole
+        // process; we are on the version's own thread.
+        let st = unsafe { (p.root().init)(&HOST_API, OutSink::for_vec(&mut err)) };
+        if st != abi::STATUS_OK {
+            let why = format!("plugin {} failed to initialise: {}", p.info.name, String::from_utf8_lossy(&err));
+            return (plugins, Some(why));
+        }
+    }
+    (plugins, None)
 }
 
 fn err_text(err: &[u8]) -> String {
@@ -250,6 +230,40 @@ fn err_text(err: &[u8]) -> String {
 }
 
 impl Executor {
+    /// Runs commands, its own actors' messages first, until retired; writes what its calls
+    /// queued for peers whenever it runs out of work (and after a few dozen calls or 100 µs).
+    fn run(&mut self, rx: &Receiver<Cmd>) {
+        let mut local = VecDeque::new();
+        loop {
+            let cmd = match local.pop_front() {
+                Some(c) => c,
+                None => match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {
+                        // Out of work: write what the calls queued for peers before sleeping.
+                        self.uncork();
+                        match rx.recv() {
+                            Ok(c) => c,
+                            Err(_) => break,
+                        }
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                },
+            };
+            match cmd {
+                Cmd::Create { id, type_name } => self.create(id, &type_name, &mut local),
+                Cmd::Deliver { id, msg } => self.deliver(id, msg, &mut local),
+                Cmd::Retire => break,
+            }
+            if self.calls_corked >= MAX_CORKED_CALLS
+                || self.corked_at.is_some_and(|t| t.elapsed() >= MAX_CORKED_TIME)
+            {
+                self.uncork();
+            }
+        }
+        self.uncork();
+    }
+
     fn address(&self, id: u64) -> Address {
         Address { node: self.node.addr().to_string(), id }
     }
