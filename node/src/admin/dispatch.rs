@@ -66,6 +66,9 @@ pub(crate) fn notify_peer(core: &Arc<Core>, request: PeerRequest) {
         PeerRequest::Deliver { to, msg } => {
             if core.is_local(&to) {
                 core.route(msg, &to, None);
+            } else {
+                // A peer's routing bug: never forwarded, so two nodes cannot bounce a message.
+                tracing::warn!(%to, "dropped a message a peer sent here for another node");
             }
         }
         PeerRequest::PeerCreate { id, parent, spec, source } => core.peer_create(id, parent, spec, source),

@@ -8,8 +8,8 @@
 //! - [`Snapshot`]: plain numbers read from the node at scrape time (actors, versions, peers),
 //!   turned into gauges by [`render`] in a registry built for that one scrape.
 //!
-//! The node is reached only through [`MetricsSource`], so this module knows nothing of the
-//! node's internals (except the temporary adapter at the bottom). [`serve`] is a deliberately
+//! The node is reached only through [`MetricsSource`] (implemented by the core in
+//! `ops/report.rs`), so this module knows nothing of the node's internals. [`serve`] is a deliberately
 //! tiny HTTP/1.1 responder: `GET /metrics` only, one request per connection, bounded request
 //! size. It speaks OpenMetrics to a scraper that asks for it (Prometheus does) and the
 //! Prometheus text format 0.0.4 to everyone else (curl, older scrapers).
@@ -22,10 +22,13 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+pub use crate::model::metrics::{
+    short_hash, Metrics, MetricsSource, PeerSample, Snapshot, VersionSample, VersionState,
+};
 
 /// A request line and headers of an honest scraper fit easily; more is not a scrape.
 const MAX_REQUEST_BYTES: usize = 8192;
@@ -36,72 +39,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every family's name starts with this (`troupe_actors`, ...).
 const PREFIX: &str = "troupe";
-
-/// Heartbeat round trips to the leader. On loopback they take ~100 µs–10 ms; the buckets go
-/// from 50 µs (to tell an idle loopback from a busy one) up to 2.5 s, past which a member is
-/// close to being declared lost anyway (`--dead-after` is 3 s by default).
-const RTT_BUCKETS: [f64; 14] =
-    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5];
-
-/// Drains, from the unload to the library being closed: milliseconds for idle actors, up to
-/// minutes when an unload's grace lets long conversations finish, so roughly ×3 steps from
-/// 1 ms to 15 minutes.
-const DRAIN_BUCKETS: [f64; 14] =
-    [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 60.0, 180.0, 300.0, 900.0];
-
-/// Closing a library and deleting its files after the last actor exits: ~1 ms normally, so fine
-/// buckets around 1 ms, and a few up to 10 s to show an `on_unload` that takes its time.
-const CLOSE_BUCKETS: [f64; 12] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0];
-
-pub use crate::model::version_state::VersionState;
-
-/// One loaded version (one generation) at scrape time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VersionSample {
-    /// The `version` label: the first 12 digits of its hash (see [`short_hash`]).
-    pub version: String,
-    /// Its state.
-    pub state: VersionState,
-    /// Messages queued to its actors and not yet handled.
-    pub mailbox_depth: u64,
-    /// Messages its actors handled since it was loaded.
-    pub handled: u64,
-}
-
-/// Another node of the convention at scrape time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerSample {
-    /// Its admin address (the `node` label).
-    pub node: String,
-    /// Whether it was heard from within the failure-detection time.
-    pub up: bool,
-}
-
-/// What the node looks like at scrape time: plain data, read under the node's lock and
-/// rendered after it is released.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    /// Live actors by (type, version short hash).
-    pub actors: BTreeMap<(String, String), u64>,
-    /// Every loaded version. Two generations of one hash (one draining, one active) may both be
-    /// here: their depths and counts are added under the one `version` label.
-    pub versions: Vec<VersionSample>,
-    /// The other nodes of the convention.
-    pub peers: Vec<PeerSample>,
-    /// pthread keys used by the process (the limit is 1024).
-    pub pthread_keys_in_use: u32,
-}
-
-/// The `version` label of a hash: 12 hex digits tell versions apart and keep series readable.
-pub fn short_hash(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
-    result: &'static str,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActorLabels {
@@ -122,62 +59,6 @@ struct StateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
     node: String,
-}
-
-/// The node's long-lived metric families: created once per node and fed as things happen.
-/// Clones share the same families (each is an `Arc` inside), so a clone can go to whichever
-/// task observes.
-#[derive(Clone, Debug)]
-pub struct Metrics {
-    loads: Family<ResultLabels, Counter>,
-    heartbeat_rtt: Histogram,
-    drain: Histogram,
-    unload_close: Histogram,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Metrics {
-    /// Empty families.
-    pub fn new() -> Metrics {
-        let loads = Family::default();
-        // Both results are written from the start, so a rate over `rejected` is 0, not absent.
-        for result in ["ok", "rejected"] {
-            let _ = loads.get_or_create(&ResultLabels { result });
-        }
-        Metrics {
-            loads,
-            heartbeat_rtt: Histogram::new(RTT_BUCKETS),
-            drain: Histogram::new(DRAIN_BUCKETS),
-            unload_close: Histogram::new(CLOSE_BUCKETS),
-        }
-    }
-
-    /// A load became active.
-    pub fn load_ok(&self) {
-        self.loads.get_or_create(&ResultLabels { result: "ok" }).inc();
-    }
-
-    /// A load was rejected.
-    pub fn load_rejected(&self) {
-        self.loads.get_or_create(&ResultLabels { result: "rejected" }).inc();
-    }
-
-    /// A registration round trip to the leader took `rtt` (members).
-    pub fn heartbeat_rtt(&self, rtt: Duration) {
-        self.heartbeat_rtt.observe(rtt.as_secs_f64());
-    }
-
-    /// A version that was running is gone: `close` from its last actor's exit to its library
-    /// being closed and its files deleted, `drain` from its unload to then.
-    pub fn version_gone(&self, close: Duration, drain: Duration) {
-        self.unload_close.observe(close.as_secs_f64());
-        self.drain.observe(drain.as_secs_f64());
-    }
 }
 
 /// Which text the endpoint writes.
@@ -265,7 +146,7 @@ fn registry(metrics: &Metrics, snapshot: &Snapshot) -> Registry {
     reg.register("loads", "Loads by result", metrics.loads.clone());
     reg.register_with_unit(
         "unload_close",
-        "Time from a version's last actor exit to its library being closed and deleted",
+        "Time from a version's thread exiting to its library being closed and its copies freed",
         Unit::Seconds,
         metrics.unload_close.clone(),
     );
@@ -296,15 +177,6 @@ fn registry(metrics: &Metrics, snapshot: &Snapshot) -> Registry {
     keys.set(i64::from(snapshot.pthread_keys_in_use));
     reg.register("pthread_keys_in_use", "pthread keys used by the process (limit 1024)", keys);
     reg
-}
-
-/// What the endpoint reads from a node: its long-lived families and, at each scrape, a
-/// snapshot of its state.
-pub trait MetricsSource: Send + Sync {
-    /// The node's long-lived families.
-    fn metrics(&self) -> &Metrics;
-    /// The node's state now. Called once per scrape, before [`MetricsSource::metrics`].
-    fn snapshot(&self) -> Snapshot;
 }
 
 /// Serves `/metrics` on `listener` for as long as the node lives: the endpoint holds the node

@@ -19,8 +19,8 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use troupe_actor_abi::message::{Address, Incoming};
 
 use super::dispatch::{self, STOP_TIMEOUT};
+use crate::node::Node;
 use crate::runtime::core::Core;
-use crate::runtime::node::Node;
 use crate::wire::{
     self as protocol, ClientFrame, PeerRequest, Request, Response, ServerFrame, PROTOCOL_VERSION,
 };
@@ -291,3 +291,6 @@ impl Session {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use crate::store::libcopy::LibCopies;
+pub use crate::wire::peer::RemoteSources;
 
 /// Which source authority a node starts with.
 #[derive(Clone, Debug)]
@@ -36,38 +37,6 @@ pub struct NodeConfig {
     pub lib_copies: LibCopies,
 }
 
-/// Where a node copies each version's libraries to open them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LibCopies {
-    /// Anonymous memory files (`memfd_create`): no disk write on the load path. Falls back to
-    /// the store where the kernel refuses them.
-    #[default]
-    Memory,
-    /// Files in the store (`<store>/<hash>-<gen>.<file>`), deleted when the version is gone.
-    Store,
-}
-
-impl LibCopies {
-    /// The value `--lib-copies` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LibCopies::Memory => "memory",
-            LibCopies::Store => "store",
-        }
-    }
-}
-
-impl std::str::FromStr for LibCopies {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "memory" => Ok(LibCopies::Memory),
-            "store" => Ok(LibCopies::Store),
-            other => Err(format!("--lib-copies takes memory or store, not {other:?}")),
-        }
-    }
-}
-
 /// How a node takes part in a convention.
 #[derive(Clone, Debug)]
 pub struct ConventionConfig {
@@ -89,40 +58,6 @@ impl Default for ConventionConfig {
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(3),
             remote_sources: RemoteSources::Yes,
-        }
-    }
-}
-
-/// Policy for versions fetched from peers (`--remote-sources`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RemoteSources {
-    /// Fetch from any member.
-    Yes,
-    /// Never fetch: only versions loaded here can run here.
-    No,
-    /// Fetch only from the leader.
-    LeaderOnly,
-}
-
-impl RemoteSources {
-    /// The value `--remote-sources` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RemoteSources::Yes => "yes",
-            RemoteSources::No => "no",
-            RemoteSources::LeaderOnly => "leader-only",
-        }
-    }
-}
-
-impl std::str::FromStr for RemoteSources {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "yes" => Ok(RemoteSources::Yes),
-            "no" => Ok(RemoteSources::No),
-            "leader-only" => Ok(RemoteSources::LeaderOnly),
-            other => Err(format!("--remote-sources takes yes, no or leader-only, not {other:?}")),
         }
     }
 }

@@ -6,7 +6,7 @@ use troupe_actor_abi::message::CreateError;
 
 use crate::store::archive::ArchiveError;
 use crate::store::signing::SignatureError;
-use crate::wire::error::{Coded, ErrorKind};
+use crate::wire::error::{Coded, ErrorKind, ErrorReply};
 
 /// Why a load (or a fetched version) was refused. The texts are what `troupe load` prints.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,7 @@ pub enum LoadError {
 }
 
 impl Coded for LoadError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> &str {
         match self {
             LoadError::Archive(e) => e.kind(),
             LoadError::HashMismatch { .. } => "hash_mismatch",
@@ -163,6 +163,9 @@ pub enum OpError {
     /// The store could not be read.
     #[error("{0}")]
     Store(String),
+    /// Another node (the leader, for groups) refused: its reply, passed on as it is.
+    #[error("{}", .0.message)]
+    Remote(ErrorReply),
     /// A bug.
     #[error("{0}")]
     Internal(String),
@@ -175,7 +178,7 @@ impl From<CreateError> for OpError {
 }
 
 impl Coded for OpError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> &str {
         match self {
             OpError::Create(e) => e.code(),
             OpError::Load(e) => e.code(),
@@ -184,6 +187,7 @@ impl Coded for OpError {
             OpError::NothingToRollBack(_) => "nothing_to_roll_back",
             OpError::LeaderUnreachable { .. } => "leader_unreachable",
             OpError::Store(_) => "store",
+            OpError::Remote(r) => &r.code,
             OpError::Internal(_) => "internal",
         }
     }
@@ -192,6 +196,7 @@ impl Coded for OpError {
             OpError::Create(e) => e.class(),
             OpError::Load(e) => e.class(),
             OpError::Usage(_) => ErrorKind::BadRequest,
+            OpError::Remote(r) => r.kind,
             _ => ErrorKind::Refused,
         }
     }
@@ -209,13 +214,14 @@ mod tests {
         assert_eq!(unknown.reply().message, "InvalidActorSourceHash: source hash ab x");
         assert_eq!(OpError::Usage("u".into()).class(), ErrorKind::BadRequest);
         assert_eq!(OpError::from(LoadError::Stopping).class(), ErrorKind::Unavailable);
-        let codes = [
-            LoadError::NoAuthority.code(),
-            LoadError::Stopping.code(),
-            LoadError::AuthorityRejected(String::new()).code(),
-            LoadError::Plugin(String::new()).code(),
-            LoadError::Copy(std::io::Error::other("x")).code(),
+        let errors = [
+            LoadError::NoAuthority,
+            LoadError::Stopping,
+            LoadError::AuthorityRejected(String::new()),
+            LoadError::Plugin(String::new()),
+            LoadError::Copy(std::io::Error::other("x")),
         ];
+        let codes: Vec<&str> = errors.iter().map(|e| e.code()).collect();
         for c in codes {
             assert!(c.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{c} is not snake_case");
         }

@@ -6,5 +6,6 @@ pub mod config;
 pub mod error;
 pub(crate) mod ids;
 pub mod launch;
+pub mod metrics;
 pub(crate) mod placement;
 pub mod version_state;

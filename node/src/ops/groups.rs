@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::error::OpError;
+use crate::peers::LinkError;
 use crate::runtime::core::Core;
 use crate::wire::{PeerRequest, Response};
 
@@ -54,11 +55,12 @@ impl Core {
             };
         }
         let leader = self.conv.leader.clone();
-        let answer = self
-            .peers
-            .call(&leader, request, LEADER_TIMEOUT)
-            .await
-            .map_err(|why| OpError::LeaderUnreachable { leader, why })?;
+        let answer = match self.peers.call(&leader, request, LEADER_TIMEOUT).await {
+            Ok(answer) => answer,
+            // The leader's own refusal (no such group, nothing to roll back) keeps its code.
+            Err(LinkError::Refused(reply)) => return Err(OpError::Remote(reply)),
+            Err(e) => return Err(OpError::LeaderUnreachable { leader, why: e.to_string() }),
+        };
         let _ = self.refresh_membership().await;
         Ok(answer)
     }

@@ -1,7 +1,7 @@
 //! What `troupe status` shows of a node: a snapshot gathered from each table in turn.
 
-use crate::admin::metrics::{short_hash, Metrics, MetricsSource, PeerSample, Snapshot, VersionSample};
 use crate::host::pthread_keys::{pthread_keys_in_use, PTHREAD_KEYS_MAX, PTHREAD_KEYS_REFUSE_AT};
+use crate::model::metrics::{short_hash, Metrics, MetricsSource, PeerSample, Snapshot, VersionSample};
 use crate::runtime::core::Core;
 use crate::wire::status::{ConventionStatus, StatusReport};
 

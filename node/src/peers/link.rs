@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::outbox::{Link, LinkState, Outgoing};
-use super::LinkEvents;
+use super::{LinkError, LinkEvents};
 use crate::store::signing::Secret;
 use crate::wire::{self as protocol, PeerRequest, Response, ServerFrame};
 
@@ -120,14 +120,17 @@ impl Peers {
         addr: &str,
         request: PeerRequest,
         timeout: Duration,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, LinkError> {
         let (rtx, rrx) = oneshot::channel();
         let link = self.link(addr);
-        link.push(Outgoing::Call { request, reply: rtx }, false).map_err(|_| format!("no link to {addr}"))?;
+        let addr = addr.to_string();
+        if link.push(Outgoing::Call { request, reply: rtx }, false).is_err() {
+            return Err(LinkError::Unreachable { addr, why: "the link closed".into() });
+        }
         match tokio::time::timeout(timeout, rrx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(format!("the link to {addr} closed")),
-            Err(_) => Err(format!("{addr} did not answer within {timeout:?}")),
+            Ok(Err(_)) => Err(LinkError::Closed { addr }),
+            Err(_) => Err(LinkError::Timeout { addr, after: timeout }),
         }
     }
 
@@ -167,7 +170,7 @@ fn fail(events: &Weak<dyn LinkEvents>, addr: &str, item: Outgoing, why: &str) {
         }
         Outgoing::Notify(_) => {}
         Outgoing::Call { reply, .. } => {
-            let _ = reply.send(Err(format!("{addr} is unreachable ({why})")));
+            let _ = reply.send(Err(LinkError::Unreachable { addr: addr.to_string(), why: why.to_string() }));
         }
         Outgoing::Flush(ack) => {
             let _ = ack.send(());
@@ -190,7 +193,7 @@ async fn run(inner: Arc<Inner>, link: Arc<Link>) {
         (unsent, std::mem::take(&mut out.pending))
     };
     for (_, w) in pending {
-        let _ = w.send(Err(format!("the link to {} broke: {why}", link.addr)));
+        let _ = w.send(Err(LinkError::Broke { addr: link.addr.clone(), why: why.clone() }));
     }
     {
         let mut links = inner.links();
@@ -234,7 +237,7 @@ async fn serve(
                 Ok(ServerFrame::Reply { id, result }) => {
                     let waiter = link_r.lock().pending.remove(&id);
                     if let Some(w) = waiter {
-                        let _ = w.send(result.map_err(|e| e.message));
+                        let _ = w.send(result.map_err(LinkError::Refused));
                     }
                 }
                 Ok(ServerFrame::ProtocolError { message }) => return format!("the peer refused: {message}"),

@@ -7,7 +7,11 @@
 pub(crate) mod link;
 pub(crate) mod outbox;
 
+use std::time::Duration;
+
 use troupe_actor_abi::message::{Address, Incoming};
+
+use crate::wire::ErrorReply;
 
 pub(crate) use link::{Corked, Peers};
 
@@ -19,4 +23,24 @@ pub(crate) trait LinkEvents: Send + Sync + 'static {
     fn create_unreachable(&self, id: u64, node: &str, parent: Option<Address>, type_name: &str, why: &str);
     /// The link to `addr` could not connect or broke (`why`).
     fn unreachable(&self, addr: &str, why: &str);
+}
+
+/// Why a call to another node got no answer (or a refusal).
+#[derive(Clone, Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// The link could not connect, or died before the call was written.
+    #[error("{addr} is unreachable ({why})")]
+    Unreachable { addr: String, why: String },
+    /// The link broke while the call waited.
+    #[error("the link to {addr} broke: {why}")]
+    Broke { addr: String, why: String },
+    /// The link was dropped while the call waited.
+    #[error("the link to {addr} closed")]
+    Closed { addr: String },
+    /// No answer in time.
+    #[error("{addr} did not answer within {after:?}")]
+    Timeout { addr: String, after: Duration },
+    /// The peer answered with a refusal.
+    #[error("{}", .0.message)]
+    Refused(ErrorReply),
 }

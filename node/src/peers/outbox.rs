@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{oneshot, Notify};
 
+use super::LinkError;
 use crate::wire::{self as protocol, ClientFrame, PeerRequest, Response};
 
 /// Where a call's answer goes.
-pub(super) type Reply = oneshot::Sender<Result<Response, String>>;
+pub(super) type Reply = oneshot::Sender<Result<Response, LinkError>>;
 
 pub(crate) enum Outgoing {
     Notify(PeerRequest),
@@ -187,13 +188,15 @@ impl Outbox {
             _ => Vec::new(),
         };
         let buf = std::mem::take(&mut self.buf);
+        // The written part of the first frame is no longer in the buffer.
         let mut at = 0;
         for (i, len) in std::mem::take(&mut self.frames).into_iter().enumerate() {
-            let frame = &buf[at..at + len];
-            at += len;
             if i == 0 && self.head_written > 0 {
+                at += len - self.head_written;
                 continue;
             }
+            let frame = &buf[at..at + len];
+            at += len;
             if let Ok(ClientFrame::PeerNotify { request }) = protocol::decode::<ClientFrame>(&frame[4..]) {
                 items.push(Outgoing::Notify(request));
             }
@@ -201,5 +204,55 @@ impl Outbox {
         self.head_written = 0;
         items.extend(self.flushes.drain(..).map(Outgoing::Flush));
         items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use troupe_actor_abi::message::{Address, Incoming, Payload};
+
+    fn deliver(text: &str) -> Outgoing {
+        let to = Address { node: "n:1".into(), id: 3 };
+        Outgoing::Notify(PeerRequest::Deliver {
+            to,
+            msg: Incoming { sender: None, payload: Payload::Text(text.into()) },
+        })
+    }
+
+    fn text_of(o: &Outgoing) -> String {
+        match o {
+            Outgoing::Notify(PeerRequest::Deliver {
+                msg: Incoming { payload: Payload::Text(t), .. },
+                ..
+            }) => t.clone(),
+            _ => String::new(),
+        }
+    }
+
+    #[test]
+    fn what_a_dead_link_never_wrote_comes_back_in_order_to_be_answered_locally() {
+        let link = Link::new("n:1");
+        assert!(link.push(deliver("queued while connecting"), false).is_ok());
+        let mut out = link.lock();
+        // Frames encoded for the socket (as once connected) come back decoded.
+        out.queue(deliver("encoded 1"));
+        out.queue(deliver("encoded 2"));
+        let unsent: Vec<String> = out.take_unsent().iter().map(text_of).collect();
+        assert_eq!(unsent, ["queued while connecting", "encoded 1", "encoded 2"]);
+        assert!(matches!(out.state, LinkState::Dead));
+        drop(out);
+        assert!(link.push(deliver("late"), false).is_err(), "a dead link takes nothing more");
+    }
+
+    #[test]
+    fn a_frame_partly_written_is_lost_with_the_connection_and_the_rest_come_back() {
+        let link = Link::new("n:1");
+        let mut out = link.lock();
+        out.queue(deliver("first"));
+        out.queue(deliver("second"));
+        out.consumed(3);
+        let unsent: Vec<String> = out.take_unsent().iter().map(text_of).collect();
+        assert_eq!(unsent, ["second"]);
     }
 }

@@ -2,10 +2,13 @@
 //! and the binary hold.
 //!
 //! [`Core`] holds one owner per table (see [`crate::tables`]), the peer links, the convention's
-//! configuration and the node-wide counters. It has no lock of its own: each table keeps its
-//! own, privately, and no code holds two at once (one documented exception). Plugin code never
-//! runs while any of them is held: it runs on version executors ([`crate::host`]), which call
-//! back through [`crate::host::NodeSeam`] between plugin calls.
+//! configuration and the node's metric families. It has no lock of its own: each table keeps
+//! its own, privately, and no code holds the locks of two owners at once, with one documented
+//! exception (versions, then authority, in `Versions::admit`). Inside one owner a lock may
+//! nest: a version's store lock is held around the registry's while its zip is written or
+//! deleted, and the peer links' map is held while one link's outbox is checked. Plugin code
+//! never runs while any of them is held: it runs on version executors ([`crate::host`]), which
+//! call back through [`crate::host::NodeSeam`] between plugin calls.
 //!
 //! What the core does is spread by job: [`super::router`] delivers messages,
 //! [`super::lifecycle`] creates actors and [`super::exit`] stops them, [`super::seams`]
@@ -20,9 +23,9 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, Notify};
 use troupe_actor_abi::message::{Address, Incoming, ADMIN_ID};
 
-use crate::admin::metrics::Metrics;
 use crate::model::config::{ConventionConfig, LibCopies, NodeConfig};
 use crate::model::ids::IdAllocator;
+use crate::model::metrics::Metrics;
 use crate::peers::{LinkEvents, Peers};
 use crate::store::signing::Secret;
 use crate::tables::actors::{ActorRec, Actors};

@@ -22,7 +22,37 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::model::config::LibCopies;
+/// Where a node copies each version's libraries to open them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LibCopies {
+    /// Anonymous memory files (`memfd_create`): no disk write on the load path. Falls back to
+    /// the store where the kernel refuses them.
+    #[default]
+    Memory,
+    /// Files in the store (`<store>/<hash>-<gen>.<file>`), deleted when the version is gone.
+    Store,
+}
+
+impl LibCopies {
+    /// The value `--lib-copies` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LibCopies::Memory => "memory",
+            LibCopies::Store => "store",
+        }
+    }
+}
+
+impl std::str::FromStr for LibCopies {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(LibCopies::Memory),
+            "store" => Ok(LibCopies::Store),
+            other => Err(format!("--lib-copies takes memory or store, not {other:?}")),
+        }
+    }
+}
 
 /// The prefix of every memory file's name (after `memfd:` in `/proc/<pid>/maps`).
 pub const MEMFD_PREFIX: &str = "troupe:";

@@ -117,7 +117,7 @@ impl Actors {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an actor; `parent`, if local (`parent_here`), lists it as a child.
+    /// Adds an actor (its parent lists it as a child through [`Actors::add_child`]).
     pub(crate) fn insert(&self, id: u64, rec: ActorRec) {
         self.lock().map.insert(id, rec);
     }

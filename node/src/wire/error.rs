@@ -1,6 +1,6 @@
 //! Why a request failed, as it travels: a class (which decides the CLI's exit code), a stable
-//! code and a message. Core errors are typed enums; each implements [`Coded`] and is turned into
-//! an [`ErrorReply`] once, here, at the edge.
+//! code and a message. Core errors are typed enums; each implements [`Coded`], and the admin
+//! dispatcher (`crate::admin::dispatch`) turns it into an [`ErrorReply`] once, at the edge.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,23 +27,12 @@ pub enum ErrorKind {
     Unavailable,
 }
 
-impl ErrorReply {
-    /// A refusal.
-    pub fn refused(code: impl Into<String>, message: impl Into<String>) -> ErrorReply {
-        ErrorReply { kind: ErrorKind::Refused, code: code.into(), message: message.into() }
-    }
-    /// A bad request.
-    pub fn bad_request(code: impl Into<String>, message: impl Into<String>) -> ErrorReply {
-        ErrorReply { kind: ErrorKind::BadRequest, code: code.into(), message: message.into() }
-    }
-}
-
 /// A typed error that travels as an [`ErrorReply`]: its stable code and its class. Codes are
 /// snake_case, except the names Thespian users know (`InvalidActorSourceHash`,
 /// `NoCompatibleSystemForActor`, …), which stay as they are on the wire.
 pub trait Coded: std::fmt::Display {
     /// The stable code.
-    fn code(&self) -> &'static str;
+    fn code(&self) -> &str;
     /// The class of failure (the CLI's exit code follows from it).
     fn class(&self) -> ErrorKind {
         ErrorKind::Refused
@@ -55,7 +44,7 @@ pub trait Coded: std::fmt::Display {
 }
 
 impl Coded for troupe_actor_abi::message::CreateError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> &str {
         self.kind()
     }
     fn class(&self) -> ErrorKind {

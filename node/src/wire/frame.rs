@@ -72,7 +72,7 @@ pub async fn client_handshake(
             (nonce, auth_required)
         }
         ServerFrame::Challenge { protocol: v, .. } => {
-            return Err(format!("the node speaks protocol {v}, we speak {PROTOCOL_VERSION}"))
+            return Err(format!("the node speaks protocol {v}, this troupe speaks {PROTOCOL_VERSION} — use a troupe of the node's version"))
         }
         ServerFrame::ProtocolError { message } => return Err(message),
         other => return Err(format!("unexpected first frame {other:?}")),
@@ -102,5 +102,35 @@ pub async fn client_handshake(
         }
         ServerFrame::ProtocolError { message } => Err(message),
         other => Err(format!("unexpected answer to hello: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ClientFrame, PeerRequest, Request};
+
+    #[test]
+    fn client_and_peer_requests_are_separate_families_on_the_wire() {
+        let client = ClientFrame::Request { id: 1, request: Request::Status };
+        let peer = ClientFrame::PeerNotify { request: PeerRequest::Deregister { node: "n:1".into() } };
+        assert!(matches!(
+            decode::<ClientFrame>(&encode(&client)).unwrap(),
+            ClientFrame::Request { id: 1, request: Request::Status }
+        ));
+        assert!(matches!(
+            decode::<ClientFrame>(&encode(&peer)).unwrap(),
+            ClientFrame::PeerNotify { request: PeerRequest::Deregister { .. } }
+        ));
+    }
+
+    #[test]
+    fn an_old_hello_still_decodes_so_the_node_can_say_which_version_it_speaks() {
+        let old = ClientFrame::Hello { protocol: 2, agent: "troupe 0.0.9".into(), auth: None };
+        assert!(matches!(
+            decode::<ClientFrame>(&encode(&old)).unwrap(),
+            ClientFrame::Hello { protocol: 2, .. }
+        ));
+        assert_eq!(codec().max_frame_length(), MAX_HELLO_BYTES, "nobody unauthenticated sends more");
     }
 }

@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming};
 
-pub use crate::model::config::RemoteSources;
 /// What nodes of a convention ask each other (never a client).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
@@ -122,4 +121,38 @@ pub struct SourceSummary {
     pub hash: String,
     /// `module.Type` → requirements.
     pub types: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Policy for versions fetched from peers (`--remote-sources`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteSources {
+    /// Fetch from any member.
+    Yes,
+    /// Never fetch: only versions loaded here can run here.
+    No,
+    /// Fetch only from the leader.
+    LeaderOnly,
+}
+
+impl RemoteSources {
+    /// The value `--remote-sources` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteSources::Yes => "yes",
+            RemoteSources::No => "no",
+            RemoteSources::LeaderOnly => "leader-only",
+        }
+    }
+}
+
+impl std::str::FromStr for RemoteSources {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "yes" => Ok(RemoteSources::Yes),
+            "no" => Ok(RemoteSources::No),
+            "leader-only" => Ok(RemoteSources::LeaderOnly),
+            other => Err(format!("--remote-sources takes yes, no or leader-only, not {other:?}")),
+        }
+    }
 }

@@ -1,10 +1,10 @@
 //! The handle the admin server and the binary hold: it makes a node's core and starts its
-//! convention task.
+//! convention task; the admin server serves it.
 
 use std::sync::Arc;
 
-use super::core::Core;
 use crate::model::config::NodeConfig;
+use crate::runtime::core::Core;
 
 /// A running node.
 #[derive(Clone)]

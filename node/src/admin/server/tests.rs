@@ -1,0 +1,87 @@
+//! The server in-process, on a real loopback socket: the handshake, a request, a one-way peer
+//! request, and what an old client is told.
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_util::codec::Framed;
+
+use super::*;
+use crate::model::config::{AuthorityConfig, ConventionConfig, LibCopies, NodeConfig};
+use crate::wire::ErrorKind;
+
+async fn start(dir: &tempfile::TempDir) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let node = Node::new(NodeConfig {
+        addr: addr.clone(),
+        capabilities: Vec::new(),
+        state_dir: dir.path().to_path_buf(),
+        authority: AuthorityConfig::AcceptAll,
+        convention: ConventionConfig { leader: addr.clone(), ..ConventionConfig::default() },
+        secret: None,
+        lib_copies: LibCopies::Memory,
+    })
+    .unwrap();
+    tokio::spawn(serve(node, listener));
+    addr
+}
+
+async fn next(framed: &mut Conn) -> ServerFrame {
+    let bytes = tokio::time::timeout(Duration::from_secs(10), framed.next()).await.unwrap().unwrap().unwrap();
+    protocol::decode(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_client_of_another_protocol_version_is_told_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(&dir).await;
+    let mut framed = Framed::new(TcpStream::connect(&addr).await.unwrap(), protocol::codec());
+    assert!(matches!(next(&mut framed).await, ServerFrame::Challenge { protocol: PROTOCOL_VERSION, .. }));
+    let old = ClientFrame::Hello { protocol: 2, agent: "troupe 0.0.9".into(), auth: None };
+    framed.send(protocol::encode(&old)).await.unwrap();
+    let ServerFrame::ProtocolError { message } = next(&mut framed).await else { panic!("not refused") };
+    assert!(message.contains("this node speaks protocol 3, you speak 2"), "{message}");
+}
+
+#[tokio::test]
+async fn client_requests_are_answered_by_id_and_errors_carry_their_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(&dir).await;
+    let mut c = crate::client::Client::connect(&addr).await.unwrap();
+    let Response::Status(report) = c.request(Request::Status).await.unwrap() else { panic!("no status") };
+    assert_eq!(report.node, addr);
+    let err = c.request(Request::Unload { hash: "0123456789".into(), grace_ms: None }).await.unwrap_err();
+    let crate::client::ClientError::Refused(reply) = err else { panic!("not refused: {err}") };
+    assert_eq!((reply.kind, reply.code.as_str()), (ErrorKind::Refused, "InvalidActorSourceHash"));
+    let err = c.request(Request::ChangeCapability { add: true, name: String::new() }).await.unwrap_err();
+    let crate::client::ClientError::Refused(reply) = err else { panic!("not refused: {err}") };
+    assert_eq!((reply.kind, reply.code.as_str()), (ErrorKind::BadRequest, "usage"));
+}
+
+#[tokio::test]
+async fn a_peer_call_registers_a_member_and_gets_the_member_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start(&dir).await;
+    let mut framed = Framed::new(TcpStream::connect(&addr).await.unwrap(), protocol::codec());
+    let _challenge = next(&mut framed).await;
+    let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "peer".into(), auth: None };
+    framed.send(protocol::encode(&hello)).await.unwrap();
+    assert!(matches!(next(&mut framed).await, ServerFrame::Hello { .. }));
+    framed.codec_mut().set_max_frame_length(protocol::MAX_FRAME_BYTES);
+    let info = crate::wire::MemberInfo {
+        node: "127.0.0.1:1".into(),
+        capabilities: vec!["morse".into()],
+        remote_sources: crate::wire::RemoteSources::Yes,
+        sources: Vec::new(),
+        pid: 1,
+    };
+    let call = ClientFrame::PeerCall { id: 7, request: PeerRequest::Register(info) };
+    framed.send(protocol::encode(&call)).await.unwrap();
+    let ServerFrame::Reply { id: 7, result: Ok(Response::Registered { members, .. }) } =
+        next(&mut framed).await
+    else {
+        panic!("no registration answer");
+    };
+    let nodes: Vec<&str> = members.iter().map(|m| m.node.as_str()).collect();
+    assert_eq!(nodes, vec!["127.0.0.1:1", addr.as_str()], "the member, then the leader itself");
+}
