@@ -213,7 +213,8 @@ fn open_libraries(images: &[LibImage]) -> (Vec<Plugin>, Option<String>) {
         // process; we are on the version's own thread.
         let st = unsafe { (p.root().init)(&HOST_API, OutSink::for_vec(&mut err)) };
         if st != abi::STATUS_OK {
-            let why = format!("plugin {} failed to initialise: {}", p.info.name, String::from_utf8_lossy(&err));
+            let why =
+                format!("plugin {} failed to initialise: {}", p.info.name, String::from_utf8_lossy(&err));
             return (plugins, Some(why));
         }
     }
