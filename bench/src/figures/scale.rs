@@ -1,0 +1,142 @@
+//! B8: scale. Load times over hundreds of versions on one node, and a convention of many
+//! nodes: how fast they join, and how fast the leader notices a killed or a silent member.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use troupe_node::client::Client;
+
+use super::{bench_plugin, guard, ms};
+use crate::harness::{load, rss_kib, status, Env, Node};
+use crate::{percentile, Figure, Opts};
+
+pub(super) async fn b8(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
+    let mut figs = Vec::new();
+    figs.extend(guard("B8.versions", "500 versions", b8_versions(env, opts)).await);
+    figs.extend(guard("B8.join", "16 nodes join", b8_join(env, opts)).await);
+    Ok(figs)
+}
+
+async fn b8_versions(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
+    let n = opts.scale(500, 100);
+    let variants = bench_plugin(env)?;
+    let node = Node::start(env, "", None).await?;
+    let mut c = Client::connect(&node.addr()).await?;
+    let mut times = Vec::new();
+    let t = Instant::now();
+    for i in 0..n {
+        let zip = variants.make(&format!("9.0.{i}"))?;
+        let t = Instant::now();
+        load(&mut c, zip).await.with_context(|| format!("load {}", i + 1))?;
+        times.push(ms(t.elapsed()));
+    }
+    let total = t.elapsed();
+    let first = &times[..50.min(n)];
+    let last = &times[n.saturating_sub(50)..];
+    let ratio = percentile(last, 50.0) / percentile(first, 50.0);
+    let rss = rss_kib(node.pid())? as f64 / 1024.0;
+    let threads = std::fs::read_dir(format!("/proc/{}/task", node.pid()))?.count();
+    Ok(vec![
+        Figure::latency("B8.first50", &format!("load time, first 50 of {n} versions"), first, "ms"),
+        Figure::latency("B8.last50", &format!("load time, last 50 of {n} versions"), last, "ms"),
+        Figure::value("B8.flat", "p50 last 50 / p50 first 50", ratio, "×")
+            .target("flat (≤ 1.5)", 1.5, true)
+            .note(format!(
+                "{n} loads in {:.1} s; then RSS {rss:.0} MiB, {threads} threads",
+                total.as_secs_f64()
+            )),
+    ])
+}
+
+/// Polls the leader's status until it no longer lists `member` alive; the time since `t`.
+async fn until_not_alive(c: &mut Client, member: &str, t: Instant) -> Result<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = status(c).await?;
+        if !st.convention.members.iter().any(|m| m.node == member && m.alive) {
+            return Ok(t.elapsed());
+        }
+        if Instant::now() > deadline {
+            bail!("{member} was still listed alive after 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn b8_join(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
+    let n = opts.scale(16, 6);
+    let leader = Node::start(env, "", None).await?;
+    let mut c = Client::connect(&leader.addr()).await?;
+    let t = Instant::now();
+    let mut members = Vec::new();
+    for _ in 1..n {
+        members.push(Node::spawn(env, "", Some(leader.port))?);
+    }
+    let spawned = t.elapsed();
+    let joined = until_all_alive(&mut c, n - 1, t).await?;
+    // The floor: how long until each member process answers at all.
+    let mut ready = Duration::ZERO;
+    for m in &mut members {
+        m.ready().await?;
+        ready = ready.max(t.elapsed());
+    }
+    let mut figs =
+        vec![Figure::value("B8.join", &format!("{n} nodes: spawn to leader listing all"), ms(joined), "ms")
+            .target("≤ 1 s", 1000.0, true)
+            .note(format!(
+                "spawning took {:.0} ms; last member answering hello at ≤ {:.0} ms",
+                ms(spawned),
+                ms(ready)
+            ))];
+    figs.extend(detection(&mut c, &mut members).await?);
+    drop(members);
+    Ok(figs)
+}
+
+/// Polls the leader's status until it lists `expected` members alive; the time since `t`.
+async fn until_all_alive(c: &mut Client, expected: usize, t: Instant) -> Result<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = status(c).await?;
+        if st.convention.members.iter().filter(|m| m.alive).count() >= expected {
+            return Ok(t.elapsed());
+        }
+        if Instant::now() > deadline {
+            bail!("only {} of {} members registered within 30 s", st.convention.members.len(), expected);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Failure detection with default heartbeat and dead-after: a killed process (its links
+/// close and its port refuses: lost at once), then a silent one (SIGSTOP, as a hung host:
+/// only the heartbeat can tell). Takes the last two of `members`.
+async fn detection(c: &mut Client, members: &mut Vec<Node>) -> Result<Vec<Figure>> {
+    let mut victim = members.pop().ok_or_else(|| anyhow!("no members"))?;
+    let t = Instant::now();
+    victim.kill();
+    let detected = until_not_alive(c, &victim.addr(), t).await?;
+    let killed = Figure::value(
+        "B8.detect",
+        "SIGKILLed member: kill to leader no longer listing it alive",
+        ms(detected),
+        "ms",
+    )
+    .target("≤ 3 s", 3000.0, true)
+    .note("defaults: heartbeat 1 s, dead-after 3 s");
+    let silent = members.pop().ok_or_else(|| anyhow!("no members"))?;
+    // SAFETY: kill(2) with a pid we spawned and a valid signal.
+    unsafe { libc::kill(silent.pid() as i32, libc::SIGSTOP) };
+    let t = Instant::now();
+    let detected = until_not_alive(c, &silent.addr(), t).await;
+    // SAFETY: as above; the node is killed when `silent` drops.
+    unsafe { libc::kill(silent.pid() as i32, libc::SIGCONT) };
+    let stopped = Figure::value(
+        "B8.silent",
+        "SIGSTOPped member (alive, silent): stop to leader no longer listing it alive",
+        ms(detected?),
+        "ms",
+    )
+    .note("the heartbeat path: between dead-after − heartbeat and dead-after (2–3 s)");
+    Ok(vec![killed, stopped])
+}
