@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use troupe_actor_abi::message::{CreateSpec, Payload, SystemMessage};
+use troupe_actor_abi::message::{Address, CreateSpec, Payload, SystemMessage};
+use troupe_node::client::Client;
 use troupe_tests::{
     ask, create, create_spec, files_under, hello_lines, next_message, next_text, send_text, status_of,
     text_matching, wait_conv, Convention, TestDir, BASE64, CONVENTION_TIMEOUT, FAST_HEARTBEAT, MORSE_CAESAR,
@@ -289,6 +290,38 @@ async fn global_names_are_convention_wide_and_a_forwarded_named_create_answers_a
     }
 }
 
+/// Sends `watch` to `watcher` and returns, sorted, the three texts that follow: its
+/// `watching` and one update for each other node already in the convention.
+async fn start_watching(c: &mut Client, watcher: &Address) -> Vec<String> {
+    send_text(c, watcher, "watch").await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(text_matching(c, CONVENTION_TIMEOUT, |_| true).await);
+    }
+    got.sort();
+    got
+}
+
+/// The next update a watcher passes on about `node`.
+async fn update_about(c: &mut Client, node: &str) -> String {
+    text_matching(c, CONVENTION_TIMEOUT, |t| t.starts_with(&format!("update {node} "))).await
+}
+
+/// Waits until the leader lists member `a` with `capabilities` capabilities.
+async fn until_leader_lists(conv: &Convention, a: &str, capabilities: usize) {
+    let deadline = Instant::now() + CONVENTION_TIMEOUT;
+    let members = || conv.leader().status().convention.members;
+    while !members().iter().any(|m| m.node == a && m.capabilities.len() == capabilities) {
+        assert!(Instant::now() < deadline, "the leader never saw a's new capability");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_hear_of_members_joins_capability_changes_leaves_and_losses() {
     let dir = TestDir::new();
@@ -302,18 +335,12 @@ async fn watchers_hear_of_members_joins_capability_changes_leaves_and_losses() {
     let mut c = conv.leader().client().await;
     let watcher = create(&mut c, "faulty.Watcher", &hash).await.expect("Watcher");
     assert_eq!(watcher.node, l);
-    send_text(&mut c, &watcher, "watch").await;
-    let mut first = Vec::new();
-    for _ in 0..3 {
-        first.push(text_matching(&mut c, wait, |_| true).await);
-    }
-    first.sort();
-    let mut want = vec![
+    let first = start_watching(&mut c, &watcher).await;
+    let want = sorted(vec![
         "watching".to_string(),
         format!("update {a} added=true Joined [a]"),
         format!("update {b} added=true Joined [b]"),
-    ];
-    want.sort();
+    ]);
     assert_eq!(first, want);
 
     // A watcher on a member hears of the leader and the other member.
@@ -326,18 +353,12 @@ async fn watchers_hear_of_members_joins_capability_changes_leaves_and_losses() {
     };
     let mwatcher = create_spec(&mut mc, spec).await.expect("Watcher on member a");
     assert_eq!(mwatcher.node, a);
-    send_text(&mut mc, &mwatcher, "watch").await;
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(text_matching(&mut mc, wait, |_| true).await);
-    }
-    got.sort();
-    let mut want = vec![
+    let got = start_watching(&mut mc, &mwatcher).await;
+    let want = sorted(vec![
         "watching".to_string(),
         format!("update {b} added=true Joined [b]"),
         format!("update {l} added=true Joined []"),
-    ];
-    want.sort();
+    ]);
     assert_eq!(got, want);
 
     // A join.
@@ -348,22 +369,19 @@ async fn watchers_hear_of_members_joins_capability_changes_leaves_and_losses() {
 
     // A capability change.
     conv.node(1).run("chgcap", &["+", "x"]).assert_ok();
-    let t = text_matching(&mut c, wait, |t| t.starts_with(&format!("update {a} "))).await;
-    assert_eq!(t, format!("update {a} added=true CapabilitiesChanged [a,x]"));
+    assert_eq!(update_about(&mut c, &a).await, format!("update {a} added=true CapabilitiesChanged [a,x]"));
 
     // A graceful leave.
     conv.node_mut(2).stop();
     conv.nodes[2] = None;
-    let t = text_matching(&mut c, wait, |t| t.starts_with(&format!("update {b} "))).await;
-    assert_eq!(t, format!("update {b} added=false Left [b]"));
-    let t = text_matching(&mut mc, wait, |t| t.starts_with(&format!("update {b} "))).await;
+    assert_eq!(update_about(&mut c, &b).await, format!("update {b} added=false Left [b]"));
+    let t = update_about(&mut mc, &b).await;
     assert!(t.starts_with(&format!("update {b} added=false")), "{t}");
 
     // A loss (SIGKILL): within the failure-detection time.
     let killed = Instant::now();
     conv.node_mut(ci).kill9();
-    let t = text_matching(&mut c, wait, |t| t.starts_with(&format!("update {cn} "))).await;
-    assert_eq!(t, format!("update {cn} added=false Lost [c]"));
+    assert_eq!(update_about(&mut c, &cn).await, format!("update {cn} added=false Lost [c]"));
     assert!(killed.elapsed() < Duration::from_secs(5), "the loss was noticed after {:?}", killed.elapsed());
 
     // After unwatch, nothing more.
@@ -371,16 +389,10 @@ async fn watchers_hear_of_members_joins_capability_changes_leaves_and_losses() {
     text_matching(&mut c, wait, |t| t == "unwatched").await;
     conv.node(1).run("chgcap", &["+", "y"]).assert_ok();
     // The leader takes the change at a's next heartbeat ...
-    let deadline = Instant::now() + wait;
-    while !conv.leader().status().convention.members.iter().any(|m| m.node == a && m.capabilities.len() == 3)
-    {
-        assert!(Instant::now() < deadline, "the leader never saw a's new capability");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_leader_lists(&conv, &a, 3).await;
     // ... and a watcher on a hears of the leader's own changes.
     conv.leader().run("chgcap", &["+", "z"]).assert_ok();
-    let t = text_matching(&mut mc, wait, |t| t.starts_with(&format!("update {l} "))).await;
-    assert_eq!(t, format!("update {l} added=true CapabilitiesChanged [z]"));
+    assert_eq!(update_about(&mut mc, &l).await, format!("update {l} added=true CapabilitiesChanged [z]"));
     // The leader's former watcher has said nothing since it stopped watching.
     let quiet = tokio::time::timeout(Duration::from_millis(300), next_text(&mut c)).await;
     assert!(quiet.is_err(), "an unwatched watcher still hears updates: {quiet:?}");
