@@ -1,6 +1,6 @@
 //! The manifest, `troupe.toml`: its types, TOML in and out, and the checks serde cannot make.
 //!
-//! [`Manifest::parse`] is how both [`open`](super::open) and [`pack`](super::pack) see a
+//! [`Manifest::parse`] is how both [`open`](super::open) and [`pack`](fn@super::pack) see a
 //! manifest, so a source that packs is a source that opens. The name checks here are also used
 //! by `directory` for entry names, so both sides agree on what a plain file name is.
 

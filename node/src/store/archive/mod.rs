@@ -6,9 +6,9 @@
 //!
 //! Two entry points, one per side of the wire:
 //!
-//! - [`pack`] is what `troupe pack` calls. It hashes each cdylib, writes the manifest first and
-//!   then the cdylibs, with fixed timestamps and permissions so the same build always gives the
-//!   same bytes and therefore the same hash.
+//! - [`pack`](fn@pack) is what `troupe pack` calls. It hashes each cdylib, writes the manifest
+//!   first and then the cdylibs, with fixed timestamps and permissions so the same build always
+//!   gives the same bytes and therefore the same hash.
 //! - [`open`] is the only way the node reads a zip. Every load, and every source fetched from a
 //!   peer, goes through it before the source authority sees it and long before any code is
 //!   loaded. It treats the bytes as hostile: it checks sizes, entry names and types, and the
@@ -22,7 +22,7 @@
 //!
 //! - this file: the public vocabulary (names, limits, errors, [`Source`], [`sha256_hex`]);
 //! - `manifest`: the [`Manifest`] types, TOML in and out, and what serde cannot check;
-//! - `pack`: writing archives ([`pack`], [`pack_signed`]);
+//! - `pack`: writing archives ([`pack`](fn@pack), [`pack_signed`]);
 //! - `read`: [`open`], which runs the checks in order and hashes on a second core;
 //! - `directory`: what the central directory says about each entry, checked before inflating;
 //! - `inflate`: inflating one entry under a hard cap.
