@@ -127,7 +127,11 @@ fn main() {
     soak.finish(&mut leader);
     println!("soak summary ({:.0}s, {step} steps, seed {seed})", started.elapsed().as_secs_f64());
     summary(&soak.tally, &leader);
-    std::process::exit(if soak.tally.violations.is_empty() { 0 } else { 1 });
+    let failed = !soak.tally.violations.is_empty();
+    // `exit` skips destructors: the nodes and the temporary directory go first.
+    drop(soak);
+    drop(dir);
+    std::process::exit(i32::from(failed));
 }
 
 impl Soak<'_> {
