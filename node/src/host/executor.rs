@@ -82,7 +82,7 @@ pub(crate) fn start(
         .map_err(|e| format!("cannot spawn the version's executor thread: {e}"))?;
     // The closer joins the executor through this handle.
     let _ = handle_tx.send(handle);
-    Ok((HostHandle { tx, stats: launch_stats }, ready_rx))
+    Ok((HostHandle::new(tx, launch_stats), ready_rx))
 }
 
 /// Where [`start`] says when the version is ready, or why it failed.

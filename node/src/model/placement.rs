@@ -57,6 +57,7 @@ pub(crate) struct MemberView<'a> {
 }
 
 /// What placement knows of this node.
+#[derive(Clone)]
 pub(crate) struct HereView<'a> {
     pub(crate) addr: &'a str,
     pub(crate) capabilities: &'a BTreeSet<String>,
@@ -66,7 +67,7 @@ pub(crate) struct HereView<'a> {
     /// A generation of the version is draining here (unloaded: no new actors here).
     pub(crate) draining: bool,
     /// The version's declared types: from our own version, else from the directory.
-    pub(crate) types: Option<&'a BTreeMap<String, Vec<String>>>,
+    pub(crate) types: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// One create to place.
@@ -86,10 +87,10 @@ pub(crate) struct Request<'a> {
 /// returned.
 pub(crate) fn plan(
     req: &Request<'_>,
-    here: &HereView<'_>,
+    mut here: HereView<'_>,
     members: &[MemberView<'_>],
 ) -> Result<Plan, CreateError> {
-    let Some(types) = here.types else {
+    let Some(types) = here.types.take() else {
         let detail = if here.draining {
             "was unloaded: its version is draining and creates no new actors"
         } else if here.version != LocalVersion::Absent {
@@ -99,9 +100,9 @@ pub(crate) fn plan(
         };
         return Err(CreateError::InvalidActorSourceHash { hash: req.hash.into(), detail: detail.into() });
     };
-    let requirements = requirements(req, types)?;
-    let target = place(req, here, members, &requirements);
-    Ok(Plan { hash: req.hash.into(), types: types.clone(), requirements, target })
+    let requirements = requirements(req, &types)?;
+    let target = place(req, &here, members, &requirements);
+    Ok(Plan { hash: req.hash.into(), types, requirements, target })
 }
 
 /// The type's declared requirements plus the creator's.

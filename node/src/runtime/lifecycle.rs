@@ -46,7 +46,6 @@ impl Core {
         if types.is_none() && !draining {
             types = self.members.types_of(&hash);
         }
-        let caps = self.caps.get();
         let snapshot = self.members.placement_view(&hash);
         let members: Vec<MemberView<'_>> = snapshot
             .iter()
@@ -57,15 +56,6 @@ impl Core {
                 has_source: m.has_source,
             })
             .collect();
-        let here = HereView {
-            addr: &self.addr,
-            capabilities: &caps,
-            remote_sources: self.conv.remote_sources,
-            leader: &self.conv.leader,
-            version,
-            draining,
-            types: types.as_ref(),
-        };
         let turn = self.placement_turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let req = placement::Request {
             hash: &hash,
@@ -74,7 +64,19 @@ impl Core {
             forced_local,
             turn,
         };
-        placement::plan(&req, &here, &members)
+        // Planning is pure and quick: it runs under the capability set's lock, not on a copy.
+        self.caps.with(|capabilities| {
+            let here = HereView {
+                addr: &self.addr,
+                capabilities,
+                remote_sources: self.conv.remote_sources,
+                leader: &self.conv.leader,
+                version,
+                draining,
+                types,
+            };
+            placement::plan(&req, here, &members)
+        })
     }
 
     /// A version loaded elsewhere moments ago may not be in our directory yet.

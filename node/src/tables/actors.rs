@@ -347,7 +347,7 @@ mod tests {
         assert!(matches!(actors.route(9, text("1"), None), Route::Buffered));
         assert!(matches!(actors.route(9, text("2"), None), Route::Buffered));
         let (tx, _rx) = std::sync::mpsc::channel();
-        let p = actors.promote(9, 3, HostHandle { tx, stats: Default::default() }).unwrap();
+        let p = actors.promote(9, 3, HostHandle::new(tx, Default::default())).unwrap();
         let texts: Vec<String> = p
             .buffer
             .into_iter()

@@ -19,9 +19,9 @@ impl Capabilities {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the set.
-    pub(crate) fn get(&self) -> BTreeSet<String> {
-        self.lock().clone()
+    /// Runs `f` on the set (which must not call back into this table).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&BTreeSet<String>) -> R) -> R {
+        f(&self.lock())
     }
 
     /// The names, sorted.

@@ -27,7 +27,7 @@ fn here<'a>(
         leader: "127.0.0.1:1900",
         version,
         draining: false,
-        types: Some(types),
+        types: Some(types.clone()),
     }
 }
 
@@ -42,7 +42,7 @@ fn member<'a>(addr: &'a str, capabilities: &'a [String], has_source: bool) -> Me
 #[test]
 fn a_type_whose_requirements_hold_here_runs_here_on_the_active_generation() {
     let (t, c) = (types(), caps(&["morse"]));
-    let plan = plan(&req("morse.MorseEncoder"), &here(&c, LocalVersion::Active(7), &t), &[]).unwrap();
+    let plan = plan(&req("morse.MorseEncoder"), here(&c, LocalVersion::Active(7), &t), &[]).unwrap();
     assert_eq!(plan.target, Ok(Target::Local(Some(7))));
     assert_eq!(plan.requirements, vec!["morse".to_string()]);
 }
@@ -55,7 +55,7 @@ fn creates_rotate_over_the_members_that_fit() {
     let mut seen = BTreeSet::new();
     for turn in 0..4 {
         let r = Request { turn, ..req("morse.MorseEncoder") };
-        match plan(&r, &here(&c, LocalVersion::Active(1), &t), &members).unwrap().target {
+        match plan(&r, here(&c, LocalVersion::Active(1), &t), &members).unwrap().target {
             Ok(Target::Remote(n)) => seen.insert(n),
             other => panic!("expected a remote target, got {other:?}"),
         };
@@ -70,7 +70,7 @@ fn no_fitting_node_names_the_requirements_and_every_node_considered() {
     let members = [member("a:1", &[], true)];
     let extra = vec!["gpu".to_string()];
     let r = Request { extra_requirements: &extra, ..req("morse.MorseEncoder") };
-    let err = plan(&r, &here(&c, LocalVersion::Active(1), &t), &members).unwrap().target.unwrap_err();
+    let err = plan(&r, here(&c, LocalVersion::Active(1), &t), &members).unwrap().target.unwrap_err();
     let CreateError::NoCompatibleSystemForActor { requirements, nodes_considered, .. } = err else {
         panic!("wrong error {err:?}");
     };
@@ -83,7 +83,7 @@ fn a_draining_version_creates_nothing_here_and_says_why() {
     let (t, c) = (types(), caps(&["morse"]));
     let mut h = here(&c, LocalVersion::Absent, &t);
     (h.draining, h.types) = (true, None);
-    let err = plan(&req("encoder.Encoder"), &h, &[]).unwrap_err();
+    let err = plan(&req("encoder.Encoder"), h, &[]).unwrap_err();
     assert!(err.to_string().contains("draining"), "{err}");
     assert_eq!(err.kind(), "InvalidActorSourceHash");
 }
@@ -93,16 +93,16 @@ fn a_version_still_being_validated_here_is_not_placed_here() {
     let (t, c) = (types(), caps(&[]));
     let h = here(&c, LocalVersion::Validating, &t);
     let members = [member("a:1", &[], true)];
-    assert_eq!(plan(&req("encoder.Encoder"), &h, &members).unwrap().target, Ok(Target::Remote("a:1".into())));
+    assert_eq!(plan(&req("encoder.Encoder"), h, &members).unwrap().target, Ok(Target::Remote("a:1".into())));
 }
 
 #[test]
 fn an_unknown_type_lists_the_types_the_version_has() {
     let (t, c) = (types(), caps(&[]));
-    let err = plan(&req("morse.Nope"), &here(&c, LocalVersion::Active(1), &t), &[]).unwrap_err();
+    let err = plan(&req("morse.Nope"), here(&c, LocalVersion::Active(1), &t), &[]).unwrap_err();
     assert_eq!(err.kind(), "InvalidActorSpecification");
     assert!(err.to_string().contains("encoder.Encoder, morse.MorseEncoder"), "{err}");
-    let err = plan(&req("Nope"), &here(&c, LocalVersion::Active(1), &t), &[]).unwrap_err();
+    let err = plan(&req("Nope"), here(&c, LocalVersion::Active(1), &t), &[]).unwrap_err();
     assert!(err.to_string().contains("module.Type"), "{err}");
 }
 
@@ -112,10 +112,10 @@ fn a_create_a_peer_placed_here_runs_here_or_fails_with_the_fetch_policy() {
     let mut h = here(&c, LocalVersion::Absent, &t);
     h.remote_sources = RemoteSources::No;
     let r = Request { forced_local: true, ..req("morse.MorseEncoder") };
-    let err = plan(&r, &h, &[member("a:1", &[], true)]).unwrap().target.unwrap_err();
+    let err = plan(&r, h.clone(), &[member("a:1", &[], true)]).unwrap().target.unwrap_err();
     assert!(err.to_string().contains("--remote-sources no"), "{err}");
     h.remote_sources = RemoteSources::Yes;
-    let ok = plan(&r, &h, &[member("a:1", &[], true)]).unwrap().target;
+    let ok = plan(&r, h, &[member("a:1", &[], true)]).unwrap().target;
     assert_eq!(ok, Ok(Target::Local(None)), "fetched, then created here");
 }
 
@@ -140,7 +140,7 @@ fn leader_only_members_are_placed_on_only_when_the_leader_holds_the_version() {
             has_source: false,
         };
         let other = member("y:4", &[], true);
-        plan(&req("morse.MorseEncoder"), &h, &[leader, m, other]).unwrap().target
+        plan(&req("morse.MorseEncoder"), h.clone(), &[leader, m, other]).unwrap().target
     };
     assert_eq!(lo(true), Ok(Target::Remote("x:3".into())));
     assert!(lo(false).is_err());

@@ -14,7 +14,7 @@ fn new(hash: &str) -> NewVersion {
 
 fn host() -> (HostHandle, std::sync::mpsc::Receiver<crate::host::effect::Cmd>) {
     let (tx, rx) = std::sync::mpsc::channel();
-    (HostHandle { tx, stats: Default::default() }, rx)
+    (HostHandle::new(tx, Default::default()), rx)
 }
 
 fn admit_new(v: &Versions, hash: &str) -> u64 {
