@@ -20,6 +20,8 @@ fn leader(dir: &tempfile::TempDir) -> std::sync::Arc<Core> {
         convention: ConventionConfig { leader: addr, ..ConventionConfig::default() },
         secret: None,
         lib_copies: LibCopies::Memory,
+        version_threads: 2,
+        long_handler: std::time::Duration::from_secs(1),
     })
     .expect("a core")
 }

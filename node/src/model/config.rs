@@ -35,6 +35,15 @@ pub struct NodeConfig {
     pub secret: Option<crate::store::signing::Secret>,
     /// Where each version's library copies are made.
     pub lib_copies: LibCopies,
+    /// The most threads one version runs its actors on (at least 1).
+    pub version_threads: usize,
+    /// A handler running longer than this is reported.
+    pub long_handler: Duration,
+}
+
+/// The default of [`NodeConfig::version_threads`]: the cores this process may use.
+pub fn default_version_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// How a node takes part in a convention.

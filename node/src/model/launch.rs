@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use crate::{LibCopies, RemoteSources};
 
+/// A handler running longer than this is reported (log, status, metrics): a second is long
+/// for an actor's handler, which should answer in micro- to milliseconds.
+pub const DEFAULT_LONG_HANDLER: Duration = Duration::from_secs(1);
+
 /// The default convention address (DESIGN §1: the tutorial's leader port).
 pub const DEFAULT_CONVENTION: &str = "127.0.0.1:1900";
 
@@ -71,6 +75,10 @@ pub struct NodeArgs {
     pub remote_sources: RemoteSources,
     /// Where library copies are made.
     pub lib_copies: LibCopies,
+    /// The most threads one version runs its actors on (none: the node's default, the cores).
+    pub version_threads: Option<usize>,
+    /// A handler running longer than this is reported.
+    pub long_handler: Duration,
 }
 
 impl NodeArgs {
@@ -92,6 +100,8 @@ impl NodeArgs {
             dead_after: Duration::from_secs(3),
             remote_sources: RemoteSources::Yes,
             lib_copies: LibCopies::Memory,
+            version_threads: None,
+            long_handler: DEFAULT_LONG_HANDLER,
         }
     }
 
@@ -120,6 +130,10 @@ impl NodeArgs {
         flag("--dead-after", duration_arg(self.dead_after).into());
         flag("--remote-sources", self.remote_sources.as_str().into());
         flag("--lib-copies", self.lib_copies.as_str().into());
+        if let Some(n) = self.version_threads {
+            flag("--version-threads", n.to_string().into());
+        }
+        flag("--long-handler", duration_arg(self.long_handler).into());
         if self.insecure {
             a.push("--insecure".into());
         }
@@ -158,6 +172,8 @@ mod tests {
         n.dead_after = Duration::from_micros(1500);
         n.remote_sources = RemoteSources::LeaderOnly;
         n.lib_copies = LibCopies::Store;
+        n.version_threads = Some(3);
+        n.long_handler = Duration::from_millis(300);
         let argv: Vec<String> = n.argv().into_iter().map(|s| s.into_string().unwrap()).collect();
         let text = argv.join(" ");
         assert_eq!(&argv[..3], ["start", "4100", "morse,Caesar cipher"]);
@@ -170,6 +186,8 @@ mod tests {
             "--dead-after 1500000ns",
             "--remote-sources leader-only",
             "--lib-copies store",
+            "--version-threads 3",
+            "--long-handler 300ms",
             "--insecure",
             "--foreground",
         ] {

@@ -511,6 +511,9 @@ impl Versions {
                 live_actors: v.live,
                 actor_types: v.types.clone(),
                 files: v.files.clone(),
+                threads: Default::default(),
+                queue_depth: 0,
+                long_handlers: Vec::new(),
             })
             .collect();
         versions.sort_by_key(|v| v.generation);

@@ -98,6 +98,37 @@ pub struct VersionStatus {
     pub actor_types: BTreeMap<String, Vec<String>>,
     /// Library files in the store.
     pub files: Vec<String>,
+    /// The threads that run its actors.
+    #[serde(default)]
+    pub threads: ThreadsStatus,
+    /// Messages and creates waiting for a thread.
+    #[serde(default)]
+    pub queue_depth: usize,
+    /// Handlers running longer than the node's `--long-handler` threshold.
+    #[serde(default)]
+    pub long_handlers: Vec<LongHandlerStatus>,
+}
+
+/// A version's threads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadsStatus {
+    /// Running a handler (or a create, a drop, `on_unload`).
+    pub busy: usize,
+    /// Waiting for work.
+    pub idle: usize,
+    /// The most it may have (`--version-threads`).
+    pub limit: usize,
+}
+
+/// A handler running longer than the threshold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LongHandlerStatus {
+    /// The actor.
+    pub actor: Address,
+    /// Its type.
+    pub type_name: String,
+    /// How long it has been running, in milliseconds.
+    pub running_ms: u64,
 }
 
 /// A version that was unloaded.

@@ -74,6 +74,15 @@ pub(crate) struct StartArgs {
     /// or `store` (files in the state directory's store, deleted at unload).
     #[arg(long, default_value = "memory", value_parser = one_of(["memory", "store"], str::parse::<LibCopies>))]
     pub(crate) lib_copies: LibCopies,
+    /// The most threads each loaded version runs its actors on (default: the cores). A version
+    /// starts with one thread and adds one when work waits while all of its threads are busy,
+    /// so one slow handler stalls only its own actor; idle threads exit after a while.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    pub(crate) version_threads: Option<usize>,
+    /// A handler running longer than this is reported in the log, in `status` and in the
+    /// metrics (it keeps its thread; the version's other actors are served by other threads).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) long_handler: Duration,
 }
 
 impl From<StartArgs> for NodeArgs {
@@ -96,6 +105,8 @@ impl From<StartArgs> for NodeArgs {
             dead_after,
             remote_sources,
             lib_copies,
+            version_threads,
+            long_handler,
         } = args;
         NodeArgs {
             port,
@@ -113,6 +124,8 @@ impl From<StartArgs> for NodeArgs {
             dead_after,
             remote_sources,
             lib_copies,
+            version_threads,
+            long_handler,
         }
     }
 }
@@ -337,6 +350,8 @@ mod tests {
             dead_after: Duration::from_millis(4500),
             remote_sources: RemoteSources::LeaderOnly,
             lib_copies: LibCopies::Store,
+            version_threads: Some(7),
+            long_handler: Duration::from_millis(250),
         };
         let defaults = NodeArgs::new(sent.port);
         assert_ne!(sent.bind, defaults.bind);

@@ -20,6 +20,8 @@ async fn start(dir: &tempfile::TempDir) -> String {
         convention: ConventionConfig { leader: addr.clone(), ..ConventionConfig::default() },
         secret: None,
         lib_copies: LibCopies::Memory,
+        version_threads: 2,
+        long_handler: std::time::Duration::from_secs(1),
     })
     .unwrap();
     tokio::spawn(serve(node, listener));
