@@ -18,6 +18,7 @@ impl Node {
     pub fn new(config: NodeConfig) -> std::io::Result<Node> {
         let core = Core::new(config)?;
         crate::convention::start(&core);
+        crate::ops::long_handlers::watch(&core);
         Ok(Node { core })
     }
 

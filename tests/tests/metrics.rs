@@ -38,9 +38,12 @@ print(json.dumps([
 "#;
 
 /// Every family the endpoint writes, by the name the parsers give it, and its type.
-const FAMILIES: [(&str, &str); 10] = [
+const FAMILIES: [(&str, &str); 13] = [
     ("troupe_actors", "gauge"),
     ("troupe_mailbox_depth", "gauge"),
+    ("troupe_version_threads", "gauge"),
+    ("troupe_long_handlers_running", "gauge"),
+    ("troupe_long_handlers", "counter"),
     ("troupe_messages", "counter"),
     ("troupe_versions", "gauge"),
     ("troupe_loads", "counter"),

@@ -52,6 +52,12 @@ struct VersionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThreadLabels {
+    version: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -136,6 +142,23 @@ fn registry(metrics: &Metrics, snapshot: &Snapshot) -> Registry {
         *states.entry(v.state).or_default() += 1;
     }
     reg.register("mailbox_depth", "Messages queued to a version's actors and not yet handled", depth);
+    let threads = Family::<ThreadLabels, Gauge>::default();
+    let long = Family::<VersionLabels, Gauge>::default();
+    for v in &snapshot.versions {
+        let busy = ThreadLabels { version: v.version.clone(), state: "busy" };
+        threads.get_or_create(&busy).inc_by(gauge_value(v.threads_busy));
+        let idle = ThreadLabels { version: v.version.clone(), state: "idle" };
+        threads.get_or_create(&idle).inc_by(gauge_value(v.threads_idle));
+        let labels = VersionLabels { version: v.version.clone() };
+        long.get_or_create(&labels).inc_by(gauge_value(v.long_handlers));
+    }
+    reg.register("version_threads", "A version's threads, running a call (busy) or waiting (idle)", threads);
+    reg.register("long_handlers_running", "Handlers running longer than --long-handler now", long);
+    reg.register(
+        "long_handlers",
+        "Handlers that ran longer than --long-handler (counted when they crossed it)",
+        metrics.long_handlers.clone(),
+    );
     reg.register("messages", "Messages handled by a version's actors", handled);
     let versions = Family::<StateLabels, Gauge>::default();
     for (state, n) in states {

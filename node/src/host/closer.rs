@@ -1,13 +1,16 @@
-//! The closer: a short-lived thread started by an executor that is done. It times the plugin's
+//! The closer: a short-lived thread started by a version's last thread. It times the plugin's
 //! `on_unload` (a plugin that hangs there has its version quarantined, never closed while its
-//! thread is stuck in it), waits for the executor thread to exit, and only then dlcloses the
-//! libraries and frees their copies (`reference/dylib-unloading.md` §2.3).
+//! thread is stuck in it), waits for every thread of the version to exit, and only then
+//! dlcloses the libraries and frees their copies (`reference/dylib-unloading.md` §2.3).
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::thread::JoinHandle;
+
 use super::plugin::Plugin;
+use super::worker::Runner;
 use super::{NodeSeam, VersionEnd};
 use crate::store::libcopy::LibImage;
 
@@ -21,35 +24,70 @@ pub(super) enum Phase {
     Retiring,
 }
 
-/// How a closer waits for its executor to exit.
-pub(super) type ExecutorHandle = std::thread::JoinHandle<Vec<Plugin>>;
+/// The version's threads, as the closer joins them: the first one's handle (sent by
+/// [`super::executor::start`] once it has spawned it) and every one the pool started.
+pub(super) struct Threads {
+    pub(super) first: Receiver<JoinHandle<()>>,
+    pub(super) others: Vec<JoinHandle<()>>,
+}
 
-/// Started by an executor that is done: watches its `on_unload` (a plugin that hangs there
-/// has its version quarantined, never closed while its thread is stuck in it), waits for the
-/// thread to exit, then closes the libraries, frees their copies and reports the version gone.
-pub(super) fn start_closer(
-    node: Arc<dyn NodeSeam>,
-    hash: String,
-    gen: u64,
-    images: Vec<LibImage>,
-    handle: Receiver<ExecutorHandle>,
-    phase: Receiver<Phase>,
-) -> std::io::Result<()> {
-    let short = hash.chars().take(8).collect::<String>();
+/// The libraries to close once every thread has exited: the ones a failed start opened, or
+/// the running version's (shared by its threads until they are all gone).
+pub(super) enum Libraries {
+    Opened(Vec<Plugin>),
+    Running(Arc<Runner>),
+}
+
+impl Libraries {
+    /// The libraries, once nothing else holds them; `None` if something still does (a node
+    /// bug), in which case they must stay mapped.
+    fn into_plugins(self) -> Option<Vec<Plugin>> {
+        match self {
+            Libraries::Opened(p) => Some(p),
+            Libraries::Running(run) => Arc::try_unwrap(run).ok().map(|r| r.plugins),
+        }
+    }
+}
+
+/// What a closer needs.
+pub(super) struct Closing {
+    pub(super) node: Arc<dyn NodeSeam>,
+    pub(super) hash: String,
+    pub(super) gen: u64,
+    pub(super) images: Vec<LibImage>,
+    pub(super) threads: Threads,
+    pub(super) libraries: Libraries,
+}
+
+/// Started by a version's last thread: watches its `on_unload` (a plugin that hangs there has
+/// its version quarantined, never closed while its thread is stuck in it), waits for every
+/// thread of the version to exit, then closes the libraries, frees their copies and reports
+/// the version gone.
+pub(super) fn start_closer(c: Closing, phase: Receiver<Phase>) -> std::io::Result<()> {
+    let short = c.hash.chars().take(8).collect::<String>();
+    // If the thread cannot be started, the closure is dropped with everything in it: the
+    // libraries must then stay mapped (threads may still run their code), so they are only
+    // ever dropped by the closer itself.
+    let c = std::mem::ManuallyDrop::new(c);
     std::thread::Builder::new().name(format!("troupe-c-{short}")).spawn(move || {
+        let Closing { node, hash, gen, images, threads, libraries } = std::mem::ManuallyDrop::into_inner(c);
         if let Ok(Phase::Retiring) = phase.recv() {
             if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = phase.recv_timeout(ON_UNLOAD_LIMIT) {
                 tracing::error!(%hash, "on_unload did not return within {ON_UNLOAD_LIMIT:?}: version quarantined");
                 node.version_ended(&hash, gen, VersionEnd::Quarantined);
             }
         }
-        let plugins = match handle.recv().map(|h| h.join()) {
-            Ok(Ok(plugins)) => plugins,
-            _ => {
-                // Host code on the executor panicked (a node bug, not a plugin panic: those
-                // are caught in the plugin). The libraries were leaked with the thread's
-                // stack; never close what may still be referenced.
-                tracing::error!(%hash, "version executor panicked; its libraries stay mapped");
+        let mut joined = threads.first.recv().map(|h| h.join().is_ok()).unwrap_or(false);
+        for h in threads.others {
+            joined &= h.join().is_ok();
+        }
+        let plugins = match libraries.into_plugins().filter(|_| joined) {
+            Some(plugins) => plugins,
+            None => {
+                // Host code on a version thread panicked (a node bug, not a plugin panic:
+                // those are caught in the plugin), or the libraries are still referenced:
+                // never close what may still be used.
+                tracing::error!(%hash, "a version thread panicked or its libraries are still held; they stay mapped");
                 images.into_iter().for_each(LibImage::leak);
                 return;
             }
@@ -58,7 +96,7 @@ pub(super) fn start_closer(
         for p in plugins {
             p.close();
         }
-        // The executor's malloc arena keeps freed memory; give it back to the system so
+        // The threads' malloc arena keeps freed memory; give it back to the system so
         // load/unload cycles leave the node's RSS flat.
         // SAFETY: malloc_trim has no preconditions.
         unsafe { libc::malloc_trim(0) };
@@ -70,24 +108,16 @@ pub(super) fn start_closer(
     Ok(())
 }
 
-/// Starts the closer for a done executor. If no thread can be started, nothing can close the
-/// libraries safely after this thread exits: they stay mapped (with their copies), the version
-/// is reported quarantined, and `false` says not to run `on_unload` either.
-pub(super) fn hand_over(
-    node: &Arc<dyn NodeSeam>,
-    hash: &str,
-    gen: u64,
-    images: Vec<LibImage>,
-    handle: Receiver<ExecutorHandle>,
-    phase: Receiver<Phase>,
-    plugins: &mut Vec<Plugin>,
-) -> bool {
-    match start_closer(node.clone(), hash.to_string(), gen, images, handle, phase) {
+/// Starts the closer for a version that is done. If no thread can be started, nothing can
+/// close the libraries safely after this thread exits: they stay mapped (with their copies),
+/// the version is reported quarantined, and `false` says not to run `on_unload` either.
+pub(super) fn hand_over(c: Closing, phase: Receiver<Phase>) -> bool {
+    let (node, hash, gen) = (c.node.clone(), c.hash.clone(), c.gen);
+    match start_closer(c, phase) {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(%hash, "cannot start the thread that closes the version ({e}); its libraries stay mapped");
-            std::mem::take(plugins).into_iter().for_each(std::mem::forget);
-            node.version_ended(hash, gen, VersionEnd::Quarantined);
+            node.version_ended(&hash, gen, VersionEnd::Quarantined);
             false
         }
     }

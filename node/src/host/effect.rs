@@ -4,11 +4,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use troupe_actor_abi::message::{self, Address, CreateSpec, Incoming, Payload};
 
+use super::pool::Pool;
 use crate::model::placement::Plan;
 
 /// Per-version message counters (for metrics): queued minus handled is the mailbox depth.
@@ -20,30 +20,22 @@ pub struct VersionStats {
     pub handled: AtomicU64,
 }
 
-/// How the node reaches a running version: its executor's queue and its counters. Each of the
+/// How the node reaches a running version: its run queue and its counters. Each of the
 /// version's actors keeps a copy, so that routing a message needs only the actor table; one
 /// pointer, so that costs an actor 8 bytes.
 #[derive(Clone)]
-pub(crate) struct HostHandle(Arc<Host>);
-
-/// What a [`HostHandle`] points to.
-pub(crate) struct Host {
-    /// The executor's queue.
-    pub(crate) tx: Sender<Cmd>,
-    /// The version's message counters.
-    pub(crate) stats: Arc<VersionStats>,
-}
+pub(crate) struct HostHandle(Arc<Pool>);
 
 impl HostHandle {
-    /// A handle to the executor behind `tx`.
-    pub(crate) fn new(tx: Sender<Cmd>, stats: Arc<VersionStats>) -> HostHandle {
-        HostHandle(Arc::new(Host { tx, stats }))
+    /// A handle on `pool`.
+    pub(crate) fn new(pool: Arc<Pool>) -> HostHandle {
+        HostHandle(pool)
     }
 }
 
 impl std::ops::Deref for HostHandle {
-    type Target = Host;
-    fn deref(&self) -> &Host {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
         &self.0
     }
 }

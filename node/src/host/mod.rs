@@ -1,7 +1,9 @@
 //! Version hosts: the threads that own a loaded version and are the only ones to run its code.
 //!
-//! - [`executor`]: a version's thread; copies and opens its libraries, runs its actors.
-//! - [`closer`]: joins a finished executor, then dlcloses and frees the copies.
+//! - [`executor`]: starts a version: its first thread copies and opens its libraries;
+//! - [`pool`]: the version's run queue (one mailbox per actor) and its threads' count;
+//! - [`worker`]: what each of the version's threads runs: an actor's turn at a time;
+//! - [`closer`]: joins every thread of a finished version, then dlcloses and frees the copies;
 //! - [`host_api`]: the function table plugins call back into during a call.
 //! - [`effect`]: commands, deliveries and effects passed between node and executor.
 //! - [`plugin`]: opening a cdylib and checking its root before any plugin code runs.
@@ -15,7 +17,9 @@ pub(crate) mod effect;
 pub(crate) mod executor;
 pub(crate) mod host_api;
 pub mod plugin;
+pub(crate) mod pool;
 pub(crate) mod pthread_keys;
+pub(crate) mod worker;
 
 use std::time::Duration;
 

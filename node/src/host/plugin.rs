@@ -117,6 +117,13 @@ pub struct Plugin {
 // functions is governed by the version host, not by this type.
 unsafe impl Send for Plugin {}
 
+// SAFETY: shared by a version's threads, which call the root's functions concurrently for
+// *different* actors (never two calls on one actor at once: see `host::pool`). The root is
+// immutable; what the functions touch besides the actor is the plugin's statics, which Rust
+// requires to be `Sync`, and the SDK's host table, an atomic set once by `init`. `init` and
+// `on_unload` run while no other thread of the version is in a call.
+unsafe impl Sync for Plugin {}
+
 impl Plugin {
     /// Opens and checks the cdylib at `path`.
     pub fn open(path: &Path) -> Result<Plugin, PluginError> {

@@ -41,6 +41,12 @@ pub struct VersionSample {
     pub mailbox_depth: u64,
     /// Messages its actors handled since it was loaded.
     pub handled: u64,
+    /// Its threads running a call.
+    pub threads_busy: u64,
+    /// Its threads waiting for work.
+    pub threads_idle: u64,
+    /// Its handlers running longer than the node's `--long-handler` threshold.
+    pub long_handlers: u64,
 }
 
 /// Another node of the convention at scrape time.
@@ -86,6 +92,7 @@ pub struct Metrics {
     pub(crate) heartbeat_rtt: Histogram,
     pub(crate) drain: Histogram,
     pub(crate) unload_close: Histogram,
+    pub(crate) long_handlers: Counter,
 }
 
 impl Default for Metrics {
@@ -107,6 +114,7 @@ impl Metrics {
             heartbeat_rtt: Histogram::new(RTT_BUCKETS),
             drain: Histogram::new(DRAIN_BUCKETS),
             unload_close: Histogram::new(CLOSE_BUCKETS),
+            long_handlers: Counter::default(),
         }
     }
 
@@ -123,6 +131,11 @@ impl Metrics {
     /// A registration round trip to the leader took `rtt` (members).
     pub fn heartbeat_rtt(&self, rtt: Duration) {
         self.heartbeat_rtt.observe(rtt.as_secs_f64());
+    }
+
+    /// A handler ran longer than the threshold (counted once, when it crossed it).
+    pub fn long_handler(&self) {
+        self.long_handlers.inc();
     }
 
     /// A version that was running is gone: `close` from its last actor's exit to its library

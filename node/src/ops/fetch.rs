@@ -44,13 +44,13 @@ impl Core {
                 let Some(promoted) = self.actors.promote(id, gen, host.clone()) else {
                     // The pending actor was stopped meanwhile: it never counted.
                     if let Some(retire) = self.versions.actor_left(gen) {
-                        let _ = retire.tx.send(Cmd::Retire);
+                        let _ = retire.send(Cmd::Retire);
                     }
                     return;
                 };
-                let _ = host.tx.send(Cmd::Create { id, type_name: promoted.type_name });
+                let _ = host.send(Cmd::Create { id, type_name: promoted.type_name });
                 for msg in promoted.buffer {
-                    let _ = host.tx.send(Cmd::Deliver { id, msg: msg.into() });
+                    let _ = host.send(Cmd::Deliver { id, msg: msg.into() });
                 }
                 return;
             }

@@ -117,7 +117,7 @@ impl Core {
         let t1 = std::time::Instant::now();
         let libs = Libraries { files: source.files, copies: self.lib_copies, store: self.store.clone() };
         let seam: Arc<dyn NodeSeam> = self.clone();
-        let (host, ready) = executor::start(seam, hash.clone(), gen, libs, stats)
+        let (host, ready) = executor::start(seam, hash.clone(), gen, libs, stats, self.version_threads)
             .map_err(|e| LoadError::Internal(format!("rejected: {e}")))?;
         let ready = ready
             .await
@@ -134,7 +134,7 @@ impl Core {
         let package = match self.versions.activate(gen, &hash, host, shown, zip.clone(), &exported) {
             Ok(package) => package,
             Err((e, host)) => {
-                let _ = host.tx.send(Cmd::Retire);
+                let _ = host.send(Cmd::Retire);
                 return Err(e);
             }
         };

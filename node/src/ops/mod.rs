@@ -6,6 +6,7 @@ pub(crate) mod capabilities;
 pub(crate) mod fetch;
 pub(crate) mod groups;
 pub(crate) mod load;
+pub(crate) mod long_handlers;
 pub(crate) mod report;
 pub(crate) mod stop;
 pub(crate) mod unload;

@@ -8,7 +8,11 @@ use crate::wire::status::{ConventionStatus, StatusReport};
 impl Core {
     /// A snapshot for `troupe status`.
     pub fn status(&self) -> StatusReport {
-        let (versions, gone) = self.versions.status();
+        let (mut versions, gone) = self.versions.status(self.long_handler);
+        for l in versions.iter_mut().flat_map(|v| v.long_handlers.iter_mut()) {
+            l.actor.node = self.addr.clone();
+            l.type_name = self.actors.identity(l.actor.id).map(|i| i.3).unwrap_or_default();
+        }
         StatusReport {
             node: self.addr.clone(),
             pid: std::process::id(),
@@ -57,13 +61,16 @@ impl MetricsSource for Core {
             });
         let versions = self
             .versions
-            .counters()
+            .counters(self.long_handler)
             .into_iter()
-            .map(|(hash, state, queued, handled)| VersionSample {
-                version: short_hash(&hash).to_string(),
-                state,
-                mailbox_depth: queued.saturating_sub(handled),
-                handled,
+            .map(|v| VersionSample {
+                version: short_hash(&v.hash).to_string(),
+                state: v.state,
+                mailbox_depth: v.queued.saturating_sub(v.handled),
+                handled: v.handled,
+                threads_busy: v.busy as u64,
+                threads_idle: v.idle as u64,
+                long_handlers: v.long as u64,
             })
             .collect();
         let peers = self

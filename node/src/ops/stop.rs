@@ -16,7 +16,7 @@ impl Core {
     pub async fn stop(self: &Arc<Self>, timeout: Duration) -> Response {
         self.authority.fail_all("the node is stopping");
         for host in self.versions.close() {
-            let _ = host.tx.send(Cmd::Retire);
+            let _ = host.send(Cmd::Retire);
         }
         // Stop top-level actors; the rest go with their parents.
         for id in self.actors.roots(&self.addr) {

@@ -66,7 +66,7 @@ impl Core {
             Drain::Draining { gen, live, gone, retire } => {
                 tracing::info!(%hash, generation = gen, live, "unloading: version is draining");
                 if let Some(host) = retire {
-                    let _ = host.tx.send(Cmd::Retire);
+                    let _ = host.send(Cmd::Retire);
                 }
                 (gen, live, gone)
             }

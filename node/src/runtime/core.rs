@@ -43,6 +43,10 @@ pub struct Core {
     /// Where zips are stored for peers (and library copies with `--lib-copies store`).
     pub(crate) store: PathBuf,
     pub(crate) lib_copies: LibCopies,
+    /// The most threads a version runs its actors on.
+    pub(crate) version_threads: usize,
+    /// A handler running longer than this is reported.
+    pub(crate) long_handler: std::time::Duration,
     pub(crate) conv: ConventionConfig,
     /// The convention's shared secret (for connections in and out).
     pub(crate) secret: Option<Secret>,
@@ -87,6 +91,8 @@ impl Core {
                 addr: config.addr,
                 store,
                 lib_copies: config.lib_copies,
+                version_threads: config.version_threads.max(1),
+                long_handler: config.long_handler,
                 conv: config.convention,
                 secret: config.secret,
                 ids: IdAllocator::new(),

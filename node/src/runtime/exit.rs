@@ -44,7 +44,7 @@ impl Core {
             self.notify_parent(parent, self.address(id), reason);
         }
         if let Some(host) = retire {
-            let _ = host.tx.send(Cmd::Retire);
+            let _ = host.send(Cmd::Retire);
         }
     }
 

@@ -269,7 +269,7 @@ impl Core {
                 if let Some(name) = &spec.global_name {
                     self.names.hold_here(name, id);
                 }
-                let tx = host.tx.clone();
+                let tx = host.clone();
                 let kind =
                     ActorKind::Plugin { gen, hash: plan.hash, type_name: spec.type_name.clone(), host };
                 self.actors.insert(id, ActorRec::new(kind, parent, spec.global_name, plan.requirements));
@@ -323,7 +323,7 @@ impl Core {
             }
         };
         if let Some(host) = retire {
-            let _ = host.tx.send(Cmd::Retire);
+            let _ = host.send(Cmd::Retire);
         }
         tracing::info!(actor = id, "create failed: {text}");
         for m in buffered {

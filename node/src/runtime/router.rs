@@ -50,8 +50,8 @@ impl Core {
                     l.queue.push_back(Cmd::Deliver { id, msg });
                 }
             }
-            Route::Plugin { tx, msg } => {
-                if let Err(e) = tx.send(Cmd::Deliver { id, msg }) {
+            Route::Plugin { host, msg } => {
+                if let Err(e) = host.send(Cmd::Deliver { id, msg }) {
                     if let Cmd::Deliver { msg, .. } = e.0 {
                         let details = "its version host has stopped".into();
                         self.poison(msg.into_incoming(), self.address(id), details);

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc::UnboundedSender;
 use troupe_actor_abi::message::{Address, ExitReason, Incoming, Payload, SystemMessage};
 
-use crate::host::effect::{Cmd, Delivery, HostHandle};
+use crate::host::effect::{Delivery, HostHandle};
 use crate::model::ids::IdHash;
 use crate::wire::status::ActorStatus;
 
@@ -69,8 +69,8 @@ impl ActorRec {
 pub(crate) enum Route {
     /// To the version whose executor is routing it: its local queue.
     Local { msg: Delivery },
-    /// To a version's executor.
-    Plugin { tx: std::sync::mpsc::Sender<Cmd>, msg: Delivery },
+    /// To a version's run queue.
+    Plugin { host: HostHandle, msg: Delivery },
     /// Kept with a pending actor until its version arrives.
     Buffered,
     /// To a client connection.
@@ -154,7 +154,7 @@ impl Actors {
                 if local_gen == Some(*gen) {
                     Route::Local { msg }
                 } else {
-                    Route::Plugin { tx: host.tx.clone(), msg }
+                    Route::Plugin { host: host.clone(), msg }
                 }
             }
             Some(ActorKind::Pending { buffer, .. }) => {
@@ -346,8 +346,8 @@ mod tests {
         actors.insert(9, ActorRec::new(kind, None, None, Vec::new()));
         assert!(matches!(actors.route(9, text("1"), None), Route::Buffered));
         assert!(matches!(actors.route(9, text("2"), None), Route::Buffered));
-        let (tx, _rx) = std::sync::mpsc::channel();
-        let p = actors.promote(9, 3, HostHandle::new(tx, Default::default())).unwrap();
+        let pool = std::sync::Arc::new(crate::host::pool::Pool::new(1, Default::default()));
+        let p = actors.promote(9, 3, HostHandle::new(pool)).unwrap();
         let texts: Vec<String> = p
             .buffer
             .into_iter()

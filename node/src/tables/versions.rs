@@ -27,7 +27,7 @@ use crate::model::error::LoadError;
 use crate::model::placement::LocalVersion;
 use crate::model::version_state::VersionState;
 use crate::wire::peer::SourceSummary;
-use crate::wire::status::{GoneStatus, VersionStatus};
+use crate::wire::status::{GoneStatus, LongHandlerStatus, ThreadsStatus, VersionStatus};
 
 /// How many unloaded versions `status` lists.
 const GONE_HISTORY: usize = 64;
@@ -46,6 +46,20 @@ enum ZipCopy {
 pub(crate) enum ZipSource {
     Memory(Arc<Vec<u8>>),
     Stored(PathBuf),
+}
+
+/// One generation's numbers for metrics.
+pub(crate) struct VersionCounters {
+    pub(crate) hash: String,
+    pub(crate) state: VersionState,
+    /// Messages queued to its actors, ever.
+    pub(crate) queued: u64,
+    /// Messages its actors handled, ever.
+    pub(crate) handled: u64,
+    pub(crate) busy: usize,
+    pub(crate) idle: usize,
+    /// Handlers running longer than the threshold now.
+    pub(crate) long: usize,
 }
 
 /// What a load declares of a new version.
@@ -497,7 +511,9 @@ impl Versions {
     }
 
     /// For `status`: every generation, and the recent unloads.
-    pub(crate) fn status(&self) -> (Vec<VersionStatus>, Vec<GoneStatus>) {
+    /// Handlers running longer than `threshold` are listed by actor id (`actor.node` empty): the
+    /// caller names them.
+    pub(crate) fn status(&self, threshold: Duration) -> (Vec<VersionStatus>, Vec<GoneStatus>) {
         let st = self.lock();
         let mut versions: Vec<VersionStatus> = st
             .by_gen
@@ -511,31 +527,56 @@ impl Versions {
                 live_actors: v.live,
                 actor_types: v.types.clone(),
                 files: v.files.clone(),
-                threads: Default::default(),
-                queue_depth: 0,
-                long_handlers: Vec::new(),
+                threads: v.host.as_ref().map(host_threads).unwrap_or_default(),
+                queue_depth: v.host.as_ref().map(|h| h.load().3).unwrap_or(0),
+                long_handlers: v.host.as_ref().map(|h| long_handlers(h, threshold)).unwrap_or_default(),
             })
             .collect();
         versions.sort_by_key(|v| v.generation);
         (versions, st.gone.iter().cloned().collect())
     }
 
-    /// For metrics: (hash, state, messages queued, messages handled) of each generation.
-    pub(crate) fn counters(&self) -> Vec<(String, VersionState, u64, u64)> {
+    /// The running versions' hosts, with their hashes (for the long-handler watch).
+    pub(crate) fn hosts(&self) -> Vec<(String, HostHandle)> {
+        self.lock().by_gen.values().filter_map(|v| Some((v.hash.clone(), v.host.clone()?))).collect()
+    }
+
+    /// For metrics: each generation's counters, threads, and handlers running longer than
+    /// `threshold`.
+    pub(crate) fn counters(&self, threshold: Duration) -> Vec<VersionCounters> {
         self.lock()
             .by_gen
             .values()
             .map(|v| {
-                let s = &v.stats;
-                (
-                    v.hash.clone(),
-                    v.state,
-                    s.enqueued.load(Ordering::Relaxed),
-                    s.handled.load(Ordering::Relaxed),
-                )
+                let (busy, idle, _, _) = v.host.as_ref().map(|h| h.load()).unwrap_or_default();
+                VersionCounters {
+                    hash: v.hash.clone(),
+                    state: v.state,
+                    queued: v.stats.enqueued.load(Ordering::Relaxed),
+                    handled: v.stats.handled.load(Ordering::Relaxed),
+                    busy,
+                    idle,
+                    long: v.host.as_ref().map(|h| h.long_calls(threshold).len()).unwrap_or(0),
+                }
             })
             .collect()
     }
+}
+
+fn host_threads(h: &HostHandle) -> ThreadsStatus {
+    let (busy, idle, limit, _) = h.load();
+    ThreadsStatus { busy, idle, limit }
+}
+
+fn long_handlers(h: &HostHandle, threshold: Duration) -> Vec<LongHandlerStatus> {
+    h.long_calls(threshold)
+        .into_iter()
+        .map(|(id, running, _)| LongHandlerStatus {
+            actor: troupe_actor_abi::message::Address { node: String::new(), id },
+            type_name: String::new(),
+            running_ms: running.as_millis() as u64,
+        })
+        .collect()
 }
 
 #[cfg(test)]

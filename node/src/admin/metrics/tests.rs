@@ -46,12 +46,18 @@ fn snapshot() -> Snapshot {
                 state: VersionState::Active,
                 mailbox_depth: 3,
                 handled: 40,
+                threads_busy: 1,
+                threads_idle: 1,
+                long_handlers: 1,
             },
             VersionSample {
                 version: "0123456789ab".into(),
                 state: VersionState::Draining,
                 mailbox_depth: 1,
                 handled: 2,
+                threads_busy: 0,
+                threads_idle: 1,
+                long_handlers: 0,
             },
         ],
         peers: vec![PeerSample { node: "127.0.0.1:1901".into(), up: true }],
@@ -69,9 +75,12 @@ fn observed() -> Metrics {
     m
 }
 
-const OPENMETRICS_TYPES: [(&str, &str); 10] = [
+const OPENMETRICS_TYPES: [(&str, &str); 13] = [
     ("troupe_actors", "gauge"),
     ("troupe_mailbox_depth", "gauge"),
+    ("troupe_version_threads", "gauge"),
+    ("troupe_long_handlers_running", "gauge"),
+    ("troupe_long_handlers", "counter"),
     ("troupe_messages", "counter"),
     ("troupe_versions", "gauge"),
     ("troupe_loads", "counter"),
@@ -94,7 +103,7 @@ fn every_family_is_typed_before_its_samples_in_both_formats() {
     // 0.0.4 names a counter's family with its `_total`, as today's text did.
     let text = render_as(Format::Prometheus, &observed(), &snapshot());
     let mut want = want;
-    for counter in ["troupe_messages", "troupe_loads"] {
+    for counter in ["troupe_messages", "troupe_loads", "troupe_long_handlers"] {
         want.remove(counter);
         want.insert(format!("{counter}_total"), "counter".into());
     }
@@ -156,6 +165,7 @@ fn an_empty_node_still_has_its_unlabelled_families_and_every_version_state() {
         "troupe_drain_seconds",
         "troupe_heartbeat_rtt_seconds",
         "troupe_loads_total",
+        "troupe_long_handlers_total",
         "troupe_pthread_keys_in_use",
         "troupe_unload_close_seconds",
         "troupe_versions",

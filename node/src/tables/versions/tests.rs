@@ -12,9 +12,8 @@ fn new(hash: &str) -> NewVersion {
     }
 }
 
-fn host() -> (HostHandle, std::sync::mpsc::Receiver<crate::host::effect::Cmd>) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    (HostHandle::new(tx, Default::default()), rx)
+fn host() -> (HostHandle, ()) {
+    (HostHandle::new(Arc::new(crate::host::pool::Pool::new(1, Default::default()))), ())
 }
 
 fn admit_new(v: &Versions, hash: &str) -> u64 {

@@ -1,0 +1,327 @@
+//! A version's run queue, shared by the node (which queues work) and the version's threads
+//! (which run it).
+//!
+//! Every actor of the version has a **mailbox**: its pending creates and messages, in arrival
+//! order, and its state between calls. A mailbox with work is *scheduled*: it is in the ready
+//! queue, or a thread is running it. Only the thread that took a mailbox from the ready queue
+//! touches the actor, so an actor runs on one thread at a time and its messages keep their
+//! order (per sender, and overall). A thread takes at most [`BATCH`] items per turn, then puts
+//! the mailbox back at the end of the ready queue: a flooded actor cannot starve its siblings.
+//!
+//! The version starts with one thread and grows to its limit: whenever work is queued while
+//! no thread is idle, one more is started. A thread idle for [`IDLE_EXIT`] exits, down to one.
+//! Every thread ever started is joined before the libraries are closed (see
+//! [`super::closer`]): the pool keeps their join handles.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::effect::{Cmd, Delivery, VersionStats};
+use crate::model::ids::IdHash;
+
+/// How many creates and messages a thread runs for one actor before it lets the others have a
+/// turn: large enough that a busy actor pays one lock per many messages, small enough that a
+/// flood delays its siblings by at most a few dozen handler calls.
+pub(crate) const BATCH: usize = 32;
+
+/// How long a thread waits for work before it exits (the last one stays): long enough that a
+/// bursty version keeps its threads, short enough that a quiet one gives them back.
+pub(crate) const IDLE_EXIT: Duration = Duration::from_secs(5);
+
+/// An actor's state between calls: which library made it, and the opaque pointer it gave.
+pub(crate) struct ActorState {
+    pub(crate) plugin: usize,
+    pub(crate) state: *mut c_void,
+    pub(crate) type_name: String,
+}
+
+// SAFETY: the pointer is only ever used by the one thread that holds the mailbox (see the
+// module's documentation), one call at a time; plugin actors are `Send` by the SDK's contract
+// (`Actor: Send`).
+unsafe impl Send for ActorState {}
+
+/// One unit of work for an actor.
+pub(crate) enum Work {
+    Create(String),
+    Deliver(Delivery),
+}
+
+#[derive(Default)]
+struct Mailbox {
+    work: VecDeque<Work>,
+    actor: Option<ActorState>,
+    /// In the ready queue, or taken by a thread.
+    scheduled: bool,
+}
+
+/// What a thread takes for one turn.
+pub(crate) struct Turn {
+    pub(crate) id: u64,
+    pub(crate) work: Vec<Work>,
+    pub(crate) actor: Option<ActorState>,
+}
+
+/// What a thread waiting for work gets.
+pub(crate) enum Next {
+    Run(Turn),
+    /// It was idle too long: exit.
+    Exit,
+    /// The version retires and this is its last thread: it drops what is left, runs
+    /// `on_unload` and hands the libraries to the closer.
+    Last,
+}
+
+/// Which actor a thread is running, and since when (for long-handler reports).
+#[derive(Default)]
+struct RunSlot {
+    actor: AtomicU64,
+    /// Microseconds since the pool's epoch, plus one; 0 when the thread is not in a call.
+    since: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    boxes: HashMap<u64, Mailbox, IdHash>,
+    ready: VecDeque<u64>,
+    /// Work items in all mailboxes.
+    queued: usize,
+    threads: usize,
+    idle: usize,
+    free_slots: Vec<usize>,
+    retiring: bool,
+    /// The last thread has taken over: nothing is accepted any more.
+    closed: bool,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// Starts one more thread for the version, on slot `slot`. Set once the version is running.
+pub(crate) type Spawner = Box<dyn Fn(usize) -> std::io::Result<JoinHandle<()>> + Send + Sync>;
+
+/// The run queue (see the module's documentation).
+pub(crate) struct Pool {
+    state: Mutex<State>,
+    work: Condvar,
+    pub(crate) stats: std::sync::Arc<VersionStats>,
+    limit: usize,
+    slots: Box<[RunSlot]>,
+    epoch: Instant,
+    spawner: std::sync::OnceLock<Spawner>,
+}
+
+impl Pool {
+    /// An empty queue for up to `limit` threads; the first thread (slot 0) is the starting one.
+    pub(crate) fn new(limit: usize, stats: std::sync::Arc<VersionStats>) -> Pool {
+        let limit = limit.max(1);
+        let state = State { threads: 1, free_slots: (1..limit).rev().collect(), ..State::default() };
+        Pool {
+            state: Mutex::new(state),
+            work: Condvar::new(),
+            stats,
+            limit,
+            slots: (0..limit).map(|_| RunSlot::default()).collect(),
+            epoch: Instant::now(),
+            spawner: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The version runs: from now on the pool may start more threads with `spawn`.
+    pub(crate) fn running(&self, spawn: Spawner) {
+        let _ = self.spawner.set(spawn);
+    }
+
+    /// Queues `cmd`; gives it back if the version has closed.
+    pub(crate) fn send(&self, cmd: Cmd) -> Result<(), std::sync::mpsc::SendError<Cmd>> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(std::sync::mpsc::SendError(cmd));
+        }
+        self.queue(&mut st, cmd);
+        self.wake(st);
+        Ok(())
+    }
+
+    /// Queues every command of `cmds` (emptying it) under one lock.
+    pub(crate) fn send_all(&self, cmds: &mut VecDeque<Cmd>) -> Vec<Cmd> {
+        let mut st = self.lock();
+        if st.closed {
+            return cmds.drain(..).collect();
+        }
+        for cmd in cmds.drain(..) {
+            self.queue(&mut st, cmd);
+        }
+        self.wake(st);
+        Vec::new()
+    }
+
+    fn queue(&self, st: &mut State, cmd: Cmd) {
+        let (id, work) = match cmd {
+            Cmd::Create { id, type_name } => (id, Work::Create(type_name)),
+            Cmd::Deliver { id, msg } => (id, Work::Deliver(msg)),
+            Cmd::Retire => {
+                st.retiring = true;
+                self.work.notify_all();
+                return;
+            }
+        };
+        let mb = st.boxes.entry(id).or_default();
+        mb.work.push_back(work);
+        st.queued += 1;
+        if !mb.scheduled {
+            mb.scheduled = true;
+            st.ready.push_back(id);
+        }
+    }
+
+    /// Work is waiting: an idle thread takes it, or a new one is started if none is idle.
+    fn wake(&self, mut st: MutexGuard<'_, State>) {
+        if st.ready.is_empty() {
+            return;
+        }
+        if st.idle > 0 {
+            self.work.notify_one();
+            return;
+        }
+        if st.retiring {
+            return;
+        }
+        let (Some(spawn), Some(slot)) = (self.spawner.get(), st.free_slots.pop()) else {
+            return;
+        };
+        // Started under the lock, so that its handle is recorded before it can exit.
+        match spawn(slot) {
+            Ok(handle) => {
+                st.threads += 1;
+                // Threads that exited idle are joined here, so their handles do not pile up.
+                let (done, live): (Vec<_>, Vec<_>) = st.handles.drain(..).partition(|h| h.is_finished());
+                st.handles = live;
+                st.handles.push(handle);
+                drop(st);
+                done.into_iter().for_each(|h| drop(h.join()));
+            }
+            Err(e) => {
+                st.free_slots.push(slot);
+                tracing::warn!("cannot start another thread for a version ({e}); its threads serve on");
+            }
+        }
+    }
+
+    /// The next turn for thread `slot`: waits for work; `None` from `try_next` when there is
+    /// none right now.
+    pub(crate) fn try_next(&self) -> Option<Turn> {
+        let mut st = self.lock();
+        self.take(&mut st)
+    }
+
+    fn take(&self, st: &mut State) -> Option<Turn> {
+        let id = st.ready.pop_front()?;
+        let mb = st.boxes.get_mut(&id)?;
+        let n = mb.work.len().min(BATCH);
+        let work: Vec<Work> = mb.work.drain(..n).collect();
+        let actor = mb.actor.take();
+        st.queued -= n;
+        Some(Turn { id, work, actor })
+    }
+
+    /// Waits for the next turn of thread `slot` (see [`Next`]).
+    pub(crate) fn next(&self, slot: usize) -> Next {
+        let mut st = self.lock();
+        loop {
+            if let Some(turn) = self.take(&mut st) {
+                return Next::Run(turn);
+            }
+            if st.retiring {
+                st.threads -= 1;
+                if st.threads == 0 {
+                    st.closed = true;
+                    return Next::Last;
+                }
+                return Next::Exit;
+            }
+            st.idle += 1;
+            let (guard, timeout) = self.work.wait_timeout(st, IDLE_EXIT).unwrap_or_else(|p| p.into_inner());
+            st = guard;
+            st.idle -= 1;
+            if timeout.timed_out() && st.ready.is_empty() && !st.retiring && st.threads > 1 {
+                st.threads -= 1;
+                st.free_slots.push(slot);
+                return Next::Exit;
+            }
+        }
+    }
+
+    /// Thread is done with `id`'s turn: the actor goes back to its mailbox (`None`: it was
+    /// dropped, or never existed), which is put back in the ready queue if more work waits.
+    /// Returns what was queued for an actor that is gone: the caller answers it.
+    pub(crate) fn finish(&self, id: u64, actor: Option<ActorState>) -> Vec<Work> {
+        let mut st = self.lock();
+        let Some(mb) = st.boxes.get_mut(&id) else {
+            return Vec::new();
+        };
+        if actor.is_none() && !mb.work.iter().any(|w| matches!(w, Work::Create(_))) {
+            // Gone (or never here): what waited cannot be handled.
+            let left: Vec<Work> = mb.work.drain(..).collect();
+            st.queued -= left.len();
+            st.boxes.remove(&id);
+            return left;
+        }
+        mb.actor = actor;
+        if mb.work.is_empty() {
+            mb.scheduled = false;
+        } else {
+            st.ready.push_back(id);
+            drop(st);
+            self.work.notify_one();
+        }
+        Vec::new()
+    }
+
+    /// The last thread: every actor still here (only when the node stops abruptly).
+    pub(crate) fn take_all_actors(&self) -> Vec<(u64, ActorState)> {
+        let mut st = self.lock();
+        st.boxes.drain().filter_map(|(id, mb)| mb.actor.map(|a| (id, a))).collect()
+    }
+
+    /// Every thread the pool started (the first one's handle is the caller's).
+    pub(crate) fn take_handles(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut self.lock().handles)
+    }
+
+    /// Thread `slot` starts a plugin call for actor `id`.
+    pub(crate) fn call_started(&self, slot: usize, id: u64) {
+        let s = &self.slots[slot];
+        s.actor.store(id, Ordering::Relaxed);
+        s.since.store(self.epoch.elapsed().as_micros() as u64 + 1, Ordering::Release);
+    }
+
+    /// Thread `slot`'s call returned.
+    pub(crate) fn call_ended(&self, slot: usize) {
+        self.slots[slot].since.store(0, Ordering::Release);
+    }
+
+    /// The calls running longer than `threshold`: (actor id, how long, where it started).
+    pub(crate) fn long_calls(&self, threshold: Duration) -> Vec<(u64, Duration, u64)> {
+        let now = self.epoch.elapsed().as_micros() as u64 + 1;
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let since = s.since.load(Ordering::Acquire);
+                let running = Duration::from_micros(now.saturating_sub(since));
+                (since != 0 && running > threshold).then(|| (s.actor.load(Ordering::Relaxed), running, since))
+            })
+            .collect()
+    }
+
+    /// For status: (busy threads, idle threads, limit, queued work).
+    pub(crate) fn load(&self) -> (usize, usize, usize, usize) {
+        let st = self.lock();
+        (st.threads.saturating_sub(st.idle), st.idle, self.limit, st.queued)
+    }
+}

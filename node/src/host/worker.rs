@@ -1,0 +1,298 @@
+//! A version's threads: each takes an actor's turn from the version's [`Pool`], runs its
+//! creates and messages through the plugin, applies what the calls asked for, and gives the
+//! actor back. Messages between actors of the same version are collected on the thread during
+//! a call and queued in one go after it.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use troupe_actor_abi::abi::{self, OutSink, RawStr, Status};
+use troupe_actor_abi::message::{self, Address, Payload, SystemMessage};
+
+use super::effect::{ClientSend, Cmd, Delivery, Effect, LocalQueue};
+use super::host_api::CallCtx;
+use super::plugin::Plugin;
+use super::pool::{ActorState, Next, Pool, Work};
+use super::NodeSeam;
+use crate::store::libcopy::LibImage;
+
+/// Peer frames queued by a thread are written when it runs out of work, or after this many
+/// calls, or once the oldest waited this long: alone, a reply leaves at once; under load, many
+/// calls share one write.
+const MAX_CORKED_CALLS: u32 = 64;
+const MAX_CORKED_TIME: Duration = Duration::from_micros(100);
+
+/// What every thread of a version shares.
+pub(crate) struct Runner {
+    pub(crate) node: Arc<dyn NodeSeam>,
+    pub(crate) hash: String,
+    pub(crate) gen: u64,
+    pub(crate) plugins: Vec<Plugin>,
+    /// `module.Type` → index into `plugins`.
+    pub(crate) types: HashMap<String, usize>,
+    pub(crate) pool: Arc<Pool>,
+    /// What the last thread hands to the closer: the library copies, and where the first
+    /// thread's handle is.
+    pub(crate) closing: Mutex<Option<(Vec<LibImage>, Receiver<JoinHandle<()>>)>>,
+}
+
+/// One thread's own state.
+pub(crate) struct Worker {
+    run: Arc<Runner>,
+    slot: usize,
+    /// The effects list lent to each call (kept to reuse its allocation).
+    effects: Vec<Effect>,
+    /// Messages to actors of this version, queued after each call.
+    local: VecDeque<Cmd>,
+    corked: crate::peers::Corked,
+    corked_clients: Vec<ClientSend>,
+    calls_corked: u32,
+    corked_at: Option<Instant>,
+}
+
+impl Worker {
+    pub(crate) fn new(run: Arc<Runner>, slot: usize) -> Worker {
+        Worker {
+            run,
+            slot,
+            effects: Vec::new(),
+            local: VecDeque::new(),
+            corked: Vec::new(),
+            corked_clients: Vec::new(),
+            calls_corked: 0,
+            corked_at: None,
+        }
+    }
+
+    /// Runs turns until the pool says to exit; `true` if this was the version's last thread.
+    pub(crate) fn run(&mut self) -> bool {
+        loop {
+            let next = match self.run.pool.try_next() {
+                Some(turn) => Next::Run(turn),
+                None => {
+                    // Out of work: write what the calls queued for peers before waiting.
+                    self.uncork();
+                    self.run.pool.next(self.slot)
+                }
+            };
+            let turn = match next {
+                Next::Run(turn) => turn,
+                Next::Exit => return false,
+                Next::Last => return true,
+            };
+            let mut actor = turn.actor;
+            for work in turn.work {
+                match work {
+                    Work::Create(type_name) => actor = self.create(turn.id, &type_name),
+                    Work::Deliver(msg) => self.deliver(turn.id, msg, &mut actor),
+                }
+            }
+            let left = self.run.pool.finish(turn.id, actor);
+            for w in left {
+                if let Work::Deliver(msg) = w {
+                    self.run.node.undeliverable(turn.id, msg.into_incoming());
+                }
+            }
+            if self.calls_corked >= MAX_CORKED_CALLS
+                || self.corked_at.is_some_and(|t| t.elapsed() >= MAX_CORKED_TIME)
+            {
+                self.uncork();
+            }
+        }
+    }
+
+    fn address(&self, id: u64) -> Address {
+        Address { node: self.run.node.addr().to_string(), id }
+    }
+
+    fn create(&mut self, id: u64, type_name: &str) -> Option<ActorState> {
+        let Some(&pi) = self.run.types.get(type_name) else {
+            let detail = "the version exports no such type".into();
+            let e = message::CreateError::InvalidActorSpecification { type_name: type_name.into(), detail };
+            self.run.node.create_failed(id, e);
+            return None;
+        };
+        let run = self.run.clone();
+        let mut ctx = CallCtx::new(run.node.as_ref(), id, &run.hash, Vec::new());
+        let mut err = Vec::new();
+        let mut out: *mut c_void = std::ptr::null_mut();
+        let name = type_name.as_bytes();
+        run.pool.call_started(self.slot, id);
+        // SAFETY: we are on one of the version's own threads; `ctx`, `name`, `out` and `err`
+        // outlive the call; the root was checked at open.
+        let st = unsafe {
+            (run.plugins[pi].root().new_actor)(
+                &mut ctx as *mut CallCtx as *mut c_void,
+                RawStr::from_bytes(name),
+                &mut out,
+                OutSink::for_vec(&mut err),
+            )
+        };
+        run.pool.call_ended(self.slot);
+        let effects = std::mem::take(&mut ctx.effects);
+        if st == abi::STATUS_OK && !out.is_null() {
+            self.apply(id, effects);
+            return Some(ActorState { plugin: pi, state: out, type_name: type_name.to_string() });
+        }
+        let what = if st == abi::STATUS_PANIC { "constructor panicked" } else { "constructor failed" };
+        // What a failed constructor asked for is dropped with it: it never existed.
+        drop(effects);
+        let message = format!("{what}: {}", err_text(&err));
+        run.node.create_failed(id, message::CreateError::PluginError { type_name: type_name.into(), message });
+        None
+    }
+
+    /// Runs actor `id`'s handler on `bytes`; returns its status, its error text (empty on
+    /// success) and its effects.
+    fn call_handle(&mut self, id: u64, a: &ActorState, bytes: &[u8]) -> (Status, String, Vec<Effect>) {
+        let run = self.run.clone();
+        let mut ctx = CallCtx::new(run.node.as_ref(), id, &run.hash, std::mem::take(&mut self.effects));
+        let mut err = Vec::new();
+        run.pool.call_started(self.slot, id);
+        // SAFETY: `a.state` came from this plugin's new_actor and was not dropped; only this
+        // thread holds the actor's mailbox, so no other call on it runs.
+        let st = unsafe {
+            (run.plugins[a.plugin].root().handle)(
+                a.state,
+                &mut ctx as *mut CallCtx as *mut c_void,
+                RawStr::from_bytes(bytes),
+                OutSink::for_vec(&mut err),
+            )
+        };
+        run.pool.call_ended(self.slot);
+        let err = if st == abi::STATUS_OK { String::new() } else { err_text(&err) };
+        (st, err, std::mem::take(&mut ctx.effects))
+    }
+
+    /// Runs `f` with the thread's local queue, then queues what it collected; the peer frames
+    /// and client messages it queues stay corked until [`Worker::uncork`].
+    fn with_local(&mut self, f: impl FnOnce(&dyn NodeSeam, &mut LocalQueue<'_>)) {
+        let mut lq = LocalQueue {
+            gen: self.run.gen,
+            queue: &mut self.local,
+            corked: std::mem::take(&mut self.corked),
+            clients: std::mem::take(&mut self.corked_clients),
+        };
+        f(self.run.node.as_ref(), &mut lq);
+        self.corked = lq.corked;
+        self.corked_clients = lq.clients;
+        if !self.corked.is_empty() || !self.corked_clients.is_empty() {
+            self.calls_corked += 1;
+            self.corked_at.get_or_insert_with(Instant::now);
+        }
+        if !self.local.is_empty() {
+            // Closed only after the last thread took over, which cannot happen while this one
+            // runs: nothing comes back.
+            for cmd in self.run.pool.send_all(&mut self.local) {
+                drop(cmd);
+            }
+        }
+    }
+
+    /// Hands the client messages queued since the last time to their connections (a burst wakes
+    /// each connection's writer once), then writes the peer frames.
+    fn uncork(&mut self) {
+        for (tx, msg) in self.corked_clients.drain(..) {
+            let _ = tx.send(msg);
+        }
+        if !self.corked.is_empty() {
+            self.run.node.uncork(&mut self.corked);
+        }
+        self.calls_corked = 0;
+        self.corked_at = None;
+    }
+
+    /// Applies a call's effects, then keeps the emptied list for the next call.
+    fn apply(&mut self, id: u64, mut effects: Vec<Effect>) {
+        self.with_local(|node, lq| node.apply(id, &mut effects, lq));
+        if effects.capacity() <= 4096 {
+            self.effects = effects;
+        }
+    }
+
+    fn deliver(&mut self, id: u64, msg: Delivery, actor: &mut Option<ActorState>) {
+        self.run.pool.stats.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(a) = actor.take() else {
+            self.run.node.undeliverable(id, msg.into_incoming());
+            return;
+        };
+        let (is_exit, encoded);
+        let bytes: &[u8] = match &msg {
+            Delivery::Raw(b) => {
+                is_exit = false;
+                b
+            }
+            Delivery::Msg(m) => {
+                is_exit = matches!(m.payload, Payload::System(SystemMessage::ActorExitRequest { .. }));
+                encoded = message::encode(m);
+                &encoded
+            }
+        };
+        let (st, err, effects) = self.call_handle(id, &a, bytes);
+        self.apply(id, effects);
+        if is_exit {
+            if st != abi::STATUS_OK {
+                tracing::debug!(actor = id, "handler failed on ActorExitRequest (ignored): {err}");
+            }
+            self.drop_actor(id, a);
+            self.with_local(|node, lq| node.exited(id, lq));
+            return;
+        }
+        if st != abi::STATUS_OK {
+            // A failed handler gets the message once more, as in Thespian; a second failure
+            // sends the message back to its sender.
+            tracing::debug!(actor = id, "handler failed, retrying once: {err}");
+            let (st2, err2, effects2) = self.call_handle(id, &a, bytes);
+            self.apply(id, effects2);
+            if st2 != abi::STATUS_OK {
+                let details = format!("{} failed twice handling the message: {err2}", a.type_name);
+                tracing::warn!(actor = id, "{details}");
+                self.run.node.poison(msg.into_incoming(), self.address(id), details);
+            }
+        }
+        *actor = Some(a);
+    }
+
+    /// Drops an actor's state through its plugin.
+    pub(crate) fn drop_actor(&self, id: u64, a: ActorState) {
+        let mut err = Vec::new();
+        self.run.pool.call_started(self.slot, id);
+        // SAFETY: `a.state` came from new_actor of this plugin and is dropped exactly once.
+        let st = unsafe { (self.run.plugins[a.plugin].root().drop_actor)(a.state, OutSink::for_vec(&mut err)) };
+        self.run.pool.call_ended(self.slot);
+        if st != abi::STATUS_OK {
+            tracing::warn!(actor = id, type_name = %a.type_name, "dropping the actor failed: {}", err_text(&err));
+        }
+    }
+
+    /// The last thread of a retiring version: drops what is left (only when the node stops
+    /// abruptly), then runs each library's `on_unload`.
+    pub(crate) fn retire(&mut self) {
+        self.uncork();
+        for (id, a) in self.run.pool.take_all_actors() {
+            self.drop_actor(id, a);
+        }
+        for p in &self.run.plugins {
+            let mut err = Vec::new();
+            // SAFETY: one of the version's threads, the last; every actor of the plugin was
+            // dropped.
+            let st = unsafe { (p.root().on_unload)(OutSink::for_vec(&mut err)) };
+            if st != abi::STATUS_OK {
+                tracing::warn!(hash = %self.run.hash, plugin = %p.info.name, "on_unload failed: {}", err_text(&err));
+            }
+        }
+    }
+}
+
+pub(crate) fn err_text(err: &[u8]) -> String {
+    let s = String::from_utf8_lossy(err).into_owned();
+    if s.is_empty() {
+        "no details".into()
+    } else {
+        s
+    }
+}
