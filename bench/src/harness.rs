@@ -99,6 +99,16 @@ impl Node {
     /// Spawns `troupe start PORT CAPS --foreground` in the convention led by `leader` (itself if
     /// `None`), without waiting for it to answer.
     pub fn spawn(env: &Env, caps: &str, leader: Option<u16>) -> Result<Node> {
+        Node::spawn_with(env, caps, leader, |_| {})
+    }
+
+    /// [`Node::spawn`], with `tune` changing the other settings (`version_threads`, say).
+    pub fn spawn_with(
+        env: &Env,
+        caps: &str,
+        leader: Option<u16>,
+        tune: impl FnOnce(&mut NodeArgs),
+    ) -> Result<Node> {
         let port = free_port()?;
         let state = env.path(&format!("node-{port}"));
         std::fs::create_dir_all(&state)?;
@@ -109,6 +119,7 @@ impl Node {
         args.foreground = true;
         // Never the default 127.0.0.1:1900, which a demo on this machine may be using.
         args.convention = format!("127.0.0.1:{}", leader.unwrap_or(port));
+        tune(&mut args);
         let child = Command::new(env.troupe())
             .args(args.argv())
             // TROUPE_BENCH_NODE_LOG=troupe_node=debug shows each load's timings in the logs.
@@ -140,7 +151,17 @@ impl Node {
 
     /// Spawns and waits.
     pub async fn start(env: &Env, caps: &str, leader: Option<u16>) -> Result<Node> {
-        let mut n = Node::spawn(env, caps, leader)?;
+        Node::start_with(env, caps, leader, |_| {}).await
+    }
+
+    /// [`Node::spawn_with`], then waits.
+    pub async fn start_with(
+        env: &Env,
+        caps: &str,
+        leader: Option<u16>,
+        tune: impl FnOnce(&mut NodeArgs),
+    ) -> Result<Node> {
+        let mut n = Node::spawn_with(env, caps, leader, tune)?;
         n.ready().await?;
         Ok(n)
     }

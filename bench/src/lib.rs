@@ -1,6 +1,6 @@
 //! # troupe-bench
 //!
-//! The benchmark suite of issue 4: figures B1–B8, each measured by one function of
+//! The benchmark suite of issue 4: figures B1–B9, each measured by one function of
 //! [`figures`] against node processes this program starts on free loopback ports under a
 //! temporary directory ([`harness`]). A figure whose step fails is reported as an error and
 //! the run goes on. The table is printed and written as JSON to `target/bench/latest.json`.
@@ -20,7 +20,7 @@ use serde::Serialize;
 /// One measured figure (or the error that prevented it).
 #[derive(Clone, Debug, Serialize)]
 pub struct Figure {
-    /// `B1`…`B8`, with a suffix for sub-figures (`B3.rps`).
+    /// `B1`…`B9`, with a suffix for sub-figures (`B3.rps`).
     pub id: String,
     /// What was measured.
     pub what: String,
@@ -84,6 +84,14 @@ impl Figure {
         self
     }
 
+    /// Sets the target and whether the 99th percentile meets it, for a latency whose tail is
+    /// what matters.
+    pub fn target_p99(mut self, text: &str, limit: f64, at_most: bool) -> Figure {
+        self.target = text.into();
+        self.met = self.p99.map(|v| if at_most { v <= limit } else { v >= limit });
+        self
+    }
+
     /// Appends to the note.
     pub fn note(mut self, text: impl AsRef<str>) -> Figure {
         if !self.note.is_empty() {
@@ -110,7 +118,7 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
 pub struct Opts {
     /// Scale counts down.
     pub quick: bool,
-    /// Only these figure groups (`B1`…`B8`).
+    /// Only these figure groups (`B1`…`B9`).
     pub only: Option<Vec<String>>,
 }
 

@@ -1,7 +1,7 @@
 //! # troupe-bench-plugin
 //!
-//! The actors `troupe-bench` drives for the message figures (B4, B5) and the memory figures
-//! (B7). Every control message is typed; the payload of the measured traffic is [`Tick`], a
+//! The actors `troupe-bench` drives for the message figures (B4, B5), the memory figures (B7)
+//! and the thread figures (B9). Every control message is typed; the payload of the measured traffic is [`Tick`], a
 //! small typed message (a tag and a 1-field body), so that the figures count what a real
 //! plugin-to-plugin message costs: an address and a payload encoded by the SDK, copied by the
 //! node, queued, decoded and handed to the receiver.
@@ -16,10 +16,13 @@
 //!   (an Echo) and replying [`PingStats`] with the round-trip times it measured itself.
 //! - `bench.Spawner` answers a [`Spawn`] by creating `n` Sinks as its children, [`CHUNK`] per
 //!   call, then replying [`Done`].
+//! - `bench.Spinner` holds the thread it runs on, on purpose: a [`Spin`] busy-loops for that
+//!   many milliseconds before answering [`Spun`], a [`Work`] runs [`Work::run`] before
+//!   answering [`Worked`], and text is echoed back to its sender.
 //!
 //! Plugin rules hold: no threads, no printing, nothing kept across the boundary.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use troupe_actor_abi::prelude::*;
@@ -232,10 +235,39 @@ impl Actor for Spawner {
     }
 }
 
+/// `bench.Spinner`.
+pub struct Spinner;
+
+impl Actor for Spinner {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Spinner)
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        let Some(from) = msg.sender().cloned() else { return Ok(()) };
+        if let Some(s) = msg.decode::<Spin>() {
+            let s = s?;
+            // Busy, not asleep: the handler holds its thread as a CPU-bound one would.
+            let (t, d) = (Instant::now(), Duration::from_millis(s.ms));
+            while t.elapsed() < d {
+                std::hint::spin_loop();
+            }
+            ctx.send(&from, &Spun { ms: s.ms });
+        } else if let Some(w) = msg.decode::<Work>() {
+            let hash = w?.run();
+            ctx.send(&from, &Worked { hash });
+        } else if msg.text().is_some() {
+            ctx.send(&from, msg.payload().clone());
+        }
+        Ok(())
+    }
+}
+
 troupe_actor_abi::export_plugin!(actors: [
     "bench.Sink" => Sink,
     "bench.Source" => Source,
     "bench.Echo" => Echo,
     "bench.Pinger" => Pinger,
     "bench.Spawner" => Spawner,
+    "bench.Spinner" => Spinner,
 ]);

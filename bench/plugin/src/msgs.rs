@@ -80,3 +80,61 @@ pub struct Spawn {
 impl Typed for Spawn {
     const TAG: &'static str = "bench/Spawn";
 }
+
+/// To a Spinner: keep the CPU busy for `ms` milliseconds in one handler call, then answer
+/// [`Spun`] to the sender.
+#[derive(Serialize, Deserialize)]
+pub struct Spin {
+    /// How long to spin.
+    pub ms: u64,
+}
+impl Typed for Spin {
+    const TAG: &'static str = "bench/Spin";
+}
+
+/// A [`Spin`] is over.
+#[derive(Serialize, Deserialize)]
+pub struct Spun {
+    /// How long the Spinner spun, in milliseconds.
+    pub ms: u64,
+}
+impl Typed for Spun {
+    const TAG: &'static str = "bench/Spun";
+}
+
+/// To a Spinner: run [`Work::run`], then answer [`Worked`] to the sender.
+#[derive(Serialize, Deserialize)]
+pub struct Work {
+    /// Rounds of the loop.
+    pub iterations: u64,
+}
+impl Typed for Work {
+    const TAG: &'static str = "bench/Work";
+}
+
+impl Work {
+    /// The CPU-bound loop: `iterations` rounds of xorshift64 folded into an FNV-1a hash, each
+    /// round depending on the last, so that neither the compiler nor the CPU can skip or
+    /// overlap rounds. Defined here so that the benchmark can time the very same loop in its
+    /// own process and choose `iterations`.
+    pub fn run(&self) -> u64 {
+        let (mut x, mut h) = (0x9E37_79B9_7F4A_7C15_u64, 0xCBF2_9CE4_8422_2325_u64);
+        for _ in 0..std::hint::black_box(self.iterations) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            h = (h ^ (x & 0xFF)).wrapping_mul(0x0100_0000_01B3);
+        }
+        std::hint::black_box(h)
+    }
+}
+
+/// A [`Work`] is done.
+#[derive(Serialize, Deserialize)]
+pub struct Worked {
+    /// What the loop computed (sent back so that it is used).
+    pub hash: u64,
+}
+impl Typed for Worked {
+    const TAG: &'static str = "bench/Worked";
+}

@@ -3,7 +3,7 @@
 //!
 //! One module per group, or per pair of groups that share a setup: `loads` (B1), `requests`
 //! (B2 and B3, on the same three-node convention), `messages` (B4, B5), `swap` (B6), `memory`
-//! (B7) and `scale` (B8). This module holds what several of them use.
+//! (B7), `scale` (B8) and `threads` (B9). This module holds what several of them use.
 
 mod loads;
 mod memory;
@@ -11,6 +11,7 @@ mod messages;
 mod requests;
 mod scale;
 mod swap;
+mod threads;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -51,6 +52,7 @@ pub async fn run_all(env: &Env, opts: &Opts) -> Vec<Figure> {
     group!("B6", "hot swap under load", swap::b6(env, opts));
     group!("B7", "memory", memory::b7(env, opts));
     group!("B8", "scale", scale::b8(env, opts));
+    group!("B9", "a version's threads", threads::b9(env, opts));
     figs
 }
 
