@@ -325,3 +325,6 @@ impl Pool {
         (st.threads.saturating_sub(st.idle), st.idle, self.limit, st.queued)
     }
 }
+
+#[cfg(test)]
+mod tests;

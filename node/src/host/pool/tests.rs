@@ -1,0 +1,131 @@
+//! The run queue on its own: turns, order, fairness, growth, idle exit and retirement, with
+//! no plugin (work items stand in for calls).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use troupe_actor_abi::message::{Incoming, Payload};
+
+use super::*;
+
+fn text(s: &str) -> Cmd {
+    Cmd::Deliver { id: 0, msg: Delivery::Msg(Incoming { sender: None, payload: Payload::Text(s.into()) }) }
+}
+
+fn to(id: u64, s: &str) -> Cmd {
+    match text(s) {
+        Cmd::Deliver { msg, .. } => Cmd::Deliver { id, msg },
+        other => other,
+    }
+}
+
+fn texts(turn: &Turn) -> Vec<String> {
+    turn.work
+        .iter()
+        .map(|w| match w {
+            Work::Deliver(Delivery::Msg(Incoming { payload: Payload::Text(t), .. })) => t.clone(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+fn actor() -> Option<ActorState> {
+    Some(ActorState { plugin: 0, state: std::ptr::null_mut(), type_name: "m.T".into() })
+}
+
+#[test]
+fn an_actor_is_taken_by_one_thread_at_a_time_and_its_messages_keep_their_order() {
+    let pool = Pool::new(4, Default::default());
+    pool.send(to(1, "a")).unwrap();
+    let first = pool.try_next().expect("a turn");
+    // More for the same actor while its turn runs: queued, not handed to a second thread.
+    pool.send(to(1, "b")).unwrap();
+    pool.send(to(1, "c")).unwrap();
+    assert!(pool.try_next().is_none(), "the actor is busy on another thread");
+    assert_eq!(texts(&first), ["a"]);
+    assert!(pool.finish(1, actor()).is_empty());
+    let second = pool.try_next().expect("the rest");
+    assert_eq!(texts(&second), ["b", "c"]);
+    assert!(second.actor.is_some(), "the actor's state comes with its turn");
+}
+
+#[test]
+fn a_flooded_actor_gives_way_after_a_batch() {
+    let pool = Pool::new(1, Default::default());
+    for i in 0..(BATCH * 3) {
+        pool.send(to(1, &i.to_string())).unwrap();
+    }
+    pool.send(to(2, "sibling")).unwrap();
+    let t = pool.try_next().unwrap();
+    assert_eq!((t.id, t.work.len()), (1, BATCH));
+    pool.finish(1, actor());
+    let t = pool.try_next().unwrap();
+    assert_eq!((t.id, texts(&t)), (2, vec!["sibling".to_string()]), "the sibling's turn comes next");
+    assert_eq!(pool.load().3, BATCH * 2, "the rest of the flood waits");
+}
+
+#[test]
+fn what_waits_for_an_actor_that_is_gone_comes_back_to_be_answered() {
+    let pool = Pool::new(1, Default::default());
+    pool.send(to(5, "x")).unwrap();
+    let t = pool.try_next().unwrap();
+    pool.send(to(5, "y")).unwrap();
+    drop(t);
+    let left = pool.finish(5, None);
+    assert_eq!(left.len(), 1);
+    assert!(pool.try_next().is_none());
+    assert_eq!(pool.load().3, 0);
+}
+
+#[test]
+fn threads_are_added_while_work_waits_up_to_the_limit_and_the_last_one_retires_the_version() {
+    let pool = Arc::new(Pool::new(3, Default::default()));
+    let started = Arc::new(AtomicUsize::new(0));
+    let (p, s) = (Arc::downgrade(&pool), started.clone());
+    pool.running(Box::new(move |slot| {
+        s.fetch_add(1, Ordering::SeqCst);
+        let p = p.clone();
+        std::thread::Builder::new().spawn(move || {
+            let Some(pool) = p.upgrade() else { return };
+            // A thread that takes one turn and holds it until the version retires.
+            if let Next::Run(t) = pool.next(slot) {
+                while !matches!(pool.next(slot), Next::Exit | Next::Last) {}
+                drop(t);
+            }
+        })
+    }));
+    // The starting thread (slot 0) is busy: each new actor with work starts one more thread,
+    // up to the limit of 3.
+    let _held = pool.try_next();
+    for id in 1..=5 {
+        pool.send(to(id, "work")).unwrap();
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 2, "two more threads, then the limit");
+    let (busy, _, limit, _) = pool.load();
+    assert_eq!((busy, limit), (3, 3));
+    pool.send(Cmd::Retire).unwrap();
+    for h in pool.take_handles() {
+        h.join().unwrap();
+    }
+    assert!(matches!(pool.next(0), Next::Last), "the starting thread is the last one");
+    assert!(pool.send(to(9, "late")).is_err(), "a retired version takes nothing more");
+}
+
+#[test]
+fn a_long_call_is_reported_while_it_runs() {
+    let pool = Pool::new(2, Default::default());
+    pool.call_started(1, 42);
+    // Reported as soon as it has run longer than the threshold (here: any time at all).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let long = loop {
+        let long = pool.long_calls(Duration::ZERO);
+        if !long.is_empty() || Instant::now() > deadline {
+            break long;
+        }
+        std::hint::spin_loop();
+    };
+    assert_eq!(long.iter().map(|l| l.0).collect::<Vec<_>>(), [42]);
+    assert!(pool.long_calls(Duration::from_secs(3600)).is_empty(), "not longer than an hour");
+    pool.call_ended(1);
+    assert!(pool.long_calls(Duration::ZERO).is_empty());
+}
