@@ -213,4 +213,3 @@ fn open_libraries(images: &[LibImage]) -> (Vec<Plugin>, Option<String>) {
     }
     (plugins, None)
 }
-

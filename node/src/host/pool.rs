@@ -137,7 +137,9 @@ impl Pool {
         let _ = self.spawner.set(spawn);
     }
 
-    /// Queues `cmd`; gives it back if the version has closed.
+    /// Queues `cmd`; gives it back if the version has closed (answered locally at once, so its
+    /// size in the `Err` costs nothing worth boxing).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn send(&self, cmd: Cmd) -> Result<(), std::sync::mpsc::SendError<Cmd>> {
         let mut st = self.lock();
         if st.closed {

@@ -26,6 +26,9 @@ use crate::store::libcopy::LibImage;
 const MAX_CORKED_CALLS: u32 = 64;
 const MAX_CORKED_TIME: Duration = Duration::from_micros(100);
 
+/// The library copies, and where the first thread's join handle is.
+pub(crate) type Closable = (Vec<LibImage>, Receiver<JoinHandle<()>>);
+
 /// What every thread of a version shares.
 pub(crate) struct Runner {
     pub(crate) node: Arc<dyn NodeSeam>,
@@ -37,7 +40,7 @@ pub(crate) struct Runner {
     pub(crate) pool: Arc<Pool>,
     /// What the last thread hands to the closer: the library copies, and where the first
     /// thread's handle is.
-    pub(crate) closing: Mutex<Option<(Vec<LibImage>, Receiver<JoinHandle<()>>)>>,
+    pub(crate) closing: Mutex<Option<Closable>>,
 }
 
 /// One thread's own state.
@@ -142,7 +145,8 @@ impl Worker {
         // What a failed constructor asked for is dropped with it: it never existed.
         drop(effects);
         let message = format!("{what}: {}", err_text(&err));
-        run.node.create_failed(id, message::CreateError::PluginError { type_name: type_name.into(), message });
+        run.node
+            .create_failed(id, message::CreateError::PluginError { type_name: type_name.into(), message });
         None
     }
 
@@ -262,7 +266,8 @@ impl Worker {
         let mut err = Vec::new();
         self.run.pool.call_started(self.slot, id);
         // SAFETY: `a.state` came from new_actor of this plugin and is dropped exactly once.
-        let st = unsafe { (self.run.plugins[a.plugin].root().drop_actor)(a.state, OutSink::for_vec(&mut err)) };
+        let st =
+            unsafe { (self.run.plugins[a.plugin].root().drop_actor)(a.state, OutSink::for_vec(&mut err)) };
         self.run.pool.call_ended(self.slot);
         if st != abi::STATUS_OK {
             tracing::warn!(actor = id, type_name = %a.type_name, "dropping the actor failed: {}", err_text(&err));
