@@ -79,6 +79,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--dead-after",
     "--remote-sources",
     "--lib-copies",
+    "--version-threads",
+    "--long-handler",
 ];
 
 /// Whether [`NodeArgs`] has a field for `flag`'s value.
@@ -100,6 +102,8 @@ fn set_value(args: &mut NodeArgs, flag: &str, value: &str) -> Result<()> {
         "--dead-after" => args.dead_after = humantime::parse_duration(value)?,
         "--remote-sources" => args.remote_sources = value.parse().map_err(|e: String| anyhow!(e))?,
         "--lib-copies" => args.lib_copies = value.parse().map_err(|e: String| anyhow!(e))?,
+        "--version-threads" => args.version_threads = Some(value.parse()?),
+        "--long-handler" => args.long_handler = humantime::parse_duration(value)?,
         other => bail!("{other} is not a setting of NodeArgs"),
     }
     Ok(())
@@ -160,6 +164,9 @@ mod tests {
         assert_eq!(flag(&argv, "--bind"), (1, Some("0.0.0.0")));
         assert_eq!(flag(&argv, "--log-format"), (1, Some("json")));
         assert_eq!(flag(&argv, "--metrics"), (1, Some("127.0.0.1:9464")));
+        let argv = text(4100, "", &["--version-threads", "2", "--long-handler=200ms"]);
+        assert_eq!(flag(&argv, "--version-threads"), (1, Some("2")));
+        assert_eq!(flag(&argv, "--long-handler"), (1, Some("200ms")));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Test plugin: actors that misbehave on purpose, one that creates children on command, and
-//! one that acts as the node's source authority. The integration tests in `tests/` drive them.
+//! Test plugin: actors that misbehave on purpose (panic, fail, hold their thread), one that
+//! creates children on command, and one that acts as the node's source authority. The integration
+//! tests in `tests/` drive them.
 //!
 //! Every actor answers `msg.sender()` with plain text:
 //! - `faulty.Echo`: `t` → `echo: t`.
@@ -20,8 +21,13 @@
 //!   every `ActorSystemConventionUpdate` to whoever asked, as
 //!   `update <node> added=<bool> <change:?> [<caps, comma-separated>]`; `unwatch` stops it
 //!   (answer `unwatched`).
+//! - `faulty.Spinner`: `spin N` busy-loops N milliseconds on its thread (a real CPU spin, not a
+//!   sleep: the thread stays busy, as with a slow handler), then answers `spun N`; `count`
+//!   answers how many messages it handled before this one; any other text is answered as it is
+//!   (the bare text, for tests that check order by content).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 use troupe_actor_abi::prelude::*;
 
 #[path = "../../../plugin-common/echo.rs"]
@@ -264,6 +270,51 @@ impl Actor for Watcher {
     }
 }
 
+/// `faulty.Spinner`.
+#[derive(Default)]
+struct Spinner {
+    /// Messages handled so far (of any kind).
+    handled: u64,
+}
+
+impl Spinner {
+    fn on_text(&self, ctx: &mut Context, from: &Address, text: &str) {
+        if text == "count" {
+            ctx.send_text(from, &self.handled.to_string());
+            return;
+        }
+        let Some(ms) = text.strip_prefix("spin ") else {
+            ctx.send_text(from, text);
+            return;
+        };
+        match ms.trim().parse::<u64>() {
+            Ok(ms) => {
+                let (start, d) = (Instant::now(), Duration::from_millis(ms));
+                while start.elapsed() < d {
+                    std::hint::spin_loop();
+                }
+                ctx.send_text(from, &format!("spun {ms}"));
+            }
+            Err(_) => ctx.send_text(from, &format!("usage: spin MILLISECONDS (not {ms:?})")),
+        }
+    }
+}
+
+impl Actor for Spinner {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Spinner::default())
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if let (Some(text), Some(from)) = (msg.text(), msg.sender()) {
+            let from = from.clone();
+            self.on_text(ctx, &from, text);
+        }
+        self.handled += 1;
+        Ok(())
+    }
+}
+
 troupe_actor_abi::export_plugin!(actors: [
     "faulty.Echo" => Echo,
     "faulty.PanicOnMessage" => PanicOnMessage,
@@ -274,4 +325,5 @@ troupe_actor_abi::export_plugin!(actors: [
     "faulty.Picky" => Echo requires ["picky"],
     "faulty.Watcher" => Watcher,
     "faulty.Stall" => Stall,
+    "faulty.Spinner" => Spinner,
 ]);
