@@ -90,7 +90,11 @@ struct State {
     /// Work items in all mailboxes.
     queued: usize,
     threads: usize,
+    /// Threads waiting for work.
     idle: usize,
+    /// Of those, how many were woken and have not taken the lock yet: they are no longer
+    /// available for new work.
+    woken: usize,
     free_slots: Vec<usize>,
     retiring: bool,
     /// The last thread has taken over: nothing is accepted any more.
@@ -169,6 +173,7 @@ impl Pool {
             Cmd::Deliver { id, msg } => (id, Work::Deliver(msg)),
             Cmd::Retire => {
                 st.retiring = true;
+                st.woken = st.idle;
                 self.work.notify_all();
                 return;
             }
@@ -182,12 +187,14 @@ impl Pool {
         }
     }
 
-    /// Work is waiting: an idle thread takes it, or a new one is started if none is idle.
+    /// Work is waiting: an idle thread that was not woken yet takes it, or a new one is started
+    /// if there is none.
     fn wake(&self, mut st: MutexGuard<'_, State>) {
         if st.ready.is_empty() {
             return;
         }
-        if st.idle > 0 {
+        if st.idle > st.woken {
+            st.woken += 1;
             self.work.notify_one();
             return;
         }
@@ -251,6 +258,7 @@ impl Pool {
             let (guard, timeout) = self.work.wait_timeout(st, IDLE_EXIT).unwrap_or_else(|p| p.into_inner());
             st = guard;
             st.idle -= 1;
+            st.woken = st.woken.saturating_sub(1);
             if timeout.timed_out() && st.ready.is_empty() && !st.retiring && st.threads > 1 {
                 st.threads -= 1;
                 st.free_slots.push(slot);
@@ -279,8 +287,12 @@ impl Pool {
             mb.scheduled = false;
         } else {
             st.ready.push_back(id);
-            drop(st);
-            self.work.notify_one();
+            // The calling thread takes the next turn itself; an idle one is woken only if
+            // another actor waits besides this one.
+            if st.ready.len() > 1 && st.idle > st.woken {
+                st.woken += 1;
+                self.work.notify_one();
+            }
         }
         Vec::new()
     }

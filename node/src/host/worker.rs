@@ -94,6 +94,12 @@ impl Worker {
                     Work::Deliver(msg) => self.deliver(turn.id, msg, &mut actor),
                 }
             }
+            // Replies to clients leave before another thread can take this actor, so that its
+            // messages to one client arrive in the order it sent them. (Peer frames keep their
+            // order by themselves: they are queued on the link's outbox as they are sent.)
+            for (tx, msg) in self.corked_clients.drain(..) {
+                let _ = tx.send(msg);
+            }
             let left = self.run.pool.finish(turn.id, actor);
             for w in left {
                 if let Work::Deliver(msg) = w {
