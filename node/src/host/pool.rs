@@ -75,12 +75,15 @@ pub(crate) enum Next {
     Last,
 }
 
-/// Which actor a thread is running, and since when (for long-handler reports).
+/// Which actor a thread is running (for long-handler reports). Reading the clock on every
+/// call would cost more than a message between two actors, so a call only counts itself; the
+/// pool notes when it first saw a call running, and a call seen again later has been running
+/// at least that long.
 #[derive(Default)]
 struct RunSlot {
     actor: AtomicU64,
-    /// Microseconds since the pool's epoch, plus one; 0 when the thread is not in a call.
-    since: AtomicU64,
+    /// Odd while the thread is in a call; one more at every start and end.
+    calls: AtomicU64,
 }
 
 #[derive(Default)]
@@ -112,7 +115,8 @@ pub(crate) struct Pool {
     pub(crate) stats: std::sync::Arc<VersionStats>,
     limit: usize,
     slots: Box<[RunSlot]>,
-    epoch: Instant,
+    /// Per slot: the call last seen running, and when it was first seen.
+    seen: Mutex<Vec<Option<(u64, Instant)>>>,
     spawner: std::sync::OnceLock<Spawner>,
 }
 
@@ -127,7 +131,7 @@ impl Pool {
             stats,
             limit,
             slots: (0..limit).map(|_| RunSlot::default()).collect(),
-            epoch: Instant::now(),
+            seen: Mutex::new(vec![None; limit]),
             spawner: std::sync::OnceLock::new(),
         }
     }
@@ -154,8 +158,11 @@ impl Pool {
         Ok(())
     }
 
-    /// Queues every command of `cmds` (emptying it) under one lock.
-    pub(crate) fn send_all(&self, cmds: &mut VecDeque<Cmd>) -> Vec<Cmd> {
+    /// Queues every command of `cmds` (emptying it) under one lock. From one of the version's
+    /// own threads, which takes the work itself when it is about to be free, `wake` is false:
+    /// no other thread is woken or started for it (a hop to another core costs more than the
+    /// message).
+    pub(crate) fn send_all(&self, cmds: &mut VecDeque<Cmd>, wake: bool) -> Vec<Cmd> {
         let mut st = self.lock();
         if st.closed {
             return cmds.drain(..).collect();
@@ -163,7 +170,9 @@ impl Pool {
         for cmd in cmds.drain(..) {
             self.queue(&mut st, cmd);
         }
-        self.wake(st);
+        if wake {
+            self.wake(st);
+        }
         Vec::new()
     }
 
@@ -312,25 +321,41 @@ impl Pool {
     pub(crate) fn call_started(&self, slot: usize, id: u64) {
         let s = &self.slots[slot];
         s.actor.store(id, Ordering::Relaxed);
-        s.since.store(self.epoch.elapsed().as_micros() as u64 + 1, Ordering::Release);
+        s.calls.fetch_add(1, Ordering::Release);
     }
 
     /// Thread `slot`'s call returned.
     pub(crate) fn call_ended(&self, slot: usize) {
-        self.slots[slot].since.store(0, Ordering::Release);
+        self.slots[slot].calls.fetch_add(1, Ordering::Release);
     }
 
-    /// The calls running longer than `threshold`: (actor id, how long, where it started).
+    /// The calls that have run longer than `threshold`: (actor id, how long at least, which
+    /// call). A call is timed from the first time this was asked while it ran, so it is
+    /// reported at most one asking period late (the long-handler watch asks twice per
+    /// threshold).
     pub(crate) fn long_calls(&self, threshold: Duration) -> Vec<(u64, Duration, u64)> {
-        let now = self.epoch.elapsed().as_micros() as u64 + 1;
-        self.slots
-            .iter()
-            .filter_map(|s| {
-                let since = s.since.load(Ordering::Acquire);
-                let running = Duration::from_micros(now.saturating_sub(since));
-                (since != 0 && running > threshold).then(|| (s.actor.load(Ordering::Relaxed), running, since))
-            })
-            .collect()
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut long = Vec::new();
+        for (slot, s) in self.slots.iter().enumerate() {
+            let calls = s.calls.load(Ordering::Acquire);
+            if calls % 2 == 0 {
+                seen[slot] = None;
+                continue;
+            }
+            let since = match seen[slot] {
+                Some((c, t)) if c == calls => t,
+                _ => {
+                    seen[slot] = Some((calls, now));
+                    now
+                }
+            };
+            let running = now - since;
+            if running > threshold {
+                long.push((s.actor.load(Ordering::Relaxed), running, calls));
+            }
+        }
+        long
     }
 
     /// For status: (busy threads, idle threads, limit, queued work).

@@ -55,6 +55,8 @@ pub(crate) struct Worker {
     corked_clients: Vec<ClientSend>,
     calls_corked: u32,
     corked_at: Option<Instant>,
+    /// The current turn has more items after the running one.
+    more_in_turn: bool,
 }
 
 impl Worker {
@@ -68,6 +70,7 @@ impl Worker {
             corked_clients: Vec::new(),
             calls_corked: 0,
             corked_at: None,
+            more_in_turn: false,
         }
     }
 
@@ -88,7 +91,12 @@ impl Worker {
                 Next::Last => return true,
             };
             let mut actor = turn.actor;
-            for work in turn.work {
+            let last = turn.work.len();
+            for (i, work) in turn.work.into_iter().enumerate() {
+                // After this turn's last item the thread is free and takes what the calls sent
+                // to actors of this version itself; before it, other threads are woken for
+                // them, so that a long handler later in the turn holds back only its own actor.
+                self.more_in_turn = i + 1 < last;
                 match work {
                     Work::Create(type_name) => actor = self.create(turn.id, &type_name),
                     Work::Deliver(msg) => self.deliver(turn.id, msg, &mut actor),
@@ -197,7 +205,7 @@ impl Worker {
         if !self.local.is_empty() {
             // Closed only after the last thread took over, which cannot happen while this one
             // runs: nothing comes back.
-            for cmd in self.run.pool.send_all(&mut self.local) {
+            for cmd in self.run.pool.send_all(&mut self.local, self.more_in_turn) {
                 drop(cmd);
             }
         }

@@ -81,17 +81,23 @@ fn what_waits_for_an_actor_that_is_gone_comes_back_to_be_answered() {
 fn threads_are_added_while_work_waits_up_to_the_limit_and_the_last_one_retires_the_version() {
     let pool = Arc::new(Pool::new(3, Default::default()));
     let started = Arc::new(AtomicUsize::new(0));
-    let (p, s) = (Arc::downgrade(&pool), started.clone());
+    let (took_tx, took_rx) = std::sync::mpsc::channel::<()>();
+    let release = Arc::new((Mutex::new(false), Condvar::new()));
+    let (p, s, r) = (Arc::downgrade(&pool), started.clone(), release.clone());
     pool.running(Box::new(move |slot| {
         s.fetch_add(1, Ordering::SeqCst);
-        let p = p.clone();
+        let (p, took, r) = (p.clone(), took_tx.clone(), r.clone());
         std::thread::Builder::new().spawn(move || {
             let Some(pool) = p.upgrade() else { return };
-            // A thread that takes one turn and holds it until the version retires.
-            if let Next::Run(t) = pool.next(slot) {
-                while !matches!(pool.next(slot), Next::Exit | Next::Last) {}
-                drop(t);
+            // A thread that takes one turn and holds it until the test lets go.
+            if let Next::Run(_turn) = pool.next(slot) {
+                let _ = took.send(());
+                let mut go = r.0.lock().unwrap();
+                while !*go {
+                    go = r.1.wait(go).unwrap();
+                }
             }
+            while !matches!(pool.next(slot), Next::Exit | Next::Last) {}
         })
     }));
     // The starting thread (slot 0) is busy: each new actor with work starts one more thread,
@@ -101,8 +107,12 @@ fn threads_are_added_while_work_waits_up_to_the_limit_and_the_last_one_retires_t
         pool.send(to(id, "work")).unwrap();
     }
     assert_eq!(started.load(Ordering::SeqCst), 2, "two more threads, then the limit");
-    let (busy, _, limit, _) = pool.load();
-    assert_eq!((busy, limit), (3, 3));
+    took_rx.recv().unwrap();
+    took_rx.recv().unwrap();
+    let (busy, idle, limit, queued) = pool.load();
+    assert_eq!((busy, idle, limit, queued), (3, 0, 3, 3), "three threads busy, three actors waiting");
+    *release.0.lock().unwrap() = true;
+    release.1.notify_all();
     pool.send(Cmd::Retire).unwrap();
     for h in pool.take_handles() {
         h.join().unwrap();
@@ -126,6 +136,10 @@ fn a_long_call_is_reported_while_it_runs() {
     };
     assert_eq!(long.iter().map(|l| l.0).collect::<Vec<_>>(), [42]);
     assert!(pool.long_calls(Duration::from_secs(3600)).is_empty(), "not longer than an hour");
+    // Another call on the same thread is timed afresh.
+    pool.call_ended(1);
+    pool.call_started(1, 43);
+    assert!(pool.long_calls(Duration::ZERO).is_empty(), "just seen: not long yet");
     pool.call_ended(1);
     assert!(pool.long_calls(Duration::ZERO).is_empty());
 }
