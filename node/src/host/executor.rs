@@ -124,15 +124,16 @@ fn first_thread(launch: Launch, ready: tokio::sync::oneshot::Sender<Result<Ready
         hand_over(Closing { node, hash, gen, images, threads, libraries }, phase_rx);
         return;
     }
-    let mut types = HashMap::new();
+    let (mut types, mut type_names) = (HashMap::new(), Vec::new());
     for (i, p) in plugins.iter().enumerate() {
         for t in &p.info.actor_types {
-            types.insert(t.name.clone(), i);
+            types.insert(t.name.clone(), (i as u32, type_names.len() as u32));
+            type_names.push(t.name.clone());
         }
     }
     let infos = plugins.iter().map(|p| p.info.clone()).collect();
     let closing = Mutex::new(Some((images, first)));
-    let run = Arc::new(Runner { node, hash, gen, plugins, types, pool: pool.clone(), closing });
+    let run = Arc::new(Runner { node, hash, gen, plugins, types, type_names, pool: pool.clone(), closing });
     pool.running(spawner(Arc::downgrade(&run)));
     let _ = ready.send(Ok(Ready { infos, shown, copy }));
     if Worker::new(run.clone(), 0).run() {

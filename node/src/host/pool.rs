@@ -32,11 +32,13 @@ pub(crate) const BATCH: usize = 32;
 /// bursty version keeps its threads, short enough that a quiet one gives them back.
 pub(crate) const IDLE_EXIT: Duration = Duration::from_secs(5);
 
-/// An actor's state between calls: which library made it, and the opaque pointer it gave.
+/// An actor's state between calls: which library made it, its type (an index into the
+/// version's type names), and the opaque pointer it gave. Small, because a version may host a
+/// hundred thousand actors.
 pub(crate) struct ActorState {
-    pub(crate) plugin: usize,
+    pub(crate) plugin: u32,
+    pub(crate) kind: u32,
     pub(crate) state: *mut c_void,
-    pub(crate) type_name: String,
 }
 
 // SAFETY: the pointer is only ever used by the one thread that holds the mailbox (see the
@@ -294,6 +296,8 @@ impl Pool {
         mb.actor = actor;
         if mb.work.is_empty() {
             mb.scheduled = false;
+            // An idle actor keeps no queue allocation (a version may host many idle actors).
+            mb.work = VecDeque::new();
         } else {
             st.ready.push_back(id);
             // The calling thread takes the next turn itself; an idle one is woken only if

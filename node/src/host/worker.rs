@@ -35,8 +35,10 @@ pub(crate) struct Runner {
     pub(crate) hash: String,
     pub(crate) gen: u64,
     pub(crate) plugins: Vec<Plugin>,
-    /// `module.Type` → index into `plugins`.
-    pub(crate) types: HashMap<String, usize>,
+    /// `module.Type` → (index into `plugins`, index into `type_names`).
+    pub(crate) types: HashMap<String, (u32, u32)>,
+    /// The version's type names.
+    pub(crate) type_names: Vec<String>,
     pub(crate) pool: Arc<Pool>,
     /// What the last thread hands to the closer: the library copies, and where the first
     /// thread's handle is.
@@ -127,7 +129,7 @@ impl Worker {
     }
 
     fn create(&mut self, id: u64, type_name: &str) -> Option<ActorState> {
-        let Some(&pi) = self.run.types.get(type_name) else {
+        let Some(&(pi, kind)) = self.run.types.get(type_name) else {
             let detail = "the version exports no such type".into();
             let e = message::CreateError::InvalidActorSpecification { type_name: type_name.into(), detail };
             self.run.node.create_failed(id, e);
@@ -142,7 +144,7 @@ impl Worker {
         // SAFETY: we are on one of the version's own threads; `ctx`, `name`, `out` and `err`
         // outlive the call; the root was checked at open.
         let st = unsafe {
-            (run.plugins[pi].root().new_actor)(
+            (run.plugins[pi as usize].root().new_actor)(
                 &mut ctx as *mut CallCtx as *mut c_void,
                 RawStr::from_bytes(name),
                 &mut out,
@@ -153,7 +155,7 @@ impl Worker {
         let effects = std::mem::take(&mut ctx.effects);
         if st == abi::STATUS_OK && !out.is_null() {
             self.apply(id, effects);
-            return Some(ActorState { plugin: pi, state: out, type_name: type_name.to_string() });
+            return Some(ActorState { plugin: pi, kind, state: out });
         }
         let what = if st == abi::STATUS_PANIC { "constructor panicked" } else { "constructor failed" };
         // What a failed constructor asked for is dropped with it: it never existed.
@@ -174,7 +176,7 @@ impl Worker {
         // SAFETY: `a.state` came from this plugin's new_actor and was not dropped; only this
         // thread holds the actor's mailbox, so no other call on it runs.
         let st = unsafe {
-            (run.plugins[a.plugin].root().handle)(
+            (run.plugins[a.plugin as usize].root().handle)(
                 a.state,
                 &mut ctx as *mut CallCtx as *mut c_void,
                 RawStr::from_bytes(bytes),
@@ -267,7 +269,7 @@ impl Worker {
             let (st2, err2, effects2) = self.call_handle(id, &a, bytes);
             self.apply(id, effects2);
             if st2 != abi::STATUS_OK {
-                let details = format!("{} failed twice handling the message: {err2}", a.type_name);
+                let details = format!("{} failed twice handling the message: {err2}", self.type_name(&a));
                 tracing::warn!(actor = id, "{details}");
                 self.run.node.poison(msg.into_incoming(), self.address(id), details);
             }
@@ -275,16 +277,21 @@ impl Worker {
         *actor = Some(a);
     }
 
+    fn type_name(&self, a: &ActorState) -> &str {
+        self.run.type_names.get(a.kind as usize).map(String::as_str).unwrap_or("?")
+    }
+
     /// Drops an actor's state through its plugin.
     pub(crate) fn drop_actor(&self, id: u64, a: ActorState) {
         let mut err = Vec::new();
         self.run.pool.call_started(self.slot, id);
         // SAFETY: `a.state` came from new_actor of this plugin and is dropped exactly once.
-        let st =
-            unsafe { (self.run.plugins[a.plugin].root().drop_actor)(a.state, OutSink::for_vec(&mut err)) };
+        let st = unsafe {
+            (self.run.plugins[a.plugin as usize].root().drop_actor)(a.state, OutSink::for_vec(&mut err))
+        };
         self.run.pool.call_ended(self.slot);
         if st != abi::STATUS_OK {
-            tracing::warn!(actor = id, type_name = %a.type_name, "dropping the actor failed: {}", err_text(&err));
+            tracing::warn!(actor = id, type_name = %self.type_name(&a), "dropping the actor failed: {}", err_text(&err));
         }
     }
 

@@ -30,7 +30,7 @@ fn texts(turn: &Turn) -> Vec<String> {
 }
 
 fn actor() -> Option<ActorState> {
-    Some(ActorState { plugin: 0, state: std::ptr::null_mut(), type_name: "m.T".into() })
+    Some(ActorState { plugin: 0, kind: 0, state: std::ptr::null_mut() })
 }
 
 #[test]
