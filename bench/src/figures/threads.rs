@@ -24,9 +24,11 @@ const SPIN_MS: u64 = 2000;
 /// every thread a version may run always has an actor with work.
 const ACTORS: usize = 64;
 
-/// What one `Work` should cost: long enough that the node's per-message cost (tens of µs) is a
-/// small share, short enough that 64 of them queued on one thread take well under a second.
-const WORK_TIME: Duration = Duration::from_millis(1);
+/// What one `Work` should cost: long enough that what a request costs besides the work (the
+/// bench client, the node's connection and routing: 50–100 µs on this machine, on the same two
+/// cores as the version's threads) is a small share of it, short enough that 64 of them queued
+/// on one thread take well under a second (256 ms).
+const WORK_TIME: Duration = Duration::from_millis(4);
 
 /// How long any one answer may take on a busy 2-core machine (the spin included).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
