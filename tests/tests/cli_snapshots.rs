@@ -136,7 +136,7 @@ fn mask_status(text: &str, r: &troupe_node::status::StatusReport, dir: &Path) ->
 #[test]
 fn status_table_of_a_node_in_a_known_state_matches_its_snapshot() {
     let dir = TestDir::new();
-    let node = NodeProc::start(&dir, "alpha,beta");
+    let node = NodeProc::start_with(&dir, "alpha,beta", &["--version-threads", "2"]);
     let hash = node.load(&dir.faulty_zip());
     node.run("create", &[&hash, "faulty.Echo", "--name", "echo-1"]).assert_ok();
     node.run("create", &[&hash, "faulty.Spawner"]).assert_ok();

@@ -186,6 +186,21 @@ fn render_versions(r: &StatusReport, s: &mut String) {
             v.package,
             v.info
         );
+        if v.threads.limit > 0 {
+            let t = &v.threads;
+            *s += &format!(
+                "        threads: {} busy, {} idle (at most {}); {} queued\n",
+                t.busy, t.idle, t.limit, v.queue_depth
+            );
+        }
+        for l in &v.long_handlers {
+            *s += &format!(
+                "        long handler: {} {} running for {:.1} s\n",
+                l.actor,
+                l.type_name,
+                l.running_ms as f64 / 1000.0
+            );
+        }
     }
     if !r.gone.is_empty() {
         *s += &format!("\nrecently unloaded ({}):\n", r.gone.len());
