@@ -100,6 +100,9 @@ struct State {
     /// Of those, how many were woken and have not taken the lock yet: they are no longer
     /// available for new work.
     woken: usize,
+    /// Threads holding a turn (running an actor). A thread neither idle nor holding a turn is
+    /// between turns: it looks for work before it waits, so it counts as available.
+    turns: usize,
     free_slots: Vec<usize>,
     retiring: bool,
     /// The last thread has taken over: nothing is accepted any more.
@@ -209,7 +212,8 @@ impl Pool {
             self.work.notify_one();
             return;
         }
-        if st.retiring {
+        let between_turns = st.threads.saturating_sub(st.idle + st.turns);
+        if st.retiring || between_turns > 0 {
             return;
         }
         let (Some(spawn), Some(slot)) = (self.spawner.get(), st.free_slots.pop()) else {
@@ -247,6 +251,7 @@ impl Pool {
         let work: Vec<Work> = mb.work.drain(..n).collect();
         let actor = mb.actor.take();
         st.queued -= n;
+        st.turns += 1;
         Some(Turn { id, work, actor })
     }
 
@@ -283,6 +288,7 @@ impl Pool {
     /// Returns what was queued for an actor that is gone: the caller answers it.
     pub(crate) fn finish(&self, id: u64, actor: Option<ActorState>) -> Vec<Work> {
         let mut st = self.lock();
+        st.turns = st.turns.saturating_sub(1);
         let Some(mb) = st.boxes.get_mut(&id) else {
             return Vec::new();
         };
@@ -362,10 +368,10 @@ impl Pool {
         long
     }
 
-    /// For status: (busy threads, idle threads, limit, queued work).
+    /// For status: (threads running an actor, the others, limit, queued work).
     pub(crate) fn load(&self) -> (usize, usize, usize, usize) {
         let st = self.lock();
-        (st.threads.saturating_sub(st.idle), st.idle, self.limit, st.queued)
+        (st.turns, st.threads.saturating_sub(st.turns), self.limit, st.queued)
     }
 }
 

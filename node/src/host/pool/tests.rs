@@ -100,15 +100,20 @@ fn threads_are_added_while_work_waits_up_to_the_limit_and_the_last_one_retires_t
             while !matches!(pool.next(slot), Next::Exit | Next::Last) {}
         })
     }));
-    // The starting thread (slot 0) is busy: each new actor with work starts one more thread,
-    // up to the limit of 3.
-    let _held = pool.try_next();
-    for id in 1..=5 {
+    // The starting thread (slot 0) holds a turn: each new actor with work starts one more
+    // thread, up to the limit of 3.
+    pool.send(to(99, "held")).unwrap();
+    let _held = pool.try_next().expect("the starting thread's turn");
+    for id in 1..=2 {
+        pool.send(to(id, "work")).unwrap();
+        // A thread just started looks for work itself: no other is started until it took a
+        // turn.
+        took_rx.recv().unwrap();
+    }
+    for id in 3..=5 {
         pool.send(to(id, "work")).unwrap();
     }
     assert_eq!(started.load(Ordering::SeqCst), 2, "two more threads, then the limit");
-    took_rx.recv().unwrap();
-    took_rx.recv().unwrap();
     let (busy, idle, limit, queued) = pool.load();
     assert_eq!((busy, idle, limit, queued), (3, 0, 3, 3), "three threads busy, three actors waiting");
     *release.0.lock().unwrap() = true;
