@@ -116,7 +116,9 @@ async fn serve(args: StartArgs, dir: PathBuf) -> Result<u8, Failure> {
             remote_sources: args.remote_sources,
         },
         lib_copies: args.lib_copies,
-        version_threads: args.version_threads.unwrap_or_else(troupe_node::model::config::default_version_threads),
+        version_threads: args
+            .version_threads
+            .unwrap_or_else(troupe_node::model::config::default_version_threads),
         long_handler: args.long_handler,
     };
     let node = troupe_node::Node::new(config)
