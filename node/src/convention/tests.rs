@@ -6,24 +6,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use troupe_actor_abi::message::{Address, ConventionChange, Incoming, Payload, SystemMessage};
 
-use crate::model::config::{AuthorityConfig, ConventionConfig, LibCopies, NodeConfig, RemoteSources};
+use crate::model::config::{NodeConfig, RemoteSources};
 use crate::runtime::core::Core;
 use crate::wire::{MemberInfo, Response};
 
 fn leader(dir: &tempfile::TempDir) -> std::sync::Arc<Core> {
-    let addr = "127.0.0.1:9".to_string();
-    Core::new(NodeConfig {
-        addr: addr.clone(),
-        capabilities: Vec::new(),
-        state_dir: dir.path().to_path_buf(),
-        authority: AuthorityConfig::AcceptAll,
-        convention: ConventionConfig { leader: addr, ..ConventionConfig::default() },
-        secret: None,
-        lib_copies: LibCopies::Memory,
-        version_threads: 2,
-        long_handler: std::time::Duration::from_secs(1),
-    })
-    .expect("a core")
+    Core::new(NodeConfig::for_test("127.0.0.1:9", dir.path())).expect("a core")
 }
 
 fn member(node: &str, caps: &[&str], pid: u32) -> MemberInfo {

@@ -237,8 +237,7 @@ impl Pool {
         }
     }
 
-    /// The next turn for thread `slot`: waits for work; `None` from `try_next` when there is
-    /// none right now.
+    /// The next turn, if work waits right now (never waits itself; see [`Pool::next`]).
     pub(crate) fn try_next(&self) -> Option<Turn> {
         let mut st = self.lock();
         self.take(&mut st)

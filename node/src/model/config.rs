@@ -41,6 +41,25 @@ pub struct NodeConfig {
     pub long_handler: Duration,
 }
 
+#[cfg(test)]
+impl NodeConfig {
+    /// For in-process tests: a node at `addr` leading its own convention, accepting every
+    /// source, no capabilities, two threads per version.
+    pub(crate) fn for_test(addr: &str, state_dir: &std::path::Path) -> NodeConfig {
+        NodeConfig {
+            addr: addr.to_string(),
+            capabilities: Vec::new(),
+            state_dir: state_dir.to_path_buf(),
+            authority: AuthorityConfig::AcceptAll,
+            convention: ConventionConfig { leader: addr.to_string(), ..ConventionConfig::default() },
+            secret: None,
+            lib_copies: LibCopies::Memory,
+            version_threads: 2,
+            long_handler: Duration::from_secs(1),
+        }
+    }
+}
+
 /// The default of [`NodeConfig::version_threads`]: the cores this process may use.
 pub fn default_version_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

@@ -7,23 +7,13 @@ use tokio::sync::mpsc;
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload, SystemMessage};
 
 use super::core::Core;
-use crate::model::config::{AuthorityConfig, ConventionConfig, LibCopies, NodeConfig};
+use crate::model::config::NodeConfig;
 use crate::wire::Coded;
 
 fn core(dir: &tempfile::TempDir) -> std::sync::Arc<Core> {
-    let addr = "127.0.0.1:9".to_string();
-    Core::new(NodeConfig {
-        addr: addr.clone(),
-        capabilities: vec!["morse".into()],
-        state_dir: dir.path().to_path_buf(),
-        authority: AuthorityConfig::AcceptAll,
-        convention: ConventionConfig { leader: addr, ..ConventionConfig::default() },
-        secret: None,
-        lib_copies: LibCopies::Memory,
-        version_threads: 2,
-        long_handler: std::time::Duration::from_secs(1),
-    })
-    .expect("a core")
+    let mut config = NodeConfig::for_test("127.0.0.1:9", dir.path());
+    config.capabilities = vec!["morse".into()];
+    Core::new(config).expect("a core")
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<Incoming>) -> Incoming {

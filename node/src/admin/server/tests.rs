@@ -6,24 +6,13 @@ use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 
 use super::*;
-use crate::model::config::{AuthorityConfig, ConventionConfig, LibCopies, NodeConfig};
+use crate::model::config::NodeConfig;
 use crate::wire::ErrorKind;
 
 async fn start(dir: &tempfile::TempDir) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let node = Node::new(NodeConfig {
-        addr: addr.clone(),
-        capabilities: Vec::new(),
-        state_dir: dir.path().to_path_buf(),
-        authority: AuthorityConfig::AcceptAll,
-        convention: ConventionConfig { leader: addr.clone(), ..ConventionConfig::default() },
-        secret: None,
-        lib_copies: LibCopies::Memory,
-        version_threads: 2,
-        long_handler: std::time::Duration::from_secs(1),
-    })
-    .unwrap();
+    let node = Node::new(NodeConfig::for_test(&addr, dir.path())).unwrap();
     tokio::spawn(serve(node, listener));
     addr
 }
