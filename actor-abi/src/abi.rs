@@ -40,6 +40,9 @@ pub const STATUS_PANIC: Status = 2;
 pub const STATUS_UNKNOWN_TYPE: Status = 3;
 /// The bytes handed over could not be decoded.
 pub const STATUS_BAD_INPUT: Status = 4;
+/// The actor does not take part in live upgrade: `export_state` has nothing to give (the
+/// actor stays on its version and drains as before).
+pub const STATUS_UNSUPPORTED: Status = 5;
 
 /// A borrowed byte string: valid only for the duration of the call it is passed to, or for the
 /// library's lifetime when it sits in the root (the node copies those at load).
@@ -233,6 +236,34 @@ pub struct PluginRoot {
     /// Called once after the last actor was dropped and before the library is closed: the
     /// plugin releases everything its statics own.
     pub on_unload: unsafe extern "C" fn(err: OutSink) -> Status,
+    /// Live upgrade, old side: writes the actor's state (msgpack
+    /// [`crate::message::MigratedState`]) to `out`, leaving the actor as it was (it keeps
+    /// running here if the new version refuses the state). [`STATUS_UNSUPPORTED`]: the actor
+    /// does not migrate. Called between two messages, on one of the version's threads.
+    /// Absent (root smaller than its offset) in plugins built before live upgrade.
+    pub export_state:
+        unsafe extern "C" fn(actor: *mut c_void, call: *mut c_void, out: OutSink, err: OutSink) -> Status,
+    /// Live upgrade, new side: builds an actor of `type_name` from another version's state
+    /// (`from`: msgpack [`crate::message::Migration`]) and stores it in `*out_actor`, as
+    /// `new_actor` does. `call` is a context like `new_actor`'s.
+    pub import_actor: unsafe extern "C" fn(
+        call: *mut c_void,
+        type_name: RawStr,
+        from: RawStr,
+        out_actor: *mut *mut c_void,
+        err: OutSink,
+    ) -> Status,
+}
+
+/// The size of a root built before live upgrade (no `export_state`, `import_actor`): the
+/// smallest root a node accepts. Such a plugin's actors never migrate.
+pub const ROOT_SIZE_BEFORE_UPGRADE: u32 = std::mem::offset_of!(PluginRoot, export_state) as u32;
+
+impl PluginRoot {
+    /// Whether a root of `root_size` bytes has the live-upgrade entry points.
+    pub fn has_upgrade(root_size: u32) -> bool {
+        root_size as usize >= std::mem::size_of::<PluginRoot>()
+    }
 }
 
 // SAFETY: the root and its tables are immutable data in the plugin image; every pointer in them

@@ -363,6 +363,40 @@ pub struct CallInfo {
     pub capabilities: Vec<String>,
 }
 
+/// An actor's state as it leaves one version for another (live upgrade): `tag` names its
+/// shape, `body` is its msgpack. The two versions' Rust types need not match; the new one
+/// reads the tag and decodes what it knows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MigratedState {
+    /// The shape's tag, e.g. `counter/State.v1`.
+    pub tag: String,
+    /// msgpack of the state.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// Which version an actor comes from, as its new version is told.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionIdentity {
+    /// The package (the manifest's name).
+    pub package: String,
+    /// The plugin crate's version (`CARGO_PKG_VERSION` of the library that made the actor).
+    pub version: String,
+    /// The source's full hash.
+    pub hash: String,
+}
+
+/// What `import_actor` receives: where the actor comes from and its state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The old version.
+    pub from: VersionIdentity,
+    /// The actor's `module.Type` in the old version.
+    pub from_type: String,
+    /// What the old version exported.
+    pub state: MigratedState,
+}
+
 /// An [`Address`] read without copying its node (the fast path of sends).
 #[doc(hidden)]
 #[derive(Debug, Deserialize)]

@@ -108,7 +108,7 @@ fn a_plugin_built_for_another_abi_version_is_refused() {
     let input = PackInput {
         file_name: "libtroupe_test_bad_abi.so".into(),
         bytes: std::fs::read(&lib).unwrap(),
-        actors: vec![ActorTypeEntry { type_name: "bad.Actor".into(), requires: vec![] }],
+        actors: vec![ActorTypeEntry { type_name: "bad.Actor".into(), requires: vec![], replaces: vec![] }],
     };
     let package = |abi_version| PackageInfo {
         name: "bad-abi".into(),

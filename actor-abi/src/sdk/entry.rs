@@ -146,3 +146,28 @@ pub unsafe fn __on_unload(err: OutSink, user: Option<fn()>) -> Status {
         Ok(())
     })
 }
+
+#[doc(hidden)]
+pub unsafe extern "C" fn __export_state(
+    _actor: *mut c_void,
+    _call: *mut c_void,
+    _out: OutSink,
+    err: OutSink,
+) -> Status {
+    guarded(err, || Err((abi::STATUS_UNSUPPORTED, "this actor does not export its state".into())))
+}
+
+#[doc(hidden)]
+pub unsafe extern "C" fn __import_actor(
+    _call: *mut c_void,
+    type_name: RawStr,
+    _from: RawStr,
+    _out_actor: *mut *mut c_void,
+    err: OutSink,
+) -> Status {
+    guarded(err, || {
+        // SAFETY: the node passes a (ptr, len) valid for this call.
+        let name = String::from_utf8_lossy(unsafe { type_name.as_bytes() }).into_owned();
+        Err((abi::STATUS_UNSUPPORTED, format!("{name} does not import state")))
+    })
+}

@@ -128,6 +128,8 @@ macro_rules! export_plugin {
             handle: $crate::sdk::__handle,
             drop_actor: $crate::sdk::__drop_actor,
             on_unload: __troupe_on_unload,
+            export_state: $crate::sdk::__export_state,
+            import_actor: $crate::sdk::__import_actor,
         };
     };
 }

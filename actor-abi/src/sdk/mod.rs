@@ -61,7 +61,8 @@ pub use actor::{Actor, ActorError, ActorResult, Message};
 pub use context::Context;
 #[doc(hidden)]
 pub use entry::{
-    __construct, __drop_actor, __handle, __init, __new_actor, __on_unload, Constructor, ErasedActor,
+    __construct, __drop_actor, __export_state, __handle, __import_actor, __init, __new_actor, __on_unload,
+    Constructor, ErasedActor,
 };
 pub use typed::{decode_payload, IntoPayload, Typed};
 

@@ -33,8 +33,11 @@ pub(crate) async fn handle(core: &Arc<Core>, me: &Address, request: Request) -> 
         }
         Request::ChangeCapability { add, name } => reply(core.change_capability(add, &name)),
         Request::Stop => Ok(core.stop(STOP_TIMEOUT).await),
-        Request::Deploy { zip, info, group, keep, grace_ms } => {
-            reply(core.deploy(zip, info, group, keep, grace_ms).await)
+        Request::Deploy { zip, info, group, keep, grace_ms, migrate } => {
+            reply(core.deploy(zip, info, group, keep, grace_ms, migrate).await)
+        }
+        Request::Upgrade { from, to, options } => {
+            reply(core.upgrade(&from, &to, options).await.map(Response::Upgraded))
         }
         Request::Rollback { group } => reply(core.rollback(group).await),
     }

@@ -108,6 +108,8 @@ pub struct Plugin {
     root: *const PluginRoot,
     /// Copied facts.
     pub info: PluginInfo,
+    /// The root has the live-upgrade entry points (`export_state`, `import_actor`).
+    migrates: bool,
     // Declared last so that it is dropped last.
     lib: libloading::Library,
 }
@@ -153,7 +155,14 @@ impl Plugin {
         check_header(&p, &header)?;
         // SAFETY: the header says this is a root of our ABI version and at least our size.
         let info = unsafe { copy_info(&p, &*root) }?;
-        Ok(Plugin { root, info, lib })
+        let migrates = PluginRoot::has_upgrade(header.root_size);
+        Ok(Plugin { root, info, migrates, lib })
+    }
+
+    /// Whether the root has the live-upgrade entry points; a root built before them is
+    /// smaller, and those fields of [`Plugin::root`] must not be read.
+    pub fn migrates(&self) -> bool {
+        self.migrates
     }
 
     /// The root, for calling plugin functions (on the version's own thread only).
@@ -179,7 +188,7 @@ fn check_header(p: &str, h: &RootHeader) -> Result<(), PluginError> {
             expected: abi::ABI_VERSION,
         });
     }
-    let need = std::mem::size_of::<PluginRoot>() as u32;
+    let need = abi::ROOT_SIZE_BEFORE_UPGRADE;
     if h.root_size < need {
         return Err(PluginError::RootSize { path: p.to_string(), found: h.root_size, expected: need });
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::model::error::OpError;
 use crate::peers::LinkError;
 use crate::runtime::core::Core;
-use crate::wire::{PeerRequest, Response};
+use crate::wire::{PeerRequest, Response, UpgradeOptions};
 
 /// How long a member waits for the leader to record a deploy or rollback.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +26,7 @@ impl Core {
         group: String,
         keep: usize,
         grace_ms: Option<u64>,
+        migrate: Option<UpgradeOptions>,
     ) -> Result<Response, OpError> {
         if group.is_empty() || group.contains(|c: char| c.is_whitespace() || c == '@') {
             return Err(OpError::Usage(format!(
@@ -35,7 +36,14 @@ impl Core {
         let Response::Loaded { hash, .. } = self.load(zip, info).await? else {
             return Err(OpError::Internal("load gave an unexpected answer".into()));
         };
-        self.group_request(PeerRequest::GroupActivate { group, hash, keep, grace_ms }).await
+        let mut answer = self.group_request(PeerRequest::GroupActivate { group, hash: hash.clone(), keep, grace_ms }).await?;
+        let (Some(options), Response::Group { previous, upgrade, .. }) = (migrate, &mut answer) else {
+            return Ok(answer);
+        };
+        if let Some(from) = previous.clone().filter(|p| *p != hash) {
+            *upgrade = Some(self.upgrade(&from, &hash, options).await?);
+        }
+        Ok(answer)
     }
 
     /// Makes the previous version of `group` active again.
@@ -87,7 +95,7 @@ impl Core {
                 }
             });
         }
-        Response::Group { group, info: done.info, previous: done.previous, unloaded: done.unloaded }
+        Response::Group { group, info: done.info, previous: done.previous, unloaded: done.unloaded, upgrade: None }
     }
 
     /// The leader's side of a rollback.
@@ -95,6 +103,6 @@ impl Core {
         let loaded = |h: &str| self.versions.is_active(h) || self.members.anyone_holds(h);
         let (info, was) = self.groups.roll_back(&group, loaded)?;
         tracing::info!(%group, active = ?info.active, "group rolled back");
-        Ok(Response::Group { group, info, previous: Some(was), unloaded: Vec::new() })
+        Ok(Response::Group { group, info, previous: Some(was), unloaded: Vec::new(), upgrade: None })
     }
 }

@@ -10,3 +10,4 @@ pub(crate) mod long_handlers;
 pub(crate) mod report;
 pub(crate) mod stop;
 pub(crate) mod unload;
+pub(crate) mod upgrade;

@@ -12,6 +12,7 @@ use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 use super::error::ErrorReply;
 use super::peer::{GroupInfo, MemberInfo, PeerRequest};
 use super::status::StatusReport;
+use super::upgrade::{UpgradeOptions, UpgradeReport};
 
 /// Client → node.
 #[derive(Debug, Serialize, Deserialize)]
@@ -111,6 +112,22 @@ pub enum Request {
         /// remaining actors are asked to exit (none: they drain until their actors exit).
         #[serde(default)]
         grace_ms: Option<u64>,
+        /// After the deploy, move the live actors of the group's previous version to the new
+        /// one (as [`Request::Upgrade`] does); `None`: they drain as before.
+        #[serde(default)]
+        migrate: Option<UpgradeOptions>,
+    },
+    /// Live upgrade: move every live actor of version `from`, on every node, to version `to`
+    /// at the same address, with its state. `to` must be loaded (on this node or a member);
+    /// nodes that hold actors of `from` but not `to` fetch it.
+    Upgrade {
+        /// Full hash, unique prefix or `@group` of the old version.
+        from: String,
+        /// Full hash, unique prefix or `@group` of the new version.
+        to: String,
+        /// Renames and rollback.
+        #[serde(default)]
+        options: UpgradeOptions,
     },
     /// Make a group's previous version active again (if it is still loaded).
     Rollback {
@@ -224,7 +241,12 @@ pub enum Response {
         previous: Option<String>,
         /// Versions unloaded because they fell out of the kept window.
         unloaded: Vec<String>,
+        /// What the deploy's `migrate` moved.
+        #[serde(default)]
+        upgrade: Option<UpgradeReport>,
     },
+    /// What a live upgrade did.
+    Upgraded(UpgradeReport),
     /// The zip of a version.
     Source {
         /// The zip bytes.

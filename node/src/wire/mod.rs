@@ -4,7 +4,8 @@
 //! - [`admin`]: client frames, client requests and every response;
 //! - [`peer`]: what nodes of a convention ask each other, and their directory entries;
 //! - [`error`]: why a request failed, as it travels (class, stable code, message);
-//! - [`status`]: what `troupe status` reports.
+//! - [`status`]: what `troupe status` reports;
+//! - [`upgrade`]: what a live upgrade is asked and reports.
 //!
 //! The crate re-exports this module as `troupe_node::protocol`.
 
@@ -13,6 +14,7 @@ pub mod error;
 pub mod frame;
 pub mod peer;
 pub mod status;
+pub mod upgrade;
 
 pub use admin::{AuthProof, ClientFrame, Request, Response, ServerFrame};
 pub use error::{Coded, ErrorKind, ErrorReply};
@@ -20,4 +22,5 @@ pub use frame::{
     client_handshake, codec, decode, encode, Welcome, MAX_FRAME_BYTES, MAX_HELLO_BYTES, NONCE_BYTES,
     PROTOCOL_VERSION,
 };
+pub use upgrade::{NodeUpgrade, TypeOutcome, UpgradeFailure, UpgradeOptions, UpgradeReport};
 pub use peer::{GroupInfo, MemberInfo, PeerRequest, RemoteSources, SourceHint, SourceSummary};

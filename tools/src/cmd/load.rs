@@ -34,7 +34,7 @@ pub(crate) async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
 /// What a deploy or rollback did to the group.
 fn print_group(response: Response) -> Result<u8, Failure> {
     match response {
-        Response::Group { group, info, previous, unloaded } => {
+        Response::Group { group, info, previous, unloaded, .. } => {
             let active = info.active.unwrap_or_default();
             println!("{group}: active {active}");
             if let Some(p) = previous {
@@ -62,6 +62,7 @@ pub(crate) async fn deploy(
         .map_err(|e| usage(e.context("give the path of a zip written by `troupe pack`")))?;
     let mut c = connect(port).await?;
     let request = Request::Deploy {
+        migrate: None,
         zip: bytes,
         info: zip.display().to_string(),
         group: group.into(),

@@ -155,7 +155,7 @@ fn pack_input(path: &Path, strip: bool) -> Result<(PackInput, PluginInfo), Failu
     let actors = info
         .actor_types
         .iter()
-        .map(|t| ActorTypeEntry { type_name: t.name.clone(), requires: t.requirements.clone() })
+        .map(|t| ActorTypeEntry { type_name: t.name.clone(), requires: t.requirements.clone(), replaces: vec![] })
         .collect();
     Ok((PackInput { file_name, bytes, actors }, info))
 }

@@ -56,6 +56,10 @@ pub struct ActorTypeEntry {
     /// Capabilities a node needs to host this type.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Types of earlier versions this type takes over in a live upgrade (renames): their
+    /// actors become actors of this type. A type always takes over its own name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
 }
 
 impl Manifest {
@@ -123,9 +127,21 @@ impl Manifest {
                 if actor.requires.iter().any(|cap| cap.trim().is_empty()) {
                     return bad(format!("actor type `{type_name}` requires an empty capability"));
                 }
+                if let Some(old) = actor.replaces.iter().find(|old| !is_type_name(old)) {
+                    return bad(format!(
+                        "actor type `{type_name}` replaces `{old}`, which is not of the form `module.Type`"
+                    ));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Renames for a live upgrade: old `module.Type` → the type of this manifest that replaces
+    /// it (see [`ActorTypeEntry::replaces`]).
+    pub fn renames(&self) -> std::collections::BTreeMap<String, String> {
+        let types = self.cdylibs.iter().flat_map(|c| c.actors.iter());
+        types.flat_map(|a| a.replaces.iter().map(|old| (old.clone(), a.type_name.clone()))).collect()
     }
 
     /// The cdylib exporting `type_name`, and its entry for that type.

@@ -74,4 +74,6 @@ pub static TROUPE_PLUGIN_ROOT_V1: PluginRoot = PluginRoot {
     handle,
     drop_actor,
     on_unload,
+    export_state: troupe_actor_abi::sdk::__export_state,
+    import_actor: troupe_actor_abi::sdk::__import_actor,
 };
