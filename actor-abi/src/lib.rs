@@ -44,8 +44,9 @@ pub mod prelude {
     pub use crate::abi::log_level;
     pub use crate::message::{
         Address, ConventionChange, CreateError, CreateSpec, ExitReason, Payload, SystemMessage,
+        VersionIdentity,
     };
     pub use crate::sdk::{
-        decode_payload, Actor, ActorError, ActorResult, Context, IntoPayload, Message, Typed,
+        decode_payload, Actor, ActorError, ActorResult, Context, IntoPayload, Message, State, Typed, Upgrade,
     };
 }

@@ -8,8 +8,15 @@ use std::sync::OnceLock;
 
 /// The crates whose artefacts every test may use: the CLI and the ordinary plugins. The
 /// hostile and abort plugins are built only by the tests that ask for them.
-const PACKAGES: &[&str] =
-    &["troupe", "troupe-encoders", "troupe-encoders-v2", "troupe-test-faulty", "troupe-test-bad-abi"];
+const PACKAGES: &[&str] = &[
+    "troupe",
+    "troupe-encoders",
+    "troupe-encoders-v2",
+    "troupe-test-faulty",
+    "troupe-test-bad-abi",
+    "troupe-test-counter-v1",
+    "troupe-test-counter-v2",
+];
 
 /// The target directory of the running profile (`<target>/debug`), where the CLI and the
 /// plugins are built. Derived from this test executable (`<target>/debug/deps/<test>`), so it

@@ -4,7 +4,7 @@
 use crate::message::{Address, Payload, SystemMessage};
 use std::fmt;
 
-use super::{decode_payload, Context, Typed};
+use super::{decode_payload, Context, State, Typed, Upgrade};
 
 /// An error from an actor's handler or constructor. Anything that displays converts into it,
 /// so `?` works on most errors.
@@ -206,7 +206,9 @@ impl Message {
 /// An actor type.
 /// One value per actor: the node calls [`Actor::create`] once, then [`Actor::receive`] for each
 /// message, one at a time, and drops the value when the actor exits. Export it with
-/// [`export_plugin!`](crate::export_plugin).
+/// [`export_plugin!`](crate::export_plugin). An actor may also move to a newer version of its
+/// plugin while it lives (live upgrade): [`Actor::export_state`] and [`Actor::import_state`]
+/// opt in.
 ///
 /// ```
 /// use troupe_actor_abi::prelude::*;
@@ -273,4 +275,115 @@ pub trait Actor: 'static {
     /// }
     /// ```
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult;
+
+    /// Live upgrade, old side: the actor's state for its next version, or `None` (the default)
+    /// when the actor does not move. An actor that does not move keeps running its version,
+    /// which drains as before. Called between two messages; it must not change the actor,
+    /// which keeps running here if the new version refuses the state. An `Err` (or a panic)
+    /// keeps the actor here too.
+    ///
+    /// Tag the state with a versioned tag and put only plain data in it: no pointers, handles
+    /// or anything else that belongs to this library.
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use troupe_actor_abi::prelude::*;
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct CountV1 {
+    ///     count: u64,
+    /// }
+    /// impl Typed for CountV1 {
+    ///     const TAG: &'static str = "counter/State.v1";
+    /// }
+    ///
+    /// struct Counter {
+    ///     count: u64,
+    /// }
+    /// impl Actor for Counter {
+    ///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+    ///         Ok(Counter { count: 0 })
+    ///     }
+    ///     fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+    ///         self.count += 1;
+    ///         Ok(())
+    ///     }
+    ///     fn export_state(&self) -> Option<ActorResult<State>> {
+    ///         Some(Ok(State::of(&CountV1 { count: self.count })))
+    ///     }
+    /// }
+    /// let state = Counter { count: 2 }.export_state().and_then(Result::ok).expect("opts in");
+    /// assert_eq!(state.tag(), "counter/State.v1");
+    /// ```
+    fn export_state(&self) -> Option<ActorResult<State>> {
+        None
+    }
+
+    /// Live upgrade, new side: builds the actor from another version's state, in place of
+    /// [`Actor::create`]. The actor keeps its address, name, parent and children; messages that
+    /// arrived during the move come next, in order. Read [`Upgrade::state`]'s tag and convert
+    /// every shape you know (older versions' and your own); an `Err` (or a panic) refuses the
+    /// move, and the actor keeps running its old version. The default refuses every state.
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use troupe_actor_abi::prelude::*;
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct CountV1 {
+    ///     count: u64,
+    /// }
+    /// impl Typed for CountV1 {
+    ///     const TAG: &'static str = "counter/State.v1";
+    /// }
+    /// #[derive(Serialize, Deserialize)]
+    /// struct CountV2 {
+    ///     count: u64,
+    ///     upgrades: u32,
+    /// }
+    /// impl Typed for CountV2 {
+    ///     const TAG: &'static str = "counter/State.v2";
+    /// }
+    ///
+    /// struct Counter {
+    ///     state: CountV2,
+    /// }
+    /// impl Actor for Counter {
+    ///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+    ///         Ok(Counter { state: CountV2 { count: 0, upgrades: 0 } })
+    ///     }
+    ///     fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+    ///         self.state.count += 1;
+    ///         Ok(())
+    ///     }
+    ///     fn export_state(&self) -> Option<ActorResult<State>> {
+    ///         Some(Ok(State::of(&self.state)))
+    ///     }
+    ///     fn import_state(ctx: &mut Context, from: Upgrade) -> ActorResult<Self> {
+    ///         let state = if let Some(old) = from.decode::<CountV1>() {
+    ///             CountV2 { count: old?.count, upgrades: 1 }
+    ///         } else if let Some(same) = from.decode::<CountV2>() {
+    ///             let same = same?;
+    ///             CountV2 { upgrades: same.upgrades + 1, ..same }
+    ///         } else {
+    ///             let v = from.from();
+    ///             return Err(ActorError::msg(format!(
+    ///                 "unknown state shape {} from {} {}",
+    ///                 from.state().tag(),
+    ///                 v.package,
+    ///                 v.version
+    ///             )));
+    ///         };
+    ///         ctx.log(log_level::INFO, &format!("count {} from {}", state.count, from.from_type()));
+    ///         Ok(Counter { state })
+    ///     }
+    /// }
+    /// troupe_actor_abi::export_plugin!(actors: ["counter.Counter" => Counter]);
+    /// # fn main() {}
+    /// ```
+    fn import_state(ctx: &mut Context, from: Upgrade) -> ActorResult<Self>
+    where
+        Self: Sized,
+    {
+        let _ = (ctx, from);
+        Err(ActorError::msg("this actor type does not import state"))
+    }
 }

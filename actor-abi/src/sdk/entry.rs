@@ -1,27 +1,32 @@
 //! The `extern "C"` entry points a plugin root points at, and the type erasure behind them.
 //!
 //! [`export_plugin!`](crate::export_plugin) fills the root with these (through small
-//! per-plugin shims for the two that need the plugin's own constructor table and unload hook).
+//! per-plugin shims for the three that need the plugin's own constructor table, importer table
+//! and unload hook).
 //! Each runs its body inside [`guarded`], so a panic or an error becomes a status and a message
 //! for the node, never an unwind across the boundary. Not for plugin authors: everything public
 //! here is `#[doc(hidden)]` and only public so the macro can name it.
 
 use crate::abi::{self, HostApi, OutSink, RawStr, Status};
-use crate::message::{self, Incoming};
+use crate::message::{self, Incoming, Migration};
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
-use super::{Actor, ActorResult, Context, Message, HOST};
+use super::{Actor, ActorResult, Context, Message, State, Upgrade, HOST};
 
 /// The object the node holds (opaquely) for each actor.
 #[doc(hidden)]
 pub trait ErasedActor {
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult;
+    fn export_state(&self) -> Option<ActorResult<State>>;
 }
 impl<A: Actor> ErasedActor for A {
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
         Actor::receive(self, ctx, msg)
+    }
+    fn export_state(&self) -> Option<ActorResult<State>> {
+        Actor::export_state(self)
     }
 }
 
@@ -34,6 +39,18 @@ pub fn __construct<A: Actor>(ctx: &mut Context) -> ActorResult<Box<dyn ErasedAct
 /// The constructor table an exported plugin provides.
 #[doc(hidden)]
 pub type Constructor = fn(&str, &mut Context) -> Option<ActorResult<Box<dyn ErasedActor>>>;
+
+/// Boxes an actor built from another version's state; used by
+/// [`export_plugin!`](crate::export_plugin).
+#[doc(hidden)]
+pub fn __import<A: Actor>(ctx: &mut Context, from: Upgrade) -> ActorResult<Box<dyn ErasedActor>> {
+    Ok(Box::new(A::import_state(ctx, from)?))
+}
+
+/// The importer table an exported plugin provides: like [`Constructor`], `None` for a type the
+/// plugin does not export.
+#[doc(hidden)]
+pub type Importer = fn(&str, &mut Context, Upgrade) -> Option<ActorResult<Box<dyn ErasedActor>>>;
 
 pub(super) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
@@ -76,6 +93,38 @@ pub unsafe extern "C" fn __init(host: *const HostApi, err: OutSink) -> Status {
     })
 }
 
+/// The type name the node passed, as text.
+///
+/// # Safety
+/// `type_name` must be valid for `'a` (the node's contract: for the call).
+unsafe fn type_name_of<'a>(type_name: RawStr) -> Result<&'a str, (Status, String)> {
+    // SAFETY: guaranteed by the caller.
+    let name = unsafe { type_name.as_bytes() };
+    std::str::from_utf8(name).map_err(|_| (abi::STATUS_BAD_INPUT, "type name is not UTF-8".into()))
+}
+
+/// Hands a constructor's or importer's result to the node: the boxed actor in `*out_actor`,
+/// or the status and message of why there is none.
+///
+/// # Safety
+/// `out_actor` must be valid for a write (the node's contract: for the call).
+unsafe fn deliver(
+    name: &str,
+    made: Option<ActorResult<Box<dyn ErasedActor>>>,
+    out_actor: *mut *mut c_void,
+) -> Result<(), (Status, String)> {
+    match made {
+        None => Err((abi::STATUS_UNKNOWN_TYPE, format!("this plugin exports no actor type {name}"))),
+        Some(Err(e)) => Err((abi::STATUS_ERROR, e.0)),
+        Some(Ok(actor)) => {
+            let thin: Box<Box<dyn ErasedActor>> = Box::new(actor);
+            // SAFETY: guaranteed by the caller.
+            unsafe { *out_actor = Box::into_raw(thin) as *mut c_void };
+            Ok(())
+        }
+    }
+}
+
 #[doc(hidden)]
 pub unsafe fn __new_actor(
     call: *mut c_void,
@@ -86,20 +135,11 @@ pub unsafe fn __new_actor(
 ) -> Status {
     guarded(err, || {
         // SAFETY: the node passes a (ptr, len) valid for this call.
-        let name = unsafe { type_name.as_bytes() };
-        let name = std::str::from_utf8(name)
-            .map_err(|_| (abi::STATUS_BAD_INPUT, "type name is not UTF-8".into()))?;
+        let name = unsafe { type_name_of(type_name) }?;
         let mut ctx = Context::new(call);
-        match constructors(name, &mut ctx) {
-            None => Err((abi::STATUS_UNKNOWN_TYPE, format!("this plugin exports no actor type {name}"))),
-            Some(Err(e)) => Err((abi::STATUS_ERROR, e.0)),
-            Some(Ok(actor)) => {
-                let thin: Box<Box<dyn ErasedActor>> = Box::new(actor);
-                // SAFETY: the node passes a valid out pointer for this call.
-                unsafe { *out_actor = Box::into_raw(thin) as *mut c_void };
-                Ok(())
-            }
-        }
+        let made = constructors(name, &mut ctx);
+        // SAFETY: the node passes a valid out pointer for this call.
+        unsafe { deliver(name, made, out_actor) }
     })
 }
 
@@ -111,8 +151,8 @@ pub unsafe extern "C" fn __handle(
     err: OutSink,
 ) -> Status {
     guarded(err, || {
-        // SAFETY: `actor` came from `__new_actor` and has not been dropped (the node's
-        // contract); the node calls one actor from one thread at a time.
+        // SAFETY: `actor` came from `__new_actor` or `__import_actor_with` and has not been
+        // dropped (the node's contract); the node calls one actor from one thread at a time.
         let actor = unsafe { &mut *(actor as *mut Box<dyn ErasedActor>) };
         // SAFETY: (ptr, len) valid for this call.
         let bytes = unsafe { msg.as_bytes() };
@@ -128,7 +168,8 @@ pub unsafe extern "C" fn __handle(
 #[doc(hidden)]
 pub unsafe extern "C" fn __drop_actor(actor: *mut c_void, err: OutSink) -> Status {
     guarded(err, || {
-        // SAFETY: `actor` came from `__new_actor`; the node drops each actor exactly once.
+        // SAFETY: `actor` came from `__new_actor` or `__import_actor_with`; the node drops each
+        // actor exactly once.
         drop(unsafe { Box::from_raw(actor as *mut Box<dyn ErasedActor>) });
         Ok(())
     })
@@ -147,27 +188,67 @@ pub unsafe fn __on_unload(err: OutSink, user: Option<fn()>) -> Status {
     })
 }
 
+/// Live upgrade, old side: the actor's [`State`] as msgpack
+/// [`MigratedState`](crate::message::MigratedState) in `out`, or `STATUS_UNSUPPORTED` when it
+/// does not opt in. Takes the actor by shared reference: it is left as it was.
 #[doc(hidden)]
 pub unsafe extern "C" fn __export_state(
-    _actor: *mut c_void,
+    actor: *mut c_void,
     _call: *mut c_void,
-    _out: OutSink,
-    err: OutSink,
-) -> Status {
-    guarded(err, || Err((abi::STATUS_UNSUPPORTED, "this actor does not export its state".into())))
-}
-
-#[doc(hidden)]
-pub unsafe extern "C" fn __import_actor(
-    _call: *mut c_void,
-    type_name: RawStr,
-    _from: RawStr,
-    _out_actor: *mut *mut c_void,
+    out: OutSink,
     err: OutSink,
 ) -> Status {
     guarded(err, || {
-        // SAFETY: the node passes a (ptr, len) valid for this call.
-        let name = String::from_utf8_lossy(unsafe { type_name.as_bytes() }).into_owned();
-        Err((abi::STATUS_UNSUPPORTED, format!("{name} does not import state")))
+        // SAFETY: `actor` came from `__new_actor` or `__import_actor_with` and has not been
+        // dropped; the node calls one actor from one thread at a time.
+        let actor = unsafe { &*(actor as *const Box<dyn ErasedActor>) };
+        match actor.export_state() {
+            None => Err((abi::STATUS_UNSUPPORTED, "this actor does not export its state".into())),
+            Some(Err(e)) => Err((abi::STATUS_ERROR, e.0)),
+            Some(Ok(state)) => {
+                out.write_bytes(&message::encode(&state.into_migrated()));
+                Ok(())
+            }
+        }
     })
+}
+
+/// Live upgrade, new side: decodes the [`Migration`] and builds the actor with the plugin's
+/// importer table, as [`__new_actor`] does with its constructors.
+#[doc(hidden)]
+pub unsafe fn __import_actor_with(
+    call: *mut c_void,
+    type_name: RawStr,
+    from: RawStr,
+    out_actor: *mut *mut c_void,
+    err: OutSink,
+    importers: Importer,
+) -> Status {
+    guarded(err, || {
+        // SAFETY: the node passes (ptr, len) pairs valid for this call.
+        let (name, bytes) = unsafe { (type_name_of(type_name)?, from.as_bytes()) };
+        let migration: Migration = message::decode(bytes)
+            .map_err(|e| (abi::STATUS_BAD_INPUT, format!("undecodable migration: {e}")))?;
+        let mut ctx = Context::new(call);
+        let made = importers(name, &mut ctx, Upgrade::new(migration));
+        // SAFETY: the node passes a valid out pointer for this call.
+        unsafe { deliver(name, made, out_actor) }
+    })
+}
+
+/// The `import_actor` of a root without an importer table (a root written by hand rather than
+/// by [`export_plugin!`](crate::export_plugin)): it imports no type.
+#[doc(hidden)]
+pub unsafe extern "C" fn __import_actor(
+    call: *mut c_void,
+    type_name: RawStr,
+    from: RawStr,
+    out_actor: *mut *mut c_void,
+    err: OutSink,
+) -> Status {
+    fn none(_: &str, _: &mut Context, _: Upgrade) -> Option<ActorResult<Box<dyn ErasedActor>>> {
+        None
+    }
+    // SAFETY: forwarded unchanged from the node.
+    unsafe { __import_actor_with(call, type_name, from, out_actor, err, none) }
 }

@@ -14,6 +14,10 @@
 /// the version was dropped and before the library is closed: release there anything your
 /// statics own (caches, registries), so that nothing outlives the library.
 ///
+/// The same list serves live upgrade: the root's `export_state` asks an actor for
+/// [`Actor::export_state`](crate::sdk::Actor::export_state), and an actor of another version
+/// that moves to `"module.Type"` is built with `RustType::import_state`.
+///
 /// ```
 /// use std::sync::Mutex;
 /// use troupe_actor_abi::prelude::*;
@@ -100,6 +104,29 @@ macro_rules! export_plugin {
             unsafe { $crate::sdk::__new_actor(call, type_name, out_actor, err, __troupe_constructors) }
         }
 
+        #[allow(unused_variables)]
+        fn __troupe_importers(
+            name: &str,
+            ctx: &mut $crate::sdk::Context,
+            upgrade: $crate::sdk::Upgrade,
+        ) -> ::core::option::Option<$crate::sdk::ActorResult<::std::boxed::Box<dyn $crate::sdk::ErasedActor>>> {
+            match name {
+                $( $name => ::core::option::Option::Some($crate::sdk::__import::<$ty>(ctx, upgrade)), )*
+                _ => ::core::option::Option::None,
+            }
+        }
+
+        unsafe extern "C" fn __troupe_import_actor(
+            call: *mut ::std::ffi::c_void,
+            type_name: $crate::abi::RawStr,
+            from: $crate::abi::RawStr,
+            out_actor: *mut *mut ::std::ffi::c_void,
+            err: $crate::abi::OutSink,
+        ) -> $crate::abi::Status {
+            // SAFETY: forwarded unchanged from the node, which upholds the entry point's contract.
+            unsafe { $crate::sdk::__import_actor_with(call, type_name, from, out_actor, err, __troupe_importers) }
+        }
+
         unsafe extern "C" fn __troupe_on_unload(err: $crate::abi::OutSink) -> $crate::abi::Status {
             #[allow(unused_mut, unused_assignments)]
             let mut user: ::core::option::Option<fn()> = ::core::option::Option::None;
@@ -129,7 +156,7 @@ macro_rules! export_plugin {
             drop_actor: $crate::sdk::__drop_actor,
             on_unload: __troupe_on_unload,
             export_state: $crate::sdk::__export_state,
-            import_actor: $crate::sdk::__import_actor,
+            import_actor: __troupe_import_actor,
         };
     };
 }

@@ -41,6 +41,8 @@
 //! - `actor`: what an author implements and receives ([`Actor`], [`Message`], [`ActorError`]);
 //! - `typed`: typed messages and what can be sent ([`Typed`], [`IntoPayload`]);
 //! - `context`: the [`Context`] a handler acts through, a thin shell over the node's table;
+//! - `upgrade`: live upgrade, what an actor hands its next version ([`State`]) and what that
+//!   version builds it from ([`Upgrade`]);
 //! - `entry`: the `extern "C"` entry points the plugin root points at, each behind
 //!   `catch_unwind`;
 //! - `export`: the [`export_plugin!`](crate::export_plugin) macro that builds the root (as a
@@ -56,15 +58,17 @@ mod export;
 #[cfg(test)]
 mod tests;
 mod typed;
+mod upgrade;
 
 pub use actor::{Actor, ActorError, ActorResult, Message};
 pub use context::Context;
 #[doc(hidden)]
 pub use entry::{
-    __construct, __drop_actor, __export_state, __handle, __import_actor, __init, __new_actor, __on_unload,
-    Constructor, ErasedActor,
+    __construct, __drop_actor, __export_state, __handle, __import, __import_actor, __import_actor_with,
+    __init, __new_actor, __on_unload, Constructor, ErasedActor, Importer,
 };
 pub use typed::{decode_payload, IntoPayload, Typed};
+pub use upgrade::{State, Upgrade};
 
 /// The node's function table, set by `init` and cleared by `on_unload`. A plain atomic static:
 /// no destructor, no thread-local, nothing that pins the library.

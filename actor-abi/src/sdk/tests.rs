@@ -149,3 +149,322 @@ fn an_actor_lives_from_new_actor_to_drop_actor() {
     // SAFETY: `actor` came from `__new_actor` and is dropped exactly once, here.
     assert_eq!(unsafe { __drop_actor(actor, OutSink::for_vec(&mut err)) }, abi::STATUS_OK);
 }
+
+/// Live upgrade through the root `export_plugin!` generates, driven as the node drives it:
+/// `new_actor`, `handle`, `export_state`, `import_actor` and `drop_actor` by function pointer.
+/// None of the actors touches its context (there is no host table in these tests).
+mod upgrade {
+    use std::ffi::c_void;
+
+    use serde::{Deserialize, Serialize};
+
+    use crate::abi::{self, OutSink, RawStr, Status};
+    use crate::message::{self, Incoming, MigratedState, Migration, Payload, VersionIdentity};
+    use crate::sdk::{Actor, ActorError, ActorResult, Context, Message, State, Typed, Upgrade};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct CountV1 {
+        count: u64,
+    }
+    impl Typed for CountV1 {
+        const TAG: &'static str = "t/Count.v1";
+    }
+
+    /// Opts in: exports `t/Count.v1`, imports only that shape; `inc` adds one.
+    struct Counter {
+        count: u64,
+    }
+    impl Actor for Counter {
+        fn create(_ctx: &mut Context) -> ActorResult<Self> {
+            Ok(Counter { count: 0 })
+        }
+        fn receive(&mut self, _ctx: &mut Context, msg: Message) -> ActorResult {
+            if msg.text() == Some("inc") {
+                self.count += 1;
+            }
+            Ok(())
+        }
+        fn export_state(&self) -> Option<ActorResult<State>> {
+            Some(Ok(State::of(&CountV1 { count: self.count })))
+        }
+        fn import_state(_ctx: &mut Context, from: Upgrade) -> ActorResult<Self> {
+            match from.decode::<CountV1>() {
+                Some(old) => Ok(Counter { count: old?.count }),
+                None => Err(ActorError::msg(format!(
+                    "unknown state shape {} from {} {}",
+                    from.state().tag(),
+                    from.from().package,
+                    from.from().version
+                ))),
+            }
+        }
+    }
+
+    /// Does not opt in: both defaults.
+    struct Plain;
+    impl Actor for Plain {
+        fn create(_ctx: &mut Context) -> ActorResult<Self> {
+            Ok(Plain)
+        }
+        fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+            Ok(())
+        }
+    }
+
+    /// Export fails on purpose; import panics.
+    struct Broken;
+    impl Actor for Broken {
+        fn create(_ctx: &mut Context) -> ActorResult<Self> {
+            Ok(Broken)
+        }
+        fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+            Ok(())
+        }
+        fn export_state(&self) -> Option<ActorResult<State>> {
+            Some(Err(ActorError::msg("not now")))
+        }
+        fn import_state(_ctx: &mut Context, _from: Upgrade) -> ActorResult<Self> {
+            panic!("import exploded")
+        }
+    }
+
+    /// Export panics; import uses its context, which has no host table here.
+    struct Reckless;
+    impl Actor for Reckless {
+        fn create(_ctx: &mut Context) -> ActorResult<Self> {
+            Ok(Reckless)
+        }
+        fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+            Ok(())
+        }
+        fn export_state(&self) -> Option<ActorResult<State>> {
+            panic!("export exploded")
+        }
+        fn import_state(ctx: &mut Context, _from: Upgrade) -> ActorResult<Self> {
+            ctx.log(crate::abi::log_level::INFO, "importing");
+            Ok(Reckless)
+        }
+    }
+
+    crate::export_plugin!(actors: [
+        "t.Counter" => Counter,
+        "t.Plain" => Plain,
+        "t.Broken" => Broken,
+        "t.Reckless" => Reckless,
+    ]);
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    fn create(name: &str) -> *mut c_void {
+        let (mut err, mut actor) = (Vec::new(), std::ptr::null_mut());
+        // SAFETY: the name and out pointers are valid for the call.
+        let st = unsafe {
+            (TROUPE_PLUGIN_ROOT_V1.new_actor)(
+                std::ptr::null_mut(),
+                RawStr::from_bytes(name.as_bytes()),
+                &mut actor,
+                OutSink::for_vec(&mut err),
+            )
+        };
+        assert_eq!(st, abi::STATUS_OK, "{}", text(&err));
+        actor
+    }
+
+    fn handle(actor: *mut c_void, msg: &str) {
+        let bytes = message::encode(&Incoming { sender: None, payload: Payload::Text(msg.into()) });
+        let mut err = Vec::new();
+        // SAFETY: `actor` is live (made by `create` or `import`, not yet dropped).
+        let st = unsafe {
+            (TROUPE_PLUGIN_ROOT_V1.handle)(
+                actor,
+                std::ptr::null_mut(),
+                RawStr::from_bytes(&bytes),
+                OutSink::for_vec(&mut err),
+            )
+        };
+        assert_eq!(st, abi::STATUS_OK, "{}", text(&err));
+    }
+
+    /// `export_state` as the node calls it: the status, what was written to `out`, the error.
+    fn export(actor: *mut c_void) -> (Status, Vec<u8>, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        // SAFETY: `actor` is live; the sinks outlive the call.
+        let st = unsafe {
+            (TROUPE_PLUGIN_ROOT_V1.export_state)(
+                actor,
+                std::ptr::null_mut(),
+                OutSink::for_vec(&mut out),
+                OutSink::for_vec(&mut err),
+            )
+        };
+        (st, out, text(&err))
+    }
+
+    /// `import_actor` as the node calls it: the status, the error and the actor (null unless OK).
+    fn import(name: &[u8], from: &[u8]) -> (Status, String, *mut c_void) {
+        let (mut err, mut actor) = (Vec::new(), std::ptr::null_mut());
+        // SAFETY: every pointer is valid for the call.
+        let st = unsafe {
+            (TROUPE_PLUGIN_ROOT_V1.import_actor)(
+                std::ptr::null_mut(),
+                RawStr::from_bytes(name),
+                RawStr::from_bytes(from),
+                &mut actor,
+                OutSink::for_vec(&mut err),
+            )
+        };
+        (st, text(&err), actor)
+    }
+
+    fn drop_actor(actor: *mut c_void) {
+        let mut err = Vec::new();
+        // SAFETY: `actor` is live and dropped exactly once, here.
+        assert_eq!(unsafe { (TROUPE_PLUGIN_ROOT_V1.drop_actor)(actor, OutSink::for_vec(&mut err)) }, 0);
+    }
+
+    /// A `Migration` from `t` 1.0.0, type `t.Counter`, as the node encodes it.
+    fn migration(state: MigratedState) -> Vec<u8> {
+        let from = VersionIdentity { package: "t".into(), version: "1.0.0".into(), hash: "ab12".into() };
+        message::encode(&Migration { from, from_type: "t.Counter".into(), state })
+    }
+
+    fn count_of(actor: *mut c_void) -> u64 {
+        let (st, out, err) = export(actor);
+        assert_eq!(st, abi::STATUS_OK, "{err}");
+        let state: MigratedState = message::decode(&out).expect("export writes a MigratedState");
+        State::from(state).decode::<CountV1>().expect("tagged t/Count.v1").expect("decodes").count
+    }
+
+    #[test]
+    fn an_exported_state_imports_into_a_new_actor_and_leaves_the_old_one_intact() {
+        let old = create("t.Counter");
+        handle(old, "inc");
+        handle(old, "inc");
+        let (st, out, _) = export(old);
+        assert_eq!(st, abi::STATUS_OK);
+        let state: MigratedState = message::decode(&out).expect("a MigratedState");
+        assert_eq!(
+            state,
+            MigratedState { tag: "t/Count.v1".into(), body: message::encode(&CountV1 { count: 2 }) }
+        );
+
+        let (st, err, new) = import(b"t.Counter", &migration(state));
+        assert_eq!((st, err.as_str()), (abi::STATUS_OK, ""));
+        assert!(!new.is_null());
+        assert_eq!(count_of(new), 2);
+        handle(new, "inc");
+        assert_eq!(count_of(new), 3);
+
+        // The export took nothing from the old actor: it counts on where it was.
+        handle(old, "inc");
+        assert_eq!(count_of(old), 3);
+        drop_actor(old);
+        drop_actor(new);
+    }
+
+    #[test]
+    fn an_actor_that_does_not_opt_in_exports_nothing_and_imports_nothing() {
+        let plain = create("t.Plain");
+        let (st, out, err) = export(plain);
+        assert_eq!((st, err.as_str()), (abi::STATUS_UNSUPPORTED, "this actor does not export its state"));
+        assert!(out.is_empty());
+        drop_actor(plain);
+
+        let from = migration(State::of(&CountV1 { count: 1 }).into());
+        let (st, err, actor) = import(b"t.Plain", &from);
+        assert_eq!((st, err.as_str()), (abi::STATUS_ERROR, "this actor type does not import state"));
+        assert!(actor.is_null());
+    }
+
+    #[test]
+    fn failed_and_panicking_exports_are_statuses_and_keep_the_actor() {
+        let broken = create("t.Broken");
+        let (st, out, err) = export(broken);
+        assert_eq!((st, err.as_str(), out.is_empty()), (abi::STATUS_ERROR, "not now", true));
+        handle(broken, "still here");
+        drop_actor(broken);
+
+        let reckless = create("t.Reckless");
+        let (st, out, err) = export(reckless);
+        assert_eq!(
+            (st, err.as_str(), out.is_empty()),
+            (abi::STATUS_PANIC, "panicked: export exploded", true)
+        );
+        handle(reckless, "still here");
+        drop_actor(reckless);
+    }
+
+    #[test]
+    fn imports_report_unknown_types_and_undecodable_input() {
+        let from = migration(State::of(&CountV1 { count: 1 }).into());
+        let (st, err, actor) = import(b"t.Nope", &from);
+        assert_eq!(
+            (st, err.as_str()),
+            (abi::STATUS_UNKNOWN_TYPE, "this plugin exports no actor type t.Nope")
+        );
+        assert!(actor.is_null());
+
+        let (st, err, actor) = import(b"t.Counter", b"\xc1");
+        assert_eq!(st, abi::STATUS_BAD_INPUT);
+        assert!(err.starts_with("undecodable migration: "), "{err}");
+        assert!(actor.is_null());
+
+        let (st, err, _) = import(b"t.\xff", &from);
+        assert_eq!((st, err.as_str()), (abi::STATUS_BAD_INPUT, "type name is not UTF-8"));
+    }
+
+    #[test]
+    fn an_import_error_carries_the_actors_message() {
+        let other = migration(MigratedState { tag: "t/Count.v0".into(), body: Vec::new() });
+        let (st, err, actor) = import(b"t.Counter", &other);
+        assert_eq!((st, err.as_str()), (abi::STATUS_ERROR, "unknown state shape t/Count.v0 from t 1.0.0"));
+        assert!(actor.is_null());
+
+        let bad_body = migration(State::raw(CountV1::TAG, vec![0xc1]).into());
+        let (st, err, _) = import(b"t.Counter", &bad_body);
+        assert_eq!(st, abi::STATUS_ERROR);
+        assert!(err.starts_with("bad t/Count.v1: "), "{err}");
+    }
+
+    #[test]
+    fn import_panics_are_caught_even_without_a_host() {
+        let from = migration(State::of(&CountV1 { count: 1 }).into());
+        let (st, err, actor) = import(b"t.Broken", &from);
+        assert_eq!((st, err.as_str()), (abi::STATUS_PANIC, "panicked: import exploded"));
+        assert!(actor.is_null());
+
+        // A context used without a host table (no `init`) is a caught panic, not a crash.
+        let (st, err, actor) = import(b"t.Reckless", &from);
+        assert_eq!((st, err.as_str()), (abi::STATUS_PANIC, "panicked: troupe SDK used before init"));
+        assert!(actor.is_null());
+    }
+
+    #[test]
+    fn a_hand_written_roots_importer_imports_no_type() {
+        let from = migration(State::of(&CountV1 { count: 1 }).into());
+        let (mut err, mut actor) = (Vec::new(), std::ptr::null_mut());
+        // SAFETY: every pointer is valid for the call.
+        let st = unsafe {
+            crate::sdk::__import_actor(
+                std::ptr::null_mut(),
+                RawStr::from_bytes(b"t.Counter"),
+                RawStr::from_bytes(&from),
+                &mut actor,
+                OutSink::for_vec(&mut err),
+            )
+        };
+        assert_eq!(
+            (st, text(&err).as_str()),
+            (abi::STATUS_UNKNOWN_TYPE, "this plugin exports no actor type t.Counter")
+        );
+        assert!(actor.is_null());
+    }
+
+    #[test]
+    fn the_root_has_the_upgrade_entry_points() {
+        assert!(abi::PluginRoot::has_upgrade(TROUPE_PLUGIN_ROOT_V1.header.root_size));
+        assert_eq!(TROUPE_PLUGIN_ROOT_V1.n_actor_types, 4);
+    }
+}
