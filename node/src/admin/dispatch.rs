@@ -8,7 +8,7 @@ use std::time::Duration;
 use troupe_actor_abi::message::{Address, ConventionChange};
 
 use crate::runtime::core::Core;
-use crate::wire::{Coded, ErrorReply, PeerRequest, Request, Response};
+use crate::wire::{Coded, ErrorReply, PeerRequest, Request, Response, UpgradeReport};
 
 /// How long a graceful stop waits for actors to exit and versions to unload.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -52,6 +52,14 @@ pub(crate) async fn handle_peer(core: &Arc<Core>, request: PeerRequest) -> Resul
         }
         PeerRequest::GroupRollback { group } => reply(core.roll_back(group)),
         PeerRequest::FetchSource { hash } => reply(core.serve_source(&hash).await),
+        PeerRequest::UpgradeHere { upgrade, from, to, options, hold, source } => {
+            let node = core.upgrade_here(upgrade, &from, &to, &options, hold, source).await;
+            Ok(Response::Upgraded(UpgradeReport { from, to, nodes: vec![node], rolled_back: false }))
+        }
+        PeerRequest::UpgradeDecide { upgrade, commit } => {
+            let node = core.decide_upgrade(upgrade, commit);
+            Ok(Response::Upgraded(UpgradeReport { nodes: vec![node], ..UpgradeReport::default() }))
+        }
         PeerRequest::ClaimName { name, candidate } => {
             Ok(Response::Name { holder: core.handle_claim(&name, candidate) })
         }

@@ -31,6 +31,11 @@ impl HostHandle {
     pub(crate) fn new(pool: Arc<Pool>) -> HostHandle {
         HostHandle(pool)
     }
+
+    /// The run queue itself (a moved actor's old version forwards to it).
+    pub(crate) fn pool(&self) -> Arc<Pool> {
+        self.0.clone()
+    }
 }
 
 impl std::ops::Deref for HostHandle {

@@ -4,6 +4,7 @@
 //! - [`pool`]: the version's run queue (one mailbox per actor) and its threads' count;
 //! - [`worker`]: what each of the version's threads runs: an actor's turn at a time;
 //! - [`closer`]: joins every thread of a finished version, then dlcloses and frees the copies;
+//! - [`migrate`]: live upgrade: an actor's state leaves one version for another;
 //! - [`host_api`]: the function table plugins call back into during a call.
 //! - [`effect`]: commands, deliveries and effects passed between node and executor.
 //! - [`plugin`]: opening a cdylib and checking its root before any plugin code runs.
@@ -16,6 +17,7 @@ pub(crate) mod closer;
 pub(crate) mod effect;
 pub(crate) mod executor;
 pub(crate) mod host_api;
+pub(crate) mod migrate;
 pub mod plugin;
 pub(crate) mod pool;
 pub(crate) mod pthread_keys;
@@ -61,4 +63,9 @@ pub(crate) trait NodeSeam: Send + Sync + 'static {
     fn uncork(&self, corked: &mut crate::peers::Corked);
     /// The version's host has ended.
     fn version_ended(&self, hash: &str, gen: u64, end: VersionEnd);
+    /// Live upgrade: actor `id` now runs on generation `gen` (`hash`, as `type_name`, reached
+    /// through `host`); its old version still counts it until [`NodeSeam::moved_out`].
+    fn moved(&self, id: u64, gen: u64, hash: &str, type_name: &str, host: effect::HostHandle);
+    /// Live upgrade: the old state of actor `id` was dropped by generation `gen`.
+    fn moved_out(&self, id: u64, gen: u64);
 }

@@ -16,11 +16,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::effect::{Cmd, Delivery, VersionStats};
+use super::migrate::{Import, Move};
 use crate::model::ids::IdHash;
 
 /// How many creates and messages a thread runs for one actor before it lets the others have a
@@ -50,6 +51,15 @@ unsafe impl Send for ActorState {}
 pub(crate) enum Work {
     Create(String),
     Deliver(Delivery),
+    /// Live upgrade, old side: export the actor's state and pause its mailbox.
+    Export(Box<Move>),
+    /// Live upgrade, new side: build the actor from the old version's state.
+    Import(Box<Import>),
+    /// Drop the actor's state: it moved to another version (`counted`: it counted among this
+    /// version's live actors), or an import is rolled back (not counted).
+    DropMoved {
+        counted: bool,
+    },
 }
 
 #[derive(Default)]
@@ -58,6 +68,11 @@ struct Mailbox {
     actor: Option<ActorState>,
     /// In the ready queue, or taken by a thread.
     scheduled: bool,
+    /// A live upgrade holds the actor: work accumulates, no thread takes it.
+    paused: bool,
+    /// The actor moved to another version: what arrives here goes there (a sender that looked
+    /// the actor up before the move still reaches it, behind what it sent earlier).
+    forward: Option<Arc<Pool>>,
 }
 
 /// What a thread takes for one turn.
@@ -117,7 +132,7 @@ pub(crate) type Spawner = Box<dyn Fn(usize) -> std::io::Result<JoinHandle<()>> +
 pub(crate) struct Pool {
     state: Mutex<State>,
     work: Condvar,
-    pub(crate) stats: std::sync::Arc<VersionStats>,
+    pub(crate) stats: Arc<VersionStats>,
     limit: usize,
     slots: Box<[RunSlot]>,
     /// Per slot: the call last seen running, and when it was first seen.
@@ -127,7 +142,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// An empty queue for up to `limit` threads; the first thread (slot 0) is the starting one.
-    pub(crate) fn new(limit: usize, stats: std::sync::Arc<VersionStats>) -> Pool {
+    pub(crate) fn new(limit: usize, stats: Arc<VersionStats>) -> Pool {
         let limit = limit.max(1);
         let state = State { threads: 1, free_slots: (1..limit).rev().collect(), ..State::default() };
         Pool {
@@ -158,9 +173,31 @@ impl Pool {
         if st.closed {
             return Err(std::sync::mpsc::SendError(cmd));
         }
-        self.queue(&mut st, cmd);
+        let moved = self.queue(&mut st, cmd);
         self.wake(st);
+        if let Some((to, id, work)) = moved {
+            to.forward(id, work);
+        }
         Ok(())
+    }
+
+    /// Queues `work` that reached the version `id` left; passed on if it moved again.
+    fn forward(&self, id: u64, work: Work) {
+        let mut st = self.lock();
+        if st.closed {
+            // The actor's new version closed too: nobody is left to take it.
+            drop(st);
+            if let Work::Deliver(msg) = work {
+                tracing::debug!(actor = id, "a message reached a version after it closed");
+                drop(msg);
+            }
+            return;
+        }
+        let moved = self.push(&mut st, id, work);
+        self.wake(st);
+        if let Some((to, id, work)) = moved {
+            to.forward(id, work);
+        }
     }
 
     /// Queues every command of `cmds` (emptying it) under one lock. From one of the version's
@@ -172,16 +209,23 @@ impl Pool {
         if st.closed {
             return cmds.drain(..).collect();
         }
+        let mut moved = Vec::new();
         for cmd in cmds.drain(..) {
-            self.queue(&mut st, cmd);
+            moved.extend(self.queue(&mut st, cmd));
         }
         if wake {
             self.wake(st);
+        } else {
+            drop(st);
+        }
+        for (to, id, work) in moved {
+            to.forward(id, work);
         }
         Vec::new()
     }
 
-    fn queue(&self, st: &mut State, cmd: Cmd) {
+    /// Queues one command; returns it with where it must go instead if its actor moved away.
+    fn queue(&self, st: &mut State, cmd: Cmd) -> Option<(Arc<Pool>, u64, Work)> {
         let (id, work) = match cmd {
             Cmd::Create { id, type_name } => (id, Work::Create(type_name)),
             Cmd::Deliver { id, msg } => (id, Work::Deliver(msg)),
@@ -189,16 +233,24 @@ impl Pool {
                 st.retiring = true;
                 st.woken = st.idle;
                 self.work.notify_all();
-                return;
+                return None;
             }
         };
+        self.push(st, id, work)
+    }
+
+    fn push(&self, st: &mut State, id: u64, work: Work) -> Option<(Arc<Pool>, u64, Work)> {
         let mb = st.boxes.entry(id).or_default();
+        if let Some(to) = &mb.forward {
+            return Some((to.clone(), id, work));
+        }
         mb.work.push_back(work);
         st.queued += 1;
-        if !mb.scheduled {
+        if !mb.scheduled && !mb.paused {
             mb.scheduled = true;
             st.ready.push_back(id);
         }
+        None
     }
 
     /// Work is waiting: an idle thread that was not woken yet takes it, or a new one is started
@@ -291,7 +343,13 @@ impl Pool {
         let Some(mb) = st.boxes.get_mut(&id) else {
             return Vec::new();
         };
-        if actor.is_none() && !mb.work.iter().any(|w| matches!(w, Work::Create(_))) {
+        if actor.is_none() && mb.forward.is_some() {
+            // The state moved away and was dropped: the mailbox stays as a forwarder.
+            mb.scheduled = false;
+            mb.work = VecDeque::new();
+            return Vec::new();
+        }
+        if actor.is_none() && !mb.work.iter().any(|w| matches!(w, Work::Create(_) | Work::Import(_))) {
             // Gone (or never here): what waited cannot be handled.
             let left: Vec<Work> = mb.work.drain(..).collect();
             st.queued -= left.len();
@@ -299,7 +357,7 @@ impl Pool {
             return left;
         }
         mb.actor = actor;
-        if mb.work.is_empty() {
+        if mb.work.is_empty() || mb.paused {
             mb.scheduled = false;
             // An idle actor keeps no queue allocation (a version may host many idle actors).
             mb.work = VecDeque::new();
@@ -313,6 +371,131 @@ impl Pool {
             }
         }
         Vec::new()
+    }
+
+    /// Live upgrade: actor `id` exports its state before anything else it has queued (a
+    /// thread running it now does so after its current turn). Given back if the actor is not
+    /// here, is moving already, or the version closed.
+    pub(crate) fn export(&self, id: u64, mv: Box<Move>) -> Result<(), Box<Move>> {
+        let mut st = self.lock();
+        let here = st.boxes.get(&id).is_some_and(|mb| mb.forward.is_none() && !mb.paused);
+        if st.closed || !here {
+            return Err(mv);
+        }
+        let Some(mb) = st.boxes.get_mut(&id) else { return Err(mv) };
+        mb.work.push_front(Work::Export(mv));
+        let schedule = !mb.scheduled;
+        mb.scheduled = true;
+        st.queued += 1;
+        if schedule {
+            st.ready.push_front(id);
+        }
+        self.wake(st);
+        Ok(())
+    }
+
+    /// A thread ends actor `id`'s turn holding it for a live upgrade: the actor and the rest of
+    /// the turn go back to its mailbox, which no thread takes until [`Pool::resume`],
+    /// [`Pool::hand_over`] or [`Pool::take_over`].
+    pub(crate) fn pause(&self, id: u64, actor: ActorState, rest: Vec<Work>) {
+        let mut st = self.lock();
+        st.turns = st.turns.saturating_sub(1);
+        st.queued += rest.len();
+        let mb = st.boxes.entry(id).or_default();
+        mb.actor = Some(actor);
+        for w in rest.into_iter().rev() {
+            mb.work.push_front(w);
+        }
+        mb.paused = true;
+        mb.scheduled = false;
+    }
+
+    /// The move of actor `id` failed or was rolled back: it runs here again, starting with
+    /// what waited.
+    pub(crate) fn resume(&self, id: u64) {
+        let mut st = self.lock();
+        let Some(mb) = st.boxes.get_mut(&id) else { return };
+        mb.paused = false;
+        if !mb.scheduled && !mb.work.is_empty() {
+            mb.scheduled = true;
+            st.ready.push_back(id);
+            self.wake(st);
+        }
+    }
+
+    /// Live upgrade, old side: paused actor `id` now lives in `to`. Returns what waited for it
+    /// (for `to`, in order); from now on what arrives here is passed on to `to`; the old state
+    /// is dropped by one of this version's threads (`DropMoved`).
+    pub(crate) fn hand_over(&self, id: u64, to: Arc<Pool>) -> Vec<Work> {
+        let mut st = self.lock();
+        let Some(mb) = st.boxes.get_mut(&id) else { return Vec::new() };
+        let waiting: Vec<Work> = mb.work.drain(..).collect();
+        mb.forward = Some(to);
+        mb.paused = false;
+        mb.work.push_back(Work::DropMoved { counted: true });
+        mb.scheduled = true;
+        st.queued -= waiting.len();
+        st.queued += 1;
+        st.ready.push_back(id);
+        self.wake(st);
+        waiting
+    }
+
+    /// Live upgrade, new side: what waited for actor `id` on its old version goes before what
+    /// reached it here since; with `actor` (a paused import), the actor is resumed here.
+    pub(crate) fn take_over(&self, id: u64, waiting: Vec<Work>, actor: Option<ActorState>) {
+        let mut st = self.lock();
+        st.queued += waiting.len();
+        let mb = st.boxes.entry(id).or_default();
+        for w in waiting.into_iter().rev() {
+            mb.work.push_front(w);
+        }
+        if actor.is_some() {
+            mb.actor = actor;
+        }
+        mb.paused = false;
+        if !mb.scheduled && !mb.work.is_empty() {
+            mb.scheduled = true;
+            st.ready.push_back(id);
+            self.wake(st);
+        }
+    }
+
+    /// Live upgrade, new side: build actor `id` here from `job`. The mailbox stays out of the
+    /// ready queue for anything else until the import ends.
+    pub(crate) fn import(&self, id: u64, job: Box<Import>) -> Result<(), Box<Import>> {
+        let mut st = self.lock();
+        if st.closed || st.retiring {
+            return Err(job);
+        }
+        let mb = st.boxes.entry(id).or_default();
+        // It may come back to a version it left earlier: no longer a forwarder.
+        mb.forward = None;
+        mb.paused = false;
+        mb.work.push_front(Work::Import(job));
+        let schedule = !mb.scheduled;
+        mb.scheduled = true;
+        st.queued += 1;
+        if schedule {
+            st.ready.push_front(id);
+        }
+        self.wake(st);
+        Ok(())
+    }
+
+    /// A held import is rolled back: one of this version's threads drops the new state.
+    pub(crate) fn drop_import(&self, id: u64) {
+        let mut st = self.lock();
+        let Some(mb) = st.boxes.get_mut(&id) else { return };
+        mb.work.push_front(Work::DropMoved { counted: false });
+        mb.paused = false;
+        let schedule = !mb.scheduled;
+        mb.scheduled = true;
+        st.queued += 1;
+        if schedule {
+            st.ready.push_back(id);
+        }
+        self.wake(st);
     }
 
     /// The last thread: every actor still here (only when the node stops abruptly).

@@ -15,6 +15,7 @@ use troupe_actor_abi::message::{self, Address, Payload, SystemMessage};
 
 use super::effect::{ClientSend, Cmd, Delivery, Effect, LocalQueue};
 use super::host_api::CallCtx;
+use super::migrate::Step;
 use super::plugin::Plugin;
 use super::pool::{ActorState, Next, Pool, Work};
 use super::NodeSeam;
@@ -92,28 +93,20 @@ impl Worker {
                 Next::Exit => return false,
                 Next::Last => return true,
             };
-            let mut actor = turn.actor;
-            let last = turn.work.len();
-            for (i, work) in turn.work.into_iter().enumerate() {
-                // After this turn's last item the thread is free and takes what the calls sent
-                // to actors of this version itself; before it, other threads are woken for
-                // them, so that a long handler later in the turn holds back only its own actor.
-                self.more_in_turn = i + 1 < last;
-                match work {
-                    Work::Create(type_name) => actor = self.create(turn.id, &type_name),
-                    Work::Deliver(msg) => self.deliver(turn.id, msg, &mut actor),
-                }
-            }
+            let id = turn.id;
+            let Some(actor) = self.run_turn(id, turn.work, turn.actor) else {
+                // Paused for a live upgrade: the pool holds the actor.
+                self.send_client_messages();
+                continue;
+            };
             // Replies to clients leave before another thread can take this actor, so that its
             // messages to one client arrive in the order it sent them. (Peer frames keep their
             // order by themselves: they are queued on the link's outbox as they are sent.)
-            for (tx, msg) in self.corked_clients.drain(..) {
-                let _ = tx.send(msg);
-            }
-            let left = self.run.pool.finish(turn.id, actor);
+            self.send_client_messages();
+            let left = self.run.pool.finish(id, actor);
             for w in left {
                 if let Work::Deliver(msg) = w {
-                    self.run.node.undeliverable(turn.id, msg.into_incoming());
+                    self.run.node.undeliverable(id, msg.into_incoming());
                 }
             }
             if self.calls_corked >= MAX_CORKED_CALLS
@@ -122,6 +115,57 @@ impl Worker {
                 self.uncork();
             }
         }
+    }
+
+    /// Runs one turn's work for actor `id`; `None` if a live upgrade paused the actor.
+    fn run_turn(
+        &mut self,
+        id: u64,
+        work: Vec<Work>,
+        mut actor: Option<ActorState>,
+    ) -> Option<Option<ActorState>> {
+        let last = work.len();
+        let mut items = work.into_iter();
+        let mut done = 0;
+        while let Some(work) = items.next() {
+            done += 1;
+            // After this turn's last item the thread is free and takes what the calls sent
+            // to actors of this version itself; before it, other threads are woken for
+            // them, so that a long handler later in the turn holds back only its own actor.
+            self.more_in_turn = done < last;
+            let step = match work {
+                Work::Create(type_name) => Step::Continue(self.create(id, &type_name)),
+                Work::Deliver(msg) => {
+                    self.deliver(id, msg, &mut actor);
+                    continue;
+                }
+                Work::Export(mv) => self.export(id, mv, actor.take(), &mut items),
+                Work::Import(job) => self.import(id, job, &mut items),
+                Work::DropMoved { counted } => {
+                    self.drop_moved(id, actor.take(), counted);
+                    Step::Continue(None)
+                }
+            };
+            match step {
+                Step::Continue(a) => actor = a,
+                Step::Paused => return None,
+            }
+        }
+        Some(actor)
+    }
+
+    fn send_client_messages(&mut self) {
+        for (tx, msg) in self.corked_clients.drain(..) {
+            let _ = tx.send(msg);
+        }
+    }
+
+    pub(super) fn runner(&self) -> &Arc<Runner> {
+        &self.run
+    }
+
+    pub(super) fn slot(&self) -> usize {
+        self.slot
     }
 
     fn address(&self, id: u64) -> Address {
@@ -154,7 +198,7 @@ impl Worker {
         run.pool.call_ended(self.slot);
         let effects = std::mem::take(&mut ctx.effects);
         if st == abi::STATUS_OK && !out.is_null() {
-            self.apply(id, effects);
+            self.apply_effects(id, effects);
             return Some(ActorState { plugin: pi, kind, state: out });
         }
         let what = if st == abi::STATUS_PANIC { "constructor panicked" } else { "constructor failed" };
@@ -227,7 +271,7 @@ impl Worker {
     }
 
     /// Applies a call's effects, then keeps the emptied list for the next call.
-    fn apply(&mut self, id: u64, mut effects: Vec<Effect>) {
+    pub(super) fn apply_effects(&mut self, id: u64, mut effects: Vec<Effect>) {
         self.with_local(|node, lq| node.apply(id, &mut effects, lq));
         if effects.capacity() <= 4096 {
             self.effects = effects;
@@ -253,7 +297,7 @@ impl Worker {
             }
         };
         let (st, err, effects) = self.call_handle(id, &a, bytes);
-        self.apply(id, effects);
+        self.apply_effects(id, effects);
         if is_exit {
             if st != abi::STATUS_OK {
                 tracing::debug!(actor = id, "handler failed on ActorExitRequest (ignored): {err}");
@@ -267,7 +311,7 @@ impl Worker {
             // sends the message back to its sender.
             tracing::debug!(actor = id, "handler failed, retrying once: {err}");
             let (st2, err2, effects2) = self.call_handle(id, &a, bytes);
-            self.apply(id, effects2);
+            self.apply_effects(id, effects2);
             if st2 != abi::STATUS_OK {
                 let details = format!("{} failed twice handling the message: {err2}", self.type_name(&a));
                 tracing::warn!(actor = id, "{details}");

@@ -66,7 +66,7 @@ impl Core {
     }
 
     /// Makes `hash` active here, fetching it from a peer if needed (policy permitting).
-    async fn fetch_version(self: &Arc<Self>, hash: &str) -> Result<(), String> {
+    pub(crate) async fn fetch_version(self: &Arc<Self>, hash: &str) -> Result<(), String> {
         if self.versions.is_active(hash) {
             return Ok(());
         }

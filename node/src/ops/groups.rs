@@ -36,7 +36,9 @@ impl Core {
         let Response::Loaded { hash, .. } = self.load(zip, info).await? else {
             return Err(OpError::Internal("load gave an unexpected answer".into()));
         };
-        let mut answer = self.group_request(PeerRequest::GroupActivate { group, hash: hash.clone(), keep, grace_ms }).await?;
+        let mut answer = self
+            .group_request(PeerRequest::GroupActivate { group, hash: hash.clone(), keep, grace_ms })
+            .await?;
         let (Some(options), Response::Group { previous, upgrade, .. }) = (migrate, &mut answer) else {
             return Ok(answer);
         };
@@ -95,7 +97,13 @@ impl Core {
                 }
             });
         }
-        Response::Group { group, info: done.info, previous: done.previous, unloaded: done.unloaded, upgrade: None }
+        Response::Group {
+            group,
+            info: done.info,
+            previous: done.previous,
+            unloaded: done.unloaded,
+            upgrade: None,
+        }
     }
 
     /// The leader's side of a rollback.

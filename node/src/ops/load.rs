@@ -70,9 +70,15 @@ impl Core {
                 .flat_map(|c| c.actors.iter().map(|a| (a.type_name.clone(), a.requires.clone())))
                 .collect(),
             files: m.cdylibs.iter().map(|c| c.file.clone()).collect(),
+            name: m.package.name.clone(),
+            renames: m.renames(),
         };
         let (gen, stats, decision) = match self.versions.admit(new, || self.authority.decide())? {
             Admission::AlreadyActive => return Ok(Response::Loaded { hash, already_active: true }),
+            Admission::Revived { gen } => {
+                tracing::info!(%hash, generation = gen, "reloaded while draining: the draining generation serves again");
+                return Ok(Response::Loaded { hash, already_active: false });
+            }
             Admission::Wait(rx) => {
                 // The same bytes are being validated (another load, or a fetch): wait for that.
                 return match rx.await {

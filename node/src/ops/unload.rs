@@ -72,21 +72,24 @@ impl Core {
             }
         };
         if live == 0 {
-            let _ = gone.await;
-            return done(0, true);
+            let gone = gone.await.is_ok();
+            return done(0, gone);
         }
         let Some(grace) = grace else {
             return done(live, false);
         };
-        if tokio::time::timeout(grace, &mut gone).await.is_ok() {
-            return done(0, true);
+        match tokio::time::timeout(grace, &mut gone).await {
+            Ok(Ok(())) => return done(0, true),
+            // Reloaded while it drained: it serves again, nobody is asked to exit.
+            Ok(Err(_)) => return done(self.actors.of_generation(gen).len(), false),
+            Err(_) => {}
         }
         let stragglers = self.actors.of_generation(gen);
         tracing::info!(%hash, count = stragglers.len(), "grace period over: asking the remaining actors to exit");
         for id in stragglers {
             self.request_exit(id, ExitReason::Unloaded, None);
         }
-        let _ = gone.await;
-        done(0, true)
+        let gone = gone.await.is_ok();
+        done(0, gone)
     }
 }

@@ -1,21 +1,398 @@
-//! Live upgrade: every live actor of one version moves to another at the same address, with
-//! its state (DESIGN §8).
+//! Live upgrade (DESIGN §8): every live actor of one version moves to another at the same
+//! address, with its state, on every node of the convention.
+//!
+//! The node asked (`troupe upgrade`, `deploy --migrate`) runs [`Core::upgrade_here`] itself and
+//! asks every member to do the same (`PeerRequest::UpgradeHere`). On each node the version
+//! hosts do the moving (`host::migrate`): an actor is paused between two messages, its state
+//! exported on a thread of the old version, imported on a thread of the new one, and what
+//! arrived meanwhile follows it in order. An actor whose export or import fails keeps running
+//! the old version and is reported. With `all_or_nothing` every node holds its moved actors
+//! paused until all have answered; then each commits, or every actor goes back.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures::future::join_all;
+use tokio::sync::mpsc;
+
+use crate::host::effect::HostHandle;
+use crate::host::migrate::{self, Move, Outcome, Report};
+use crate::host::NodeSeam;
 use crate::model::error::OpError;
 use crate::runtime::core::Core;
-use crate::wire::{UpgradeOptions, UpgradeReport};
+use crate::tables::upgrades::HeldMove;
+use crate::tables::versions::UpgradeTarget;
+use crate::wire::{
+    NodeUpgrade, PeerRequest, Response, SourceHint, SourceSummary, TypeOutcome, UpgradeFailure,
+    UpgradeOptions, UpgradeReport,
+};
+
+/// How long a node waits for its actors to pause: an actor pauses between two messages, so a
+/// handler that runs longer than this keeps its actor on the old version (reported).
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the node running the upgrade waits for a member's report.
+const MEMBER_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long a member holds moves for a decision before it rolls them back by itself.
+const DECIDE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One actor being moved on this node.
+struct Moving {
+    from_type: String,
+    to_type: String,
+    from: HostHandle,
+}
 
 impl Core {
-    /// Moves every live actor of `from` to `to`, here and on every member.
+    /// `troupe upgrade`: moves every live actor of `from` to `to`, here and on every member;
+    /// then `from` drains (empty but for actors that do not migrate) and unloads, unless the
+    /// upgrade was rolled back.
     pub async fn upgrade(
         self: &Arc<Self>,
         from: &str,
         to: &str,
         options: UpgradeOptions,
     ) -> Result<UpgradeReport, OpError> {
-        let _ = (from, to, options);
-        Err(OpError::Internal("live upgrade is not built yet".into()))
+        let report = self.upgrade_everywhere(from, to, &options).await?;
+        if !report.rolled_back {
+            if let Err(e) = self.unload(&report.from, None).await {
+                tracing::warn!(from = %report.from, "upgraded, but the old version could not be unloaded: {e}");
+            }
+        }
+        Ok(report)
     }
+
+    /// Moves every live actor of `from` to `to` on every node (see the module's documentation).
+    pub(crate) async fn upgrade_everywhere(
+        self: &Arc<Self>,
+        from: &str,
+        to: &str,
+        options: &UpgradeOptions,
+    ) -> Result<UpgradeReport, OpError> {
+        let (from, to) = (self.resolve_hash(from)?, self.resolve_hash(to)?);
+        if from == to {
+            return Err(OpError::Usage(format!("FROM and TO are the same version ({from})")));
+        }
+        let source = self.source_of(&to)?;
+        let upgrade = self.ids.allocate();
+        let hold = options.all_or_nothing;
+        let members = self.members.addrs();
+        let here = self.upgrade_here(upgrade, &from, &to, options, hold, None);
+        let there = join_all(members.iter().map(|m| {
+            let request = PeerRequest::UpgradeHere {
+                upgrade,
+                from: from.clone(),
+                to: to.clone(),
+                options: options.clone(),
+                hold,
+                source: Some(source.clone()),
+            };
+            self.peers.call(m, request, MEMBER_TIMEOUT)
+        }));
+        let (here, there) = futures::join!(here, there);
+        let mut nodes = vec![here];
+        for (member, answer) in members.iter().zip(there) {
+            nodes.extend(member_report(member, answer));
+        }
+        let failed = nodes.iter().any(|n| !n.failed.is_empty());
+        let rolled_back = hold && failed;
+        if hold {
+            self.decide_everywhere(upgrade, !rolled_back, &members, &mut nodes).await;
+        }
+        Ok(UpgradeReport { from, to, nodes, rolled_back })
+    }
+
+    /// Where `to` is loaded, for members that must fetch it; an error if it is loaded nowhere.
+    fn source_of(&self, to: &str) -> Result<SourceHint, OpError> {
+        let mut holders = self.members.holders(to, "");
+        let (_, _, local_types) = self.versions.local_view(to);
+        if self.versions.is_active(to) {
+            holders.insert(0, self.addr.clone());
+        }
+        let types = local_types.or_else(|| self.members.types_of(to));
+        match types {
+            Some(types) if !holders.is_empty() => {
+                Ok(SourceHint { summary: SourceSummary { hash: to.to_string(), types }, holders })
+            }
+            _ => Err(OpError::Usage(format!(
+                "version {to} is not active on any node: load it (troupe load) before upgrading to it"
+            ))),
+        }
+    }
+
+    /// Commits (or rolls back) a held upgrade here and on every member; the pauses go into
+    /// the nodes' reports.
+    async fn decide_everywhere(
+        &self,
+        upgrade: u64,
+        commit: bool,
+        members: &[String],
+        nodes: &mut [NodeUpgrade],
+    ) {
+        let mut decided = vec![self.decide_upgrade(upgrade, commit)];
+        let calls = members
+            .iter()
+            .map(|m| self.peers.call(m, PeerRequest::UpgradeDecide { upgrade, commit }, MEMBER_TIMEOUT));
+        for (member, answer) in members.iter().zip(join_all(calls).await) {
+            match answer {
+                Ok(Response::Upgraded(r)) => decided.extend(r.nodes),
+                other => {
+                    tracing::warn!(%member, "no answer to an upgrade decision ({other:?}); it rolls back by itself")
+                }
+            }
+        }
+        for node in nodes.iter_mut() {
+            if let Some(d) = decided.iter().find(|d| d.node == node.node) {
+                node.pause_p50_us = d.pause_p50_us;
+                node.pause_p99_us = d.pause_p99_us;
+                node.pause_max_us = d.pause_max_us;
+            }
+            if !commit {
+                node.types.iter_mut().for_each(|t| t.moved = 0);
+            }
+        }
+    }
+
+    /// Moves this node's live actors of `from` to `to` (fetched first if it is not here);
+    /// with `hold`, moved actors stay paused until [`Core::decide_upgrade`].
+    pub(crate) async fn upgrade_here(
+        self: &Arc<Self>,
+        upgrade: u64,
+        from: &str,
+        to: &str,
+        options: &UpgradeOptions,
+        hold: bool,
+        source: Option<SourceHint>,
+    ) -> NodeUpgrade {
+        let started = Instant::now();
+        let mut report = NodeUpgrade { node: self.addr.clone(), ..NodeUpgrade::default() };
+        let running = self.versions.running(from);
+        let actors: Vec<_> = running.iter().map(|(gen, _, _)| self.actors.movable(*gen)).collect();
+        if actors.iter().all(Vec::is_empty) {
+            return report;
+        }
+        let target = match self.upgrade_target(to, source).await {
+            Ok(target) => target,
+            Err(why) => {
+                for (id, ty) in actors.into_iter().flatten() {
+                    report.failed.push(self.failure(id, &ty, why.clone()));
+                }
+                return report;
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut moving = HashMap::new();
+        let mut outcomes = BTreeMap::new();
+        for ((_, host, package), list) in running.iter().zip(actors) {
+            for (id, from_type) in list {
+                let to_type = renamed(&from_type, options, &target);
+                if !target.types.contains(&to_type) {
+                    let why = format!(
+                        "version {} exports no type {to_type} (map it: --map {from_type}=module.Type)",
+                        short(to)
+                    );
+                    report.failed.push(self.failure(id, &from_type, why));
+                    continue;
+                }
+                let mv = Box::new(Move {
+                    from_type: from_type.clone(),
+                    to_type: to_type.clone(),
+                    package: package.clone(),
+                    from: host.clone(),
+                    to: target.host.clone(),
+                    hold,
+                    report: tx.clone(),
+                    cancelled: cancelled.clone(),
+                });
+                if host.export(id, mv).is_err() {
+                    let why = "it is being stopped or moved by another upgrade".to_string();
+                    report.failed.push(self.failure(id, &from_type, why));
+                    continue;
+                }
+                outcomes.entry((from_type.clone(), to_type.clone())).or_insert_with(TypeOutcome::default);
+                moving.insert(id, Moving { from_type, to_type, from: host.clone() });
+            }
+        }
+        drop(tx);
+        let held = self.collect(rx, &mut moving, &mut outcomes, &mut report, &target, to, cancelled).await;
+        report.types = outcomes
+            .into_iter()
+            .map(|((from_type, to_type), t)| TypeOutcome { from_type, to_type, ..t })
+            .collect();
+        if hold {
+            self.hold_moves(upgrade, held);
+        }
+        report.elapsed_us = started.elapsed().as_micros() as u64;
+        report
+    }
+
+    /// The new version, here: loaded already, or fetched from a member that has it.
+    async fn upgrade_target(
+        self: &Arc<Self>,
+        to: &str,
+        source: Option<SourceHint>,
+    ) -> Result<UpgradeTarget, String> {
+        if let Some(target) = self.versions.upgrade_target(to) {
+            return Ok(target);
+        }
+        if let Some(hint) = &source {
+            self.members.learn(hint);
+        }
+        self.fetch_version(to)
+            .await
+            .map_err(|e| format!("version {} could not be fetched here: {e}", short(to)))?;
+        self.versions
+            .upgrade_target(to)
+            .ok_or_else(|| format!("version {} was unloaded while the upgrade ran", short(to)))
+    }
+
+    /// Waits for every move's outcome (up to [`PAUSE_TIMEOUT`]); returns the held ones.
+    #[allow(clippy::too_many_arguments)]
+    async fn collect(
+        &self,
+        mut rx: mpsc::UnboundedReceiver<Report>,
+        moving: &mut HashMap<u64, Moving>,
+        outcomes: &mut BTreeMap<(String, String), TypeOutcome>,
+        report: &mut NodeUpgrade,
+        target: &UpgradeTarget,
+        to: &str,
+        cancelled: Arc<AtomicBool>,
+    ) -> Vec<HeldMove> {
+        let deadline = tokio::time::Instant::now() + PAUSE_TIMEOUT;
+        let (mut pauses, mut held) = (Vec::new(), Vec::new());
+        while !moving.is_empty() {
+            let Ok(Some(Report { id, outcome })) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                break;
+            };
+            let Some(m) = moving.remove(&id) else { continue };
+            let counts = outcomes.entry((m.from_type.clone(), m.to_type.clone())).or_default();
+            match outcome {
+                Outcome::Moved { pause } => {
+                    counts.moved += 1;
+                    pauses.push(pause);
+                }
+                Outcome::Held { paused_at } => {
+                    counts.moved += 1;
+                    held.push(HeldMove {
+                        id,
+                        from: m.from,
+                        to: target.host.clone(),
+                        to_gen: target.gen,
+                        to_hash: to.to_string(),
+                        to_type: m.to_type,
+                        paused_at,
+                    });
+                }
+                Outcome::Stayed => counts.stayed += 1,
+                Outcome::Failed(why) => report.failed.push(self.failure(id, &m.from_type, why)),
+            }
+        }
+        if !moving.is_empty() {
+            cancelled.store(true, Ordering::Release);
+            let why =
+                format!("it did not pause within {} s: a handler is still running", PAUSE_TIMEOUT.as_secs());
+            for (id, m) in moving.drain() {
+                report.failed.push(self.failure(id, &m.from_type, why.clone()));
+            }
+            self.settle_late(rx, target.host.clone());
+        }
+        report.failed.sort_by_key(|f| f.address.id);
+        set_pauses(report, &mut pauses);
+        held
+    }
+
+    /// Outcomes that arrive after the node stopped waiting: a late move stands (it is
+    /// complete and consistent); a late held move is rolled back, as its actor was reported
+    /// as not moved.
+    fn settle_late(&self, mut rx: mpsc::UnboundedReceiver<Report>, to: HostHandle) {
+        self.rt.spawn(async move {
+            while let Some(Report { id, outcome }) = rx.recv().await {
+                tracing::info!(actor = id, ?outcome, "a late outcome of an upgrade");
+                if let Outcome::Held { .. } = outcome {
+                    // Its old version is the one it was exported from; it resumes there.
+                    to.drop_import(id);
+                }
+            }
+        });
+    }
+
+    /// Keeps held moves for the decision, and rolls them back if none comes in time.
+    fn hold_moves(self: &Arc<Self>, upgrade: u64, held: Vec<HeldMove>) {
+        self.upgrades.hold(upgrade, held);
+        let weak = self.weak.clone();
+        self.rt.spawn(async move {
+            tokio::time::sleep(DECIDE_TIMEOUT).await;
+            if let Some(core) = weak.upgrade() {
+                let left = core.upgrades.take(upgrade);
+                if !left.is_empty() {
+                    tracing::warn!(upgrade, actors = left.len(), "no upgrade decision came: rolling back");
+                    for h in left {
+                        migrate::roll_back(h.id, &h.from, &h.to);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Commits or rolls back the moves upgrade `upgrade` holds here.
+    pub(crate) fn decide_upgrade(&self, upgrade: u64, commit: bool) -> NodeUpgrade {
+        let mut report = NodeUpgrade { node: self.addr.clone(), ..NodeUpgrade::default() };
+        let mut pauses = Vec::new();
+        for h in self.upgrades.take(upgrade) {
+            if commit {
+                migrate::commit(h.id, &h.from, &h.to);
+                NodeSeam::moved(self, h.id, h.to_gen, &h.to_hash, &h.to_type, h.to.clone());
+                pauses.push(h.paused_at.elapsed());
+            } else {
+                migrate::roll_back(h.id, &h.from, &h.to);
+            }
+        }
+        set_pauses(&mut report, &mut pauses);
+        report
+    }
+
+    fn failure(&self, id: u64, type_name: &str, reason: String) -> UpgradeFailure {
+        UpgradeFailure { address: self.address(id), type_name: type_name.to_string(), reason }
+    }
+}
+
+/// The type an actor of `from_type` becomes: the command's map, else the new version's
+/// `replaces`, else the same name.
+fn renamed(from_type: &str, options: &UpgradeOptions, target: &UpgradeTarget) -> String {
+    let mapped = options.map.get(from_type).or_else(|| target.renames.get(from_type));
+    mapped.cloned().unwrap_or_else(|| from_type.to_string())
+}
+
+/// A member's part of the report: nothing if it had no actors of the old version; a failure
+/// line if it could not be asked.
+fn member_report(member: &str, answer: Result<Response, crate::peers::LinkError>) -> Vec<NodeUpgrade> {
+    let why = match answer {
+        Ok(Response::Upgraded(r)) => {
+            return r.nodes.into_iter().filter(|n| !n.types.is_empty() || !n.failed.is_empty()).collect()
+        }
+        Ok(other) => format!("unexpected answer {other:?}"),
+        Err(e) => e.to_string(),
+    };
+    let address = troupe_actor_abi::message::Address { node: member.to_string(), id: 0 };
+    let reason = format!("the node could not be asked: {why}");
+    let failed = vec![UpgradeFailure { address, type_name: "*".into(), reason }];
+    vec![NodeUpgrade { node: member.to_string(), failed, ..NodeUpgrade::default() }]
+}
+
+/// Median, 99th percentile and longest pause.
+fn set_pauses(report: &mut NodeUpgrade, pauses: &mut [Duration]) {
+    if pauses.is_empty() {
+        return;
+    }
+    pauses.sort_unstable();
+    let at = |q: f64| pauses[((pauses.len() - 1) as f64 * q).round() as usize].as_micros() as u64;
+    report.pause_p50_us = at(0.5);
+    report.pause_p99_us = at(0.99);
+    report.pause_max_us = at(1.0);
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }

@@ -34,6 +34,7 @@ use crate::tables::capabilities::Capabilities;
 use crate::tables::groups::Groups;
 use crate::tables::members::Members;
 use crate::tables::names::Names;
+use crate::tables::upgrades::Upgrades;
 use crate::tables::versions::Versions;
 
 /// The node's state, shared by its tasks and version threads.
@@ -60,6 +61,7 @@ pub struct Core {
     pub(crate) names: Names,
     pub(crate) groups: Groups,
     pub(crate) caps: Capabilities,
+    pub(crate) upgrades: Upgrades,
     pub(crate) peers: Peers,
     pub(crate) rt: tokio::runtime::Handle,
     /// The long-lived metric families, fed as things happen.
@@ -104,6 +106,7 @@ impl Core {
                 names: Names::default(),
                 groups: Groups::default(),
                 caps: Capabilities::new(&config.capabilities),
+                upgrades: Upgrades::default(),
                 rt,
                 metrics: Metrics::new(),
                 stopped: Notify::new(),

@@ -8,7 +8,7 @@ use troupe_actor_abi::message::{
 };
 
 use super::core::Core;
-use crate::host::effect::{Delivery, Dest, Effect, LocalQueue};
+use crate::host::effect::{Cmd, Delivery, Dest, Effect, HostHandle, LocalQueue};
 use crate::host::{NodeSeam, VersionEnd};
 use crate::peers::{Corked, LinkEvents};
 
@@ -48,6 +48,17 @@ impl NodeSeam for Core {
 
     fn uncork(&self, corked: &mut Corked) {
         self.peers.uncork(corked)
+    }
+
+    fn moved(&self, id: u64, gen: u64, hash: &str, type_name: &str, host: HostHandle) {
+        self.versions.add_actor(gen);
+        self.actors.rehost(id, gen, hash, type_name, host);
+    }
+
+    fn moved_out(&self, _id: u64, gen: u64) {
+        if let Some(host) = self.versions.actor_left(gen) {
+            let _ = host.send(Cmd::Retire);
+        }
     }
 
     fn version_ended(&self, hash: &str, gen: u64, end: VersionEnd) {

@@ -214,6 +214,30 @@ impl Actors {
         Some(promoted)
     }
 
+    /// Live upgrade: plugin actor `id` now runs on generation `gen` of `hash` as `type_name`.
+    pub(crate) fn rehost(&self, id: u64, gen: u64, hash: &str, type_name: &str, host: HostHandle) {
+        if let Some(rec) = self.lock().map.get_mut(&id) {
+            rec.kind =
+                ActorKind::Plugin { gen, hash: hash.to_string(), type_name: type_name.to_string(), host };
+        }
+    }
+
+    /// Live plugin actors of generation `gen` not being stopped, with their types.
+    pub(crate) fn movable(&self, gen: u64) -> Vec<(u64, String)> {
+        let st = self.lock();
+        let mut found: Vec<(u64, String)> = st
+            .map
+            .iter()
+            .filter(|(_, r)| r.exit_reason.is_none())
+            .filter_map(|(id, r)| match &r.kind {
+                ActorKind::Plugin { gen: g, type_name, .. } if *g == gen => Some((*id, type_name.clone())),
+                _ => None,
+            })
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
     /// For `host_info`: (parent, global name, version, type) of plugin actor `id`.
     pub(crate) fn identity(&self, id: u64) -> Option<(Option<Address>, Option<String>, String, String)> {
         let st = self.lock();

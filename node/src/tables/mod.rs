@@ -9,7 +9,8 @@
 //! - [`authority`]: the source authority and pending validations;
 //! - [`members`]: the convention's other nodes and the watchers;
 //! - [`names`]: global names; [`groups`]: named releases;
-//! - [`capabilities`]: this node's capabilities.
+//! - [`capabilities`]: this node's capabilities;
+//! - [`upgrades`]: live upgrades held until every node is ready (`--all-or-nothing`).
 
 pub(crate) mod actors;
 pub(crate) mod authority;
@@ -17,4 +18,5 @@ pub(crate) mod capabilities;
 pub(crate) mod groups;
 pub(crate) mod members;
 pub(crate) mod names;
+pub(crate) mod upgrades;
 pub(crate) mod versions;

@@ -71,6 +71,10 @@ pub(crate) struct NewVersion {
     pub(crate) types: BTreeMap<String, Vec<String>>,
     /// The libraries' names in the zip.
     pub(crate) files: Vec<String>,
+    /// The package's name (the manifest's).
+    pub(crate) name: String,
+    /// Live upgrade renames: old `module.Type` → the type of this version that takes over.
+    pub(crate) renames: BTreeMap<String, String>,
 }
 
 struct VersionRec {
@@ -78,6 +82,8 @@ struct VersionRec {
     state: VersionState,
     package: String,
     info: String,
+    name: String,
+    renames: BTreeMap<String, String>,
     /// Set once the host runs; taken when the version retires.
     host: Option<HostHandle>,
     live: usize,
@@ -119,9 +125,21 @@ impl VersionRec {
 }
 
 /// What a load of bytes gets.
+/// What a live upgrade needs of its new version.
+pub(crate) struct UpgradeTarget {
+    pub(crate) gen: u64,
+    pub(crate) host: HostHandle,
+    /// Its exported types.
+    pub(crate) types: std::collections::BTreeSet<String>,
+    /// Old type → the type that takes it over (the manifest's `replaces`).
+    pub(crate) renames: BTreeMap<String, String>,
+}
+
 pub(crate) enum Admission<D> {
     /// The same bytes are active: nothing to do.
     AlreadyActive,
+    /// The same bytes were draining, with actors left: that generation is active again.
+    Revived { gen: u64 },
     /// The same bytes are being validated: wait for that.
     Wait(oneshot::Receiver<Result<(), String>>),
     /// A new generation, validating, with the authority's decision.
@@ -158,6 +176,14 @@ impl Inner {
         self.by_gen.iter().find(|(_, v)| v.hash == hash && v.state == VersionState::Draining).map(|(g, _)| *g)
     }
     /// Every generation left is quarantined (or none is left).
+    /// A draining generation of `hash` that still has its host and actors: a reload of the
+    /// same bytes brings it back instead of starting another.
+    fn revivable(&self, hash: &str) -> Option<u64> {
+        let found = self.by_gen.iter().filter(|(_, v)| {
+            v.hash == hash && v.state == VersionState::Draining && v.live > 0 && v.host.is_some()
+        });
+        found.map(|(g, _)| *g).max()
+    }
     fn all_done(&self) -> bool {
         self.by_gen.values().all(|v| v.state == VersionState::Quarantined)
     }
@@ -204,6 +230,18 @@ impl Versions {
             rec.ready_waiters.push(tx);
             return Ok(Admission::Wait(rx));
         }
+        if let Some(gen) = st.revivable(&v.hash) {
+            // The same bytes are draining with actors still on them: that generation serves
+            // again, rather than a second one beside it (its code is the same; nothing moves).
+            if let Some(rec) = st.by_gen.get_mut(&gen) {
+                rec.state = VersionState::Active;
+                rec.draining_since = None;
+                // An `unload --grace` waiting for it to go stops waiting: it was reloaded.
+                rec.gone_waiters.clear();
+            }
+            st.current.insert(v.hash, gen);
+            return Ok(Admission::Revived { gen });
+        }
         let decision = decide()?;
         let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::<VersionStats>::default();
@@ -213,6 +251,8 @@ impl Versions {
             state: VersionState::Validating,
             package: v.package,
             info: v.info,
+            name: v.name,
+            renames: v.renames,
             host: None,
             live: 0,
             types: v.types,
@@ -313,6 +353,35 @@ impl Versions {
     }
 
     /// Counts a new actor of `gen`; its host, unless the generation has retired.
+    /// Live upgrade, old side: every generation of `hash` that runs here (active or
+    /// draining), with its host and its package's name.
+    pub(crate) fn running(&self, hash: &str) -> Vec<(u64, HostHandle, String)> {
+        let st = self.lock();
+        let mut found: Vec<(u64, HostHandle, String)> = st
+            .by_gen
+            .iter()
+            .filter(|(_, v)| {
+                v.hash == hash && matches!(v.state, VersionState::Active | VersionState::Draining)
+            })
+            .filter_map(|(g, v)| Some((*g, v.host.clone()?, v.name.clone())))
+            .collect();
+        found.sort_unstable_by_key(|(g, _, _)| *g);
+        found
+    }
+
+    /// Live upgrade, new side: the active generation of `hash` here.
+    pub(crate) fn upgrade_target(&self, hash: &str) -> Option<UpgradeTarget> {
+        let st = self.lock();
+        let gen = *st.current.get(hash)?;
+        let v = st.by_gen.get(&gen).filter(|v| v.state == VersionState::Active)?;
+        Some(UpgradeTarget {
+            gen,
+            host: v.host.clone()?,
+            types: v.types.keys().cloned().collect(),
+            renames: v.renames.clone(),
+        })
+    }
+
     pub(crate) fn add_actor(&self, gen: u64) -> Option<HostHandle> {
         let mut st = self.lock();
         let v = st.by_gen.get_mut(&gen)?;

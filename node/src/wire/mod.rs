@@ -22,5 +22,5 @@ pub use frame::{
     client_handshake, codec, decode, encode, Welcome, MAX_FRAME_BYTES, MAX_HELLO_BYTES, NONCE_BYTES,
     PROTOCOL_VERSION,
 };
-pub use upgrade::{NodeUpgrade, TypeOutcome, UpgradeFailure, UpgradeOptions, UpgradeReport};
 pub use peer::{GroupInfo, MemberInfo, PeerRequest, RemoteSources, SourceHint, SourceSummary};
+pub use upgrade::{NodeUpgrade, TypeOutcome, UpgradeFailure, UpgradeOptions, UpgradeReport};

@@ -56,6 +56,30 @@ pub enum PeerRequest {
         #[serde(default)]
         grace_ms: Option<u64>,
     },
+    /// Live upgrade on the receiving node: move its live actors of `from` to `to` (fetching
+    /// `to` from `source`'s holders if needed). Answered with an [`UpgradeReport`] of that node.
+    /// With `hold`, moved actors wait paused until [`PeerRequest::UpgradeDecide`].
+    ///
+    /// [`UpgradeReport`]: super::upgrade::UpgradeReport
+    UpgradeHere {
+        /// The upgrade's id, for the decision.
+        upgrade: u64,
+        /// Full hashes.
+        from: String,
+        to: String,
+        options: super::upgrade::UpgradeOptions,
+        /// Hold every moved actor until the decision (`--all-or-nothing`).
+        hold: bool,
+        /// Where `to` can be fetched.
+        source: Option<SourceHint>,
+    },
+    /// Commit (or roll back) the moves upgrade `upgrade` holds on the receiving node.
+    UpgradeDecide {
+        /// The upgrade's id.
+        upgrade: u64,
+        /// Commit (true) or roll back.
+        commit: bool,
+    },
     /// Ask the leader for a convention-wide global name: returns the live holder, or registers
     /// `candidate` (if given) and returns it.
     ClaimName {

@@ -9,6 +9,8 @@ fn new(hash: &str) -> NewVersion {
         info: String::new(),
         types: BTreeMap::from([("m.T".to_string(), Vec::new())]),
         files: vec!["libp.so".into()],
+        name: "p".into(),
+        renames: BTreeMap::new(),
     }
 }
 

@@ -1,0 +1,259 @@
+//! Live upgrade inside the version hosts: an actor's state leaves one version and an actor of
+//! another is built from it, each on a thread of its own version.
+//!
+//! 1. The node queues [`Work::Export`](super::pool::Work) at the front of the actor's mailbox in
+//!    the old version (F). A thread of F runs it after the actor's current turn: the plugin's
+//!    `export_state`, then the mailbox is **paused** (the actor stays in F, untouched; what
+//!    arrives waits) and an `Import` is queued in the new version (T).
+//! 2. A thread of T runs the plugin's `import_actor`. On failure F resumes the actor as if
+//!    nothing happened. On success, unless the upgrade holds every actor until all are ready
+//!    (`--all-or-nothing`), the move is committed at once ([`commit`]): F hands over what
+//!    waited and forwards whatever still reaches it, T puts that first, the node routes the
+//!    address to T, and a thread of F drops the old state.
+//!
+//! Every outcome is reported on the move's channel. Plugin code runs only on its own version's
+//! threads; this module only decides which thread does what.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+use troupe_actor_abi::abi::{self, OutSink, RawStr};
+use troupe_actor_abi::message::{self, MigratedState, Migration, VersionIdentity};
+
+use super::effect::HostHandle;
+use super::host_api::CallCtx;
+use super::pool::{ActorState, Work};
+use super::worker::{err_text, Worker};
+
+/// One actor's move, as it travels from the old version's thread to the new one's.
+pub(crate) struct Move {
+    /// The actor's type in the old version, and in the new one.
+    pub(crate) from_type: String,
+    pub(crate) to_type: String,
+    /// The old version's package (the new version is told where the state comes from).
+    pub(crate) package: String,
+    pub(crate) from: HostHandle,
+    pub(crate) to: HostHandle,
+    /// Keep the imported actor paused until the node commits or rolls back every move.
+    pub(crate) hold: bool,
+    pub(crate) report: UnboundedSender<Report>,
+    /// The node stopped waiting: a move not started yet does not start.
+    pub(crate) cancelled: Arc<AtomicBool>,
+}
+
+/// The new side's work: build the actor from `migration` (msgpack [`Migration`]).
+pub(crate) struct Import {
+    pub(crate) migration: Vec<u8>,
+    /// When the actor was paused.
+    pub(crate) paused_at: Instant,
+    pub(crate) mv: Box<Move>,
+}
+
+/// What became of one actor.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// It runs on the new version; it was paused this long.
+    Moved { pause: Duration },
+    /// Imported and paused on the new version, waiting for [`commit`] or [`roll_back`].
+    Held { paused_at: Instant },
+    /// It does not opt in (or its library predates live upgrade): it stays.
+    Stayed,
+    /// It stays on the old version, for this reason.
+    Failed(String),
+}
+
+/// An outcome, for actor `id`.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) id: u64,
+    pub(crate) outcome: Outcome,
+}
+
+impl Move {
+    fn tell(&self, id: u64, outcome: Outcome) {
+        let _ = self.report.send(Report { id, outcome });
+    }
+}
+
+/// Commits a held move: what waited on the old version goes first on the new one, which
+/// resumes the actor; the old state is dropped by the old version. The caller routes the
+/// address to the new version.
+pub(crate) fn commit(id: u64, from: &HostHandle, to: &HostHandle) {
+    let waiting = from.hand_over(id, to.pool());
+    to.take_over(id, waiting, None);
+}
+
+/// Rolls back a held move: the new version drops what it built, the old one resumes.
+pub(crate) fn roll_back(id: u64, from: &HostHandle, to: &HostHandle) {
+    to.drop_import(id);
+    from.resume(id);
+}
+
+/// What a thread's turn does after a migration step.
+pub(super) enum Step {
+    /// The turn goes on with this actor (if any).
+    Continue(Option<ActorState>),
+    /// The actor is paused in the pool: the turn ends here.
+    Paused,
+}
+
+impl Worker {
+    /// Old side: exports actor `id`'s state and pauses it (`rest`: the turn's remaining work,
+    /// which waits with it), or reports why it stays.
+    pub(super) fn export(
+        &mut self,
+        id: u64,
+        mv: Box<Move>,
+        actor: Option<ActorState>,
+        rest: &mut dyn Iterator<Item = Work>,
+    ) -> Step {
+        let Some(a) = actor else {
+            mv.tell(id, Outcome::Failed("the actor is gone".into()));
+            return Step::Continue(None);
+        };
+        if mv.cancelled.load(Ordering::Acquire) {
+            return Step::Continue(Some(a));
+        }
+        let run = self.runner().clone();
+        let plugin = &run.plugins[a.plugin as usize];
+        if !plugin.migrates() {
+            mv.tell(id, Outcome::Stayed);
+            return Step::Continue(Some(a));
+        }
+        let paused_at = Instant::now();
+        let mut ctx = CallCtx::new(run.node.as_ref(), id, &run.hash, Vec::new());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        run.pool.call_started(self.slot(), id);
+        // SAFETY: one of the version's own threads holds the actor's mailbox; `a.state` came
+        // from this plugin and is live; the root has the entry point (`migrates`).
+        let st = unsafe {
+            (plugin.root().export_state)(
+                a.state,
+                &mut ctx as *mut CallCtx as *mut c_void,
+                OutSink::for_vec(&mut out),
+                OutSink::for_vec(&mut err),
+            )
+        };
+        run.pool.call_ended(self.slot());
+        let effects = std::mem::take(&mut ctx.effects);
+        self.apply_effects(id, effects);
+        let state = match st {
+            abi::STATUS_OK => message::decode::<MigratedState>(&out)
+                .map_err(|e| format!("export_state gave an undecodable state: {e}")),
+            abi::STATUS_UNSUPPORTED => {
+                mv.tell(id, Outcome::Stayed);
+                return Step::Continue(Some(a));
+            }
+            abi::STATUS_PANIC => Err(format!("export_state {}", err_text(&err))),
+            _ => Err(format!("export_state failed: {}", err_text(&err))),
+        };
+        let state = match state {
+            Ok(state) => state,
+            Err(why) => {
+                mv.tell(id, Outcome::Failed(why));
+                return Step::Continue(Some(a));
+            }
+        };
+        let from = VersionIdentity {
+            package: mv.package.clone(),
+            version: plugin.info.version.clone(),
+            hash: run.hash.clone(),
+        };
+        let migration = message::encode(&Migration { from, from_type: mv.from_type.clone(), state });
+        run.pool.pause(id, a, rest.collect());
+        let to = mv.to.clone();
+        if let Err(job) = to.import(id, Box::new(Import { migration, paused_at, mv })) {
+            run.pool.resume(id);
+            job.mv.tell(id, Outcome::Failed("the new version is closing".into()));
+        }
+        Step::Paused
+    }
+
+    /// New side: builds actor `id` from the old version's state, then commits the move (or
+    /// holds it), or resumes the actor on the old version and reports why.
+    pub(super) fn import(&mut self, id: u64, job: Box<Import>, rest: &mut dyn Iterator<Item = Work>) -> Step {
+        let Import { migration, paused_at, mv } = *job;
+        let run = self.runner().clone();
+        let built = self.call_import(id, &mv.to_type, &migration);
+        let a = match built {
+            Ok(a) => a,
+            Err(why) => {
+                mv.from.resume(id);
+                mv.tell(id, Outcome::Failed(why));
+                return Step::Continue(None);
+            }
+        };
+        if mv.hold {
+            run.pool.pause(id, a, rest.collect());
+            mv.tell(id, Outcome::Held { paused_at });
+            return Step::Paused;
+        }
+        let here = HostHandle::new(run.pool.clone());
+        let waiting = mv.from.hand_over(id, run.pool.clone());
+        run.pool.take_over(id, waiting, None);
+        run.node.moved(id, run.gen, &run.hash, &mv.to_type, here);
+        mv.tell(id, Outcome::Moved { pause: paused_at.elapsed() });
+        Step::Continue(Some(a))
+    }
+
+    /// Calls the plugin's `import_actor` for `type_name`.
+    fn call_import(&mut self, id: u64, type_name: &str, migration: &[u8]) -> Result<ActorState, String> {
+        let run = self.runner().clone();
+        let Some(&(pi, kind)) = run.types.get(type_name) else {
+            return Err(format!("version {} exports no type {type_name}", short(&run.hash)));
+        };
+        let plugin = &run.plugins[pi as usize];
+        if !plugin.migrates() {
+            return Err(format!(
+                "{} was built before live upgrade: it cannot import state",
+                plugin.info.name
+            ));
+        }
+        let mut ctx = CallCtx::new(run.node.as_ref(), id, &run.hash, Vec::new());
+        let mut err = Vec::new();
+        let mut out: *mut c_void = std::ptr::null_mut();
+        run.pool.call_started(self.slot(), id);
+        // SAFETY: one of the version's own threads; every pointer outlives the call; the root
+        // has the entry point (`migrates`).
+        let st = unsafe {
+            (plugin.root().import_actor)(
+                &mut ctx as *mut CallCtx as *mut c_void,
+                RawStr::from_bytes(type_name.as_bytes()),
+                RawStr::from_bytes(migration),
+                &mut out,
+                OutSink::for_vec(&mut err),
+            )
+        };
+        run.pool.call_ended(self.slot());
+        let effects = std::mem::take(&mut ctx.effects);
+        if st == abi::STATUS_OK && !out.is_null() {
+            self.apply_effects(id, effects);
+            return Ok(ActorState { plugin: pi, kind, state: out });
+        }
+        // What a failed import asked for is dropped with it, as for a failed constructor.
+        drop(effects);
+        Err(match st {
+            abi::STATUS_PANIC => format!("import_state of {type_name} {}", err_text(&err)),
+            _ => format!("import_state of {type_name} failed: {}", err_text(&err)),
+        })
+    }
+
+    /// Drops a state that moved away (`counted`: it counted among this version's actors) or
+    /// an import that was rolled back.
+    pub(super) fn drop_moved(&mut self, id: u64, actor: Option<ActorState>, counted: bool) {
+        if let Some(a) = actor {
+            self.drop_actor(id, a);
+        }
+        if counted {
+            let run = self.runner().clone();
+            run.node.moved_out(id, run.gen);
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
