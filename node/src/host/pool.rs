@@ -559,3 +559,6 @@ impl Pool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod migrate_tests;
