@@ -314,3 +314,38 @@ async fn wait_gone(c: &mut Client, hash: &str) {
         tokio::task::yield_now().await;
     }
 }
+
+async fn deploy(c: &mut Client, zip: Vec<u8>, migrate: Option<UpgradeOptions>) -> Response {
+    let request = Request::Deploy {
+        zip,
+        info: "test".into(),
+        group: "counters".into(),
+        keep: 1,
+        grace_ms: None,
+        migrate,
+    };
+    c.request(request).await.unwrap_or_else(|e| panic!("deploy failed: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_with_migrate_moves_the_groups_actors_to_the_new_release() {
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "");
+    let (v1_zip, v2_zip) = counter_zips(&dir);
+    let mut c = node.client().await;
+    let first = deploy(&mut c, std::fs::read(&v1_zip).unwrap(), None).await;
+    let Response::Group { upgrade: None, .. } = first else { panic!("{first:?}") };
+    let counter = create(&mut c, "counter.Counter", "@counters").await.unwrap();
+    assert_eq!(ask(&mut c, &counter, "inc").await, "v1 count=1");
+
+    let second = deploy(&mut c, std::fs::read(&v2_zip).unwrap(), Some(UpgradeOptions::default())).await;
+    let Response::Group { info, previous, upgrade: Some(report), .. } = second else { panic!("{second:?}") };
+    assert_eq!(report.moved(), 1, "{report:?}");
+    assert_eq!(Some(report.from.clone()), previous);
+    assert_eq!(Some(report.to.clone()), info.active);
+    assert_eq!(ask(&mut c, &counter, "get").await, "v2 count=1 upgrades=1");
+    // The previous release stays loaded (kept for rollback), now with no actor.
+    let st = status_of(&mut c).await;
+    let old = st.versions.iter().find(|v| Some(&v.hash) == previous.as_ref()).unwrap_or_else(|| panic!("{previous:?} not kept: {:?}", st.versions));
+    assert_eq!((old.state.as_str(), old.live_actors), ("active", 0));
+}

@@ -43,7 +43,8 @@ impl Core {
             return Ok(answer);
         };
         if let Some(from) = previous.clone().filter(|p| *p != hash) {
-            *upgrade = Some(self.upgrade(&from, &hash, options).await?);
+            // The group's window decides whether the previous version stays loaded.
+            *upgrade = Some(self.upgrade_everywhere(&from, &hash, &options).await?);
         }
         Ok(answer)
     }
