@@ -383,7 +383,9 @@ impl Pool {
             return Err(mv);
         }
         let Some(mb) = st.boxes.get_mut(&id) else { return Err(mv) };
-        mb.work.push_front(Work::Export(mv));
+        // After the actor's construction, if it has not run yet; before everything else.
+        let built = mb.work.iter().rposition(|w| matches!(w, Work::Create(_) | Work::Import(_)));
+        mb.work.insert(built.map_or(0, |at| at + 1), Work::Export(mv));
         let schedule = !mb.scheduled;
         mb.scheduled = true;
         st.queued += 1;
