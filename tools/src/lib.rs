@@ -1,7 +1,7 @@
 //! # troupe (CLI)
 //!
-//! The `troupe` command: start and stop nodes, pack, load and unload sources, run the demo
-//! app, show status. The binary (`main.rs`) only calls [`run`]. This file holds the command
+//! The `troupe` command: start and stop nodes, pack, load and unload sources, upgrade live
+//! actors to a new version, watch a plugin crate, run the demo app, show status. The binary (`main.rs`) only calls [`run`]. This file holds the command
 //! line ([`Cli`]), the dispatch to the commands and the mapping of failures to exit codes;
 //! each command lives in a module of its own under `cmd/` (plugin-author tooling in `dev.rs`),
 //! in the library so tests can call it too. Talking to nodes goes through
@@ -71,7 +71,7 @@ enum Command {
     },
     /// Pack cdylib plugins into a source zip with its manifest.
     #[command(
-        after_help = "Examples:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n  troupe pack -o src.zip --build encoders     # cargo build --release the crate, pack its cdylib\n  troupe pack -o src.zip --no-strip target/release/libtroupe_encoders.so   # keep symbols and debug info\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs). Libraries are packed stripped\n(`strip`, or the program in $STRIP): a library built with debug info is several times\nlarger, and every node inflates, hashes and writes every byte of it at each load."
+        after_help = "Examples:\n  troupe pack -o src.zip target/release/libtroupe_encoders.so\n  troupe pack -o src.zip --build encoders     # cargo build --release the crate, pack its cdylib\n  troupe pack -o src.zip --no-strip target/release/libtroupe_encoders.so   # keep symbols and debug info\n  troupe pack -o v2.zip --build counter --rename counter.Counter=counter.Tally\n\nThe manifest (troupe.toml) lists each library's sha256 and the actor types it exports,\nread from the library's plugin root (no plugin code runs). Libraries are packed stripped\n(`strip`, or the program in $STRIP): a library built with debug info is several times\nlarger, and every node inflates, hashes and writes every byte of it at each load.\n\n--rename OLD=NEW records in the manifest that type NEW replaces OLD: a live upgrade\n(troupe upgrade, deploy --migrate, watch) moves actors of OLD to NEW. NEW must be a type\nthe libraries export."
     )]
     Pack {
         /// The zip to write.
@@ -93,6 +93,10 @@ enum Command {
         /// Pack the libraries as they are, with their symbols and debug info.
         #[arg(long)]
         no_strip: bool,
+        /// Type NEW takes over the actors of type OLD (of an earlier version) in a live
+        /// upgrade: sets `replaces` on NEW in the manifest. Repeat for several.
+        #[arg(long = "rename", value_name = "OLD=NEW", value_parser = cmd::upgrade::type_pair)]
+        renames: Vec<(String, String)>,
         /// The cdylib files (`lib*.so`).
         #[arg(required_unless_present = "build")]
         cdylibs: Vec<PathBuf>,
@@ -125,7 +129,7 @@ enum Command {
     },
     /// Load a zip as the new active version of a named release (group).
     #[command(
-        after_help = "Examples:\n  troupe deploy 1900 v2.zip --group encoders           # v2 active; v1 kept for rollback\n  troupe deploy 1900 v3.zip --group encoders --keep 0  # v3 active; older versions drain and unload\n  echo hi | troupe app @encoders                      # @NAME works wherever a hash does\n\nNew creates through @NAME (and global names that mention it) go to the new version at\nonce; actors of older versions keep serving until they exit."
+        after_help = "Examples:\n  troupe deploy 1900 v2.zip --group encoders           # v2 active; v1 kept for rollback\n  troupe deploy 1900 v3.zip --group encoders --keep 0  # v3 active; older versions drain and unload\n  echo hi | troupe app @encoders                      # @NAME works wherever a hash does\n  troupe deploy 1900 v2.zip --group counter --migrate  # and move v1's live actors to v2\n\nNew creates through @NAME (and global names that mention it) go to the new version at\nonce; actors of older versions keep serving until they exit.\n\nWith --migrate, the live actors of the version that was active move to the new one at the\nsame address, with their state, as `troupe upgrade` does (see its --help): actors whose type\ndoes not migrate stay (`stayed`), an actor whose export or import fails stays and is listed\n(`failed`, exit 1), and with --all-or-nothing one failure moves them all back (exit 1)."
     )]
     Deploy {
         /// Admin port (or host:port).
@@ -142,7 +146,13 @@ enum Command {
         /// actors are asked to exit and they unload.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         grace: Duration,
+        #[command(flatten)]
+        migrate: cmd::upgrade::MigrateArgs,
     },
+    /// Move every live actor of a version to another, at the same address, with its state.
+    Upgrade(cmd::upgrade::UpgradeArgs),
+    /// Rebuild, reload and live-upgrade a plugin crate each time its source changes.
+    Watch(cmd::watch::WatchArgs),
     /// Make a group's previous version active again (while it is still loaded).
     #[command(after_help = "Example:\n  troupe rollback 1900 encoders")]
     Rollback {
@@ -322,23 +332,26 @@ fn report(r: Result<u8, Failure>) -> u8 {
 }
 
 async fn dispatch(command: Command) -> Result<u8, Failure> {
-    use cmd::{app, chgcap, load, logs, pack, status, stop, top};
+    use cmd::{app, chgcap, load, logs, pack, status, stop, top, upgrade, watch};
     match command {
         Command::Start(_) => unreachable!("handled in run"),
         Command::Stop { ports } => stop::stop(&ports).await,
-        Command::Pack { output, name, package_version, build, sign, no_strip, mut cdylibs } => {
+        Command::Pack { output, name, package_version, build, sign, no_strip, renames, mut cdylibs } => {
             if let Some(dir) = build {
                 cdylibs.extend(pack::build_cdylibs(&dir)?);
             }
-            pack::pack(&output, name, package_version, sign.as_deref(), !no_strip, &cdylibs)
+            let options = pack::PackOptions { name, version: package_version, sign, no_strip, renames };
+            pack::pack(&output, &options, &cdylibs)
         }
         Command::Keygen { output } => pack::keygen(&output),
         Command::Verify { zip, trusted_keys } => pack::verify(&zip, &trusted_keys),
         Command::Load { port, zip } => load::load(&port, &zip).await,
         Command::Unload { port, hash, grace } => load::unload(&port, &hash, grace).await,
-        Command::Deploy { port, zip, group, keep, grace } => {
-            load::deploy(&port, &zip, &group, keep, grace).await
+        Command::Deploy { port, zip, group, keep, grace, migrate } => {
+            load::deploy(&port, &zip, &group, keep, grace, migrate.options()?).await
         }
+        Command::Upgrade(args) => upgrade::upgrade(args).await,
+        Command::Watch(args) => watch::watch(args).await,
         Command::Rollback { port, group } => load::rollback(&port, &group).await,
         Command::App { hash, port, timeout } => app::app(&hash, &port, timeout).await,
         Command::Status { port, json, convention } => status::status(&port, json, convention).await,

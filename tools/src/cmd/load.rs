@@ -1,13 +1,14 @@
 //! Versions in and out of a node: `troupe load` (one source zip), `troupe unload` (drain,
-//! then unload), and the named releases, `troupe deploy` and `troupe rollback`.
+//! then unload), and the named releases, `troupe deploy` (with `--migrate`, a live upgrade of
+//! the previous version's actors) and `troupe rollback`.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use troupe_node::protocol::{Request, Response};
+use troupe_node::protocol::{Request, Response, UpgradeOptions};
 
-use super::{connect, with_progress};
+use super::{connect, upgrade, with_progress};
 use crate::{refused, usage, Failure, EXIT_OK};
 
 /// `troupe load PORT ZIP`: prints the hash.
@@ -31,51 +32,69 @@ pub(crate) async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
     }
 }
 
-/// What a deploy or rollback did to the group.
-fn print_group(response: Response) -> Result<u8, Failure> {
+/// What a deploy or rollback did to the group, and what a deploy's `--migrate` moved. The
+/// exit code is the upgrade's ([`upgrade::report_code`]) when there was one.
+fn print_group(response: Response, migrate: bool) -> Result<u8, Failure> {
     match response {
-        Response::Group { group, info, previous, unloaded, .. } => {
+        Response::Group { group, info, previous, unloaded, upgrade } => {
             let active = info.active.unwrap_or_default();
             println!("{group}: active {active}");
-            if let Some(p) = previous {
+            if let Some(p) = &previous {
                 println!("{group}: previous {p} (still loaded: troupe rollback)");
             }
             for u in unloaded {
                 println!("{group}: unloading {u} (drains, then unloads everywhere)");
             }
-            Ok(EXIT_OK)
+            match upgrade {
+                Some(report) => {
+                    print!("{}", upgrade::render_report(&report));
+                    Ok(upgrade::report_code(&report))
+                }
+                None if migrate && previous.is_none() => {
+                    println!("{group}: nothing to migrate (no version was active before)");
+                    Ok(EXIT_OK)
+                }
+                None if migrate => Err(refused(anyhow!(
+                    "the node deployed @{group} but did not say what --migrate moved: check troupe status"
+                ))),
+                None => Ok(EXIT_OK),
+            }
         }
         other => Err(refused(anyhow!("unexpected answer {other:?}"))),
     }
 }
 
-/// `troupe deploy PORT ZIP --group G`.
+/// `troupe deploy PORT ZIP --group G [--migrate ...]`.
 pub(crate) async fn deploy(
     port: &str,
     zip: &Path,
     group: &str,
     keep: usize,
     grace: Duration,
+    migrate: Option<UpgradeOptions>,
 ) -> Result<u8, Failure> {
     let bytes = std::fs::read(zip)
         .with_context(|| format!("cannot read {}", zip.display()))
         .map_err(|e| usage(e.context("give the path of a zip written by `troupe pack`")))?;
     let mut c = connect(port).await?;
+    let migrating = migrate.is_some();
     let request = Request::Deploy {
-        migrate: None,
+        migrate,
         zip: bytes,
         info: zip.display().to_string(),
         group: group.into(),
         keep,
         grace_ms: Some(grace.as_millis() as u64),
     };
-    print_group(with_progress(&format!("deploying {} as @{group}", zip.display()), c.request(request)).await?)
+    let answer =
+        with_progress(&format!("deploying {} as @{group}", zip.display()), c.request(request)).await?;
+    print_group(answer, migrating)
 }
 
 /// `troupe rollback PORT GROUP`.
 pub(crate) async fn rollback(port: &str, group: &str) -> Result<u8, Failure> {
     let mut c = connect(port).await?;
-    print_group(c.request(Request::Rollback { group: group.into() }).await?)
+    print_group(c.request(Request::Rollback { group: group.into() }).await?, false)
 }
 
 /// `troupe unload PORT HASH [--grace T]`.

@@ -20,6 +20,8 @@ pub(crate) mod start;
 pub(crate) mod status;
 pub(crate) mod stop;
 pub(crate) mod top;
+pub(crate) mod upgrade;
+pub(crate) mod watch;
 
 /// `1900` → `127.0.0.1:1900`; `host:port` stays.
 pub fn node_addr(port: &str) -> String {

@@ -2,6 +2,7 @@
 //! stripping), `troupe keygen` and `troupe verify`. Nothing here talks to a node.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::anyhow;
 use troupe_node::archive::{ActorTypeEntry, PackInput};
@@ -12,6 +13,12 @@ use crate::{refused, usage, Failure, EXIT_OK};
 /// Builds the plugin crate in `dir` with cargo (release) and returns its cdylib files, as cargo
 /// reports them (so workspace target dirs and renamed libraries just work).
 pub(crate) fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    build_cdylibs_timed(dir).map(|(libs, _)| libs)
+}
+
+/// [`build_cdylibs`], and the moment cargo exited (what `troupe watch` times from). Cargo's
+/// diagnostics go to our stderr as cargo writes them.
+pub(crate) fn build_cdylibs_timed(dir: &Path) -> Result<(Vec<PathBuf>, Instant), Failure> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(usage(anyhow!(
@@ -26,12 +33,26 @@ pub(crate) fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| refused(anyhow!("cannot run cargo: {e}")))?;
+    let exited = Instant::now();
     if !out.status.success() {
         return Err(refused(anyhow!("cargo build of {} failed", dir.display())));
     }
     let manifest = manifest.canonicalize().unwrap_or(manifest);
+    let libs = cdylibs_built(&String::from_utf8_lossy(&out.stdout), &manifest);
+    if libs.is_empty() {
+        return Err(usage(anyhow!(
+            "{} builds no cdylib — set crate-type = [\"cdylib\"] in its [lib]",
+            dir.display()
+        )));
+    }
+    Ok((libs, exited))
+}
+
+/// The `.so` files of the cdylib targets of the package at `manifest`, from cargo's JSON
+/// messages.
+fn cdylibs_built(messages: &str, manifest: &Path) -> Vec<PathBuf> {
     let mut libs = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in messages.lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
@@ -48,13 +69,7 @@ pub(crate) fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
             }
         }
     }
-    if libs.is_empty() {
-        return Err(usage(anyhow!(
-            "{} builds no cdylib — set crate-type = [\"cdylib\"] in its [lib]",
-            dir.display()
-        )));
-    }
-    Ok(libs)
+    libs
 }
 
 /// `troupe keygen -o NAME`.
@@ -87,33 +102,56 @@ pub(crate) fn verify(zip: &Path, trusted: &Path) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-/// `troupe pack -o ZIP CDYLIB...`: each library stripped (unless `strip` is false) and
-/// inspected for its actor types, the manifest signed with `sign` if given.
-pub(crate) fn pack(
-    output: &Path,
-    name: Option<String>,
-    version: Option<String>,
-    sign: Option<&Path>,
-    strip: bool,
-    cdylibs: &[PathBuf],
-) -> Result<u8, Failure> {
-    let key = match sign {
+/// How `troupe pack` makes a zip, besides the libraries.
+#[derive(Debug, Default)]
+pub(crate) struct PackOptions {
+    /// Package name (default: the first library's crate name).
+    pub name: Option<String>,
+    /// Package version (default: the first library's crate version).
+    pub version: Option<String>,
+    /// Sign the manifest with this secret key.
+    pub sign: Option<PathBuf>,
+    /// Pack the libraries as they are, with symbols and debug info.
+    pub no_strip: bool,
+    /// `--rename OLD=NEW`: type NEW `replaces` OLD (its actors in a live upgrade).
+    pub renames: Vec<(String, String)>,
+}
+
+/// `troupe pack -o ZIP CDYLIB...`: writes the zip of [`pack_zip`] and says what it holds.
+pub(crate) fn pack(output: &Path, options: &PackOptions, cdylibs: &[PathBuf]) -> Result<u8, Failure> {
+    let (zip, libraries) = pack_zip(options, cdylibs)?;
+    std::fs::write(output, &zip).map_err(|e| refused(anyhow!("cannot write {}: {e}", output.display())))?;
+    eprintln!(
+        "packed {} ({} bytes, {libraries} librar{}): {}",
+        output.display(),
+        zip.len(),
+        if libraries == 1 { "y" } else { "ies" },
+        troupe_node::archive::sha256_hex(&zip)
+    );
+    Ok(EXIT_OK)
+}
+
+/// The zip of `cdylibs` (each stripped unless told not to, and inspected for its actor types,
+/// the renames applied, the manifest signed if asked) and how many libraries it holds.
+pub(crate) fn pack_zip(options: &PackOptions, cdylibs: &[PathBuf]) -> Result<(Vec<u8>, usize), Failure> {
+    let key = match &options.sign {
         Some(k) => Some(troupe_node::signing::SecretKey::load(k).map_err(|e| usage(anyhow!(e)))?),
         None => None,
     };
     let mut inputs = Vec::new();
     let mut first: Option<PluginInfo> = None;
     for path in cdylibs {
-        let (input, info) = pack_input(path, strip)?;
+        let (input, info) = pack_input(path, !options.no_strip)?;
         inputs.push(input);
         first.get_or_insert(info);
     }
     let Some(first) = first else {
         return Err(usage(anyhow!("no cdylib given")));
     };
+    apply_renames(&mut inputs, &options.renames)?;
     let package = troupe_node::archive::PackageInfo {
-        name: name.unwrap_or(first.name),
-        version: version.unwrap_or(first.version),
+        name: options.name.clone().unwrap_or(first.name),
+        version: options.version.clone().unwrap_or(first.version),
         abi_version: troupe_actor_abi::abi::ABI_VERSION,
         msg_schema: troupe_actor_abi::abi::MSG_SCHEMA,
         target: troupe_node::TARGET.to_string(),
@@ -121,16 +159,34 @@ pub(crate) fn pack(
     let signer = key.as_ref().map(|k| |manifest: &[u8]| k.sign_manifest(manifest));
     let zip =
         troupe_node::archive::pack_signed(&package, &inputs, signer).map_err(|e| refused(anyhow!(e)))?;
-    std::fs::write(output, &zip).map_err(|e| refused(anyhow!("cannot write {}: {e}", output.display())))?;
-    eprintln!(
-        "packed {} ({} bytes, {} librar{}): {}",
-        output.display(),
-        zip.len(),
-        inputs.len(),
-        if inputs.len() == 1 { "y" } else { "ies" },
-        troupe_node::archive::sha256_hex(&zip)
-    );
-    Ok(EXIT_OK)
+    Ok((zip, inputs.len()))
+}
+
+/// `--rename OLD=NEW`: adds OLD to the `replaces` of type NEW, which the libraries must export.
+fn apply_renames(inputs: &mut [PackInput], renames: &[(String, String)]) -> Result<(), Failure> {
+    for (i, (old, new)) in renames.iter().enumerate() {
+        if old == new {
+            return Err(usage(anyhow!(
+                "--rename {old}={new} renames nothing: a type always takes over its own name"
+            )));
+        }
+        if let Some((_, other)) = renames[..i].iter().find(|(o, _)| o == old) {
+            return Err(usage(anyhow!(
+                "--rename gives {old} twice ({other} and {new}): its actors can become only one type"
+            )));
+        }
+        let entry = inputs.iter_mut().flat_map(|i| i.actors.iter_mut()).find(|a| a.type_name == *new);
+        let Some(entry) = entry else {
+            let exported: Vec<&str> =
+                inputs.iter().flat_map(|i| i.actors.iter()).map(|a| a.type_name.as_str()).collect();
+            return Err(usage(anyhow!(
+                "--rename {old}={new}: the libraries export no type {new} (they export {})",
+                if exported.is_empty() { "none".to_string() } else { exported.join(", ") }
+            )));
+        };
+        entry.replaces.push(old.clone());
+    }
+    Ok(())
 }
 
 /// One library as it goes into the zip (stripped if `strip` and `strip` works), with what
@@ -155,7 +211,11 @@ fn pack_input(path: &Path, strip: bool) -> Result<(PackInput, PluginInfo), Failu
     let actors = info
         .actor_types
         .iter()
-        .map(|t| ActorTypeEntry { type_name: t.name.clone(), requires: t.requirements.clone(), replaces: vec![] })
+        .map(|t| ActorTypeEntry {
+            type_name: t.name.clone(),
+            requires: t.requirements.clone(),
+            replaces: vec![],
+        })
         .collect();
     Ok((PackInput { file_name, bytes, actors }, info))
 }
