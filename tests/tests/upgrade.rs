@@ -237,8 +237,10 @@ async fn reloading_a_draining_hash_serves_from_that_generation_only() {
     // again, with the same actors; no second generation appears.
     node.run("unload", &[&v1]).assert_ok();
     assert_eq!(node.status().versions.iter().find(|v| v.hash == v1).unwrap().state, "draining");
-    let again = node.load(&dir.encoders_zip());
-    assert_eq!(again, v1);
+    let again = node.run("load", &[&dir.encoders_zip().display().to_string()]);
+    again.assert_ok();
+    assert_eq!(again.stdout.trim(), v1);
+    assert!(again.stderr.contains("it was draining: that version serves again"), "{again}");
     let st = node.status();
     let gens: Vec<_> =
         st.versions.iter().filter(|v| v.hash == v1).map(|v| (v.state.clone(), v.live_actors)).collect();
@@ -346,6 +348,10 @@ async fn deploy_with_migrate_moves_the_groups_actors_to_the_new_release() {
     assert_eq!(ask(&mut c, &counter, "get").await, "v2 count=1 upgrades=1");
     // The previous release stays loaded (kept for rollback), now with no actor.
     let st = status_of(&mut c).await;
-    let old = st.versions.iter().find(|v| Some(&v.hash) == previous.as_ref()).unwrap_or_else(|| panic!("{previous:?} not kept: {:?}", st.versions));
+    let old = st
+        .versions
+        .iter()
+        .find(|v| Some(&v.hash) == previous.as_ref())
+        .unwrap_or_else(|| panic!("{previous:?} not kept: {:?}", st.versions));
     assert_eq!((old.state.as_str(), old.live_actors), ("active", 0));
 }

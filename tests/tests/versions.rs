@@ -204,7 +204,7 @@ fn hash_prefixes_of_eight_digits_work_and_shorter_ones_are_refused() {
 async fn cycle(client: &mut troupe_node::client::Client, variants: &ZipVariants, i: usize) -> String {
     let zip = variants.make(&format!("0.0.{i}"));
     let hash = match client.request(Request::Load { zip, info: format!("cycle {i}") }).await {
-        Ok(Response::Loaded { hash, already_active: false }) => hash,
+        Ok(Response::Loaded { hash, already_active: false, .. }) => hash,
         other => panic!("load {i}: {other:?}"),
     };
     match client.request(Request::Unload { hash: hash.clone(), grace_ms: None }).await {

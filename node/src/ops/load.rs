@@ -74,15 +74,17 @@ impl Core {
             renames: m.renames(),
         };
         let (gen, stats, decision) = match self.versions.admit(new, || self.authority.decide())? {
-            Admission::AlreadyActive => return Ok(Response::Loaded { hash, already_active: true }),
+            Admission::AlreadyActive => {
+                return Ok(Response::Loaded { hash, already_active: true, revived: false })
+            }
             Admission::Revived { gen } => {
                 tracing::info!(%hash, generation = gen, "reloaded while draining: the draining generation serves again");
-                return Ok(Response::Loaded { hash, already_active: false });
+                return Ok(Response::Loaded { hash, already_active: false, revived: true });
             }
             Admission::Wait(rx) => {
                 // The same bytes are being validated (another load, or a fetch): wait for that.
                 return match rx.await {
-                    Ok(Ok(())) => Ok(Response::Loaded { hash, already_active: true }),
+                    Ok(Ok(())) => Ok(Response::Loaded { hash, already_active: true, revived: false }),
                     Ok(Err(e)) => Err(LoadError::Concurrent(e)),
                     Err(_) => {
                         Err(LoadError::Concurrent(format!("the concurrent load of {hash} was abandoned")))
@@ -150,7 +152,7 @@ impl Core {
         tokio::task::spawn_blocking(move || {
             me.versions.store_zip(gen, path, |p| libcopy::write_file(p, &zip))
         });
-        Ok(Response::Loaded { hash, already_active: false })
+        Ok(Response::Loaded { hash, already_active: false, revived: false })
     }
 
     /// The source authority in force decides the load.

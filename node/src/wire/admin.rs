@@ -190,6 +190,10 @@ pub enum Response {
         hash: String,
         /// It was already active; nothing changed.
         already_active: bool,
+        /// It was draining, with actors left: that generation is active again (no second one
+        /// was started).
+        #[serde(default)]
+        revived: bool,
     },
     /// The version is draining or gone.
     Unloaded {

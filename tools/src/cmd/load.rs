@@ -21,7 +21,10 @@ pub(crate) async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
     let info = zip.display().to_string();
     let what = format!("loading {} ({} KiB) into {}", zip.display(), bytes.len() / 1024, c.node());
     match with_progress(&what, c.request(Request::Load { zip: bytes, info })).await? {
-        Response::Loaded { hash, already_active } => {
+        Response::Loaded { hash, already_active, revived } => {
+            if revived {
+                eprintln!("it was draining: that version serves again, with its actors");
+            }
             if already_active {
                 eprintln!("already loaded; nothing changed");
             }
