@@ -262,9 +262,16 @@ impl Core {
     ) -> Vec<HeldMove> {
         let deadline = tokio::time::Instant::now() + PAUSE_TIMEOUT;
         let (mut pauses, mut held) = (Vec::new(), Vec::new());
+        let mut timed_out = false;
         while !moving.is_empty() {
-            let Ok(Some(Report { id, outcome })) = tokio::time::timeout_at(deadline, rx.recv()).await else {
-                break;
+            let Report { id, outcome } = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(report)) => report,
+                // Every move still out was dropped unrun: its actor exited first.
+                Ok(None) => break,
+                Err(_) => {
+                    timed_out = true;
+                    break;
+                }
             };
             let Some(m) = moving.remove(&id) else { continue };
             let counts = outcomes.entry((m.from_type.clone(), m.to_type.clone())).or_default();
@@ -289,14 +296,19 @@ impl Core {
                 Outcome::Failed(why) => report.failed.push(self.failure(id, &m.from_type, why)),
             }
         }
-        if !moving.is_empty() {
+        let why = if timed_out {
             cancelled.store(true, Ordering::Release);
-            let why =
-                format!("it did not pause within {} s: a handler is still running", PAUSE_TIMEOUT.as_secs());
-            for (id, m) in moving.drain() {
-                report.failed.push(self.failure(id, &m.from_type, why.clone()));
-            }
-            self.settle_late(rx, target.host.clone());
+            format!("it did not pause within {} s: a handler is still running", PAUSE_TIMEOUT.as_secs())
+        } else {
+            "it exited before it could move".to_string()
+        };
+        let mut late = HashMap::new();
+        for (id, m) in moving.drain() {
+            report.failed.push(self.failure(id, &m.from_type, why.clone()));
+            late.insert(id, m.from);
+        }
+        if timed_out {
+            self.settle_late(rx, late, target.host.clone());
         }
         report.failed.sort_by_key(|f| f.address.id);
         set_pauses(report, &mut pauses);
@@ -306,13 +318,17 @@ impl Core {
     /// Outcomes that arrive after the node stopped waiting: a late move stands (it is
     /// complete and consistent); a late held move is rolled back, as its actor was reported
     /// as not moved.
-    fn settle_late(&self, mut rx: mpsc::UnboundedReceiver<Report>, to: HostHandle) {
+    fn settle_late(
+        &self,
+        mut rx: mpsc::UnboundedReceiver<Report>,
+        from: HashMap<u64, HostHandle>,
+        to: HostHandle,
+    ) {
         self.rt.spawn(async move {
             while let Some(Report { id, outcome }) = rx.recv().await {
                 tracing::info!(actor = id, ?outcome, "a late outcome of an upgrade");
-                if let Outcome::Held { .. } = outcome {
-                    // Its old version is the one it was exported from; it resumes there.
-                    to.drop_import(id);
+                if let (Outcome::Held { .. }, Some(from)) = (outcome, from.get(&id)) {
+                    migrate::roll_back(id, from, &to);
                 }
             }
         });
