@@ -195,7 +195,7 @@ async fn renamed_types_follow_the_map_and_an_actor_moves_again_and_again() {
 
     // A map to a type the new version lacks: reported, the actor stays and answers.
     let map = BTreeMap::from([("counter.Counter".to_string(), "counter.Nope".to_string())]);
-    let report = upgrade(&mut c, &v1, &v2, UpgradeOptions { map, all_or_nothing: false }).await;
+    let report = upgrade(&mut c, &v1, &v2, UpgradeOptions { map, ..UpgradeOptions::default() }).await;
     let reasons: Vec<_> = report.failed().map(|f| f.reason.clone()).collect();
     assert_eq!(reasons.len(), 1, "{report:?}");
     assert!(reasons[0].contains("exports no type counter.Nope"), "{}", reasons[0]);
@@ -203,7 +203,7 @@ async fn renamed_types_follow_the_map_and_an_actor_moves_again_and_again() {
 
     // Counter → Tally by the command's map.
     let map = BTreeMap::from([("counter.Counter".to_string(), "counter.Tally".to_string())]);
-    let report = upgrade(&mut c, &v1, &v2, UpgradeOptions { map, all_or_nothing: false }).await;
+    let report = upgrade(&mut c, &v1, &v2, UpgradeOptions { map, ..UpgradeOptions::default() }).await;
     assert_eq!(report.moved(), 1, "{report:?}");
     assert_eq!(report.nodes[0].types[0].to_type, "counter.Tally");
     assert_eq!(ask(&mut c, &counter, "inc").await, "v2 tally=3");
@@ -354,4 +354,34 @@ async fn deploy_with_migrate_moves_the_groups_actors_to_the_new_release() {
         .find(|v| Some(&v.hash) == previous.as_ref())
         .unwrap_or_else(|| panic!("{previous:?} not kept: {:?}", st.versions));
     assert_eq!((old.state.as_str(), old.live_actors), ("active", 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_busy_past_the_timeout_stays_on_the_old_version_and_is_reported() {
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "");
+    let (v1_zip, v2_zip) = counter_zips(&dir);
+    let (v1, v2) = (node.load(&v1_zip), node.load(&v2_zip));
+    let mut c = node.client().await;
+    let busy = create(&mut c, "counter.Counter", &v1).await.unwrap();
+    let idle = create(&mut c, "counter.Counter", &v1).await.unwrap();
+    ask(&mut c, &busy, "inc").await;
+    ask(&mut c, &idle, "inc").await;
+
+    // The busy actor's handler runs for 3 s; the upgrade waits 300 ms for it.
+    send_text(&mut c, &busy, "busy 3000").await;
+    let mut admin = node.client().await;
+    let options = UpgradeOptions { timeout_ms: Some(300), ..UpgradeOptions::default() };
+    let report = upgrade(&mut admin, &v1, &v2, options).await;
+    assert_eq!(report.moved(), 1, "{report:?}");
+    let failed: Vec<_> = report.failed().collect();
+    assert_eq!(failed.len(), 1, "{report:?}");
+    assert_eq!(failed[0].address, busy);
+    assert!(failed[0].reason.contains("did not pause within 300ms"), "{}", failed[0].reason);
+
+    // Once its handler returns, it goes on on v1 with its count; the other runs v2.
+    assert_eq!(next_text(&mut c).await, "v1 count=1");
+    assert_eq!(ask(&mut c, &busy, "inc").await, "v1 count=2");
+    assert_eq!(version_of(&mut c, &busy).await.0, v1);
+    assert_eq!(ask(&mut c, &idle, "get").await, "v2 count=1 upgrades=1");
 }

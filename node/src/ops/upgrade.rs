@@ -29,13 +29,18 @@ use crate::wire::{
     UpgradeOptions, UpgradeReport,
 };
 
-/// How long a node waits for its actors to pause: an actor pauses between two messages, so a
-/// handler that runs longer than this keeps its actor on the old version (reported).
+/// How long a node waits for its actors to pause unless the upgrade says otherwise: an actor
+/// pauses between two messages, so a handler that runs longer than this keeps its actor on the
+/// old version (reported).
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the node running the upgrade waits for a member's report.
-const MEMBER_TIMEOUT: Duration = Duration::from_secs(45);
-/// How long a member holds moves for a decision before it rolls them back by itself.
-const DECIDE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the node running the upgrade waits for a member's report, beyond the pause
+/// timeout (the member may have to fetch the new version first).
+const MEMBER_MARGIN: Duration = Duration::from_secs(15);
+/// How long the node running the upgrade waits for a member to apply a decision.
+const DECIDE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node holds moves for a decision, beyond the longest the node running the upgrade
+/// may wait for the others, before it rolls them back by itself.
+const DECIDE_MARGIN: Duration = Duration::from_secs(30);
 
 /// One actor being moved on this node.
 struct Moving {
@@ -78,6 +83,7 @@ impl Core {
         let upgrade = self.ids.allocate();
         let hold = options.all_or_nothing;
         let members = self.members.addrs();
+        let member_timeout = options.timeout_ms.map_or(PAUSE_TIMEOUT, Duration::from_millis) + MEMBER_MARGIN;
         let here = self.upgrade_here(upgrade, &from, &to, options, hold, None);
         let there = join_all(members.iter().map(|m| {
             let request = PeerRequest::UpgradeHere {
@@ -88,7 +94,7 @@ impl Core {
                 hold,
                 source: Some(source.clone()),
             };
-            self.peers.call(m, request, MEMBER_TIMEOUT)
+            self.peers.call(m, request, member_timeout)
         }));
         let (here, there) = futures::join!(here, there);
         let mut nodes = vec![here];
@@ -133,7 +139,7 @@ impl Core {
         let mut decided = vec![self.decide_upgrade(upgrade, commit)];
         let calls = members
             .iter()
-            .map(|m| self.peers.call(m, PeerRequest::UpgradeDecide { upgrade, commit }, MEMBER_TIMEOUT));
+            .map(|m| self.peers.call(m, PeerRequest::UpgradeDecide { upgrade, commit }, DECIDE_CALL_TIMEOUT));
         for (member, answer) in members.iter().zip(join_all(calls).await) {
             match answer {
                 Ok(Response::Upgraded(r)) => decided.extend(r.nodes),
@@ -216,13 +222,16 @@ impl Core {
             }
         }
         drop(tx);
-        let held = self.collect(rx, &mut moving, &mut outcomes, &mut report, &target, to, cancelled).await;
+        let timeout = options.timeout_ms.map_or(PAUSE_TIMEOUT, Duration::from_millis);
+        let held = self
+            .collect(rx, &mut moving, &mut outcomes, &mut report, &target, to, (cancelled, timeout))
+            .await;
         report.types = outcomes
             .into_iter()
             .map(|((from_type, to_type), t)| TypeOutcome { from_type, to_type, ..t })
             .collect();
         if hold {
-            self.hold_moves(upgrade, held);
+            self.hold_moves(upgrade, held, timeout + MEMBER_MARGIN + DECIDE_MARGIN);
         }
         report.elapsed_us = started.elapsed().as_micros() as u64;
         report
@@ -248,7 +257,8 @@ impl Core {
             .ok_or_else(|| format!("version {} was unloaded while the upgrade ran", short(to)))
     }
 
-    /// Waits for every move's outcome (up to [`PAUSE_TIMEOUT`]); returns the held ones.
+    /// Waits for every move's outcome (up to `timeout`, then cancels what has not started);
+    /// returns the held ones.
     #[allow(clippy::too_many_arguments)]
     async fn collect(
         &self,
@@ -258,9 +268,9 @@ impl Core {
         report: &mut NodeUpgrade,
         target: &UpgradeTarget,
         to: &str,
-        cancelled: Arc<AtomicBool>,
+        (cancelled, timeout): (Arc<AtomicBool>, Duration),
     ) -> Vec<HeldMove> {
-        let deadline = tokio::time::Instant::now() + PAUSE_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + timeout;
         let (mut pauses, mut held) = (Vec::new(), Vec::new());
         let mut timed_out = false;
         while !moving.is_empty() {
@@ -298,7 +308,7 @@ impl Core {
         }
         let why = if timed_out {
             cancelled.store(true, Ordering::Release);
-            format!("it did not pause within {} s: a handler is still running", PAUSE_TIMEOUT.as_secs())
+            format!("it did not pause within {timeout:?}: a handler is still running")
         } else {
             "it exited before it could move".to_string()
         };
@@ -335,11 +345,11 @@ impl Core {
     }
 
     /// Keeps held moves for the decision, and rolls them back if none comes in time.
-    fn hold_moves(self: &Arc<Self>, upgrade: u64, held: Vec<HeldMove>) {
+    fn hold_moves(self: &Arc<Self>, upgrade: u64, held: Vec<HeldMove>, patience: Duration) {
         self.upgrades.hold(upgrade, held);
         let weak = self.weak.clone();
         self.rt.spawn(async move {
-            tokio::time::sleep(DECIDE_TIMEOUT).await;
+            tokio::time::sleep(patience).await;
             if let Some(core) = weak.upgrade() {
                 let left = core.upgrades.take(upgrade);
                 if !left.is_empty() {

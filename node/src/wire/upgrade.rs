@@ -18,6 +18,11 @@ pub struct UpgradeOptions {
     /// version (on every node) and the upgrade fails.
     #[serde(default)]
     pub all_or_nothing: bool,
+    /// How long each node waits for its actors to pause (an actor pauses between two
+    /// messages, so a handler running longer keeps its actor on the old version, reported as
+    /// failed); `None`: 30 s.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// One actor that could not move: it keeps running the old version.

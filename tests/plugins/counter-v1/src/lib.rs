@@ -2,7 +2,9 @@
 //! (`tests/plugins/counter-v2`).
 //!
 //! Every actor keeps a `count` and answers `msg.sender()` with plain text: `inc` adds one and
-//! answers the new count, `get` answers it; anything else is ignored.
+//! answers the new count, `get` answers it; `busy MS` keeps the handler running for MS
+//! milliseconds, then answers like `get` (an actor that cannot pause meanwhile); anything else
+//! is ignored.
 //! - `counter.Counter`: answers `v1 count=N`; exports its state as `counter/State.v1`
 //!   (`{count}`).
 //! - `counter.Plain`: answers `v1 plain=N`; does not opt in (it stays on version 1 and drains).
@@ -27,6 +29,13 @@ fn count(ctx: &mut Context, msg: &Message, count: &mut u64, label: &str) {
     match msg.text() {
         Some("inc") => *count += 1,
         Some("get") => {}
+        Some(busy) if busy.starts_with("busy ") => {
+            let ms: u64 = busy["busy ".len()..].trim().parse().unwrap_or(0);
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
         _ => return,
     }
     ctx.send(&from, format!("v1 {label}={count}"));
