@@ -38,7 +38,7 @@ print(json.dumps([
 "#;
 
 /// Every family the endpoint writes, by the name the parsers give it, and its type.
-const FAMILIES: [(&str, &str); 13] = [
+const FAMILIES: [(&str, &str); 15] = [
     ("troupe_actors", "gauge"),
     ("troupe_mailbox_depth", "gauge"),
     ("troupe_version_threads", "gauge"),
@@ -47,6 +47,8 @@ const FAMILIES: [(&str, &str); 13] = [
     ("troupe_messages", "counter"),
     ("troupe_versions", "gauge"),
     ("troupe_loads", "counter"),
+    ("troupe_upgraded_actors", "counter"),
+    ("troupe_upgrade_pause_seconds", "histogram"),
     ("troupe_unload_close_seconds", "histogram"),
     ("troupe_drain_seconds", "histogram"),
     ("troupe_peer_up", "gauge"),

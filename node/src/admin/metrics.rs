@@ -167,6 +167,17 @@ fn registry(metrics: &Metrics, snapshot: &Snapshot) -> Registry {
     reg.register("versions", "Loaded versions by state", versions);
 
     reg.register("loads", "Loads by result", metrics.loads.clone());
+    reg.register(
+        "upgraded_actors",
+        "Actors a live upgrade moved, left (they do not migrate) or failed to move",
+        metrics.upgraded.clone(),
+    );
+    reg.register_with_unit(
+        "upgrade_pause",
+        "How long a live upgrade paused each actor it moved",
+        Unit::Seconds,
+        metrics.upgrade_pause.clone(),
+    );
     reg.register_with_unit(
         "unload_close",
         "Time from a version's thread exiting to its library being closed and its copies freed",

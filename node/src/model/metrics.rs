@@ -23,6 +23,11 @@ const RTT_BUCKETS: [f64; 14] =
 const DRAIN_BUCKETS: [f64; 14] =
     [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 60.0, 180.0, 300.0, 900.0];
 
+/// An actor's pause during a live upgrade: tens of microseconds normally; the long buckets show
+/// actors that waited for a handler, or for every node of an all-or-nothing upgrade.
+const PAUSE_BUCKETS: [f64; 12] =
+    [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1, 1.0, 10.0];
+
 /// Closing a library and deleting its files after the last actor exits: ~1 ms normally, so fine
 /// buckets around 1 ms, and a few up to 10 s to show an `on_unload` that takes its time.
 const CLOSE_BUCKETS: [f64; 12] =
@@ -93,6 +98,9 @@ pub struct Metrics {
     pub(crate) drain: Histogram,
     pub(crate) unload_close: Histogram,
     pub(crate) long_handlers: Counter,
+    /// Live upgrades: actors by outcome (`moved`, `stayed`, `failed`), and pauses.
+    pub(crate) upgraded: Family<ResultLabels, Counter>,
+    pub(crate) upgrade_pause: Histogram,
 }
 
 impl Default for Metrics {
@@ -109,12 +117,18 @@ impl Metrics {
         for result in ["ok", "rejected"] {
             let _ = loads.get_or_create(&ResultLabels { result });
         }
+        let upgraded = Family::default();
+        for result in ["moved", "stayed", "failed"] {
+            let _ = upgraded.get_or_create(&ResultLabels { result });
+        }
         Metrics {
             loads,
             heartbeat_rtt: Histogram::new(RTT_BUCKETS),
             drain: Histogram::new(DRAIN_BUCKETS),
             unload_close: Histogram::new(CLOSE_BUCKETS),
             long_handlers: Counter::default(),
+            upgraded,
+            upgrade_pause: Histogram::new(PAUSE_BUCKETS),
         }
     }
 
@@ -131,6 +145,17 @@ impl Metrics {
     /// A registration round trip to the leader took `rtt` (members).
     pub fn heartbeat_rtt(&self, rtt: Duration) {
         self.heartbeat_rtt.observe(rtt.as_secs_f64());
+    }
+
+    /// A live upgrade on this node: `moved`, `stayed` and `failed` actors, and each moved
+    /// actor's pause.
+    pub fn upgraded(&self, moved: usize, stayed: usize, failed: usize, pauses: &[Duration]) {
+        for (result, n) in [("moved", moved), ("stayed", stayed), ("failed", failed)] {
+            self.upgraded.get_or_create(&ResultLabels { result }).inc_by(n as u64);
+        }
+        for p in pauses {
+            self.upgrade_pause.observe(p.as_secs_f64());
+        }
     }
 
     /// A handler ran longer than the threshold (counted once, when it crossed it).

@@ -321,6 +321,8 @@ impl Core {
             self.settle_late(rx, late, target.host.clone());
         }
         report.failed.sort_by_key(|f| f.address.id);
+        let stayed = outcomes.values().map(|t| t.stayed).sum();
+        self.metrics.upgraded(pauses.len(), stayed, report.failed.len(), &pauses);
         set_pauses(report, &mut pauses);
         held
     }
@@ -375,6 +377,7 @@ impl Core {
                 migrate::roll_back(h.id, &h.from, &h.to);
             }
         }
+        self.metrics.upgraded(pauses.len(), 0, 0, &pauses);
         set_pauses(&mut report, &mut pauses);
         report
     }

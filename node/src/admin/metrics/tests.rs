@@ -72,10 +72,11 @@ fn observed() -> Metrics {
     m.load_rejected();
     m.heartbeat_rtt(Duration::from_micros(2000));
     m.version_gone(Duration::from_micros(900), Duration::from_secs(2));
+    m.upgraded(2, 1, 0, &[Duration::from_micros(40), Duration::from_micros(60)]);
     m
 }
 
-const OPENMETRICS_TYPES: [(&str, &str); 13] = [
+const OPENMETRICS_TYPES: [(&str, &str); 15] = [
     ("troupe_actors", "gauge"),
     ("troupe_mailbox_depth", "gauge"),
     ("troupe_version_threads", "gauge"),
@@ -84,6 +85,8 @@ const OPENMETRICS_TYPES: [(&str, &str); 13] = [
     ("troupe_messages", "counter"),
     ("troupe_versions", "gauge"),
     ("troupe_loads", "counter"),
+    ("troupe_upgraded_actors", "counter"),
+    ("troupe_upgrade_pause_seconds", "histogram"),
     ("troupe_unload_close_seconds", "histogram"),
     ("troupe_drain_seconds", "histogram"),
     ("troupe_peer_up", "gauge"),
@@ -103,7 +106,7 @@ fn every_family_is_typed_before_its_samples_in_both_formats() {
     // 0.0.4 names a counter's family with its `_total`, as today's text did.
     let text = render_as(Format::Prometheus, &observed(), &snapshot());
     let mut want = want;
-    for counter in ["troupe_messages", "troupe_loads", "troupe_long_handlers"] {
+    for counter in ["troupe_messages", "troupe_loads", "troupe_long_handlers", "troupe_upgraded_actors"] {
         want.remove(counter);
         want.insert(format!("{counter}_total"), "counter".into());
     }
@@ -168,6 +171,8 @@ fn an_empty_node_still_has_its_unlabelled_families_and_every_version_state() {
         "troupe_long_handlers_total",
         "troupe_pthread_keys_in_use",
         "troupe_unload_close_seconds",
+        "troupe_upgrade_pause_seconds",
+        "troupe_upgraded_actors_total",
         "troupe_versions",
     ];
     assert_eq!(names, want, "{text}");
