@@ -68,8 +68,9 @@ pub(crate) struct LibImage {
 }
 
 impl LibImage {
-    /// Copies `bytes`, the library `file` of version `stem` (`<hash>-<gen>`). The error says
-    /// where the copy failed.
+    /// Copies `bytes`, the library `file` of version `stem` (`<hash>-<gen>`), with
+    /// `DF_1_NODELETE` cleared if it sets it (see [`super::elf`]: only the copy changes). The
+    /// error says where the copy failed, or why the flag could not be cleared.
     pub(crate) fn create(
         copies: LibCopies,
         store: &Path,
@@ -77,6 +78,17 @@ impl LibImage {
         file: &str,
         bytes: &[u8],
     ) -> std::io::Result<LibImage> {
+        let cleared = super::elf::without_nodelete(bytes).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cannot load {file} of {stem}: {e}"))
+        })?;
+        if cleared.is_some() {
+            tracing::info!(
+                version = stem,
+                library = file,
+                "DF_1_NODELETE cleared in the private copy, so that unloading unmaps it"
+            );
+        }
+        let bytes = cleared.as_deref().unwrap_or(bytes);
         let name = format!("{MEMFD_PREFIX}{stem}:{file}");
         let context =
             |what: String| move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
@@ -208,6 +220,25 @@ mod tests {
         // Closed: the number is free (or already reused by another test's descriptor).
         let target = std::fs::read_link(&path).map(|l| l.display().to_string()).unwrap_or_default();
         assert!(!target.starts_with("/memfd:troupe:abc-7:"), "the memory file is still open: {target}");
+    }
+
+    #[test]
+    fn a_copy_of_a_nodelete_library_has_the_flag_cleared_and_the_source_is_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tiny, little) = (crate::store::elf::tests::tiny, object::elf::ELFDATA2LSB);
+        let source = tiny(little, object::elf::DF_1_NOW.0 | object::elf::DF_1_NODELETE.0);
+        let before = source.clone();
+        for copies in [LibCopies::Memory, LibCopies::Store] {
+            let image = LibImage::create(copies, dir.path(), "abc-8", "libn.so", &source).unwrap();
+            let copy = std::fs::read(image.path()).unwrap();
+            assert_eq!(
+                copy,
+                tiny(little, object::elf::DF_1_NOW.0),
+                "{copies:?}: the copy is without the flag"
+            );
+            image.release();
+        }
+        assert_eq!(source, before, "the source bytes (the zip's) are not changed");
     }
 
     #[test]

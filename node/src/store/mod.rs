@@ -2,8 +2,10 @@
 //!
 //! - [`archive`]: reading and writing source zips (manifest, limits, hashes);
 //! - [`signing`]: signed sources (ed25519) and the convention's shared secret (HMAC);
-//! - [`libcopy`]: each loaded version's private copies of its libraries.
+//! - [`libcopy`]: each loaded version's private copies of its libraries;
+//! - [`elf`]: the `DF_1_NODELETE` guard those copies get (the flag cleared, or the load refused).
 
 pub mod archive;
+pub(crate) mod elf;
 pub(crate) mod libcopy;
 pub mod signing;
