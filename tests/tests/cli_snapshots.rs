@@ -86,7 +86,7 @@ fn subcommands(help: &str) -> Vec<String> {
 fn help_of_troupe_and_every_subcommand_matches_its_snapshot() {
     let top = help_of(&["help"]);
     let subs = subcommands(&top);
-    for expected in ["start", "load", "new", "create", "tell", "ask", "completions"] {
+    for expected in ["start", "load", "new", "create", "tell", "ask", "completions", "upgrade", "watch"] {
         assert!(subs.iter().any(|s| s == expected), "troupe help lists no {expected}:\n{top}");
     }
     let mut failures: Vec<String> = check_snapshot("help/troupe.txt", &top).into_iter().collect();

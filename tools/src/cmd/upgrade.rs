@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use troupe_node::protocol::{Request, Response, UpgradeOptions, UpgradeReport};
@@ -15,7 +16,7 @@ use crate::{refused, usage, Failure, EXIT_OK, EXIT_REFUSED};
 /// Move every live actor of a version to another, at the same address, with its state.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  troupe upgrade 1900 3f2a9c1e 9b07d4e2            # every actor of 3f2a9c1e moves to 9b07d4e2\n  troupe upgrade 1900 3f2a9c1e @counter           # to the group's active version\n  troupe upgrade 1900 3f2a9c1e 9b07d4e2 --map counter.Counter=counter.Tally\n  troupe upgrade 1900 3f2a9c1e 9b07d4e2 --all-or-nothing --json\n\nWhat moves: every live actor of FROM, on every node of the convention, whose type opts in\n(its old version exports its state and the new version imports it). It keeps its address\nand its global name. A type maps to the type of the same name in TO, or as --map or the\nnew manifest's `replaces` (troupe pack --rename) say. TO must be loaded first (troupe load\nor troupe deploy).\n\nWhat stays: actors whose type does not migrate keep running FROM (reported as `stayed`);\nFROM drains and unloads when its last actor is gone.\n\nOn failure: an actor whose export or import fails stays on FROM, running, and is listed as\n`failed` with the reason (exit 1). With --all-or-nothing, one failure moves every actor back\nto FROM and nothing changes (exit 1: `rolled back`)."
+    after_help = "Examples:\n  troupe upgrade 1900 3f2a9c1e 9b07d4e2            # every actor of 3f2a9c1e moves to 9b07d4e2\n  troupe upgrade 1900 3f2a9c1e @counter           # to the group's active version\n  troupe upgrade 1900 3f2a9c1e 9b07d4e2 --map counter.Counter=counter.Tally\n  troupe upgrade 1900 3f2a9c1e 9b07d4e2 --all-or-nothing --json\n\nWhat moves: every live actor of FROM, on every node of the convention, whose type opts in\n(its old version exports its state and the new version imports it). It keeps its address\nand its global name. A type maps to the type of the same name in TO, or as --map or the\nnew manifest's `replaces` (troupe pack --rename) say. TO must be loaded first (troupe load\nor troupe deploy).\n\nWhat stays: actors whose type does not migrate keep running FROM (reported as `stayed`);\nFROM drains and unloads when its last actor is gone.\n\nOn failure: an actor whose export or import fails, or that does not pause within\n--pause-timeout (its handler runs on), stays on FROM, running, and is listed as `failed`\nwith the reason (exit 1). With --all-or-nothing, one failure moves every actor back\nto FROM and nothing changes (exit 1: `rolled back`)."
 )]
 pub(crate) struct UpgradeArgs {
     /// Admin port (or host:port).
@@ -31,6 +32,10 @@ pub(crate) struct UpgradeArgs {
     /// If any actor fails to move, move every actor back to FROM and fail.
     #[arg(long)]
     all_or_nothing: bool,
+    /// How long each node waits for an actor to pause between two messages (an actor whose
+    /// handler runs longer stays on FROM, as failed) [default: the node's, 30s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+    pause_timeout: Option<Duration>,
     /// Print the report as JSON (for scripts).
     #[arg(long)]
     json: bool,
@@ -49,6 +54,10 @@ pub(crate) struct MigrateArgs {
     /// With --migrate: if any actor fails to move, move every actor back and fail.
     #[arg(long, requires = "migrate")]
     pub all_or_nothing: bool,
+    /// With --migrate: how long each node waits for an actor to pause between two messages
+    /// [default: the node's, 30s].
+    #[arg(long, value_name = "D", value_parser = humantime::parse_duration, requires = "migrate")]
+    pub pause_timeout: Option<Duration>,
 }
 
 impl MigrateArgs {
@@ -57,7 +66,7 @@ impl MigrateArgs {
         if !self.migrate {
             return Ok(None);
         }
-        upgrade_options(&self.map, self.all_or_nothing).map(Some)
+        upgrade_options(&self.map, self.all_or_nothing, self.pause_timeout).map(Some)
     }
 }
 
@@ -85,10 +94,12 @@ pub(crate) fn type_pair(s: &str) -> Result<(String, String), String> {
     Ok((old.to_string(), new.to_string()))
 }
 
-/// The options of an upgrade from `--map` pairs (each OLD at most once).
+/// The options of an upgrade from `--map` pairs (each OLD at most once), `--all-or-nothing`
+/// and `--pause-timeout`.
 pub(crate) fn upgrade_options(
     map: &[(String, String)],
     all_or_nothing: bool,
+    pause_timeout: Option<Duration>,
 ) -> Result<UpgradeOptions, Failure> {
     let mut m = BTreeMap::new();
     for (old, new) in map {
@@ -98,12 +109,13 @@ pub(crate) fn upgrade_options(
             )));
         }
     }
-    Ok(UpgradeOptions { map: m, all_or_nothing })
+    let timeout_ms = pause_timeout.map(|t| t.as_millis().try_into().unwrap_or(u64::MAX));
+    Ok(UpgradeOptions { map: m, all_or_nothing, timeout_ms })
 }
 
 /// `troupe upgrade PORT FROM TO [--map OLD=NEW]... [--all-or-nothing] [--json]`.
 pub(crate) async fn upgrade(args: UpgradeArgs) -> Result<u8, Failure> {
-    let options = upgrade_options(&args.map, args.all_or_nothing)?;
+    let options = upgrade_options(&args.map, args.all_or_nothing, args.pause_timeout)?;
     let mut c = connect(&args.port).await?;
     let what = format!("moving the actors of {} to {}", args.from, args.to);
     let request = Request::Upgrade { from: args.from, to: args.to, options };
@@ -289,10 +301,14 @@ mod tests {
     fn a_type_mapped_twice_is_a_usage_error() {
         let pairs =
             |p: &[(&str, &str)]| p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
-        let o = upgrade_options(&pairs(&[("a.B", "a.C"), ("a.D", "a.C")]), true).expect("two olds, one new");
+        let o =
+            upgrade_options(&pairs(&[("a.B", "a.C"), ("a.D", "a.C")]), true, Some(Duration::from_secs(2)))
+                .expect("two olds, one new");
         assert_eq!(o.map.len(), 2);
         assert!(o.all_or_nothing);
-        let e = upgrade_options(&pairs(&[("a.B", "a.C"), ("a.B", "a.D")]), false).expect_err("a.B twice");
+        assert_eq!(o.timeout_ms, Some(2_000));
+        let e =
+            upgrade_options(&pairs(&[("a.B", "a.C"), ("a.B", "a.D")]), false, None).expect_err("a.B twice");
         assert_eq!(e.code, crate::EXIT_USAGE);
         assert!(e.error.to_string().contains("--map gives a.B twice (a.C and a.D)"), "{}", e.error);
     }
