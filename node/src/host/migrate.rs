@@ -174,8 +174,8 @@ impl Worker {
 
     /// New side: builds actor `id` from the old version's state, then commits the move (or
     /// holds it), or resumes the actor on the old version and reports why.
-    pub(super) fn import(&mut self, id: u64, job: Box<Import>, rest: &mut dyn Iterator<Item = Work>) -> Step {
-        let Import { migration, paused_at, mv } = *job;
+    pub(super) fn import(&mut self, id: u64, job: Import, rest: &mut dyn Iterator<Item = Work>) -> Step {
+        let Import { migration, paused_at, mv } = job;
         let run = self.runner().clone();
         let built = self.call_import(id, &mv.to_type, &migration);
         let a = match built {

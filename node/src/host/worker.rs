@@ -140,7 +140,7 @@ impl Worker {
                     continue;
                 }
                 Work::Export(mv) => self.export(id, mv, actor.take(), &mut items),
-                Work::Import(job) => self.import(id, job, &mut items),
+                Work::Import(job) => self.import(id, *job, &mut items),
                 Work::DropMoved { counted } => {
                     self.drop_moved(id, actor.take(), counted);
                     Step::Continue(None)
