@@ -385,3 +385,40 @@ async fn an_actor_busy_past_the_timeout_stays_on_the_old_version_and_is_reported
     assert_eq!(version_of(&mut c, &busy).await.0, v1);
     assert_eq!(ask(&mut c, &idle, "get").await, "v2 count=1 upgrades=1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_parents_and_children_keep_pointing_at_the_moved_actor() {
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "");
+    let (v1_zip, v2_zip) = counter_zips(&dir);
+    let (v1, v2) = (node.load(&v1_zip), node.load(&v2_zip));
+    let mut c = node.client().await;
+    let spec = |hash: &str| troupe_actor_abi::message::CreateSpec {
+        type_name: "counter.Counter".into(),
+        source_hash: Some(hash.into()),
+        global_name: Some("the-counter".into()),
+        ..Default::default()
+    };
+    let named = troupe_tests::create_spec(&mut c, spec(&v1)).await.unwrap();
+    let child_id = ask(&mut c, &named, "spawn").await;
+    let child_id = u64::from_str_radix(child_id.strip_prefix("child ").expect("a child"), 16).unwrap();
+
+    let report = upgrade(&mut c, &v1, &v2, UpgradeOptions::default()).await;
+    assert_eq!(report.moved(), 1, "{report:?}");
+
+    // The global name still leads to the same address, now answered by v2.
+    let again = troupe_tests::create_spec(&mut c, spec(&v2)).await.unwrap();
+    assert_eq!(again, named);
+    assert_eq!(ask(&mut c, &named, "get").await, "v2 count=0 upgrades=1");
+    // The child (it stayed on v1: Plain does not migrate) still has the moved actor as parent.
+    let st = status_of(&mut c).await;
+    let child = st.actors.iter().find(|a| a.address.id == child_id).expect("the child lives");
+    assert_eq!(child.parent.as_ref(), Some(&named));
+    assert_eq!(child.hash, v1);
+    // Stopping the moved parent stops its child, wherever its code runs.
+    let exit = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
+    c.request(Request::Send { to: named.clone(), payload: exit }).await.unwrap();
+    wait_gone(&mut c, &v1).await;
+    let st = status_of(&mut c).await;
+    assert!(st.actors.iter().all(|a| a.address != named && a.address.id != child_id), "{:?}", st.actors);
+}

@@ -3,8 +3,8 @@
 //!
 //! Every actor keeps a `count` and answers `msg.sender()` with plain text: `inc` adds one and
 //! answers the new count, `get` answers it; `busy MS` keeps the handler running for MS
-//! milliseconds, then answers like `get` (an actor that cannot pause meanwhile); anything else
-//! is ignored.
+//! milliseconds, then answers like `get` (an actor that cannot pause meanwhile); `spawn`
+//! creates a `counter.Plain` child and answers `child <id in hex>`; anything else is ignored.
 //! - `counter.Counter`: answers `v1 count=N`; exports its state as `counter/State.v1`
 //!   (`{count}`).
 //! - `counter.Plain`: answers `v1 plain=N`; does not opt in (it stays on version 1 and drains).
@@ -29,6 +29,14 @@ fn count(ctx: &mut Context, msg: &Message, count: &mut u64, label: &str) {
     match msg.text() {
         Some("inc") => *count += 1,
         Some("get") => {}
+        Some("spawn") => {
+            let reply = match ctx.create("counter.Plain") {
+                Ok(child) => format!("child {:x}", child.id),
+                Err(e) => format!("spawn failed: {}", e.message()),
+            };
+            ctx.send(&from, reply);
+            return;
+        }
         Some(busy) if busy.starts_with("busy ") => {
             let ms: u64 = busy["busy ".len()..].trim().parse().unwrap_or(0);
             let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
