@@ -32,7 +32,12 @@ async fn loads_answers_and_unmaps(extra: &[&str]) {
         "the plugin is not linked with -z nodelete: {}",
         flags_1(&lib)
     );
-    let zip = dir.pack("nodelete.zip", &[lib]);
+    let zip = dir.join("nodelete.zip");
+    let packed =
+        troupe_tests::troupe(&["pack", "-o", &zip.display().to_string(), &lib.display().to_string()], None);
+    packed.assert_ok();
+    // Packing says so, and packs the library as it is (the node clears its own copy).
+    assert!(packed.stderr.contains("sets DF_1_NODELETE (linked with -z nodelete)"), "{packed}");
     let node = NodeProc::start_with(&dir, "", extra);
 
     let hash = node.load(&zip);

@@ -61,6 +61,12 @@ impl std::fmt::Display for Unpatchable {
     }
 }
 
+/// Whether a library sets `DF_1_NODELETE` where the loader reads it (`troupe pack` warns: a
+/// node clears the flag in its private copy, but the author may not know it is there).
+pub fn sets_nodelete(bytes: &[u8]) -> bool {
+    !matches!(scan(bytes), Scan::Clean)
+}
+
 /// What the loader would find in a library.
 #[derive(Debug, PartialEq, Eq)]
 enum Scan {

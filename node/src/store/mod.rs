@@ -6,6 +6,6 @@
 //! - [`elf`]: the `DF_1_NODELETE` guard those copies get (the flag cleared, or the load refused).
 
 pub mod archive;
-pub(crate) mod elf;
+pub mod elf;
 pub(crate) mod libcopy;
 pub mod signing;

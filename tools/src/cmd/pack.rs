@@ -201,6 +201,13 @@ fn pack_input(path: &Path, strip: bool) -> Result<(PackInput, PluginInfo), Failu
             }
         }
     }
+    if troupe_node::store::elf::sets_nodelete(&bytes) {
+        eprintln!(
+            "troupe: warning: {} sets DF_1_NODELETE (linked with -z nodelete); nodes clear it in their \
+             copy at load so that the library can be unloaded",
+            path.display()
+        );
+    }
     let info = troupe_node::plugin::inspect(path)
         .map_err(|e| refused(anyhow!(e).context(format!("{} is not a loadable plugin", path.display()))))?;
     let file_name = path

@@ -23,7 +23,11 @@ fn package() -> PackageInfo {
 }
 
 fn actor(type_name: &str, requires: &[&str]) -> ActorTypeEntry {
-    ActorTypeEntry { type_name: type_name.into(), requires: requires.iter().map(|s| s.to_string()).collect(), replaces: vec![] }
+    ActorTypeEntry {
+        type_name: type_name.into(),
+        requires: requires.iter().map(|s| s.to_string()).collect(),
+        replaces: vec![],
+    }
 }
 
 fn inputs() -> Vec<PackInput> {
