@@ -335,6 +335,7 @@ impl Raw {
 // ---- zips ------------------------------------------------------------------------------------------
 
 /// Copies of a packed zip that differ only in the manifest's package version.
+#[derive(Clone)]
 pub struct ZipVariants {
     base: Vec<u8>,
     manifest: String,

@@ -1,6 +1,6 @@
 //! # troupe-bench
 //!
-//! The benchmark suite of issue 4: figures B1–B9, each measured by one function of
+//! The benchmark suite of issue 4: figures B1–B10, each measured by one function of
 //! [`figures`] against node processes this program starts on free loopback ports under a
 //! temporary directory ([`harness`]). A figure whose step fails is reported as an error and
 //! the run goes on. The table is printed and written as JSON to `target/bench/latest.json`.
@@ -20,7 +20,7 @@ use serde::Serialize;
 /// One measured figure (or the error that prevented it).
 #[derive(Clone, Debug, Serialize)]
 pub struct Figure {
-    /// `B1`…`B9`, with a suffix for sub-figures (`B3.rps`).
+    /// `B1`…`B10`, with a suffix for sub-figures (`B3.rps`).
     pub id: String,
     /// What was measured.
     pub what: String,
@@ -118,7 +118,7 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
 pub struct Opts {
     /// Scale counts down.
     pub quick: bool,
-    /// Only these figure groups (`B1`…`B9`).
+    /// Only these figure groups (`B1`…`B10`).
     pub only: Option<Vec<String>>,
 }
 

@@ -1,10 +1,11 @@
 //! # troupe-bench-plugin
 //!
-//! The actors `troupe-bench` drives for the message figures (B4, B5), the memory figures (B7)
-//! and the thread figures (B9). Every control message is typed; the payload of the measured traffic is [`Tick`], a
-//! small typed message (a tag and a 1-field body), so that the figures count what a real
-//! plugin-to-plugin message costs: an address and a payload encoded by the SDK, copied by the
-//! node, queued, decoded and handed to the receiver.
+//! The actors `troupe-bench` drives for the message figures (B4, B5), the memory figures (B7),
+//! the thread figures (B9) and the live upgrade figures (B10). Every control message is
+//! typed; the payload of the measured traffic is [`Tick`], a small typed message (a tag and a
+//! 1-field body), so that the figures count what a real plugin-to-plugin message costs: an
+//! address and a payload encoded by the SDK, copied by the node, queued, decoded and handed to
+//! the receiver.
 //!
 //! - `bench.Sink` counts [`Tick`]s; after an [`Expect`] it answers [`Done`] to the asker once
 //!   the count reaches the expected total.
@@ -19,6 +20,9 @@
 //! - `bench.Spinner` holds the thread it runs on, on purpose: a [`Spin`] busy-loops for that
 //!   many milliseconds before answering [`Spun`], a [`Work`] runs [`Work::run`] before
 //!   answering [`Worked`], and text is echoed back to its sender.
+//! - `bench.Keeper` (live upgrade, B10) holds [`KEEPER_BYTES`] of data and a count: a [`Keep`]
+//!   counts one more and is answered [`Kept`]; it exports its state as a [`KeeperState`] and
+//!   is built from one in the next version (the same library under another hash will do).
 //!
 //! Plugin rules hold: no threads, no printing, nothing kept across the boundary.
 
@@ -263,6 +267,45 @@ impl Actor for Spinner {
     }
 }
 
+/// `bench.Keeper`.
+pub struct Keeper {
+    state: KeeperState,
+}
+
+impl Actor for Keeper {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        let data = (0..KEEPER_BYTES).map(|i| (i % 128) as u8).collect();
+        Ok(Keeper { state: KeeperState { count: 0, upgrades: 0, data } })
+    }
+
+    fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+        if let Some(k) = msg.decode::<Keep>() {
+            let seq = k?.seq;
+            self.state.count += 1;
+            if let Some(from) = msg.sender().cloned() {
+                ctx.send(&from, &Kept { seq, count: self.state.count, upgrades: self.state.upgrades });
+            }
+        }
+        Ok(())
+    }
+
+    fn export_state(&self) -> Option<ActorResult<State>> {
+        Some(Ok(State::of(&self.state)))
+    }
+
+    fn import_state(_ctx: &mut Context, from: Upgrade) -> ActorResult<Self> {
+        let Some(state) = from.decode::<KeeperState>() else {
+            return Err(ActorError::msg(format!("unknown state shape {}", from.state().tag())));
+        };
+        let mut state = state?;
+        if state.data.len() != KEEPER_BYTES {
+            return Err(ActorError::msg(format!("{} bytes of data, not {KEEPER_BYTES}", state.data.len())));
+        }
+        state.upgrades += 1;
+        Ok(Keeper { state })
+    }
+}
+
 troupe_actor_abi::export_plugin!(actors: [
     "bench.Sink" => Sink,
     "bench.Source" => Source,
@@ -270,4 +313,5 @@ troupe_actor_abi::export_plugin!(actors: [
     "bench.Pinger" => Pinger,
     "bench.Spawner" => Spawner,
     "bench.Spinner" => Spinner,
+    "bench.Keeper" => Keeper,
 ]);

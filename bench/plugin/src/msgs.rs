@@ -138,3 +138,48 @@ pub struct Worked {
 impl Typed for Worked {
     const TAG: &'static str = "bench/Worked";
 }
+
+/// To a Keeper: count one more and answer [`Kept`] to the sender. `seq` is the sender's own
+/// number for the message (per sender and Keeper), sent back so that the sender can check
+/// that nothing was lost, doubled or reordered.
+#[derive(Serialize, Deserialize)]
+pub struct Keep {
+    /// The sender's sequence number.
+    pub seq: u64,
+}
+impl Typed for Keep {
+    const TAG: &'static str = "bench/Keep";
+}
+
+/// A Keeper's answer to a [`Keep`].
+#[derive(Serialize, Deserialize)]
+pub struct Kept {
+    /// The [`Keep`]'s sequence number.
+    pub seq: u64,
+    /// The Keeper's count after this message (every Keep it received, from anyone, across
+    /// upgrades).
+    pub count: u64,
+    /// How many times the Keeper was imported into a new version.
+    pub upgrades: u32,
+}
+impl Typed for Kept {
+    const TAG: &'static str = "bench/Kept";
+}
+
+/// Bytes of payload a Keeper carries in its state.
+pub const KEEPER_BYTES: usize = 1024;
+
+/// What a Keeper hands over in a live upgrade: its count, its upgrades and [`KEEPER_BYTES`] of
+/// data (values below 128, so that each byte is one byte of msgpack: about 1 KiB of state).
+#[derive(Serialize, Deserialize)]
+pub struct KeeperState {
+    /// Keeps received.
+    pub count: u64,
+    /// Imports so far.
+    pub upgrades: u32,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+impl Typed for KeeperState {
+    const TAG: &'static str = "bench/KeeperState.v1";
+}

@@ -3,7 +3,8 @@
 //!
 //! One module per group, or per pair of groups that share a setup: `loads` (B1), `requests`
 //! (B2 and B3, on the same three-node convention), `messages` (B4, B5), `swap` (B6), `memory`
-//! (B7), `scale` (B8) and `threads` (B9). This module holds what several of them use.
+//! (B7), `scale` (B8), `threads` (B9), `upgrade` (B10) and `watch` (B10.watch, called by
+//! `upgrade`). This module holds what several of them use.
 
 mod loads;
 mod memory;
@@ -12,6 +13,8 @@ mod requests;
 mod scale;
 mod swap;
 mod threads;
+mod upgrade;
+mod watch;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -53,6 +56,7 @@ pub async fn run_all(env: &Env, opts: &Opts) -> Vec<Figure> {
     group!("B7", "memory", memory::b7(env, opts));
     group!("B8", "scale", scale::b8(env, opts));
     group!("B9", "a version's threads", threads::b9(env, opts));
+    group!("B10", "live upgrade", upgrade::b10(env, opts));
     figs
 }
 
