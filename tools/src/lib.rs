@@ -340,7 +340,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             if let Some(dir) = build {
                 cdylibs.extend(pack::build_cdylibs(&dir)?);
             }
-            let options = pack::PackOptions { name, version: package_version, sign, no_strip, renames };
+            let options =
+                pack::PackOptions { name, version: package_version, sign, no_strip, renames, fast: false };
             pack::pack(&output, &options, &cdylibs)
         }
         Command::Keygen { output } => pack::keygen(&output),

@@ -170,7 +170,7 @@ impl Typed for Kept {
 pub const KEEPER_BYTES: usize = 1024;
 
 /// What a Keeper hands over in a live upgrade: its count, its upgrades and [`KEEPER_BYTES`] of
-/// data (values below 128, so that each byte is one byte of msgpack: about 1 KiB of state).
+/// data, as one msgpack binary (about 1 KiB of state, copied rather than walked byte by byte).
 #[derive(Serialize, Deserialize)]
 pub struct KeeperState {
     /// Keeps received.
@@ -178,6 +178,7 @@ pub struct KeeperState {
     /// Imports so far.
     pub upgrades: u32,
     /// The payload.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 impl Typed for KeeperState {

@@ -15,7 +15,7 @@
 //! threads; this module only decides which thread does what.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,30 @@ use super::host_api::CallCtx;
 use super::pool::{ActorState, Work};
 use super::worker::{err_text, Worker};
 
-/// One actor's move, as it travels from the old version's thread to the new one's.
+/// Whether a move may still start: the node gives up on a move that has not started in time,
+/// and a thread starts only a move the node has not given up on.
+#[derive(Default)]
+pub(crate) struct Gate(AtomicU8);
+
+const PENDING: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+impl Gate {
+    /// The thread starts the move, unless it was cancelled.
+    fn start(&self) -> bool {
+        self.0.compare_exchange(PENDING, STARTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+    /// The node gives up on the move, unless it started.
+    pub(crate) fn cancel(&self) -> bool {
+        self.0.compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+}
+
+/// One actor's move, as it travels from the old version's thread to the new one's. A move
+/// dropped without an outcome (its actor exited first) reports that as its outcome.
 pub(crate) struct Move {
+    pub(crate) id: u64,
     /// The actor's type in the old version, and in the new one.
     pub(crate) from_type: String,
     pub(crate) to_type: String,
@@ -40,8 +62,9 @@ pub(crate) struct Move {
     /// Keep the imported actor paused until the node commits or rolls back every move.
     pub(crate) hold: bool,
     pub(crate) report: UnboundedSender<Report>,
-    /// The node stopped waiting: a move not started yet does not start.
-    pub(crate) cancelled: Arc<AtomicBool>,
+    pub(crate) gate: Arc<Gate>,
+    /// An outcome was sent (or the node took the move back).
+    pub(crate) done: bool,
 }
 
 /// The new side's work: build the actor from `migration` (msgpack [`Migration`]).
@@ -73,8 +96,18 @@ pub(crate) struct Report {
 }
 
 impl Move {
-    fn tell(&self, id: u64, outcome: Outcome) {
-        let _ = self.report.send(Report { id, outcome });
+    fn tell(mut self, outcome: Outcome) {
+        self.done = true;
+        let _ = self.report.send(Report { id: self.id, outcome });
+    }
+}
+
+impl Drop for Move {
+    fn drop(&mut self) {
+        if !self.done {
+            let outcome = Outcome::Failed("it exited before it could move".into());
+            let _ = self.report.send(Report { id: self.id, outcome });
+        }
     }
 }
 
@@ -111,16 +144,19 @@ impl Worker {
         rest: &mut dyn Iterator<Item = Work>,
     ) -> Step {
         let Some(a) = actor else {
-            mv.tell(id, Outcome::Failed("the actor is gone".into()));
+            mv.tell(Outcome::Failed("the actor is gone".into()));
             return Step::Continue(None);
         };
-        if mv.cancelled.load(Ordering::Acquire) {
+        if !mv.gate.start() {
+            // The node gave up on it and reported it; it stays.
+            let mut mv = mv;
+            mv.done = true;
             return Step::Continue(Some(a));
         }
         let run = self.runner().clone();
         let plugin = &run.plugins[a.plugin as usize];
         if !plugin.migrates() {
-            mv.tell(id, Outcome::Stayed);
+            mv.tell(Outcome::Stayed);
             return Step::Continue(Some(a));
         }
         let paused_at = Instant::now();
@@ -144,7 +180,7 @@ impl Worker {
             abi::STATUS_OK => message::decode::<MigratedState>(&out)
                 .map_err(|e| format!("export_state gave an undecodable state: {e}")),
             abi::STATUS_UNSUPPORTED => {
-                mv.tell(id, Outcome::Stayed);
+                mv.tell(Outcome::Stayed);
                 return Step::Continue(Some(a));
             }
             abi::STATUS_PANIC => Err(format!("export_state {}", err_text(&err))),
@@ -153,7 +189,7 @@ impl Worker {
         let state = match state {
             Ok(state) => state,
             Err(why) => {
-                mv.tell(id, Outcome::Failed(why));
+                mv.tell(Outcome::Failed(why));
                 return Step::Continue(Some(a));
             }
         };
@@ -167,7 +203,7 @@ impl Worker {
         let to = mv.to.clone();
         if let Err(job) = to.import(id, Box::new(Import { migration, paused_at, mv })) {
             run.pool.resume(id);
-            job.mv.tell(id, Outcome::Failed("the new version is closing".into()));
+            job.mv.tell(Outcome::Failed("the new version is closing".into()));
         }
         Step::Paused
     }
@@ -182,20 +218,20 @@ impl Worker {
             Ok(a) => a,
             Err(why) => {
                 mv.from.resume(id);
-                mv.tell(id, Outcome::Failed(why));
+                mv.tell(Outcome::Failed(why));
                 return Step::Continue(None);
             }
         };
         if mv.hold {
             run.pool.pause(id, a, rest.collect());
-            mv.tell(id, Outcome::Held { paused_at });
+            mv.tell(Outcome::Held { paused_at });
             return Step::Paused;
         }
         let here = HostHandle::new(run.pool.clone());
         let waiting = mv.from.hand_over(id, run.pool.clone());
         run.pool.take_over(id, waiting, None);
         run.node.moved(id, run.gen, &run.hash, &mv.to_type, here);
-        mv.tell(id, Outcome::Moved { pause: paused_at.elapsed() });
+        mv.tell(Outcome::Moved { pause: paused_at.elapsed() });
         Step::Continue(Some(a))
     }
 

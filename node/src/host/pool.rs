@@ -390,7 +390,7 @@ impl Pool {
         mb.scheduled = true;
         st.queued += 1;
         if schedule {
-            st.ready.push_front(id);
+            st.ready.push_back(id);
         }
         self.wake(st);
         Ok(())
@@ -479,7 +479,7 @@ impl Pool {
         mb.scheduled = true;
         st.queued += 1;
         if schedule {
-            st.ready.push_front(id);
+            st.ready.push_back(id);
         }
         self.wake(st);
         Ok(())

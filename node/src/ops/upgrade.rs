@@ -9,8 +9,7 @@
 //! the old version and is reported. With `all_or_nothing` every node holds its moved actors
 //! paused until all have answered; then each commits, or every actor goes back.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 
 use crate::host::effect::HostHandle;
-use crate::host::migrate::{self, Move, Outcome, Report};
+use crate::host::migrate::{self, Outcome, Report};
 use crate::host::NodeSeam;
 use crate::model::error::OpError;
 use crate::runtime::core::Core;
@@ -42,12 +41,9 @@ const DECIDE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// may wait for the others, before it rolls them back by itself.
 const DECIDE_MARGIN: Duration = Duration::from_secs(30);
 
-/// One actor being moved on this node.
-struct Moving {
-    from_type: String,
-    to_type: String,
-    from: HostHandle,
-}
+mod moves;
+
+use moves::{Moves, Pending};
 
 impl Core {
     /// `troupe upgrade`: moves every live actor of `from` to `to`, here and on every member;
@@ -187,10 +183,7 @@ impl Core {
                 return report;
             }
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let mut moving = HashMap::new();
-        let mut outcomes = BTreeMap::new();
+        let mut queue = VecDeque::new();
         for ((_, host, package), list) in running.iter().zip(actors) {
             for (id, from_type) in list {
                 let to_type = renamed(&from_type, options, &target);
@@ -202,34 +195,27 @@ impl Core {
                     report.failed.push(self.failure(id, &from_type, why));
                     continue;
                 }
-                let mv = Box::new(Move {
-                    from_type: from_type.clone(),
-                    to_type: to_type.clone(),
-                    package: package.clone(),
+                queue.push_back(Pending {
+                    id,
+                    from_type,
+                    to_type,
                     from: host.clone(),
-                    to: target.host.clone(),
-                    hold,
-                    report: tx.clone(),
-                    cancelled: cancelled.clone(),
+                    package: package.clone(),
                 });
-                if host.export(id, mv).is_err() {
-                    let why = "it is being stopped or moved by another upgrade".to_string();
-                    report.failed.push(self.failure(id, &from_type, why));
-                    continue;
-                }
-                outcomes.entry((from_type.clone(), to_type.clone())).or_insert_with(TypeOutcome::default);
-                moving.insert(id, Moving { from_type, to_type, from: host.clone() });
             }
         }
-        drop(tx);
         let timeout = options.timeout_ms.map_or(PAUSE_TIMEOUT, Duration::from_millis);
-        let held = self
-            .collect(rx, &mut moving, &mut outcomes, &mut report, &target, to, (cancelled, timeout))
-            .await;
-        report.types = outcomes
-            .into_iter()
-            .map(|((from_type, to_type), t)| TypeOutcome { from_type, to_type, ..t })
+        let moves = Moves::new(&target, to, hold, timeout).run(self, queue, &mut report).await;
+        report.types = moves
+            .outcomes
+            .iter()
+            .map(|((from_type, to_type), t)| TypeOutcome {
+                from_type: from_type.clone(),
+                to_type: to_type.clone(),
+                ..*t
+            })
             .collect();
+        let held = moves.finish(self);
         if hold {
             self.hold_moves(upgrade, held, timeout + MEMBER_MARGIN + DECIDE_MARGIN);
         }
@@ -257,80 +243,10 @@ impl Core {
             .ok_or_else(|| format!("version {} was unloaded while the upgrade ran", short(to)))
     }
 
-    /// Waits for every move's outcome (up to `timeout`, then cancels what has not started);
-    /// returns the held ones.
-    #[allow(clippy::too_many_arguments)]
-    async fn collect(
-        &self,
-        mut rx: mpsc::UnboundedReceiver<Report>,
-        moving: &mut HashMap<u64, Moving>,
-        outcomes: &mut BTreeMap<(String, String), TypeOutcome>,
-        report: &mut NodeUpgrade,
-        target: &UpgradeTarget,
-        to: &str,
-        (cancelled, timeout): (Arc<AtomicBool>, Duration),
-    ) -> Vec<HeldMove> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let (mut pauses, mut held) = (Vec::new(), Vec::new());
-        let mut timed_out = false;
-        while !moving.is_empty() {
-            let Report { id, outcome } = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(report)) => report,
-                // Every move still out was dropped unrun: its actor exited first.
-                Ok(None) => break,
-                Err(_) => {
-                    timed_out = true;
-                    break;
-                }
-            };
-            let Some(m) = moving.remove(&id) else { continue };
-            let counts = outcomes.entry((m.from_type.clone(), m.to_type.clone())).or_default();
-            match outcome {
-                Outcome::Moved { pause } => {
-                    counts.moved += 1;
-                    pauses.push(pause);
-                }
-                Outcome::Held { paused_at } => {
-                    counts.moved += 1;
-                    held.push(HeldMove {
-                        id,
-                        from: m.from,
-                        to: target.host.clone(),
-                        to_gen: target.gen,
-                        to_hash: to.to_string(),
-                        to_type: m.to_type,
-                        paused_at,
-                    });
-                }
-                Outcome::Stayed => counts.stayed += 1,
-                Outcome::Failed(why) => report.failed.push(self.failure(id, &m.from_type, why)),
-            }
-        }
-        let why = if timed_out {
-            cancelled.store(true, Ordering::Release);
-            format!("it did not pause within {timeout:?}: a handler is still running")
-        } else {
-            "it exited before it could move".to_string()
-        };
-        let mut late = HashMap::new();
-        for (id, m) in moving.drain() {
-            report.failed.push(self.failure(id, &m.from_type, why.clone()));
-            late.insert(id, m.from);
-        }
-        if timed_out {
-            self.settle_late(rx, late, target.host.clone());
-        }
-        report.failed.sort_by_key(|f| f.address.id);
-        let stayed = outcomes.values().map(|t| t.stayed).sum();
-        self.metrics.upgraded(pauses.len(), stayed, report.failed.len(), &pauses);
-        set_pauses(report, &mut pauses);
-        held
-    }
-
     /// Outcomes that arrive after the node stopped waiting: a late move stands (it is
     /// complete and consistent); a late held move is rolled back, as its actor was reported
     /// as not moved.
-    fn settle_late(
+    pub(super) fn settle_late(
         &self,
         mut rx: mpsc::UnboundedReceiver<Report>,
         from: HashMap<u64, HostHandle>,
@@ -382,7 +298,7 @@ impl Core {
         report
     }
 
-    fn failure(&self, id: u64, type_name: &str, reason: String) -> UpgradeFailure {
+    pub(super) fn failure(&self, id: u64, type_name: &str, reason: String) -> UpgradeFailure {
         UpgradeFailure { address: self.address(id), type_name: type_name.to_string(), reason }
     }
 }
@@ -411,7 +327,7 @@ fn member_report(member: &str, answer: Result<Response, crate::peers::LinkError>
 }
 
 /// Median, 99th percentile and longest pause.
-fn set_pauses(report: &mut NodeUpgrade, pauses: &mut [Duration]) {
+pub(super) fn set_pauses(report: &mut NodeUpgrade, pauses: &mut [Duration]) {
     if pauses.is_empty() {
         return;
     }

@@ -115,6 +115,8 @@ pub(crate) struct PackOptions {
     pub no_strip: bool,
     /// `--rename OLD=NEW`: type NEW `replaces` OLD (its actors in a live upgrade).
     pub renames: Vec<(String, String)>,
+    /// Compress for speed rather than size (`troupe watch`).
+    pub fast: bool,
 }
 
 /// `troupe pack -o ZIP CDYLIB...`: writes the zip of [`pack_zip`] and says what it holds.
@@ -157,8 +159,13 @@ pub(crate) fn pack_zip(options: &PackOptions, cdylibs: &[PathBuf]) -> Result<(Ve
         target: troupe_node::TARGET.to_string(),
     };
     let signer = key.as_ref().map(|k| |manifest: &[u8]| k.sign_manifest(manifest));
-    let zip =
-        troupe_node::archive::pack_signed(&package, &inputs, signer).map_err(|e| refused(anyhow!(e)))?;
+    let compression = if options.fast {
+        troupe_node::archive::Compression::Fast
+    } else {
+        troupe_node::archive::Compression::Small
+    };
+    let zip = troupe_node::archive::pack_signed_at(&package, &inputs, signer, compression)
+        .map_err(|e| refused(anyhow!(e)))?;
     Ok((zip, inputs.len()))
 }
 

@@ -23,12 +23,12 @@ use super::pack::{build_cdylibs_timed, pack_zip, PackOptions};
 use super::upgrade::{render_report, report_code, short, type_pair, upgrade_options};
 use super::{connect, node_addr};
 use crate::{refused, report, usage, Failure, EXIT_OK, EXIT_REFUSED};
-use changes::{changes_content, relevant_paths, Debounce};
+use changes::{changes_content, completes_write, relevant_paths, Debounce};
 
 /// Rebuild, reload and live-upgrade a plugin crate each time its source changes.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  troupe watch hello                          # node on 1900; loads, then upgrades at each save\n  troupe watch hello --port 7001 --group hello  # deploy to @hello (with --migrate) instead\n  troupe watch counter --map counter.Counter=counter.Tally\n\nEach round: cargo build --release of CRATE (as troupe pack --build does; cargo's messages\nand the compiler's errors are shown as they are), pack, load into the node (or deploy to\n--group), then move the live actors of the version running until then to the new one, as\ntroupe upgrade does: actors whose type migrates move at the same address with their state;\nthe others stay on the old version, which drains. The first round only loads.\n\nWhat triggers a round: a change under CRATE/src/, to CRATE/Cargo.toml or CRATE/build.rs,\nonce no other change came for --debounce-ms (editor temp files, hidden files and target/\nare ignored). A new build with the same hash as the running one changes nothing.\n\nOn failure: a build that fails, a load the node refuses or an upgrade that fails leaves\nthe previous version running, and watch says so and keeps watching. When the upgrade\nfailed or was rolled back, every actor is on the previous version: the new one, left\nwithout actors, is unloaded again (with --group, the previous version is made active\nagain).\n\nEach round ends with its timings and a line for scripts:\n  watch: round=2 step=upgrade ready_after_build_ms=9.2\n(from cargo's exit to the node's answer).\n\nCtrl-C stops watching; the version loaded last stays loaded, with its actors. With\n--rounds N, watch stops after N rounds (a round is one build) and exits with the last\nround's code (0 ok, 1 it failed)."
+    after_help = "Examples:\n  troupe watch hello                          # node on 1900; loads, then upgrades at each save\n  troupe watch hello --port 7001 --group hello  # deploy to @hello (with --migrate) instead\n  troupe watch counter --map counter.Counter=counter.Tally\n\nEach round: cargo build --release of CRATE (as troupe pack --build does; cargo's messages\nand the compiler's errors are shown as they are), pack, load into the node (or deploy to\n--group), then move the live actors of the version running until then to the new one, as\ntroupe upgrade does: actors whose type migrates move at the same address with their state;\nthe others stay on the old version, which drains. The first round only loads.\n\nWhat triggers a round: a change under CRATE/src/, to CRATE/Cargo.toml or CRATE/build.rs,\nonce no other change came for --debounce-ms, or at once when the file is closed after\nwriting or renamed into place (editor temp files, hidden files and target/ are ignored). A new build with the same hash as the running one changes nothing.\n\nOn failure: a build that fails, a load the node refuses or an upgrade that fails leaves\nthe previous version running, and watch says so and keeps watching. When the upgrade\nfailed or was rolled back, every actor is on the previous version: the new one, left\nwithout actors, is unloaded again (with --group, the previous version is made active\nagain).\n\nEach round ends with its timings and a line for scripts:\n  watch: round=2 step=upgrade ready_after_build_ms=9.2\n(from cargo's exit to the node's answer).\n\nCtrl-C stops watching; the version loaded last stays loaded, with its actors. With\n--rounds N, watch stops after N rounds (a round is one build) and exits with the last\nround's code (0 ok, 1 it failed)."
 )]
 pub(crate) struct WatchArgs {
     /// The plugin crate's directory (the one with Cargo.toml and src/).
@@ -47,7 +47,8 @@ pub(crate) struct WatchArgs {
     /// If any actor fails to move, move every actor back (the round fails).
     #[arg(long)]
     all_or_nothing: bool,
-    /// How long no change must come before a round starts.
+    /// How long no change must come before a round starts (a save that closes or renames the file
+    /// starts it at once).
     #[arg(long, value_name = "MS", default_value_t = 100)]
     debounce_ms: u64,
     /// Stop after this many rounds (default: until Ctrl-C).
@@ -163,7 +164,7 @@ async fn next_change(
                 Some(Ok(e)) if changes_content(&e.kind) => {
                     let paths = relevant_paths(krate, &e.paths);
                     if !paths.is_empty() {
-                        debounce.note(Instant::now(), paths);
+                        debounce.note(Instant::now(), paths, completes_write(&e.kind));
                     }
                 }
                 Some(Ok(_)) => {}
@@ -260,7 +261,8 @@ impl Watch {
         };
         let build_time = built_at - started;
         let packing = Instant::now();
-        let zip = match pack_zip(&PackOptions::default(), &libs) {
+        // Packed for speed: this is on the path from a save to the new code answering.
+        let zip = match pack_zip(&PackOptions { fast: true, ..PackOptions::default() }, &libs) {
             Ok((zip, _)) => zip,
             Err(failure) => return Some(self.failed(at("pack")(failure))),
         };

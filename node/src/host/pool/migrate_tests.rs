@@ -1,7 +1,6 @@
 //! The run queue's side of a live upgrade, with no plugin: pausing an actor, handing over
 //! what waited, forwarding what arrives late, and resuming after a failed move.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use troupe_actor_abi::message::{Incoming, Payload};
@@ -36,6 +35,7 @@ fn actor() -> Option<ActorState> {
 fn a_move(from: &Arc<Pool>, to: &Arc<Pool>) -> Box<Move> {
     let (report, _) = tokio::sync::mpsc::unbounded_channel();
     Box::new(Move {
+        id: 0,
         from_type: "m.T".into(),
         to_type: "m.T".into(),
         package: "p".into(),
@@ -43,7 +43,8 @@ fn a_move(from: &Arc<Pool>, to: &Arc<Pool>) -> Box<Move> {
         to: HostHandle::new(to.clone()),
         hold: false,
         report,
-        cancelled: Arc::new(AtomicBool::new(false)),
+        gate: Arc::default(),
+        done: false,
     })
 }
 

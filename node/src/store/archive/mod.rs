@@ -38,7 +38,7 @@ mod read;
 mod tests;
 
 pub use manifest::{ActorTypeEntry, CdylibEntry, Manifest, PackageInfo};
-pub use pack::{pack, pack_signed, PackInput};
+pub use pack::{pack, pack_signed, pack_signed_at, Compression, PackInput};
 pub use read::open;
 
 /// Name of the manifest inside every source archive. Fixed so the node can find it without

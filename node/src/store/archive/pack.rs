@@ -44,6 +44,26 @@ pub fn pack_signed(
     cdylibs: &[PackInput],
     sign: Option<impl FnOnce(&[u8]) -> Vec<u8>>,
 ) -> Result<Vec<u8>, ArchiveError> {
+    pack_signed_at(package, cdylibs, sign, Compression::Small)
+}
+
+/// How hard [`pack_signed_at`] compresses the libraries. A node inflates either as fast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// zstd level 9: about as small as deflate at its best (what `troupe pack` writes).
+    Small,
+    /// zstd level 1: a few times larger, ten times faster to write (the developer's loop,
+    /// `troupe watch`, where packing is on the path from a save to the new code answering).
+    Fast,
+}
+
+/// As [`pack_signed`], compressing the libraries as `compression` says.
+pub fn pack_signed_at(
+    package: &PackageInfo,
+    cdylibs: &[PackInput],
+    sign: Option<impl FnOnce(&[u8]) -> Vec<u8>>,
+    compression: Compression,
+) -> Result<Vec<u8>, ArchiveError> {
     let manifest = Manifest {
         package: package.clone(),
         cdylibs: cdylibs
@@ -73,7 +93,10 @@ pub fn pack_signed(
     // four times faster, which is most of a load's time in the node. `open` reads deflate too.
     let lib_options = options
         .compression_method(CompressionMethod::Zstd)
-        .compression_level(Some(PACK_ZSTD_LEVEL))
+        .compression_level(Some(match compression {
+            Compression::Small => PACK_ZSTD_LEVEL,
+            Compression::Fast => 1,
+        }))
         .unix_permissions(PACK_CDYLIB_MODE);
     for input in cdylibs {
         zip.start_file(input.file_name.as_str(), lib_options)?;

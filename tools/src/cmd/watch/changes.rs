@@ -6,13 +6,30 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::EventKind;
 
 /// Whether an event of `kind` can change what a build makes. Reads (cargo opening the sources
-/// it compiles) and `Other` events (watcher housekeeping) cannot.
+/// it compiles) and `Other` events (watcher housekeeping) cannot; a file closed after writing
+/// can (it ends a save).
 pub(crate) fn changes_content(kind: &EventKind) -> bool {
     matches!(kind, EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_))
+        || completes_write(kind)
 }
+
+/// Whether an event says a file's new content is complete: closed after writing, or renamed
+/// into place (editors that save atomically). A save then needs no quiet moment: its round
+/// starts after [`SETTLE`] (for the other files of a "save all").
+pub(crate) fn completes_write(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
+}
+
+/// How long a round waits after a complete write, for the other files of the same save.
+pub(crate) const SETTLE: Duration = Duration::from_millis(5);
 
 /// Whether a file named `name` is an editor's or tool's scratch file, not a source.
 fn is_scratch(name: &str) -> bool {
@@ -64,19 +81,25 @@ pub(crate) struct Debounce {
     patience: Duration,
     /// The first and the latest change of the burst waiting for its round.
     burst: Option<(Instant, Instant)>,
+    /// The latest complete write of the burst (see [`completes_write`]).
+    complete: Option<Instant>,
     /// The changed paths of the burst, each once.
     paths: Vec<PathBuf>,
 }
 
 impl Debounce {
     pub(crate) fn new(quiet: Duration) -> Debounce {
-        Debounce { quiet, patience: (quiet * 10).max(Duration::from_secs(1)), burst: None, paths: Vec::new() }
+        let patience = (quiet * 10).max(Duration::from_secs(1));
+        Debounce { quiet, patience, burst: None, complete: None, paths: Vec::new() }
     }
 
-    /// A relevant change to `paths` at `now`.
-    pub(crate) fn note(&mut self, now: Instant, paths: Vec<PathBuf>) {
+    /// A relevant change to `paths` at `now` (`complete`: it ended a write).
+    pub(crate) fn note(&mut self, now: Instant, paths: Vec<PathBuf>, complete: bool) {
         let first = self.burst.map_or(now, |(first, _)| first);
         self.burst = Some((first, now));
+        if complete {
+            self.complete = Some(now);
+        }
         for p in paths {
             if !self.paths.contains(&p) {
                 self.paths.push(p);
@@ -86,13 +109,18 @@ impl Debounce {
 
     /// When the waiting burst's round is due (none while no change waits).
     pub(crate) fn due(&self) -> Option<Instant> {
-        self.burst.map(|(first, last)| (last + self.quiet).min(first + self.patience))
+        let settled = self.complete.map(|at| at + SETTLE.min(self.quiet));
+        self.burst.map(|(first, last)| {
+            let quiet = (last + self.quiet).min(first + self.patience);
+            settled.map_or(quiet, |s| s.min(quiet))
+        })
     }
 
     /// The burst's paths if its round is due at `now` (and forgets the burst).
     pub(crate) fn take_if_due(&mut self, now: Instant) -> Option<Vec<PathBuf>> {
         if self.due().is_some_and(|d| d <= now) {
             self.burst = None;
+            self.complete = None;
             Some(std::mem::take(&mut self.paths))
         } else {
             None
@@ -145,7 +173,12 @@ mod tests {
         assert!(changes_content(&EventKind::Create(CreateKind::File)));
         assert!(changes_content(&EventKind::Remove(RemoveKind::File)));
         assert!(!changes_content(&EventKind::Access(AccessKind::Open(notify::event::AccessMode::Any))));
-        assert!(!changes_content(&EventKind::Access(AccessKind::Close(notify::event::AccessMode::Write))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(notify::event::AccessMode::Read))));
+        // A file closed after writing ends a save.
+        assert!(changes_content(&EventKind::Access(AccessKind::Close(notify::event::AccessMode::Write))));
+        assert!(completes_write(&EventKind::Access(AccessKind::Close(notify::event::AccessMode::Write))));
+        assert!(completes_write(&EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::To))));
+        assert!(!completes_write(&EventKind::Modify(ModifyKind::Data(DataChange::Any))));
         assert!(!changes_content(&EventKind::Other));
     }
 
@@ -156,8 +189,8 @@ mod tests {
         let mut d = Debounce::new(Duration::from_millis(100));
         assert_eq!(d.due(), None);
         assert_eq!(d.take_if_due(ms(1_000)), None);
-        d.note(ms(0), vec!["src/lib.rs".into()]);
-        d.note(ms(50), vec!["src/lib.rs".into(), "src/a.rs".into()]);
+        d.note(ms(0), vec!["src/lib.rs".into()], false);
+        d.note(ms(50), vec!["src/lib.rs".into(), "src/a.rs".into()], false);
         assert_eq!(d.due(), Some(ms(150)));
         assert_eq!(d.take_if_due(ms(149)), None);
         let paths = d.take_if_due(ms(150)).expect("due after 100 ms of quiet");
@@ -170,9 +203,25 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Debounce::new(Duration::from_millis(100));
         for i in 0..40 {
-            d.note(t0 + Duration::from_millis(i * 50), vec!["src/lib.rs".into()]);
+            d.note(t0 + Duration::from_millis(i * 50), vec!["src/lib.rs".into()], false);
         }
         // Never 100 ms of quiet, but the first change is a second old.
         assert_eq!(d.due(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_complete_write_needs_no_quiet_moment() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut d = Debounce::new(Duration::from_millis(100));
+        d.note(ms(0), vec!["src/lib.rs".into()], false);
+        assert_eq!(d.due(), Some(ms(100)));
+        // The editor closes the file: the round starts as soon as the save has settled.
+        d.note(ms(1), vec!["src/lib.rs".into()], true);
+        assert_eq!(d.due(), Some(ms(1) + SETTLE));
+        assert!(d.take_if_due(ms(1) + SETTLE).is_some());
+        // The next burst starts afresh.
+        d.note(ms(200), vec!["src/a.rs".into()], false);
+        assert_eq!(d.due(), Some(ms(300)));
     }
 }
