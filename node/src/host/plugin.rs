@@ -274,3 +274,31 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, PluginError> {
     plugin.close();
     Ok(info)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(root_size: u32) -> RootHeader {
+        RootHeader {
+            magic: abi::MAGIC,
+            abi_version: abi::ABI_VERSION,
+            root_size,
+            panic_unwind: 1,
+            msg_schema: abi::MSG_SCHEMA,
+        }
+    }
+
+    #[test]
+    fn a_root_from_before_live_upgrade_is_accepted_and_does_not_migrate() {
+        let full = std::mem::size_of::<PluginRoot>() as u32;
+        assert!(check_header("p", &header(full)).is_ok());
+        assert!(PluginRoot::has_upgrade(full));
+        // A plugin built before export_state/import_actor were appended: loads, never moves.
+        assert!(check_header("p", &header(abi::ROOT_SIZE_BEFORE_UPGRADE)).is_ok());
+        assert!(!PluginRoot::has_upgrade(abi::ROOT_SIZE_BEFORE_UPGRADE));
+        // Anything smaller lacks fields every node calls.
+        let short = check_header("p", &header(abi::ROOT_SIZE_BEFORE_UPGRADE - 8));
+        assert!(matches!(short, Err(PluginError::RootSize { .. })), "{short:?}");
+    }
+}
