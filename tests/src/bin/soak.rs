@@ -46,6 +46,13 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Open descriptors and memory mappings of a process (0 when it cannot be read).
+fn fds_and_maps(pid: u32) -> (usize, usize) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| m.lines().count()).unwrap_or(0);
+    (fds, maps)
+}
+
 /// Store files and mappings must belong to versions the node lists.
 fn check_node(node: &NodeProc, tally: &mut Tally, when: &str) {
     let Some(st) = node.try_status() else {
@@ -75,8 +82,9 @@ fn check_node(node: &NodeProc, tally: &mut Tally, when: &str) {
 /// (the demo's layout).
 const CAPS: [&str; 3] = ["", MORSE_CAESAR, BASE64];
 
-/// The leader's threads and RSS (KiB): at the start, the most seen during the run, at the end.
-/// The leader is never killed, so its process is the same throughout.
+/// The leader's threads and RSS (KiB): at the start, the most seen during the run, at the end;
+/// its descriptors and mappings at the start and the end. The leader is never killed, so its
+/// process is the same throughout.
 struct LeaderUse {
     pid: u32,
     threads0: usize,
@@ -85,6 +93,8 @@ struct LeaderUse {
     rss_max: u64,
     threads1: usize,
     rss1: u64,
+    fds_maps0: (usize, usize),
+    fds_maps1: (usize, usize),
 }
 
 /// The convention under soak and what the steps keep between them.
@@ -162,7 +172,18 @@ impl Soak<'_> {
         }
         let l = self.conv.leader();
         let (pid, threads0, rss0) = (l.pid(), l.threads(), rss_kib(l.pid()));
-        LeaderUse { pid, threads0, rss0, threads_max: threads0, rss_max: rss0, threads1: 0, rss1: 0 }
+        let fds_maps0 = fds_and_maps(pid);
+        LeaderUse {
+            pid,
+            threads0,
+            rss0,
+            threads_max: threads0,
+            rss_max: rss0,
+            threads1: 0,
+            rss1: 0,
+            fds_maps0,
+            fds_maps1: (0, 0),
+        }
     }
 
     /// One step, chosen at random; false when it stopped early (its violation recorded), and
@@ -265,6 +286,7 @@ impl Soak<'_> {
     fn finish(&mut self, leader: &mut LeaderUse) {
         leader.threads1 = self.conv.leader().threads();
         leader.rss1 = rss_kib(leader.pid);
+        leader.fds_maps1 = fds_and_maps(leader.pid);
         let (threads0, threads1, rss0, rss1) = (leader.threads0, leader.threads1, leader.rss0, leader.rss1);
         // "Roughly flat": no more than a few dozen threads above the baseline, RSS within 2x + 64 MiB.
         if threads1 > threads0 + 32 {
@@ -302,6 +324,10 @@ fn summary(tally: &Tally, l: &LeaderUse) {
     println!(
         "  leader threads {} → {} (max {}); RSS {} → {} KiB (max {})",
         l.threads0, l.threads1, l.threads_max, l.rss0, l.rss1, l.rss_max
+    );
+    println!(
+        "  leader descriptors {} → {}; mappings {} → {}",
+        l.fds_maps0.0, l.fds_maps1.0, l.fds_maps0.1, l.fds_maps1.1
     );
     println!("  invariant violations: {}", tally.violations.len());
     for v in tally.violations.iter().take(20) {
