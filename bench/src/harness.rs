@@ -11,10 +11,11 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 use troupe_node::client::Client;
 use troupe_node::launch::NodeArgs;
+use troupe_node::protocol::FrameCodec;
 use troupe_node::protocol::{self, ClientFrame, Request, Response, ServerFrame};
 use troupe_node::status::StatusReport;
 
@@ -261,7 +262,7 @@ pub async fn status(c: &mut Client) -> Result<StatusReport> {
 
 // ---- pipelined client ---------------------------------------------------------------------------
 
-type Framed_ = Framed<TcpStream, LengthDelimitedCodec>;
+type Framed_ = Framed<TcpStream, FrameCodec>;
 
 /// A client connection that sends without waiting for each reply: sends go out as requests
 /// (so that the node uses the connection's address as the sender) and their `Sent` replies are

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 use troupe_actor_abi::message::{Address, Incoming, Payload};
 use troupe_node::client::Client;
+use troupe_node::protocol::FrameCodec;
 use troupe_node::protocol::{self, ClientFrame, Request, Response, ServerFrame};
 use troupe_node::status::{StatusReport, VersionStatus};
 use troupe_tests::*;
@@ -206,7 +207,7 @@ async fn a_long_handler_is_reported_while_it_runs_and_forgotten_after() {
 /// A connection that sends without waiting for each reply (the client library's `request`
 /// waits for one before the next): a flood as a fast client makes it.
 struct RawConn {
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    framed: Framed<TcpStream, FrameCodec>,
     next_id: u64,
 }
 

@@ -7,9 +7,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::wire::FrameCodec;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 use troupe_actor_abi::message::{Address, Incoming};
 
 use crate::wire::{self as protocol, ClientFrame, ErrorReply, Request, Response, ServerFrame};
@@ -62,7 +63,7 @@ pub enum ClientError {
 
 /// A connection to one node.
 pub struct Client {
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    framed: Framed<TcpStream, FrameCodec>,
     addr: String,
     me: Address,
     node: String,

@@ -11,11 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::wire::FrameCodec;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 use troupe_actor_abi::message::{Address, Incoming};
 
 use super::dispatch::{self, STOP_TIMEOUT};
@@ -29,7 +30,7 @@ use crate::wire::{
 /// loaded machine, short enough that half-open connections do not pile up.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+type Conn = Framed<TcpStream, FrameCodec>;
 /// A frame for the connection's writer, and who waits until it is written.
 type Outbound = (ServerFrame, Option<oneshot::Sender<()>>);
 

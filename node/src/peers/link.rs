@@ -23,10 +23,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use crate::wire::FrameCodec;
 use futures::StreamExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tokio_util::codec::FramedRead;
 
 use super::outbox::{Link, LinkState, Outgoing};
 use super::{LinkError, LinkEvents};
@@ -217,7 +218,7 @@ async fn serve(
     inner: &Inner,
     link: &Arc<Link>,
     writer: OwnedWriteHalf,
-    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>,
+    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
 ) -> String {
     let writer = Arc::new(writer);
     {
@@ -282,7 +283,7 @@ async fn serve(
 async fn connect(
     addr: &str,
     secret: Option<crate::store::signing::Secret>,
-) -> Result<(OwnedWriteHalf, FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>), String> {
+) -> Result<(OwnedWriteHalf, FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>), String> {
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let mut framed = tokio_util::codec::Framed::new(stream, protocol::codec());

@@ -128,7 +128,7 @@ impl Outbox {
             }
         };
         let start = self.buf.len();
-        // The length prefix of LengthDelimitedCodec: 4 bytes, big-endian.
+        // The length prefix of wire::FrameCodec: 4 bytes, big-endian.
         self.buf.extend_from_slice(&[0; 4]);
         troupe_actor_abi::message::encode_into(&mut self.buf, &frame);
         let len = self.buf.len() - start - 4;

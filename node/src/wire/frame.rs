@@ -1,17 +1,17 @@
 //! Framing and the handshake every connection starts with.
 //!
-//! Frames are length-delimited (`tokio-util`'s `LengthDelimitedCodec`, 4-byte big-endian
-//! length) with an explicit maximum, and carry msgpack bodies. The node speaks first with a
-//! [`ServerFrame::Challenge`]; the client answers with a hello carrying [`PROTOCOL_VERSION`]
-//! (and a proof of the shared secret when one is configured). A peer speaking another version,
-//! sending garbage or an oversized frame gets a [`ServerFrame::ProtocolError`] and a closed
+//! Frames are length-delimited ([`FrameCodec`]: a 4-byte big-endian length, the format of
+//! `tokio-util`'s `LengthDelimitedCodec`) with an explicit maximum, and carry msgpack bodies.
+//! The node speaks first with a [`ServerFrame::Challenge`]; the client answers with a hello
+//! carrying [`PROTOCOL_VERSION`] (and a proof of the shared secret when one is configured). A
+//! peer speaking another version, sending garbage or an oversized frame gets a [`ServerFrame::ProtocolError`] and a closed
 //! connection, and the node keeps serving everyone else.
 
 use serde::{Deserialize, Serialize};
-use tokio_util::codec::LengthDelimitedCodec;
 use troupe_actor_abi::message::Address;
 
 use super::admin::{AuthProof, ClientFrame, ServerFrame};
+use super::codec::FrameCodec;
 
 /// Version of this protocol; both sides must match exactly. (2: the node speaks first, with a
 /// challenge for the shared-secret handshake. 3: client requests and peer requests are two
@@ -30,8 +30,8 @@ pub const NONCE_BYTES: usize = 32;
 pub const MAX_FRAME_BYTES: usize = 300 * 1024 * 1024;
 
 /// The codec both sides use, limited to [`MAX_HELLO_BYTES`] until the handshake is done.
-pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().max_frame_length(MAX_HELLO_BYTES).new_codec()
+pub fn codec() -> FrameCodec {
+    FrameCodec::new(MAX_HELLO_BYTES)
 }
 
 /// Encodes a frame body.
@@ -52,7 +52,7 @@ pub struct Welcome {
     pub client: Address,
 }
 
-type Framed = tokio_util::codec::Framed<tokio::net::TcpStream, LengthDelimitedCodec>;
+type Framed = tokio_util::codec::Framed<tokio::net::TcpStream, FrameCodec>;
 
 /// The client side of the handshake: read the challenge, answer with a hello (and a proof when
 /// we have the secret), read the node's hello and check its proof.

@@ -1,6 +1,7 @@
 //! What travels on the admin port, below everything that sends or handles it:
 //!
 //! - [`frame`]: framing, limits, the protocol version and the handshake;
+//! - [`codec`]: the length-delimited frames, read into buffers that grow with what arrives;
 //! - [`admin`]: client frames, client requests and every response;
 //! - [`peer`]: what nodes of a convention ask each other, and their directory entries;
 //! - [`error`]: why a request failed, as it travels (class, stable code, message);
@@ -10,6 +11,7 @@
 //! The crate re-exports this module as `troupe_node::protocol`.
 
 pub mod admin;
+pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod peer;
@@ -17,6 +19,7 @@ pub mod status;
 pub mod upgrade;
 
 pub use admin::{AuthProof, ClientFrame, Request, Response, ServerFrame};
+pub use codec::FrameCodec;
 pub use error::{Coded, ErrorKind, ErrorReply};
 pub use frame::{
     client_handshake, codec, decode, encode, Welcome, MAX_FRAME_BYTES, MAX_HELLO_BYTES, NONCE_BYTES,
