@@ -191,12 +191,19 @@ fn copy_libraries(libs: Libraries, stem: &str) -> std::io::Result<Vec<LibImage>>
     Ok(images)
 }
 
-/// Opens (checking each root) and initialises every library; the ones opened so far, and why
-/// the rest failed, if they did.
+/// Reads every library's root from its file (none is loaded yet: a library without a valid
+/// root is refused before any constructor of the version runs), then opens (checking each
+/// root again) and initialises every library; the ones opened so far, and why the rest
+/// failed, if they did.
 fn open_libraries(images: &[LibImage]) -> (Vec<Plugin>, Option<String>) {
     let mut plugins = Vec::new();
-    for image in images {
-        match Plugin::open(image.path()) {
+    let roots =
+        match images.iter().map(|i| crate::store::root::read_file(i.path())).collect::<Result<Vec<_>, _>>() {
+            Ok(roots) => roots,
+            Err(e) => return (plugins, Some(e.to_string())),
+        };
+    for (image, root) in images.iter().zip(&roots) {
+        match Plugin::open_read(image.path(), root) {
             Ok(p) => plugins.push(p),
             Err(e) => return (plugins, Some(e.to_string())),
         }

@@ -1,106 +1,21 @@
 //! Opening one plugin cdylib and checking its root before any plugin function runs.
 //!
-//! [`Plugin::open`] dlopens a file with `RTLD_NOW | RTLD_LOCAL` (never `RTLD_GLOBAL`: a global
-//! version would capture the symbol references of every later version), finds the root data
-//! symbol, and checks magic, ABI version, root size and panic strategy in that order, copying the
-//! root's strings and type table into node memory. Only the library's own ELF constructors run
-//! at dlopen; no plugin function is called here. Callers that go on to call the plugin do so on
-//! the version's own thread (see [`crate::host::executor`]).
+//! [`Plugin::open`] first reads the root from the file's bytes ([`crate::store::root`]): a
+//! library without a valid root is refused *before* `dlopen`, so its ELF constructors never
+//! run. Only then does it dlopen the file with `RTLD_NOW | RTLD_LOCAL` (never `RTLD_GLOBAL`: a
+//! global version would capture the symbol references of every later version), find the root
+//! data symbol, and check magic, ABI version, root size and panic strategy again in memory,
+//! copying the root's strings and type table into node memory; the mapped root must say what
+//! the file said. Only the library's own ELF constructors run at dlopen; no plugin function is
+//! called here. Callers that go on to call the plugin do so on the version's own thread (see
+//! [`crate::host::executor`]).
 
 use std::path::Path;
 
 use troupe_actor_abi::abi::{self, ActorTypeDesc, PluginRoot, RawStr, RootHeader};
 
-/// Why a cdylib was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    /// dlopen failed.
-    #[error("cannot open {path}: {message}")]
-    Open {
-        /// The file.
-        path: String,
-        /// dlerror's text.
-        message: String,
-    },
-    /// The root symbol is missing.
-    #[error("{path} is not a Troupe plugin: it exports no TROUPE_PLUGIN_ROOT_V1 (build it with troupe_actor_abi::export_plugin!)")]
-    NoRoot {
-        /// The file.
-        path: String,
-    },
-    /// Magic mismatch.
-    #[error("{path} has a TROUPE_PLUGIN_ROOT_V1 symbol but not a Troupe root (bad magic)")]
-    BadMagic {
-        /// The file.
-        path: String,
-    },
-    /// ABI version mismatch.
-    #[error("{path} was built for plugin ABI version {found}, this node speaks version {expected}: rebuild it against troupe-actor-abi {expected}")]
-    AbiVersion {
-        /// The file.
-        path: String,
-        /// The plugin's version.
-        found: u32,
-        /// Ours.
-        expected: u32,
-    },
-    /// The root is smaller than this ABI version's root.
-    #[error("{path}: plugin root is {found} bytes, at least {expected} are required")]
-    RootSize {
-        /// The file.
-        path: String,
-        /// The plugin's size.
-        found: u32,
-        /// Ours.
-        expected: u32,
-    },
-    /// Built with panic=abort.
-    #[error("{path} was built with panic=abort; Troupe plugins must use panic=unwind so a panic cannot kill the node")]
-    PanicAbort {
-        /// The file.
-        path: String,
-    },
-    /// Message schema mismatch.
-    #[error("{path} speaks message schema {found}, this node speaks {expected}")]
-    MsgSchema {
-        /// The file.
-        path: String,
-        /// The plugin's schema.
-        found: u32,
-        /// Ours.
-        expected: u32,
-    },
-    /// A string or table in the root is not valid.
-    #[error("{path}: malformed plugin root: {detail}")]
-    Malformed {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        detail: String,
-    },
-}
-
-/// An actor type as the plugin declares it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActorTypeInfo {
-    /// `module.Type`.
-    pub name: String,
-    /// Capabilities it requires.
-    pub requirements: Vec<String>,
-}
-
-/// What a plugin's root says about it, copied into node memory.
-#[derive(Clone, Debug)]
-pub struct PluginInfo {
-    /// Crate name.
-    pub name: String,
-    /// Crate version.
-    pub version: String,
-    /// The rustc that built it.
-    pub rustc_version: String,
-    /// Exported actor types.
-    pub actor_types: Vec<ActorTypeInfo>,
-}
+use crate::store::root::{self, check_header, MAX_ACTOR_TYPES, MAX_REQUIREMENTS, MAX_ROOT_STRING};
+pub use crate::store::root::{ActorTypeInfo, FileRoot, PluginError, PluginInfo};
 
 /// An open, checked plugin library. Dropping it dlcloses the library.
 pub struct Plugin {
@@ -127,19 +42,27 @@ unsafe impl Send for Plugin {}
 unsafe impl Sync for Plugin {}
 
 impl Plugin {
-    /// Opens and checks the cdylib at `path`.
+    /// Reads the root from the file at `path`, then opens and checks the cdylib.
     pub fn open(path: &Path) -> Result<Plugin, PluginError> {
+        let file = root::read_file(path)?;
+        Plugin::open_read(path, &file)
+    }
+
+    /// Opens and checks the cdylib at `path`, whose root `file` was read from its bytes
+    /// (`root::read_file`) before: what the loader maps must say the same.
+    pub fn open_read(path: &Path, file: &FileRoot) -> Result<Plugin, PluginError> {
         let p = path.display().to_string();
-        // SAFETY: loading a library runs its ELF constructors. Troupe plugins are built on the
-        // SDK, whose std has only trivial constructors; a hostile library is the trust problem
-        // the source authority exists for, not something dlopen can guard against.
+        // SAFETY: loading a library runs its ELF constructors. Its root was read from the file
+        // first, so only libraries with a valid Troupe root get here; a hostile library with
+        // one is the trust problem the source authority exists for, not something dlopen can
+        // guard against.
         let lib = unsafe {
             libloading::os::unix::Library::open(
                 Some(path),
                 libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
             )
         }
-        .map_err(|e| PluginError::Open { path: p.clone(), message: e.to_string() })?;
+        .map_err(|e| PluginError::Open { path: p.clone(), message: with_sources(&e) })?;
         let lib: libloading::Library = lib.into();
         // SAFETY: we only take the symbol's address; we read through it below after checks.
         let sym = unsafe { lib.get::<*const PluginRoot>(abi::ROOT_SYMBOL) }
@@ -155,6 +78,12 @@ impl Plugin {
         check_header(&p, &header)?;
         // SAFETY: the header says this is a root of our ABI version and at least our size.
         let info = unsafe { copy_info(&p, &*root) }?;
+        if info != file.info || header.root_size != file.root_size {
+            return Err(PluginError::Malformed {
+                path: p,
+                detail: "the root the loader mapped differs from the one in the file".into(),
+            });
+        }
         let migrates = PluginRoot::has_upgrade(header.root_size);
         Ok(Plugin { root, info, migrates, lib })
     }
@@ -176,40 +105,6 @@ impl Plugin {
         drop(self.lib);
     }
 }
-
-fn check_header(p: &str, h: &RootHeader) -> Result<(), PluginError> {
-    if h.magic != abi::MAGIC {
-        return Err(PluginError::BadMagic { path: p.to_string() });
-    }
-    if h.abi_version != abi::ABI_VERSION {
-        return Err(PluginError::AbiVersion {
-            path: p.to_string(),
-            found: h.abi_version,
-            expected: abi::ABI_VERSION,
-        });
-    }
-    let need = abi::ROOT_SIZE_BEFORE_UPGRADE;
-    if h.root_size < need {
-        return Err(PluginError::RootSize { path: p.to_string(), found: h.root_size, expected: need });
-    }
-    if h.panic_unwind != 1 {
-        return Err(PluginError::PanicAbort { path: p.to_string() });
-    }
-    if h.msg_schema != abi::MSG_SCHEMA {
-        return Err(PluginError::MsgSchema {
-            path: p.to_string(),
-            found: h.msg_schema,
-            expected: abi::MSG_SCHEMA,
-        });
-    }
-    Ok(())
-}
-
-/// Upper bounds on what a root may declare; a real plugin is far below them, a corrupt one is
-/// refused instead of making the node read megabytes of garbage.
-const MAX_ROOT_STRING: usize = 4096;
-const MAX_ACTOR_TYPES: usize = 4096;
-const MAX_REQUIREMENTS: usize = 256;
 
 fn copy_str(p: &str, what: &str, s: RawStr) -> Result<String, PluginError> {
     if s.len > MAX_ROOT_STRING || (s.ptr.is_null() && s.len > 0) {
@@ -263,8 +158,9 @@ unsafe fn copy_info(p: &str, root: &PluginRoot) -> Result<PluginInfo, PluginErro
     })
 }
 
-/// Reads a plugin's declared facts (for `troupe pack`): opens, checks, copies, closes. No plugin
-/// function is called.
+/// Reads a plugin's declared facts by loading it: reads the file's root, opens, checks, copies,
+/// closes. No plugin function is called, but the library's constructors run: `troupe pack`
+/// uses [`root::read`] instead; this is for comparing the two.
 pub fn inspect(path: &Path) -> Result<PluginInfo, PluginError> {
     // dlopen searches the library path for a name without a slash: `lib.so` must mean the file
     // in the current directory, as it does for every other command.
@@ -275,30 +171,43 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, PluginError> {
     Ok(info)
 }
 
+/// An error's text followed by its sources' (libloading says "dlopen failed" and keeps
+/// dlerror's text in its source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn header(root_size: u32) -> RootHeader {
-        RootHeader {
-            magic: abi::MAGIC,
-            abi_version: abi::ABI_VERSION,
-            root_size,
-            panic_unwind: 1,
-            msg_schema: abi::MSG_SCHEMA,
-        }
-    }
-
     #[test]
-    fn a_root_from_before_live_upgrade_is_accepted_and_does_not_migrate() {
-        let full = std::mem::size_of::<PluginRoot>() as u32;
-        assert!(check_header("p", &header(full)).is_ok());
-        assert!(PluginRoot::has_upgrade(full));
-        // A plugin built before export_state/import_actor were appended: loads, never moves.
-        assert!(check_header("p", &header(abi::ROOT_SIZE_BEFORE_UPGRADE)).is_ok());
-        assert!(!PluginRoot::has_upgrade(abi::ROOT_SIZE_BEFORE_UPGRADE));
-        // Anything smaller lacks fields every node calls.
-        let short = check_header("p", &header(abi::ROOT_SIZE_BEFORE_UPGRADE - 8));
-        assert!(matches!(short, Err(PluginError::RootSize { .. })), "{short:?}");
+    fn dlerror_text_is_kept_when_dlopen_fails() {
+        // A valid root cannot be had without a plugin build; a file dlopen refuses shows the
+        // message path: the reader's refusal comes first for a non-ELF file.
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib.so");
+        std::fs::write(&lib, "not a library\n").unwrap();
+        let e = Plugin::open(&lib).err().unwrap();
+        assert!(e.to_string().contains("is not a plugin library: not a 64-bit ELF file"), "{e}");
+        let file = FileRoot {
+            info: PluginInfo {
+                name: "x".into(),
+                version: "1".into(),
+                rustc_version: "r".into(),
+                actor_types: vec![],
+            },
+            root_size: 0,
+        };
+        let e = Plugin::open_read(&lib, &file).err().unwrap().to_string();
+        assert!(e.starts_with(&format!("cannot open {}: dlopen failed: ", lib.display())), "{e}");
+        assert!(e.contains("invalid ELF header") || e.contains("too short"), "dlerror's text: {e}");
     }
 }

@@ -52,6 +52,11 @@ impl Core {
         expected: Option<&str>,
     ) -> Result<Response, LoadError> {
         let t0 = std::time::Instant::now();
+        // The archive limit first, whatever the frame limit let through.
+        let (size, limit) = (zip.len() as u64, ArchiveLimits::default().max_zip_bytes);
+        if size > limit {
+            return Err(archive::ArchiveError::TooLarge { size, limit }.into());
+        }
         let zip = Arc::new(zip);
         let z2 = zip.clone();
         let source = tokio::task::spawn_blocking(move || archive::open(&z2, &ArchiveLimits::default()))

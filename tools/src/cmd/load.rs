@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use troupe_node::protocol::{Request, Response, UpgradeOptions};
 
 use super::{connect, upgrade, with_progress};
@@ -13,10 +13,7 @@ use crate::{refused, usage, Failure, EXIT_OK};
 
 /// `troupe load PORT ZIP`: prints the hash.
 pub(crate) async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
-    let bytes =
-        std::fs::read(zip).with_context(|| format!("cannot read {}", zip.display())).map_err(|e| {
-            usage(e.context("give the path of a zip written by `troupe pack` (or run `make load`)"))
-        })?;
+    let bytes = read_zip(zip, "give the path of a zip written by `troupe pack` (or run `make load`)")?;
     let mut c = connect(port).await?;
     let info = zip.display().to_string();
     let what = format!("loading {} ({} KiB) into {}", zip.display(), bytes.len() / 1024, c.node());
@@ -33,6 +30,22 @@ pub(crate) async fn load(port: &str, zip: &Path) -> Result<u8, Failure> {
         }
         other => Err(refused(anyhow!("unexpected answer {other:?}"))),
     }
+}
+
+/// The bytes of the source zip at `zip`, refused by the archive limit before it is read (and
+/// so before it is sent): the node would refuse it the same way (`too_large`, exit 1). A file
+/// that cannot be read is a usage error, with `hint`.
+pub(crate) fn read_zip(zip: &Path, hint: &str) -> Result<Vec<u8>, Failure> {
+    let cannot_read = |e: std::io::Error| {
+        usage(anyhow!(e).context(format!("cannot read {}", zip.display())).context(hint.to_string()))
+    };
+    let size = std::fs::metadata(zip).map_err(cannot_read)?.len();
+    let limit = troupe_node::archive::DEFAULT_MAX_ZIP_BYTES;
+    if size > limit {
+        let e = troupe_node::archive::ArchiveError::TooLarge { size, limit };
+        return Err(refused(anyhow!("{}: {e} (a node would refuse it), so it was not read", zip.display())));
+    }
+    std::fs::read(zip).map_err(cannot_read)
 }
 
 /// What a deploy or rollback did to the group, and what a deploy's `--migrate` moved. The
@@ -76,9 +89,7 @@ pub(crate) async fn deploy(
     grace: Duration,
     migrate: Option<UpgradeOptions>,
 ) -> Result<u8, Failure> {
-    let bytes = std::fs::read(zip)
-        .with_context(|| format!("cannot read {}", zip.display()))
-        .map_err(|e| usage(e.context("give the path of a zip written by `troupe pack`")))?;
+    let bytes = read_zip(zip, "give the path of a zip written by `troupe pack`")?;
     let mut c = connect(port).await?;
     let migrating = migrate.is_some();
     let request = Request::Deploy {

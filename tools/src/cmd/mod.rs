@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use troupe_node::client::Client;
 
-use crate::Failure;
+use anyhow::anyhow;
+
+use crate::{usage, Failure};
 
 pub(crate) mod app;
 pub(crate) mod chgcap;
@@ -34,7 +36,17 @@ pub fn node_addr(port: &str) -> String {
 
 /// A client of the node at `port` (see [`node_addr`]).
 pub(crate) async fn connect(port: &str) -> Result<Client, Failure> {
-    Ok(Client::connect(&node_addr(port)).await?)
+    connect_addr(&node_addr(port)).await
+}
+
+/// A client of the node at `addr` (`host:port`), once the shared secret, if one is named,
+/// could be read: a secret file that is missing or malformed is the command line's fault
+/// (exit 2), said before anything is sent.
+pub(crate) async fn connect_addr(addr: &str) -> Result<Client, Failure> {
+    troupe_node::client::secret_from_env().map_err(|e| {
+        usage(anyhow!("cannot read the shared secret named by --secret-file (or TROUPE_SECRET_FILE): {e}"))
+    })?;
+    Ok(Client::connect(addr).await?)
 }
 
 /// Runs `work`, showing what is going on (with elapsed time) on stderr when it takes a moment

@@ -85,11 +85,12 @@ pub(crate) fn keygen(output: &Path) -> Result<u8, Failure> {
 
 /// `troupe verify ZIP --trusted-keys DIR`.
 pub(crate) fn verify(zip: &Path, trusted: &Path) -> Result<u8, Failure> {
-    let bytes = std::fs::read(zip).map_err(|e| usage(anyhow!("cannot read {}: {e}", zip.display())))?;
+    let bytes = super::load::read_zip(zip, "give the path of a zip written by `troupe pack`")?;
     let keys = troupe_node::signing::TrustedKeys::load(trusted).map_err(|e| usage(anyhow!(e)))?;
     let source = troupe_node::archive::open(&bytes, &troupe_node::archive::ArchiveLimits::default())
         .map_err(|e| refused(anyhow!("{}: {e}", zip.display())))?;
     let signer = keys.verify(&source).map_err(|e| refused(anyhow!("{}: {e}", zip.display())))?;
+    check_roots(&source).map_err(|e| refused(e.context(format!("{}", zip.display()))))?;
     println!(
         "{}: signed by {signer}; {} {}, {} librar{}, hash {}",
         zip.display(),
@@ -100,6 +101,28 @@ pub(crate) fn verify(zip: &Path, trusted: &Path) -> Result<u8, Failure> {
         source.hash
     );
     Ok(EXIT_OK)
+}
+
+/// Each library's plugin root, read from its bytes (never loaded), declares the actor types
+/// and requirements the manifest lists for it.
+fn check_roots(source: &troupe_node::archive::Source) -> anyhow::Result<()> {
+    for entry in &source.manifest.cdylibs {
+        let Some(file) = source.files.iter().find(|f| f.name == entry.file) else {
+            return Err(anyhow!("the manifest lists {}, which the zip does not hold", entry.file));
+        };
+        let root = troupe_node::store::root::read(&file.name, &file.bytes)?;
+        let declared: Vec<(&str, &[String])> =
+            root.info.actor_types.iter().map(|t| (t.name.as_str(), t.requirements.as_slice())).collect();
+        let listed: Vec<(&str, &[String])> =
+            entry.actors.iter().map(|a| (a.type_name.as_str(), a.requires.as_slice())).collect();
+        if declared != listed {
+            return Err(anyhow!(
+                "the manifest lists for {} the types {listed:?}, its plugin root declares {declared:?}",
+                file.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How `troupe pack` makes a zip, besides the libraries.
@@ -215,8 +238,11 @@ fn pack_input(path: &Path, strip: bool) -> Result<(PackInput, PluginInfo), Failu
             path.display()
         );
     }
-    let info = troupe_node::plugin::inspect(path)
-        .map_err(|e| refused(anyhow!(e).context(format!("{} is not a loadable plugin", path.display()))))?;
+    // Read from the bytes that are packed, never by loading them: the library's constructors
+    // do not run here, with the signing key at hand.
+    let info = troupe_node::store::root::read(&path.display().to_string(), &bytes)
+        .map_err(|e| refused(anyhow!(e).context(format!("{} is not a loadable plugin", path.display()))))?
+        .info;
     let file_name = path
         .file_name()
         .and_then(|n| n.to_str())

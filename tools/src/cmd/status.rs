@@ -7,7 +7,6 @@ use std::io::Write;
 
 use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
-use troupe_node::client::Client;
 use troupe_node::protocol::{Request, Response};
 use troupe_node::status::StatusReport;
 
@@ -16,7 +15,7 @@ use crate::{refused, Failure, EXIT_OK};
 
 /// The status of the node at `addr` (`host:port`).
 pub(crate) async fn node_status(addr: &str) -> Result<StatusReport, Failure> {
-    let mut c = Client::connect(addr).await?;
+    let mut c = super::connect_addr(addr).await?;
     match c.request(Request::Status).await? {
         Response::Status(report) => Ok(*report),
         _ => Err(refused(anyhow!("unexpected answer to status"))),
