@@ -33,7 +33,9 @@ pub mod wire;
 pub use admin::{client, metrics, server};
 pub use host::plugin;
 pub use host::pthread_keys::{pthread_keys_in_use, PTHREAD_KEYS_MAX, PTHREAD_KEYS_REFUSE_AT};
-pub use model::config::{AuthorityConfig, ConventionConfig, LibCopies, NodeConfig, RemoteSources};
+pub use model::config::{
+    AuthorityConfig, ConnectionLimits, ConventionConfig, LibCopies, NodeConfig, RemoteSources,
+};
 pub use model::launch;
 pub use model::placement::MIN_HASH_PREFIX;
 pub use node::Node;

@@ -81,6 +81,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--lib-copies",
     "--version-threads",
     "--long-handler",
+    "--max-connections",
+    "--idle-timeout",
 ];
 
 /// Whether [`NodeArgs`] has a field for `flag`'s value.
@@ -104,6 +106,9 @@ fn set_value(args: &mut NodeArgs, flag: &str, value: &str) -> Result<()> {
         "--lib-copies" => args.lib_copies = value.parse().map_err(|e: String| anyhow!(e))?,
         "--version-threads" => args.version_threads = Some(value.parse()?),
         "--long-handler" => args.long_handler = humantime::parse_duration(value)?,
+        "--max-connections" => args.max_connections = value.parse()?,
+        "--idle-timeout" if value == "off" => args.idle_timeout = std::time::Duration::ZERO,
+        "--idle-timeout" => args.idle_timeout = humantime::parse_duration(value)?,
         other => bail!("{other} is not a setting of NodeArgs"),
     }
     Ok(())

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub version_threads: usize,
     /// A handler running longer than this is reported.
     pub long_handler: Duration,
+    /// Bounds on the admin port's connections.
+    pub connections: ConnectionLimits,
 }
 
 #[cfg(test)]
@@ -56,6 +58,7 @@ impl NodeConfig {
             lib_copies: LibCopies::Memory,
             version_threads: 2,
             long_handler: Duration::from_secs(1),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -87,5 +90,73 @@ impl Default for ConventionConfig {
             dead_after: Duration::from_secs(3),
             remote_sources: RemoteSources::Yes,
         }
+    }
+}
+
+/// The default of [`ConnectionLimits::max_connections`] (`--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The default of [`ConnectionLimits::idle_timeout`] (`--idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Descriptors kept for the node's own work whatever `--max-connections` says: store files,
+/// one memory file per loaded library, outgoing peer links, the metrics endpoint and its
+/// clients, the log, the runtime's own (epoll, eventfds, signal pipes). Half the limit when
+/// the limit is below twice this.
+pub const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// Bounds on the admin port's connections (client and peer alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The most connections open at once; more are refused at accept with a reason (and the
+    /// process's open-file limit lowers it: see [`connection_cap`]).
+    pub max_connections: usize,
+    /// A client connection that sends nothing for this long after its handshake is closed
+    /// (peer links are not); none: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+/// The cap in force: `max`, lowered so that [`RESERVED_DESCRIPTORS`] (or half of a small
+/// limit) stay free below the open-file limit `nofile` (none: unlimited), and at least 1.
+pub fn connection_cap(max: usize, nofile: Option<u64>) -> usize {
+    let Some(nofile) = nofile else { return max.max(1) };
+    let reserve = RESERVED_DESCRIPTORS.min(nofile / 2);
+    let room = usize::try_from(nofile.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    max.min(room).max(1)
+}
+
+/// The process's soft open-file limit (none: unlimited or unknown).
+pub fn open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit with a valid resource and a valid pointer; the result is checked.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_keeps_descriptors_for_the_nodes_own_work() {
+        // A raised limit leaves the flag in force.
+        assert_eq!(connection_cap(1024, Some(524_288)), 1024);
+        assert_eq!(connection_cap(1024, None), 1024);
+        // The usual soft limit of 1 024: 256 kept back.
+        assert_eq!(connection_cap(1024, Some(1024)), 768);
+        assert_eq!(connection_cap(100_000, Some(4096)), 3840);
+        // A tiny limit keeps half, and the cap never reaches 0.
+        assert_eq!(connection_cap(1024, Some(300)), 150);
+        assert_eq!(connection_cap(1024, Some(1)), 1);
+        assert_eq!(connection_cap(0, Some(1024)), 1);
     }
 }

@@ -79,6 +79,10 @@ pub struct NodeArgs {
     pub version_threads: Option<usize>,
     /// A handler running longer than this is reported.
     pub long_handler: Duration,
+    /// The most admin-port connections open at once.
+    pub max_connections: usize,
+    /// A client connection idle this long is closed (zero: never; `off` on the command line).
+    pub idle_timeout: Duration,
 }
 
 impl NodeArgs {
@@ -102,6 +106,8 @@ impl NodeArgs {
             lib_copies: LibCopies::Memory,
             version_threads: None,
             long_handler: DEFAULT_LONG_HANDLER,
+            max_connections: crate::model::config::DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: crate::model::config::DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -134,6 +140,9 @@ impl NodeArgs {
             flag("--version-threads", n.to_string().into());
         }
         flag("--long-handler", duration_arg(self.long_handler).into());
+        flag("--max-connections", self.max_connections.to_string().into());
+        let idle = if self.idle_timeout.is_zero() { "off".into() } else { duration_arg(self.idle_timeout) };
+        flag("--idle-timeout", idle.into());
         if self.insecure {
             a.push("--insecure".into());
         }
@@ -174,6 +183,8 @@ mod tests {
         n.lib_copies = LibCopies::Store;
         n.version_threads = Some(3);
         n.long_handler = Duration::from_millis(300);
+        n.max_connections = 8;
+        n.idle_timeout = Duration::from_millis(300);
         let argv: Vec<String> = n.argv().into_iter().map(|s| s.into_string().unwrap()).collect();
         let text = argv.join(" ");
         assert_eq!(&argv[..3], ["start", "4100", "morse,Caesar cipher"]);
@@ -188,10 +199,15 @@ mod tests {
             "--lib-copies store",
             "--version-threads 3",
             "--long-handler 300ms",
+            "--max-connections 8",
+            "--idle-timeout 300ms",
             "--insecure",
             "--foreground",
         ] {
             assert!(text.contains(want), "{want:?} missing from {text}");
         }
+        n.idle_timeout = Duration::ZERO;
+        let text: Vec<String> = n.argv().into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert!(text.join(" ").contains("--idle-timeout off"), "{text:?}");
     }
 }

@@ -7,6 +7,9 @@
 //! exhaust its memory. This decoder reserves at most [`READ_AHEAD`] bytes beyond what it holds
 //! per read, so a buffer is never much bigger than what actually arrived.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -22,12 +25,22 @@ pub struct FrameCodec {
     max: usize,
     /// The announced length of the frame being read, once its head is consumed.
     pending: Option<usize>,
+    /// Where the bytes held of an incomplete frame are published (see [`FrameCodec::progress`]).
+    progress: Option<Arc<AtomicUsize>>,
 }
 
 impl FrameCodec {
     /// A codec accepting frames of at most `max` bytes.
     pub fn new(max: usize) -> FrameCodec {
-        FrameCodec { max, pending: None }
+        FrameCodec { max, pending: None, progress: None }
+    }
+
+    /// Publishes, after every read that leaves a frame incomplete, how many of its bytes are
+    /// held: a value that changes while a long frame is arriving, so that a reader waiting for
+    /// a frame can tell a slow upload from silence.
+    pub fn progress(mut self, counter: Arc<AtomicUsize>) -> FrameCodec {
+        self.progress = Some(counter);
+        self
     }
 
     /// The largest frame accepted.
@@ -57,6 +70,9 @@ impl Decoder for FrameCodec {
             Some(len) => len,
             None => {
                 if src.len() < HEAD {
+                    if let Some(p) = &self.progress {
+                        p.store(src.len(), Ordering::Relaxed);
+                    }
                     return Ok(None);
                 }
                 let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
@@ -74,6 +90,9 @@ impl Decoder for FrameCodec {
         }
         // Room for what may come next, never for what is merely announced.
         src.reserve((len - src.len()).min(READ_AHEAD));
+        if let Some(p) = &self.progress {
+            p.store(src.len(), Ordering::Relaxed);
+        }
         Ok(None)
     }
 }
@@ -137,6 +156,19 @@ mod tests {
         assert_eq!(&frames[0][..], &body[..]);
         assert_eq!(&frames[1][..], b"next");
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn progress_moves_while_a_frame_arrives() {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let mut codec = FrameCodec::new(1 << 20).progress(counter.clone());
+        let mut buf = head(1000);
+        buf.extend_from_slice(&[0u8; 10]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(counter.load(Ordering::Relaxed), 10);
+        buf.extend_from_slice(&[0u8; 30]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(counter.load(Ordering::Relaxed), 40);
     }
 
     #[test]

@@ -120,6 +120,10 @@ async fn serve(args: StartArgs, dir: PathBuf) -> Result<u8, Failure> {
             .version_threads
             .unwrap_or_else(troupe_node::model::config::default_version_threads),
         long_handler: args.long_handler,
+        connections: troupe_node::ConnectionLimits {
+            max_connections: args.max_connections,
+            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+        },
     };
     let node = troupe_node::Node::new(config)
         .map_err(|e| refused(anyhow!("cannot create the store in {}: {e}", dir.display())))?;

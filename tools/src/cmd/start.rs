@@ -83,6 +83,15 @@ pub(crate) struct StartArgs {
     /// metrics (it keeps its thread; the version's other actors are served by other threads).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) long_handler: Duration,
+    /// The most connections (clients and peers) the node keeps open at once; one more is
+    /// told why and closed. The node lowers it to keep 256 descriptors below its open-file
+    /// limit for its own work (store files, loaded libraries, peer links, metrics).
+    #[arg(long, value_name = "N", default_value_t = troupe_node::model::config::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub(crate) max_connections: usize,
+    /// A client connection that sends nothing for this long after its handshake is closed
+    /// (`0` or `off`: never). Peer links are not; the CLI keeps its own alive while it waits.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = idle_timeout)]
+    pub(crate) idle_timeout: Duration,
 }
 
 impl From<StartArgs> for NodeArgs {
@@ -107,6 +116,8 @@ impl From<StartArgs> for NodeArgs {
             lib_copies,
             version_threads,
             long_handler,
+            max_connections,
+            idle_timeout,
         } = args;
         NodeArgs {
             port,
@@ -126,8 +137,18 @@ impl From<StartArgs> for NodeArgs {
             lib_copies,
             version_threads,
             long_handler,
+            max_connections,
+            idle_timeout,
         }
     }
+}
+
+/// `--idle-timeout`'s value: a duration, or `off` (as `0`: never).
+fn idle_timeout(s: &str) -> Result<Duration, String> {
+    if s == "off" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (or `off`)"))
 }
 
 /// A flag's value parser: `values` are what `--help` and the error for a wrong value list
@@ -234,21 +255,68 @@ pub(crate) fn start_detached(args: StartArgs) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-/// Fails if something already listens on the node's port: a node, or something else.
+/// How long `start` waits for a port that is in use but does not answer as a troupe node: a
+/// node that was just killed keeps its listening socket until its process is torn down (the
+/// kernel tears the memory down first, which takes a moment for a big node), and meanwhile the
+/// kernel still completes connections to it that are then reset.
+const PORT_WAIT: Duration = Duration::from_secs(3);
+
+/// How long one probe of the port may take: a node answers its challenge at once.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What listens on a port.
+enum Probe {
+    /// Nothing: the connection was refused.
+    Free,
+    /// A troupe node (it answered the hello).
+    Node,
+    /// Something that accepted the connection but did not answer as a troupe node (yet).
+    Other,
+}
+
+fn probe(rt: &tokio::runtime::Runtime, addr: &str) -> Probe {
+    match rt.block_on(async { tokio::time::timeout(PROBE_TIMEOUT, Client::connect(addr)).await }) {
+        Ok(Ok(_)) => Probe::Node,
+        Ok(Err(ClientError::Unreachable { .. })) => Probe::Free,
+        Ok(Err(_)) | Err(_) => Probe::Other,
+    }
+}
+
+/// Fails if something already listens on the node's port: a node, or something else. A port
+/// in use that does not answer as a node is tried again for up to [`PORT_WAIT`] (saying so).
 fn refuse_taken_port(
     rt: &tokio::runtime::Runtime,
     probe_addr: &str,
     addr: &str,
     port: u16,
 ) -> Result<(), Failure> {
-    match rt.block_on(Client::connect(probe_addr)) {
-        Ok(_) => Err(refused(anyhow!(
-            "a troupe node is already running on {addr} — stop it first: troupe stop {port}"
-        ))),
-        Err(ClientError::Unreachable { .. }) => Ok(()),
-        Err(_) => Err(refused(anyhow!(
-            "port {port} is taken by something that is not a troupe node — choose another port"
-        ))),
+    let deadline = Instant::now() + PORT_WAIT;
+    let mut said = false;
+    loop {
+        match probe(rt, probe_addr) {
+            Probe::Free => return Ok(()),
+            Probe::Node => {
+                return Err(refused(anyhow!(
+                    "a troupe node is already running on {addr} — stop it first: troupe stop {port}"
+                )))
+            }
+            Probe::Other if Instant::now() < deadline => {
+                if !said {
+                    eprintln!(
+                        "waiting for port {port}: it is in use (a node that just died?) — up to {}",
+                        humantime::format_duration(PORT_WAIT)
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Probe::Other => {
+                return Err(refused(anyhow!(
+                    "port {port} is taken by something that is not a troupe node (waited {}) — choose another port",
+                    humantime::format_duration(PORT_WAIT)
+                )))
+            }
+        }
     }
 }
 
@@ -352,6 +420,8 @@ mod tests {
             lib_copies: LibCopies::Store,
             version_threads: Some(7),
             long_handler: Duration::from_millis(250),
+            max_connections: 8,
+            idle_timeout: Duration::from_millis(300),
         };
         let defaults = NodeArgs::new(sent.port);
         assert_ne!(sent.bind, defaults.bind);
@@ -360,6 +430,8 @@ mod tests {
         assert_ne!(sent.dead_after, defaults.dead_after);
         assert_ne!(sent.remote_sources, defaults.remote_sources);
         assert_ne!(sent.lib_copies, defaults.lib_copies);
+        assert_ne!(sent.max_connections, defaults.max_connections);
+        assert_ne!(sent.idle_timeout, defaults.idle_timeout);
         let back = NodeArgs::from(start_args(sent.argv()));
         assert_eq!(back, sent);
     }
@@ -368,6 +440,10 @@ mod tests {
     fn the_defaults_survive_argv_and_back() {
         let sent = NodeArgs::new(1900);
         assert_eq!(NodeArgs::from(start_args(sent.argv())), sent);
+        let mut off = NodeArgs::new(1900);
+        off.idle_timeout = Duration::ZERO;
+        assert_eq!(NodeArgs::from(start_args(off.argv())), off);
+        assert_eq!(idle_timeout("0"), Ok(Duration::ZERO));
     }
 
     #[test]
