@@ -69,6 +69,9 @@ pub struct Client {
     node: String,
     next_id: u64,
     inbox: VecDeque<Incoming>,
+    /// While waiting for the node, a [`ClientFrame::Keepalive`] this often (a third of the
+    /// node's idle timeout), so that a long wait is not taken for an idle connection.
+    keepalive: Option<Duration>,
 }
 
 impl Client {
@@ -103,6 +106,7 @@ impl Client {
             node: welcome.node,
             next_id: 1,
             inbox: VecDeque::new(),
+            keepalive: welcome.idle_timeout.map(|t| t / 3),
         })
     }
 
@@ -118,7 +122,18 @@ impl Client {
 
     async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
         let proto = |m: String| ClientError::Protocol { addr: self.addr.clone(), message: m };
-        match self.framed.next().await {
+        let next = loop {
+            let Some(every) = self.keepalive else { break self.framed.next().await };
+            // Reading a frame is cancel-safe: what arrived stays in the codec's buffer.
+            match tokio::time::timeout(every, self.framed.next()).await {
+                Ok(next) => break next,
+                Err(_) => {
+                    let frame = protocol::encode(&ClientFrame::Keepalive);
+                    self.framed.send(frame).await.map_err(|e| proto(e.to_string()))?;
+                }
+            }
+        };
+        match next {
             Some(Ok(b)) => protocol::decode::<ServerFrame>(&b).map_err(|e| proto(e.to_string())),
             Some(Err(e)) => Err(proto(e.to_string())),
             None => Err(proto("the node closed the connection".into())),

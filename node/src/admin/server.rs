@@ -8,10 +8,12 @@
 //! load does not hold up a status request) and answered by id; one-way requests are handled in
 //! the order they arrive. What each request does is in [`super::dispatch`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::wire::FrameCodec;
+use bytes::BytesMut;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +22,7 @@ use tokio_util::codec::Framed;
 use troupe_actor_abi::message::{Address, Incoming};
 
 use super::dispatch::{self, STOP_TIMEOUT};
+use super::gate::{self, AcceptBackoff, Gate};
 use crate::node::Node;
 use crate::runtime::core::Core;
 use crate::wire::{
@@ -39,24 +42,30 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
     let done = Arc::new(Notify::new());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let limits = node.connections();
+    let gate = Gate::new(&limits);
+    let mut backoff = AcceptBackoff::new();
+    let mut trim = tokio::time::interval(gate::TRIM_EVERY);
+    trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    backoff.reset();
+                    let Some((stream, ticket)) = gate.admit(stream) else { continue };
                     let core = node.core().clone();
                     let done = done.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = connection(core, stream, done).await {
+                        if let Err(e) = connection(core, stream, done, limits.idle_timeout).await {
                             tracing::debug!(%peer, "connection ended: {e}");
                         }
+                        drop(ticket);
                     });
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving the ones we have.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                // Out of file descriptors and the like: serve the ones we have for a moment.
+                Err(e) => tokio::time::sleep(backoff.failed(&e)).await,
             },
+            _ = trim.tick() => gate.trim_after_burst(),
             _ = done.notified() => break,
             _ = term.recv() => {
                 tracing::info!("SIGTERM: stopping");
@@ -73,9 +82,16 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn connection(core: Arc<Core>, stream: TcpStream, done: Arc<Notify>) -> Result<(), String> {
+async fn connection(
+    core: Arc<Core>,
+    stream: TcpStream,
+    done: Arc<Notify>,
+    idle: Option<Duration>,
+) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, protocol::codec());
+    let progress = Arc::new(AtomicUsize::new(0));
+    // No buffer until bytes arrive: an idle connection holds none.
+    let mut framed = Framed::with_capacity(stream, protocol::codec().progress(progress.clone()), 0);
     let server_proof = handshake(&core, &mut framed).await?;
     framed.codec_mut().set_max_frame_length(protocol::MAX_FRAME_BYTES);
     let (dtx, drx) = mpsc::unbounded_channel::<Incoming>();
@@ -86,6 +102,7 @@ async fn connection(core: Arc<Core>, stream: TcpStream, done: Arc<Notify>) -> Re
         version: env!("CARGO_PKG_VERSION").into(),
         client: me.clone(),
         server_proof,
+        idle_timeout_ms: idle.map(|d| d.as_millis() as u64),
     };
     let (mut sink, stream) = framed.split();
     if let Err(e) = sink.send(protocol::encode(&hello)).await {
@@ -94,7 +111,16 @@ async fn connection(core: Arc<Core>, stream: TcpStream, done: Arc<Notify>) -> Re
     }
     let (otx, orx) = mpsc::unbounded_channel::<Outbound>();
     let writer = tokio::spawn(write_frames(sink, orx, drx));
-    let mut session = Session { core: core.clone(), me: me.clone(), otx, done, registered: None };
+    let mut session = Session {
+        core: core.clone(),
+        me: me.clone(),
+        otx,
+        done,
+        registered: None,
+        peer: false,
+        idle,
+        progress,
+    };
     let result = session.read_frames(stream).await;
     // The client is gone: no more deliveries. The writer sends what is queued, then ends
     // (it ends when both its queues are closed), and with it the socket.
@@ -233,6 +259,12 @@ struct Session {
     done: Arc<Notify>,
     /// The member that registers over this connection, if any (see `member_link_closed`).
     registered: Option<String>,
+    /// Another node's link (it sent a peer request): never closed as idle.
+    peer: bool,
+    /// A client connection silent this long is closed.
+    idle: Option<Duration>,
+    /// Bytes held of a frame still arriving (from the codec): a slow upload is not silence.
+    progress: Arc<AtomicUsize>,
 }
 
 impl Session {
@@ -241,16 +273,45 @@ impl Session {
         Err(message)
     }
 
+    /// The next frame, or the refusal of a client that stayed silent for the idle timeout.
+    async fn next_frame(
+        &self,
+        stream: &mut SplitStream<Conn>,
+    ) -> Result<Option<Result<BytesMut, std::io::Error>>, String> {
+        let Some(idle) = self.idle else { return Ok(stream.next().await) };
+        let mut seen = self.progress.load(Ordering::Relaxed);
+        loop {
+            if self.peer {
+                return Ok(stream.next().await);
+            }
+            if let Ok(next) = tokio::time::timeout(idle, stream.next()).await {
+                return Ok(next);
+            }
+            let now = self.progress.load(Ordering::Relaxed);
+            if now == seen {
+                let why = format!(
+                    "closed: nothing was sent on this connection for {idle:?} (the node's --idle-timeout)"
+                );
+                return self.refuse(why).map(|()| None);
+            }
+            seen = now;
+        }
+    }
+
     async fn read_frames(&mut self, mut stream: SplitStream<Conn>) -> Result<(), String> {
         loop {
-            let bytes = match stream.next().await {
+            let bytes = match self.next_frame(&mut stream).await? {
                 None => return Ok(()),
                 Some(Err(e)) => return self.refuse(format!("bad frame: {e}")),
                 Some(Ok(bytes)) => bytes,
             };
             match protocol::decode::<ClientFrame>(&bytes) {
                 Ok(ClientFrame::Notify { request }) => dispatch::notify(&self.core, request),
-                Ok(ClientFrame::PeerNotify { request }) => dispatch::notify_peer(&self.core, request),
+                Ok(ClientFrame::Keepalive) => {}
+                Ok(ClientFrame::PeerNotify { request }) => {
+                    self.peer = true;
+                    dispatch::notify_peer(&self.core, request)
+                }
                 // A send completes at once: answered here, without a task of its own.
                 Ok(ClientFrame::Request { id, request: Request::Send { to, payload } }) => {
                     self.core.send(Some(self.me.clone()), &to, payload);
@@ -282,6 +343,7 @@ impl Session {
 
     /// A call from another node, handled on a task of its own and answered by id.
     fn peer_call(&mut self, id: u64, request: PeerRequest) {
+        self.peer = true;
         if let PeerRequest::Register(info) = &request {
             self.registered.get_or_insert_with(|| info.node.clone());
         }

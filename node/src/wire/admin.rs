@@ -53,6 +53,10 @@ pub enum ClientFrame {
         /// What is asked.
         request: PeerRequest,
     },
+    /// Nothing: keeps a client connection that waits (for a reply or a message) from being
+    /// closed as idle (see [`ServerFrame::Hello`]'s `idle_timeout_ms`). Not answered. Last, so
+    /// that every other variant keeps its encoding.
+    Keepalive,
 }
 
 /// Requests a client can make.
@@ -162,6 +166,10 @@ pub enum ServerFrame {
         /// The node's proof of the shared secret: HMAC over ("node", node nonce, client nonce).
         #[serde(default, with = "serde_bytes")]
         server_proof: Option<Vec<u8>>,
+        /// The node closes this connection after this long without a frame from the client
+        /// (none: never); a client that waits longer sends [`ClientFrame::Keepalive`] meanwhile.
+        #[serde(default)]
+        idle_timeout_ms: Option<u64>,
     },
     /// The answer to request `id`.
     Reply {

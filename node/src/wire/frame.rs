@@ -50,6 +50,8 @@ pub struct Welcome {
     pub node: String,
     /// This connection's address.
     pub client: Address,
+    /// The node closes the connection after this long without a frame from us (none: never).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 type Framed = tokio_util::codec::Framed<tokio::net::TcpStream, FrameCodec>;
@@ -89,7 +91,9 @@ pub async fn client_handshake(
     let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: agent.into(), auth };
     framed.send(encode(&hello)).await.map_err(|e| e.to_string())?;
     match next(framed.next().await)? {
-        ServerFrame::Hello { protocol: v, node, client, server_proof, .. } if v == PROTOCOL_VERSION => {
+        ServerFrame::Hello { protocol: v, node, client, server_proof, idle_timeout_ms, .. }
+            if v == PROTOCOL_VERSION =>
+        {
             if let Some(s) = secret.filter(|_| auth_required) {
                 let ok =
                     server_proof.as_deref().is_some_and(|p| s.verify(&[b"node", &nonce, &client_nonce], p));
@@ -98,7 +102,8 @@ pub async fn client_handshake(
                 }
             }
             framed.codec_mut().set_max_frame_length(MAX_FRAME_BYTES);
-            Ok(Welcome { node, client })
+            let idle_timeout = idle_timeout_ms.map(std::time::Duration::from_millis);
+            Ok(Welcome { node, client, idle_timeout })
         }
         ServerFrame::ProtocolError { message } => Err(message),
         other => Err(format!("unexpected answer to hello: {other:?}")),

@@ -1,0 +1,225 @@
+//! Bounded connections (issue 16): the cap on open connections and its refusal, the idle
+//! timeout for clients (and the keepalive of a client that waits), buffers that do not grow
+//! with what a frame announces, memory given back after a burst of connections, and
+//! `troupe start` on the port of a node that was just killed.
+//!
+//! The raw connections here speak the handshake by hand with blocking sockets: a node without
+//! a shared secret speaks plain frames (a 4-byte big-endian length, then msgpack).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use troupe_node::client::{Client, ClientError};
+use troupe_node::protocol::{self, ClientFrame, ServerFrame, PROTOCOL_VERSION};
+use troupe_tests::{free_port, troupe, wait_for, NodeProc, TestDir, REPLY_TIMEOUT};
+
+fn write_frame(s: &mut TcpStream, body: &[u8]) {
+    s.write_all(&(body.len() as u32).to_be_bytes()).expect("cannot write a frame head");
+    s.write_all(body).expect("cannot write a frame");
+}
+
+/// The next frame, or none if the node closed the connection.
+fn read_frame(s: &mut TcpStream) -> Option<ServerFrame> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(protocol::decode(&body).expect("a node frame"))
+}
+
+/// A connection that read the challenge (and, with `hello`, said hello and read the answer).
+fn raw(port: u16, hello: bool) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("cannot connect");
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).expect("a read timeout");
+    assert!(matches!(read_frame(&mut s), Some(ServerFrame::Challenge { .. })), "no challenge");
+    if hello {
+        let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "test".into(), auth: None };
+        write_frame(&mut s, &protocol::encode(&hello));
+        assert!(matches!(read_frame(&mut s), Some(ServerFrame::Hello { .. })), "no hello back");
+    }
+    s
+}
+
+/// A line of `/proc/PID/status`, in KiB.
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the node's status");
+    let line = text.lines().find(|l| l.starts_with(field)).expect("the field");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number of kB")
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Lets this test process open a few thousand sockets.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid resource and pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_cap_a_connection_is_told_why_and_a_closed_one_makes_room() {
+    let dir = TestDir::new();
+    let node = NodeProc::start_with(&dir, "", &["--max-connections", "8", "--idle-timeout", "off"]);
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(node.client().await);
+    }
+    let refusal = "the node has 8 connections open (--max-connections 8): try again later";
+    match Client::connect(&node.addr()).await {
+        Err(ClientError::Protocol { message, .. }) => assert_eq!(message, refusal),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a 9th connection was served"),
+    }
+    // No room is kept for the CLI: at the cap, `status` is refused the same way, and says why.
+    let full = troupe(&["status", &node.port_arg()], None);
+    assert_ne!(full.code, 0, "{full}");
+    assert!(full.stderr.contains("try again later"), "{full}");
+    // Once one closes, the next one is served.
+    drop(held.pop());
+    wait_for("status served again", REPLY_TIMEOUT, || {
+        (troupe(&["status", &node.port_arg()], None).code == 0).then_some(())
+    });
+    assert!(node.log_text().contains("at most 8 connections"), "the cap is not in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_is_closed_with_the_reason_and_a_waiting_one_is_kept() {
+    let dir = TestDir::new();
+    let node = NodeProc::start_with(&dir, "", &["--idle-timeout", "300ms"]);
+    let t0 = Instant::now();
+    let mut idle = raw(node.port(), true);
+    let why = match read_frame(&mut idle) {
+        Some(ServerFrame::ProtocolError { message }) => message,
+        other => panic!("an idle client got {other:?}"),
+    };
+    assert!(t0.elapsed() >= Duration::from_millis(300), "closed after {:?}", t0.elapsed());
+    assert!(why.contains("nothing was sent") && why.contains("--idle-timeout"), "{why}");
+    assert!(read_frame(&mut idle).is_none(), "the connection stays open");
+
+    // A client waiting for a message (as `troupe ask`, `app`, `stop` do) keeps its connection
+    // alive well past the timeout, and it still serves requests afterwards.
+    let mut waiting = node.client().await;
+    let waited = tokio::time::timeout(Duration::from_millis(1200), waiting.next_message()).await;
+    assert!(waited.is_err(), "the wait ended with {waited:?}");
+    let status = waiting.request(protocol::Request::Status).await;
+    assert!(status.is_ok(), "after waiting: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_announcement_reserves_nothing_and_before_the_hello_is_refused() {
+    let dir = TestDir::new();
+    let node = NodeProc::start_with(&dir, "", &["--idle-timeout", "off"]);
+    let pid = node.pid();
+    let (rss0, size0) = (proc_kib(pid, "VmRSS:"), proc_kib(pid, "VmSize:"));
+    // 20 connections each announce a 300 MiB frame and send 10 bytes of it.
+    let mut conns: Vec<TcpStream> = (0..20).map(|_| raw(node.port(), true)).collect();
+    for c in &mut conns {
+        c.write_all(&(300u32 * 1024 * 1024).to_be_bytes()).unwrap();
+        c.write_all(&[0u8; 10]).unwrap();
+    }
+    // The node reads them at once; give it a moment (nothing happens that could be awaited).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (rss1, size1) = (proc_kib(pid, "VmRSS:"), proc_kib(pid, "VmSize:"));
+    eprintln!("VmRSS {rss0} → {rss1} KiB, VmSize {size0} → {size1} KiB");
+    assert!(rss1 < rss0 + 4 * 1024, "RSS grew from {rss0} to {rss1} KiB");
+    assert!(size1 < size0 + 64 * 1024, "the node reserved: VmSize {size0} → {size1} KiB");
+    // The connections wait for the rest; the node serves everyone else.
+    troupe(&["status", &node.port_arg()], None).assert_ok();
+
+    // Before the hello, more than 16 KiB is refused as it always was.
+    let mut s = raw(node.port(), false);
+    s.write_all(&(300u32 * 1024 * 1024).to_be_bytes()).unwrap();
+    match read_frame(&mut s) {
+        Some(ServerFrame::ProtocolError { message }) => {
+            assert!(message.contains("frame size too big"), "{message}")
+        }
+        other => panic!("a huge hello got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_comes_back_after_a_burst_of_connections() {
+    raise_fd_limit();
+    let dir = TestDir::new();
+    let node = NodeProc::start_with(&dir, "", &["--max-connections", "4000", "--idle-timeout", "off"]);
+    let pid = node.pid();
+    // Warm up what the first connections allocate once (runtime, tables).
+    drop((0..50).map(|_| raw(node.port(), true)).collect::<Vec<_>>());
+    troupe(&["status", &node.port_arg()], None).assert_ok();
+    let (rss0, fds0) = (proc_kib(pid, "VmRSS:"), open_fds(pid));
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        let batch: Vec<TcpStream> =
+            (0..200).map(|_| TcpStream::connect(("127.0.0.1", node.port())).expect("connect")).collect();
+        for mut s in batch {
+            s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+            assert!(matches!(read_frame(&mut s), Some(ServerFrame::Challenge { .. })));
+            let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "burst".into(), auth: None };
+            write_frame(&mut s, &protocol::encode(&hello));
+            assert!(matches!(read_frame(&mut s), Some(ServerFrame::Hello { .. })));
+            conns.push(s);
+        }
+    }
+    let (rss1, fds1) = (proc_kib(pid, "VmRSS:"), open_fds(pid));
+    drop(conns);
+    // What stays (about 7 MiB here) is heap pages pinned by small allocations that outlive
+    // the burst (the actor table's tombstones of the 2 000 clients, its grown maps); the
+    // per-connection buffers and tasks (about 15 KiB each) are given back.
+    let rss2 = wait_for("the node's RSS back near its baseline", Duration::from_secs(5), || {
+        let rss = proc_kib(pid, "VmRSS:");
+        (rss < rss0 + 10 * 1024 && open_fds(pid) <= fds0 + 2).then_some(rss)
+    });
+    eprintln!(
+        "2000 connections: VmRSS {rss0} → {rss1} → {rss2} KiB; descriptors {fds0} → {fds1} → {}",
+        open_fds(pid)
+    );
+    assert!(fds1 >= fds0 + 2000, "the connections were not all open: {fds0} → {fds1}");
+}
+
+#[test]
+fn start_right_after_a_kill_on_the_same_port_succeeds() {
+    let dir = TestDir::new();
+    let mut node = NodeProc::start(&dir, "");
+    let port = node.port().to_string();
+    node.kill9();
+    let state = dir.join("again").display().to_string();
+    let convention = format!("127.0.0.1:{port}");
+    let start = troupe(&["start", &port, "--state-dir", &state, "--convention", &convention], None);
+    let stop = || troupe(&["stop", &port], None);
+    start.assert_ok();
+    stop().assert_ok();
+}
+
+#[test]
+fn start_waits_for_a_port_that_is_in_use_but_does_not_answer() {
+    // A dying node: the port accepts connections and resets them, for a moment.
+    let port = free_port();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    listener.set_nonblocking(true).unwrap();
+    let dying = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_millis(700);
+        while Instant::now() < until {
+            if let Ok((s, _)) = listener.accept() {
+                drop(s);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let dir = TestDir::new();
+    let (p, state) = (port.to_string(), dir.join("state").display().to_string());
+    let convention = format!("127.0.0.1:{port}");
+    let start = troupe(&["start", &p, "--state-dir", &state, "--convention", &convention], None);
+    dying.join().unwrap();
+    start
+        .assert_ok()
+        .assert_stderr_has(&[&format!("waiting for port {port}: it is in use (a node that just died?)")]);
+    troupe(&["stop", &p], None).assert_ok();
+}
