@@ -15,7 +15,7 @@ use tokio_util::codec::Framed;
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 use troupe_node::client::Client;
 use troupe_node::launch::NodeArgs;
-use troupe_node::protocol::FrameCodec;
+use troupe_node::protocol::SealedCodec;
 use troupe_node::protocol::{self, ClientFrame, Request, Response, ServerFrame};
 use troupe_node::status::StatusReport;
 
@@ -88,6 +88,8 @@ pub struct Node {
     pub port: u16,
     /// State directory.
     pub state: PathBuf,
+    /// The convention's shared secret, if the node has one (its links are then encrypted).
+    pub secret: Option<troupe_node::signing::Secret>,
 }
 
 /// A loopback port that was free a moment ago.
@@ -110,6 +112,17 @@ impl Node {
         leader: Option<u16>,
         tune: impl FnOnce(&mut NodeArgs),
     ) -> Result<Node> {
+        Node::spawn_secret(env, caps, leader, None, tune)
+    }
+
+    /// [`Node::spawn_with`], with the shared secret in `secret_file` (`--secret-file`).
+    pub fn spawn_secret(
+        env: &Env,
+        caps: &str,
+        leader: Option<u16>,
+        secret_file: Option<&std::path::Path>,
+        tune: impl FnOnce(&mut NodeArgs),
+    ) -> Result<Node> {
         let port = free_port()?;
         let state = env.path(&format!("node-{port}"));
         std::fs::create_dir_all(&state)?;
@@ -121,7 +134,17 @@ impl Node {
         // Never the default 127.0.0.1:1900, which a demo on this machine may be using.
         args.convention = format!("127.0.0.1:{}", leader.unwrap_or(port));
         tune(&mut args);
-        let child = Command::new(env.troupe())
+        let mut cmd = Command::new(env.troupe());
+        // `--secret-file` sets this variable for the node; never inherited from the bench's.
+        cmd.env_remove("TROUPE_SECRET_FILE");
+        let secret = match secret_file {
+            Some(f) => {
+                cmd.env("TROUPE_SECRET_FILE", f);
+                Some(troupe_node::signing::Secret::load(f)?)
+            }
+            None => None,
+        };
+        let child = cmd
             .args(args.argv())
             // TROUPE_BENCH_NODE_LOG=troupe_node=debug shows each load's timings in the logs.
             .env("RUST_LOG", std::env::var("TROUPE_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()))
@@ -130,7 +153,7 @@ impl Node {
             .stderr(log)
             .spawn()
             .context("cannot start troupe")?;
-        Ok(Node { child, port, state })
+        Ok(Node { child, port, state, secret })
     }
 
     /// Waits until the node answers a hello.
@@ -140,7 +163,7 @@ impl Node {
             if let Ok(Some(st)) = self.child.try_wait() {
                 bail!("node {} exited during start ({st}): {}", self.port, self.log_tail());
             }
-            if Client::connect(&self.addr()).await.is_ok() {
+            if self.client().await.is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -165,6 +188,11 @@ impl Node {
         let mut n = Node::spawn_with(env, caps, leader, tune)?;
         n.ready().await?;
         Ok(n)
+    }
+
+    /// A client of this node (with its secret, if any).
+    pub async fn client(&self) -> Result<Client> {
+        Ok(Client::connect_with(&self.addr(), self.secret.as_ref()).await?)
     }
 
     /// `127.0.0.1:PORT`.
@@ -262,7 +290,7 @@ pub async fn status(c: &mut Client) -> Result<StatusReport> {
 
 // ---- pipelined client ---------------------------------------------------------------------------
 
-type Framed_ = Framed<TcpStream, FrameCodec>;
+type Framed_ = Framed<TcpStream, SealedCodec>;
 
 /// A client connection that sends without waiting for each reply: sends go out as requests
 /// (so that the node uses the connection's address as the sender) and their `Sent` replies are
@@ -278,11 +306,16 @@ pub struct Raw {
 impl Raw {
     /// Connects and says hello.
     pub async fn connect(addr: &str) -> Result<Raw> {
+        Raw::connect_with(addr, None).await
+    }
+
+    /// Connects and says hello, with `secret` (an encrypted link) or none.
+    pub async fn connect_with(addr: &str, secret: Option<&troupe_node::signing::Secret>) -> Result<Raw> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let mut framed = Framed::new(stream, protocol::codec());
+        let mut framed = Framed::new(stream, SealedCodec::new(protocol::codec()));
         let welcome =
-            protocol::client_handshake(&mut framed, "troupe-bench", None).await.map_err(|e| anyhow!(e))?;
+            protocol::client_handshake(&mut framed, "troupe-bench", secret).await.map_err(|e| anyhow!(e))?;
         let (sink, stream) = framed.split();
         Ok(Raw { sink, stream, me: welcome.client, next_id: 1 })
     }

@@ -61,7 +61,15 @@ impl std::fmt::Display for Cli {
 
 /// Runs `troupe ARGS` with `stdin` as its input (none if `None`).
 pub fn troupe(args: &[&str], stdin: Option<&str>) -> Cli {
+    troupe_with_secret(args, stdin, None)
+}
+
+/// As [`troupe`], with `TROUPE_SECRET_FILE` set to `secret_file` (if any).
+pub fn troupe_with_secret(args: &[&str], stdin: Option<&str>, secret_file: Option<&str>) -> Cli {
     let mut cmd = Command::new(troupe_bin());
+    if let Some(f) = secret_file {
+        cmd.env("TROUPE_SECRET_FILE", f);
+    }
     cmd.args(args)
         .env("RUST_LOG", "warn")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })

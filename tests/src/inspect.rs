@@ -6,17 +6,18 @@ use std::path::Path;
 
 use troupe_node::status::StatusReport;
 
-use crate::cli::{troupe, Cli};
+use crate::cli::{troupe_with_secret, Cli};
 use crate::files::mapping_owner;
 use crate::node::NodeProc;
 
 impl NodeProc {
-    /// `troupe CMD PORT REST...` (the port inserted after the subcommand).
+    /// `troupe CMD PORT REST...` (the port inserted after the subcommand), with the node's
+    /// shared secret if it has one.
     pub fn run(&self, cmd: &str, rest: &[&str]) -> Cli {
         let port = self.port_arg();
         let mut args = vec![cmd, port.as_str()];
         args.extend_from_slice(rest);
-        troupe(&args, None)
+        troupe_with_secret(&args, None, self.secret_file.as_deref())
     }
 
     /// `troupe load PORT ZIP`, expected to succeed; returns the hash it printed.
@@ -35,7 +36,7 @@ impl NodeProc {
     /// `echo TEXT | troupe app HASH --port PORT`.
     pub fn app(&self, hash: &str, text: &str) -> Cli {
         let port = self.port_arg();
-        troupe(&["app", hash, "--port", &port], Some(text))
+        troupe_with_secret(&["app", hash, "--port", &port], Some(text), self.secret_file.as_deref())
     }
 
     /// `troupe status PORT --json`, parsed.

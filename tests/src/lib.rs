@@ -40,7 +40,7 @@ mod zips;
 pub use build::{
     abort_lib, ensure_built, ensure_built_packages, hostile_lib, plugin_lib, profile_dir, troupe_bin,
 };
-pub use cli::{troupe, Cli};
+pub use cli::{troupe, troupe_with_secret, Cli};
 pub use client::{
     ask, create, create_spec, next_message, next_text, send_text, status_of, text_matching, REPLY_TIMEOUT,
 };

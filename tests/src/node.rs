@@ -36,6 +36,8 @@ pub struct NodeProc {
     port: u16,
     state_dir: PathBuf,
     log: PathBuf,
+    /// The node's `--secret-file`, if any: the CLI run against it ([`NodeProc::run`]) gets it.
+    pub(crate) secret_file: Option<String>,
 }
 
 /// A loopback port that was free a moment ago.
@@ -177,7 +179,8 @@ impl NodeProc {
             limit_file_size(&mut cmd, max);
         }
         let child = cmd.spawn().expect("cannot start troupe");
-        NodeProc { child, port, state_dir, log }
+        let secret_file = launch.extra.windows(2).find(|w| w[0] == "--secret-file").map(|w| w[1].to_string());
+        NodeProc { child, port, state_dir, log, secret_file }
     }
 
     /// Waits up to [`START_TIMEOUT`] for the node to answer a hello; the exit status if it

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use troupe_actor_abi::message::{Address, Incoming, Payload};
 use troupe_node::client::Client;
-use troupe_node::protocol::FrameCodec;
+use troupe_node::protocol::SealedCodec;
 use troupe_node::protocol::{self, ClientFrame, Request, Response, ServerFrame};
 use troupe_node::status::{StatusReport, VersionStatus};
 use troupe_tests::*;
@@ -207,7 +207,7 @@ async fn a_long_handler_is_reported_while_it_runs_and_forgotten_after() {
 /// A connection that sends without waiting for each reply (the client library's `request`
 /// waits for one before the next): a flood as a fast client makes it.
 struct RawConn {
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<TcpStream, SealedCodec>,
     next_id: u64,
 }
 
@@ -215,7 +215,7 @@ impl RawConn {
     async fn connect(node: &NodeProc) -> RawConn {
         let stream = TcpStream::connect(node.addr()).await.expect("cannot connect to the node");
         let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream, protocol::codec());
+        let mut framed = Framed::new(stream, SealedCodec::new(protocol::codec()));
         protocol::client_handshake(&mut framed, "threads test", None).await.expect("the handshake failed");
         RawConn { framed, next_id: 1 }
     }

@@ -115,8 +115,10 @@ fn write_secret(dir: &TestDir, name: &str, text: &str) -> PathBuf {
 
 // ---- the shared secret ----------------------------------------------------------------------
 
+/// With a secret, a Noise handshake follows the challenge and all else is sealed (see
+/// `encrypted.rs`, which speaks it): here, whatever comes in plaintext is refused.
 #[test]
-fn without_the_shared_secret_a_client_gets_nothing_and_a_replayed_hello_fails() {
+fn without_the_shared_secret_a_client_gets_nothing_and_a_plaintext_hello_fails() {
     let dir = TestDir::new();
     let secret_file = write_secret(&dir, "secret", "correct horse battery staple 42\n");
     let wrong_file = write_secret(&dir, "wrong", "incorrect horse battery staple 42\n");
@@ -138,40 +140,20 @@ fn without_the_shared_secret_a_client_gets_nothing_and_a_replayed_hello_fails() 
     write_frame(&mut s, &hello(&nonce, Some(&wrong), &[2; NONCE_BYTES]));
     expect_protocol_error_and_close(&mut s, "authentication failed");
 
-    // A request instead of a hello: nothing is read before the proof.
+    // A request instead of the handshake: nothing is read before the proof.
     let mut s = connect_raw(port);
     read_challenge(&mut s);
     write_frame(&mut s, &status_request(1));
-    expect_protocol_error_and_close(&mut s, "hello");
+    expect_protocol_error_and_close(&mut s, "authentication failed");
 
-    // The right secret: the node proves itself too, then serves.
+    // Even the right proof in a plaintext hello: the link must be encrypted first.
     let mut s = connect_raw(port);
     let (nonce, _) = read_challenge(&mut s);
-    let client_nonce = [3u8; NONCE_BYTES];
-    let recorded = hello(&nonce, Some(&secret), &client_nonce);
-    write_frame(&mut s, &recorded);
-    match read_server(&mut s) {
-        ServerFrame::Hello { server_proof: Some(proof), .. } => {
-            assert!(
-                secret.verify(&[b"node", &nonce, &client_nonce], &proof),
-                "the node's proof does not verify"
-            );
-        }
-        other => panic!("expected the node's hello with its proof, got {other:?}"),
-    }
-    write_frame(&mut s, &status_request(9));
-    expect_status_reply(&mut s, 9);
-
-    // The same hello replayed on a new connection answers a nonce the node no longer uses.
-    let mut replay = connect_raw(port);
-    let (fresh, _) = read_challenge(&mut replay);
+    write_frame(&mut s, &hello(&nonce, Some(&secret), &[3; NONCE_BYTES]));
+    expect_protocol_error_and_close(&mut s, "authentication failed");
+    let mut again = connect_raw(port);
+    let (fresh, _) = read_challenge(&mut again);
     assert_ne!(fresh, nonce, "the node reused a nonce");
-    write_frame(&mut replay, &recorded);
-    expect_protocol_error_and_close(&mut replay, "authentication failed");
-
-    // The first session is unaffected.
-    write_frame(&mut s, &status_request(10));
-    expect_status_reply(&mut s, 10);
 
     // The CLI: with the secret it works, without or with a wrong one it says why.
     let port_s = node.port_arg();
@@ -186,11 +168,11 @@ fn without_the_shared_secret_a_client_gets_nothing_and_a_replayed_hello_fails() 
     // Each refusal was logged.
     let log = wait_for("the refusals in the node log", REPLY_TIMEOUT, || {
         let log = node.log_text();
-        (log.matches("refused a connection").count() >= 4).then_some(log)
+        (log.matches("refused a connection").count() >= 5).then_some(log)
     });
-    assert!(
-        log.contains("no proof of the shared secret") && log.contains("a wrong proof of the shared secret")
-    );
+    for why in ["no proof of the shared secret", "a wrong proof of the shared secret", "a plaintext hello"] {
+        assert!(log.contains(why), "the log does not say {why:?}:\n{log}");
+    }
 }
 
 /// The members `leader` lists (alive or not), asked with `secret_file`.
@@ -240,6 +222,29 @@ fn a_node_open_to_the_network_without_a_secret_refuses_to_start_unless_insecure(
     let state = dir.join("exposed").display().to_string();
     let out = troupe(&["start", &port, "--foreground", "--bind", "0.0.0.0", "--state-dir", &state], None);
     out.assert_code(2).assert_stderr_has(&["refusing to listen", "--secret-file", "--insecure"]);
+    assert!(!port_listening(port.parse().expect("port")), "the refused node listens anyway");
+
+    // A signing authority checks code, not the link: it does not open a public address.
+    let key = dir.join("signer");
+    troupe(&["keygen", "-o", &key.display().to_string()], None).assert_ok();
+    let trusted = dir.join("trusted");
+    std::fs::create_dir(&trusted).expect("mkdir");
+    std::fs::copy(key.with_extension("pub"), trusted.join("signer.pub")).expect("copy");
+    let trusted = trusted.display().to_string();
+    let signed_only = [
+        "start",
+        &port,
+        "--foreground",
+        "--bind",
+        "0.0.0.0",
+        "--state-dir",
+        &state,
+        "--authority",
+        "ed25519",
+        "--trusted-keys",
+        &trusted,
+    ];
+    troupe(&signed_only, None).assert_code(2).assert_stderr_has(&["refusing to listen", "--secret-file"]);
     assert!(!port_listening(port.parse().expect("port")), "the refused node listens anyway");
 
     // --insecure: the operator said so.

@@ -102,13 +102,27 @@ pub(super) async fn b4(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     ])
 }
 
-pub(super) async fn b5(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
+/// What B5 measures on one pair of nodes.
+struct Pair {
+    /// `n` one-way messages took `d`.
+    n: u64,
+    d: Duration,
+    /// Round trips across the two nodes, and on one node, in µs.
+    rtt: Vec<f64>,
+    rtt_local: Vec<f64>,
+}
+
+/// Two nodes (with the shared secret in `secret_file`: encrypted links), a Source on A blasting
+/// a Sink on B, then round trips from a Pinger on A to an Echo on B (and on A).
+async fn b5_pair(env: &Env, opts: &Opts, secret_file: Option<&std::path::Path>) -> Result<Pair> {
     let variants = bench_plugin(env)?;
-    let a = Node::start(env, "", None).await?;
-    let b = Node::start(env, "", Some(a.port)).await?;
+    let mut a = Node::spawn_secret(env, "", None, secret_file, |_| {})?;
+    a.ready().await?;
+    let mut b = Node::spawn_secret(env, "", Some(a.port), secret_file, |_| {})?;
+    b.ready().await?;
     let zip = variants.make("1.0.0")?;
-    let mut ca = Client::connect(&a.addr()).await?;
-    let mut cb = Client::connect(&b.addr()).await?;
+    let mut ca = a.client().await?;
+    let mut cb = b.client().await?;
     let hash = load(&mut ca, zip.clone()).await?;
     load(&mut cb, zip).await?;
     let sink = create(&mut cb, &hash, "bench.Sink", None).await?;
@@ -116,11 +130,10 @@ pub(super) async fn b5(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     if sink.node == source.node {
         bail!("the sink and the source landed on the same node");
     }
-    let mut raw = Raw::connect(&a.addr()).await?;
+    let mut raw = Raw::connect_with(&a.addr(), a.secret.as_ref()).await?;
     let mut total = 0;
     let secs = if opts.quick { 0.5 } else { 2.0 };
     let (n, d) = calibrated(&mut raw, &source, &sink, &mut total, secs, 5_000_000).await?;
-    let rate = n as f64 / d.as_secs_f64();
     // Round trips: a Pinger on A, an Echo on B, timed inside the Pinger.
     let echo = create(&mut cb, &hash, "bench.Echo", None).await?;
     let pinger = create(&mut ca, &hash, "bench.Pinger", None).await?;
@@ -131,16 +144,35 @@ pub(super) async fn b5(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     // The same round trip on one node, for comparison.
     let echo_local = create(&mut ca, &hash, "bench.Echo", None).await?;
     let rtt_local = round_trips(&mut raw, &pinger, &echo_local, rounds).await?;
+    Ok(Pair { n, d, rtt, rtt_local })
+}
+
+/// B5 plain, then B5.enc: the same on two nodes sharing a secret (every link encrypted with
+/// Noise), in the same run, and the ratios.
+pub(super) async fn b5(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
+    let plain = b5_pair(env, opts, None).await?;
+    let secret_file = env.path("b5-secret");
+    std::fs::write(&secret_file, "the bench's shared secret for B5.enc\n")?;
+    let enc = b5_pair(env, opts, Some(&secret_file)).await?;
+    let rate = |p: &Pair| p.n as f64 / p.d.as_secs_f64();
+    let p50 = |p: &Pair| crate::percentile(&p.rtt, 50.0);
     Ok(vec![
-        Figure::value("B5", "one-way messages across two nodes (loopback TCP)", rate, "msg/s")
+        Figure::value("B5", "one-way messages across two nodes (loopback TCP)", rate(&plain), "msg/s")
             .target("≥ 300 000", 300_000.0, false)
-            .note(format!("{n} msgs in {:.0} ms", ms(d))),
-        Figure::latency("B5.rtt", "plugin-to-plugin round trip across two nodes", &rtt, "µs").target(
+            .note(format!("{} msgs in {:.0} ms", plain.n, ms(plain.d))),
+        Figure::latency("B5.rtt", "plugin-to-plugin round trip across two nodes", &plain.rtt, "µs").target(
             "p50 ≤ 100 µs",
             100.0,
             true,
         ),
-        Figure::latency("B5.rtt1", "same round trip, both actors on one node", &rtt_local, "µs"),
+        Figure::latency("B5.rtt1", "same round trip, both actors on one node", &plain.rtt_local, "µs"),
+        Figure::value("B5.enc", "B5 with encrypted links (Noise, shared secret)", rate(&enc), "msg/s")
+            .note(format!("{} msgs in {:.0} ms", enc.n, ms(enc.d))),
+        Figure::latency("B5.enc.rtt", "B5.rtt with encrypted links", &enc.rtt, "µs"),
+        Figure::value("B5.enc.ratio", "throughput: encrypted / plain", rate(&enc) / rate(&plain), "×")
+            .target("≥ 0.7", 0.7, false),
+        Figure::value("B5.enc.rtt.ratio", "p50 round trip: encrypted / plain", p50(&enc) / p50(&plain), "×")
+            .target("≤ 1.3", 1.3, true),
     ])
 }
 

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::wire::FrameCodec;
+use crate::wire::SealedCodec;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -63,7 +63,7 @@ pub enum ClientError {
 
 /// A connection to one node.
 pub struct Client {
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<TcpStream, SealedCodec>,
     addr: String,
     me: Address,
     node: String,
@@ -75,8 +75,20 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `addr` (`host:port`) and says hello.
+    /// Connects to `addr` (`host:port`) and says hello, with the secret `TROUPE_SECRET_FILE`
+    /// names (if set).
     pub async fn connect(addr: &str) -> Result<Client, ClientError> {
+        let secret =
+            secret_from_env().map_err(|m| ClientError::Protocol { addr: addr.into(), message: m })?;
+        Client::connect_with(addr, secret.as_ref()).await
+    }
+
+    /// As [`Client::connect`], with `secret` (an encrypted link) or none, whatever the
+    /// environment says.
+    pub async fn connect_with(
+        addr: &str,
+        secret: Option<&crate::store::signing::Secret>,
+    ) -> Result<Client, ClientError> {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(ClientError::Unreachable { addr: addr.into(), source }),
@@ -88,17 +100,16 @@ impl Client {
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream, protocol::codec());
-        let secret =
-            secret_from_env().map_err(|m| ClientError::Protocol { addr: addr.into(), message: m })?;
+        let mut framed = Framed::new(stream, SealedCodec::new(protocol::codec()));
         let agent = format!("troupe {}", env!("CARGO_PKG_VERSION"));
-        let welcome = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            protocol::client_handshake(&mut framed, &agent, secret.as_ref()),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout { what: format!("handshake with {addr}"), after: CONNECT_TIMEOUT })?
-        .map_err(|m| ClientError::Protocol { addr: addr.into(), message: m })?;
+        let welcome =
+            tokio::time::timeout(CONNECT_TIMEOUT, protocol::client_handshake(&mut framed, &agent, secret))
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    what: format!("handshake with {addr}"),
+                    after: CONNECT_TIMEOUT,
+                })?
+                .map_err(|m| ClientError::Protocol { addr: addr.into(), message: m })?;
         Ok(Client {
             framed,
             addr: addr.into(),

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::wire::FrameCodec;
 use bytes::BytesMut;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -33,7 +32,7 @@ use crate::wire::{
 /// loaded machine, short enough that half-open connections do not pile up.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Conn = Framed<TcpStream, FrameCodec>;
+type Conn = protocol::noise::Conn;
 /// A frame for the connection's writer, and who waits until it is written.
 type Outbound = (ServerFrame, Option<oneshot::Sender<()>>);
 
@@ -91,7 +90,11 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let progress = Arc::new(AtomicUsize::new(0));
     // No buffer until bytes arrive: an idle connection holds none.
-    let mut framed = Framed::with_capacity(stream, protocol::codec().progress(progress.clone()), 0);
+    let mut framed = Framed::with_capacity(
+        stream,
+        protocol::SealedCodec::new(protocol::codec().progress(progress.clone())),
+        0,
+    );
     let server_proof = handshake(&core, &mut framed).await?;
     framed.codec_mut().set_max_frame_length(protocol::MAX_FRAME_BYTES);
     let (dtx, drx) = mpsc::unbounded_channel::<Incoming>();
@@ -149,7 +152,11 @@ async fn handshake(core: &Core, framed: &mut Conn) -> Result<Option<Vec<u8>>, St
     if framed.send(protocol::encode(&challenge)).await.is_err() {
         return Err("closed before the challenge".into());
     }
-    let first = match tokio::time::timeout(HELLO_TIMEOUT, framed.next()).await {
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    if let Some(secret) = &core.secret {
+        encrypt(framed, secret, &nonce, deadline).await?;
+    }
+    let first = match tokio::time::timeout_at(deadline, framed.next()).await {
         Err(_) => return Err(reject(framed, "no hello within 10s".into()).await),
         Ok(None) => return Err("closed before hello".into()),
         Ok(Some(Err(e))) => return Err(reject(framed, format!("bad frame: {e}")).await),
@@ -187,6 +194,30 @@ async fn handshake(core: &Core, framed: &mut Conn) -> Result<Option<Vec<u8>>, St
     };
     tracing::debug!(%agent, "client connected");
     Ok(Some(secret.mac(&[b"node", &nonce, &proof.client_nonce])))
+}
+
+/// With a shared secret: the Noise handshake right after the challenge; then the connection is
+/// sealed (see [`crate::wire::noise`]). A client that does not prove the secret is logged and
+/// refused in plaintext, having been sent nothing but the challenge.
+async fn encrypt(
+    framed: &mut Conn,
+    secret: &crate::store::signing::Secret,
+    nonce: &[u8],
+    deadline: tokio::time::Instant,
+) -> Result<(), String> {
+    use protocol::noise::{respond, Refusal};
+    match tokio::time::timeout_at(deadline, respond(framed, secret, nonce)).await {
+        Err(_) => Err(reject(framed, "no hello within 10s".into()).await),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(Refusal::Closed(why))) => Err(why),
+        Ok(Err(Refusal::BadFrame(why))) => Err(reject(framed, why).await),
+        Ok(Err(Refusal::Unproven(why))) => {
+            let peer = framed.get_ref().peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+            tracing::warn!(%peer, "refused a connection: {why}");
+            let msg = "authentication failed: this node requires the convention's shared secret";
+            Err(reject(framed, msg.into()).await)
+        }
+    }
 }
 
 /// Sends a `ProtocolError` (briefly: the client may not read) and returns its message.

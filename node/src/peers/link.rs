@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use crate::wire::FrameCodec;
+use crate::wire::seal::{SealedCodec, Sealer};
 use futures::StreamExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
@@ -184,7 +184,7 @@ fn fail(events: &Weak<dyn LinkEvents>, addr: &str, item: Outgoing, why: &str) {
 async fn run(inner: Arc<Inner>, link: Arc<Link>) {
     let secret = inner.secret.clone();
     let why = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&link.addr, secret)).await {
-        Ok(Ok((writer, reader))) => serve(&inner, &link, writer, reader).await,
+        Ok(Ok((writer, reader, sealer))) => serve(&inner, &link, writer, reader, sealer).await,
         Ok(Err(e)) => e,
         Err(_) => "connect timed out".into(),
     };
@@ -218,11 +218,14 @@ async fn serve(
     inner: &Inner,
     link: &Arc<Link>,
     writer: OwnedWriteHalf,
-    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    mut reader: Reader,
+    sealer: Option<Sealer>,
 ) -> String {
     let writer = Arc::new(writer);
     {
         let mut out = link.lock();
+        // Sealed from the first frame on (encrypted links): before anything is queued.
+        out.set_sealer(sealer);
         if let LinkState::Connecting(items) =
             std::mem::replace(&mut out.state, LinkState::Ready(writer.clone()))
         {
@@ -280,18 +283,24 @@ async fn serve(
     why
 }
 
+/// The link's reading half: opens what the peer sealed (encrypted links).
+type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, SealedCodec>;
+
+/// Connects and says hello; with a secret, the link is encrypted, and the writing half's
+/// [`Sealer`] goes to the outbox.
 async fn connect(
     addr: &str,
     secret: Option<crate::store::signing::Secret>,
-) -> Result<(OwnedWriteHalf, FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>), String> {
+) -> Result<(OwnedWriteHalf, Reader, Option<Sealer>), String> {
     let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    let mut framed = tokio_util::codec::Framed::new(stream, protocol::codec());
+    let mut framed = tokio_util::codec::Framed::new(stream, SealedCodec::new(protocol::codec()));
     protocol::client_handshake(&mut framed, "troupe-node peer link", secret.as_ref()).await?;
-    let parts = framed.into_parts();
+    let mut parts = framed.into_parts();
+    let sealer = parts.codec.take_sealer();
     let (read_half, write_half) = parts.io.into_split();
     // Anything the peer sent right behind its hello is already in the handshake's buffer.
     let mut reader = FramedRead::new(read_half, parts.codec);
     reader.read_buffer_mut().extend_from_slice(&parts.read_buf);
-    Ok((write_half, reader))
+    Ok((write_half, reader, sealer))
 }

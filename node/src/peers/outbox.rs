@@ -1,5 +1,10 @@
 //! A link's outbox: the encoded frames not yet written, behind one mutex, and the non-blocking
 //! writes that drain it (see [`super`] for who writes when).
+//!
+//! On an encrypted link, frames are queued in plaintext and sealed ([`Sealer`]) just before a
+//! write, all that is queued at once: a corked burst costs one seal per 64 KiB rather than one
+//! per frame. Sealing happens under the outbox mutex, so the order of the bytes is the order of
+//! the nonces.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,6 +13,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{oneshot, Notify};
 
 use super::LinkError;
+use crate::wire::seal::Sealer;
 use crate::wire::{self as protocol, ClientFrame, PeerRequest, Response};
 
 /// Where a call's answer goes.
@@ -37,9 +43,14 @@ pub(super) enum LinkState {
 
 pub(super) struct Outbox {
     pub(super) state: LinkState,
-    /// Encoded frames (length-prefixed) not yet written.
+    /// The bytes for the socket not yet written: encoded frames (length-prefixed), sealed on an
+    /// encrypted link.
     buf: Vec<u8>,
-    /// The length of each frame in `buf`, in order, and how much of the first one is written.
+    /// Encrypted links: the writing half's keys, and the encoded frames not yet sealed.
+    sealer: Option<Sealer>,
+    plain: Vec<u8>,
+    /// The length of each frame not yet sealed or written (in `plain` on an encrypted link, in
+    /// `buf` otherwise), in order, and how much of the first one is written.
     frames: VecDeque<usize>,
     head_written: usize,
     /// Callers waiting until everything queued before them was written.
@@ -57,6 +68,8 @@ impl Link {
             out: Mutex::new(Outbox {
                 state: LinkState::Connecting(VecDeque::new()),
                 buf: Vec::new(),
+                sealer: None,
+                plain: Vec::new(),
                 frames: VecDeque::new(),
                 head_written: 0,
                 flushes: Vec::new(),
@@ -108,6 +121,11 @@ impl Link {
 }
 
 impl Outbox {
+    /// From now on, frames are sealed before they are written (an encrypted link).
+    pub(super) fn set_sealer(&mut self, sealer: Option<Sealer>) {
+        self.sealer = sealer;
+    }
+
     /// Encodes `item` at the end of the buffer.
     pub(super) fn queue(&mut self, item: Outgoing) {
         let frame = match item {
@@ -119,7 +137,7 @@ impl Outbox {
                 ClientFrame::PeerCall { id, request }
             }
             Outgoing::Flush(ack) => {
-                if self.buf.is_empty() {
+                if self.buf.is_empty() && self.plain.is_empty() {
                     let _ = ack.send(());
                 } else {
                     self.flushes.push(ack);
@@ -127,17 +145,36 @@ impl Outbox {
                 return;
             }
         };
-        let start = self.buf.len();
+        let buf = if self.sealer.is_some() { &mut self.plain } else { &mut self.buf };
+        let start = buf.len();
         // The length prefix of wire::FrameCodec: 4 bytes, big-endian.
-        self.buf.extend_from_slice(&[0; 4]);
-        troupe_actor_abi::message::encode_into(&mut self.buf, &frame);
-        let len = self.buf.len() - start - 4;
-        self.buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        troupe_actor_abi::message::encode_into(buf, &frame);
+        let len = buf.len() - start - 4;
+        buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
         self.frames.push_back(len + 4);
+    }
+
+    /// Seals every frame queued so far (an encrypted link), in one go.
+    fn seal_queued(&mut self) -> std::io::Result<()> {
+        let Some(sealer) = &mut self.sealer else {
+            return Ok(());
+        };
+        if self.plain.is_empty() {
+            return Ok(());
+        }
+        sealer.seal(&self.plain, &mut self.buf)?;
+        self.plain.clear();
+        self.frames.clear();
+        if self.plain.capacity() > 1 << 20 {
+            self.plain = Vec::new();
+        }
+        Ok(())
     }
 
     /// Non-blocking writes until the buffer is empty (true) or the socket is full (false).
     pub(super) fn write_some(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<bool> {
+        self.seal_queued()?;
         let mut written = 0;
         let result = loop {
             if written == self.buf.len() {
@@ -161,16 +198,19 @@ impl Outbox {
             return;
         }
         self.buf.drain(..n);
-        let mut n = n + self.head_written;
-        while let Some(&len) = self.frames.front() {
-            if n < len {
-                break;
+        // Sealed bytes are no longer frames: `frames` counts those still in `plain`.
+        if self.sealer.is_none() {
+            let mut n = n + self.head_written;
+            while let Some(&len) = self.frames.front() {
+                if n < len {
+                    break;
+                }
+                n -= len;
+                self.frames.pop_front();
             }
-            n -= len;
-            self.frames.pop_front();
+            self.head_written = n;
         }
-        self.head_written = n;
-        if self.buf.is_empty() {
+        if self.buf.is_empty() && self.plain.is_empty() {
             for ack in self.flushes.drain(..) {
                 let _ = ack.send(());
             }
@@ -181,13 +221,19 @@ impl Outbox {
     }
 
     /// The link is dead: every item not (wholly) written, for answering locally. A frame
-    /// partly written is lost with the connection, as are frames already written.
+    /// partly written is lost with the connection, as are frames already written (and, on an
+    /// encrypted link, frames already sealed).
     pub(super) fn take_unsent(&mut self) -> Vec<Outgoing> {
         let mut items: Vec<Outgoing> = match std::mem::replace(&mut self.state, LinkState::Dead) {
             LinkState::Connecting(items) => items.into_iter().collect(),
             _ => Vec::new(),
         };
-        let buf = std::mem::take(&mut self.buf);
+        let buf = if self.sealer.is_some() {
+            self.buf.clear();
+            std::mem::take(&mut self.plain)
+        } else {
+            std::mem::take(&mut self.buf)
+        };
         // The written part of the first frame is no longer in the buffer.
         let mut at = 0;
         for (i, len) in std::mem::take(&mut self.frames).into_iter().enumerate() {

@@ -3,7 +3,8 @@
 //! Frames are length-delimited ([`FrameCodec`]: a 4-byte big-endian length, the format of
 //! `tokio-util`'s `LengthDelimitedCodec`) with an explicit maximum, and carry msgpack bodies.
 //! The node speaks first with a [`ServerFrame::Challenge`]; the client answers with a hello
-//! carrying [`PROTOCOL_VERSION`] (and a proof of the shared secret when one is configured). A
+//! carrying [`PROTOCOL_VERSION`] (and a proof of the shared secret when one is configured;
+//! with a secret, a Noise handshake comes first and everything after it is sealed). A
 //! peer speaking another version, sending garbage or an oversized frame gets a [`ServerFrame::ProtocolError`] and a closed
 //! connection, and the node keeps serving everyone else.
 
@@ -15,8 +16,9 @@ use super::codec::FrameCodec;
 
 /// Version of this protocol; both sides must match exactly. (2: the node speaks first, with a
 /// challenge for the shared-secret handshake. 3: client requests and peer requests are two
-/// enums, [`super::Request`] and [`super::PeerRequest`].)
-pub const PROTOCOL_VERSION: u32 = 3;
+/// enums, [`super::Request`] and [`super::PeerRequest`]. 4: with a shared secret, a Noise
+/// handshake follows the challenge and every frame after it is sealed, see [`super::noise`].)
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame accepted before a connection has authenticated: a hello is a few hundred
 /// bytes, and nobody unauthenticated gets to make the node buffer more.
@@ -54,7 +56,7 @@ pub struct Welcome {
     pub idle_timeout: Option<std::time::Duration>,
 }
 
-type Framed = tokio_util::codec::Framed<tokio::net::TcpStream, FrameCodec>;
+type Framed = super::noise::Conn;
 
 /// The client side of the handshake: read the challenge, answer with a hello (and a proof when
 /// we have the secret), read the node's hello and check its proof.
@@ -81,6 +83,13 @@ pub async fn client_handshake(
     };
     if auth_required && secret.is_none() {
         return Err("the node requires the convention's shared secret — pass --secret-file FILE (or set TROUPE_SECRET_FILE)".into());
+    }
+    // With a secret, the link is encrypted or not used at all (the challenge is not authenticated:
+    // `auth_required: false` may come from someone in the way).
+    match (auth_required, secret) {
+        (false, Some(_)) => return Err("this troupe has a shared secret but the node has none, so the link would not be encrypted — start the node with the same --secret-file, or drop --secret-file (TROUPE_SECRET_FILE) here".into()),
+        (true, Some(s)) => super::noise::initiate(framed, s, &nonce).await?,
+        _ => {}
     }
     let mut client_nonce = vec![0u8; NONCE_BYTES];
     crate::store::signing::random_bytes(&mut client_nonce).map_err(|e| e.to_string())?;

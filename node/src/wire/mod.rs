@@ -2,6 +2,8 @@
 //!
 //! - [`frame`]: framing, limits, the protocol version and the handshake;
 //! - [`codec`]: the length-delimited frames, read into buffers that grow with what arrives;
+//! - [`noise`] and [`seal`]: the encrypted links of a convention with a shared secret (the
+//!   Noise handshake, then every frame sealed in chunks);
 //! - [`admin`]: client frames, client requests and every response;
 //! - [`peer`]: what nodes of a convention ask each other, and their directory entries;
 //! - [`error`]: why a request failed, as it travels (class, stable code, message);
@@ -14,7 +16,9 @@ pub mod admin;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod noise;
 pub mod peer;
+pub mod seal;
 pub mod status;
 pub mod upgrade;
 
@@ -26,4 +30,5 @@ pub use frame::{
     PROTOCOL_VERSION,
 };
 pub use peer::{GroupInfo, MemberInfo, PeerRequest, RemoteSources, SourceHint, SourceSummary};
+pub use seal::SealedCodec;
 pub use upgrade::{NodeUpgrade, TypeOutcome, UpgradeFailure, UpgradeOptions, UpgradeReport};

@@ -42,8 +42,9 @@ pub(crate) struct StartArgs {
     /// Directory of trusted public keys (`*.pub`, from `troupe keygen`) for `--authority ed25519`.
     #[arg(long, value_name = "DIR", required_if_eq("authority", "ed25519"))]
     pub(crate) trusted_keys: Option<PathBuf>,
-    /// Allow binding a non-loopback address without a shared secret and with the accept-all
-    /// authority (anyone who can reach the port could then run native code in the node).
+    /// Allow binding a non-loopback address without a shared secret: its links are then not
+    /// encrypted, and anyone who can reach the port could run native code in the node unless
+    /// the ed25519 authority refuses it.
     #[arg(long)]
     pub(crate) insecure: bool,
     /// Log lines as `text` or `json` (to stderr and to node.log in the state directory;
@@ -217,9 +218,11 @@ pub(crate) fn node_security(
         )));
     }
     let exposed = !args.bind.is_loopback();
-    if exposed && secret.is_none() && matches!(authority, AuthorityConfig::AcceptAll) && !args.insecure {
+    // A signing authority checks code, not the link: only a secret (encrypted links) or
+    // --insecure opens a public address.
+    if exposed && secret.is_none() && !args.insecure {
         return Err(usage(anyhow!(
-            "refusing to listen on {} with no shared secret and the accept-all authority: anyone who can reach the port could run native code in this node — use --secret-file FILE and/or --authority ed25519 --trusted-keys DIR, or --insecure if you really mean it",
+            "refusing to listen on {} with no shared secret: its links would not be encrypted, and anyone who can reach the port could run native code in this node — use --secret-file FILE (every link is then encrypted and authenticated), or --insecure if you really mean it",
             args.bind
         )));
     }

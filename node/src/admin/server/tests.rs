@@ -26,12 +26,13 @@ async fn next(framed: &mut Conn) -> ServerFrame {
 async fn a_client_of_another_protocol_version_is_told_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let addr = start(&dir).await;
-    let mut framed = Framed::new(TcpStream::connect(&addr).await.unwrap(), protocol::codec());
+    let mut framed =
+        Framed::new(TcpStream::connect(&addr).await.unwrap(), protocol::SealedCodec::new(protocol::codec()));
     assert!(matches!(next(&mut framed).await, ServerFrame::Challenge { protocol: PROTOCOL_VERSION, .. }));
     let old = ClientFrame::Hello { protocol: 2, agent: "troupe 0.0.9".into(), auth: None };
     framed.send(protocol::encode(&old)).await.unwrap();
     let ServerFrame::ProtocolError { message } = next(&mut framed).await else { panic!("not refused") };
-    assert!(message.contains("this node speaks protocol 3, you speak 2"), "{message}");
+    assert!(message.contains("this node speaks protocol 4, you speak 2"), "{message}");
 }
 
 #[tokio::test]
@@ -53,7 +54,8 @@ async fn client_requests_are_answered_by_id_and_errors_carry_their_code() {
 async fn a_peer_call_registers_a_member_and_gets_the_member_list() {
     let dir = tempfile::tempdir().unwrap();
     let addr = start(&dir).await;
-    let mut framed = Framed::new(TcpStream::connect(&addr).await.unwrap(), protocol::codec());
+    let mut framed =
+        Framed::new(TcpStream::connect(&addr).await.unwrap(), protocol::SealedCodec::new(protocol::codec()));
     let _challenge = next(&mut framed).await;
     let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "peer".into(), auth: None };
     framed.send(protocol::encode(&hello)).await.unwrap();
