@@ -16,6 +16,11 @@ use tokio_util::codec::{Decoder, Encoder};
 /// The most a decoder reserves ahead of the bytes it holds, per read.
 pub const READ_AHEAD: usize = 64 * 1024;
 
+/// The room a decoder keeps for the next read once bytes have arrived: without it the reader
+/// grows the buffer one byte at a time and a burst of small frames costs a read each (B5 fell
+/// from 0.36–0.52 M to 0.2 M msg/s). Small enough that a thousand connections hold 8 MiB.
+const MIN_READ: usize = 8 * 1024;
+
 /// Length of a frame's head.
 const HEAD: usize = 4;
 
@@ -61,6 +66,13 @@ impl FrameCodec {
     }
 }
 
+/// Makes sure `src` has room for `want` more bytes.
+fn room(src: &mut BytesMut, want: usize) {
+    if src.capacity() - src.len() < want {
+        src.reserve(want);
+    }
+}
+
 impl Decoder for FrameCodec {
     type Item = BytesMut;
     type Error = std::io::Error;
@@ -70,6 +82,9 @@ impl Decoder for FrameCodec {
             Some(len) => len,
             None => {
                 if src.len() < HEAD {
+                    if !src.is_empty() {
+                        room(src, MIN_READ);
+                    }
                     if let Some(p) = &self.progress {
                         p.store(src.len(), Ordering::Relaxed);
                     }
@@ -89,7 +104,7 @@ impl Decoder for FrameCodec {
             return Ok(Some(src.split_to(len)));
         }
         // Room for what may come next, never for what is merely announced.
-        src.reserve((len - src.len()).min(READ_AHEAD));
+        room(src, (len - src.len()).clamp(MIN_READ, READ_AHEAD));
         if let Some(p) = &self.progress {
             p.store(src.len(), Ordering::Relaxed);
         }
