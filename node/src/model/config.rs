@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The default convention address (DESIGN §1: the tutorial's leader port).
+pub const DEFAULT_CONVENTION: &str = "127.0.0.1:1900";
+
 pub use crate::store::libcopy::LibCopies;
 pub use crate::wire::peer::RemoteSources;
 
@@ -84,7 +87,7 @@ pub struct ConventionConfig {
 impl Default for ConventionConfig {
     fn default() -> Self {
         ConventionConfig {
-            leader: crate::model::launch::DEFAULT_CONVENTION.into(),
+            leader: DEFAULT_CONVENTION.into(),
             // Seconds, not Thespian's 7 minutes: failures must be noticed while a user waits.
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(3),

@@ -16,8 +16,7 @@ use crate::{LibCopies, RemoteSources};
 /// for an actor's handler, which should answer in micro- to milliseconds.
 pub const DEFAULT_LONG_HANDLER: Duration = Duration::from_secs(1);
 
-/// The default convention address (DESIGN §1: the tutorial's leader port).
-pub const DEFAULT_CONVENTION: &str = "127.0.0.1:1900";
+pub use super::config::DEFAULT_CONVENTION;
 
 /// Which source authority `troupe start --authority` names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use futures::{SinkExt, StreamExt};
 use snow::{HandshakeState, StatelessTransportState};
 
 use super::admin::{ClientFrame, ServerFrame};
-use super::frame::{decode, PROTOCOL_VERSION};
 use super::seal::SealedCodec;
+use super::{decode, PROTOCOL_VERSION};
 use crate::store::signing::Secret;
 
 /// The Noise protocol of every encrypted link.
