@@ -125,6 +125,27 @@ struct State {
     handles: Vec<JoinHandle<()>>,
 }
 
+impl State {
+    /// Puts mailbox `id` in the ready queue if it has work and is neither paused nor scheduled
+    /// already; whether it did.
+    fn schedule(&mut self, id: u64) -> bool {
+        let Some(mb) = self.boxes.get_mut(&id) else { return false };
+        if mb.scheduled || mb.paused || mb.work.is_empty() {
+            return false;
+        }
+        mb.scheduled = true;
+        self.ready.push_back(id);
+        true
+    }
+}
+
+/// Puts `items` before what `work` holds, in their order.
+fn prepend(work: &mut VecDeque<Work>, items: Vec<Work>) {
+    for w in items.into_iter().rev() {
+        work.push_front(w);
+    }
+}
+
 /// Starts one more thread for the version, on slot `slot`. Set once the version is running.
 pub(crate) type Spawner = Box<dyn Fn(usize) -> std::io::Result<JoinHandle<()>> + Send + Sync>;
 
@@ -246,10 +267,7 @@ impl Pool {
         }
         mb.work.push_back(work);
         st.queued += 1;
-        if !mb.scheduled && !mb.paused {
-            mb.scheduled = true;
-            st.ready.push_back(id);
-        }
+        st.schedule(id);
         None
     }
 
@@ -386,12 +404,8 @@ impl Pool {
         // After the actor's construction, if it has not run yet; before everything else.
         let built = mb.work.iter().rposition(|w| matches!(w, Work::Create(_) | Work::Import(_)));
         mb.work.insert(built.map_or(0, |at| at + 1), Work::Export(mv));
-        let schedule = !mb.scheduled;
-        mb.scheduled = true;
         st.queued += 1;
-        if schedule {
-            st.ready.push_back(id);
-        }
+        st.schedule(id);
         self.wake(st);
         Ok(())
     }
@@ -405,9 +419,7 @@ impl Pool {
         st.queued += rest.len();
         let mb = st.boxes.entry(id).or_default();
         mb.actor = Some(actor);
-        for w in rest.into_iter().rev() {
-            mb.work.push_front(w);
-        }
+        prepend(&mut mb.work, rest);
         mb.paused = true;
         mb.scheduled = false;
     }
@@ -418,9 +430,7 @@ impl Pool {
         let mut st = self.lock();
         let Some(mb) = st.boxes.get_mut(&id) else { return };
         mb.paused = false;
-        if !mb.scheduled && !mb.work.is_empty() {
-            mb.scheduled = true;
-            st.ready.push_back(id);
+        if st.schedule(id) {
             self.wake(st);
         }
     }
@@ -435,10 +445,9 @@ impl Pool {
         mb.forward = Some(to);
         mb.paused = false;
         mb.work.push_back(Work::DropMoved { counted: true });
-        mb.scheduled = true;
         st.queued -= waiting.len();
         st.queued += 1;
-        st.ready.push_back(id);
+        st.schedule(id);
         self.wake(st);
         waiting
     }
@@ -449,16 +458,12 @@ impl Pool {
         let mut st = self.lock();
         st.queued += waiting.len();
         let mb = st.boxes.entry(id).or_default();
-        for w in waiting.into_iter().rev() {
-            mb.work.push_front(w);
-        }
+        prepend(&mut mb.work, waiting);
         if actor.is_some() {
             mb.actor = actor;
         }
         mb.paused = false;
-        if !mb.scheduled && !mb.work.is_empty() {
-            mb.scheduled = true;
-            st.ready.push_back(id);
+        if st.schedule(id) {
             self.wake(st);
         }
     }
@@ -475,12 +480,8 @@ impl Pool {
         mb.forward = None;
         mb.paused = false;
         mb.work.push_front(Work::Import(job));
-        let schedule = !mb.scheduled;
-        mb.scheduled = true;
         st.queued += 1;
-        if schedule {
-            st.ready.push_back(id);
-        }
+        st.schedule(id);
         self.wake(st);
         Ok(())
     }
@@ -491,12 +492,8 @@ impl Pool {
         let Some(mb) = st.boxes.get_mut(&id) else { return };
         mb.work.push_front(Work::DropMoved { counted: false });
         mb.paused = false;
-        let schedule = !mb.scheduled;
-        mb.scheduled = true;
         st.queued += 1;
-        if schedule {
-            st.ready.push_back(id);
-        }
+        st.schedule(id);
         self.wake(st);
     }
 
