@@ -27,6 +27,7 @@ use super::effect::HostHandle;
 use super::host_api::CallCtx;
 use super::pool::{ActorState, Work};
 use super::worker::{err_text, Worker};
+use crate::model::metrics::short_hash;
 
 /// Whether a move may still start: the node gives up on a move that has not started in time,
 /// and a thread starts only a move the node has not given up on.
@@ -239,7 +240,7 @@ impl Worker {
     fn call_import(&mut self, id: u64, type_name: &str, migration: &[u8]) -> Result<ActorState, String> {
         let run = self.runner().clone();
         let Some(&(pi, kind)) = run.types.get(type_name) else {
-            return Err(format!("version {} exports no type {type_name}", short(&run.hash)));
+            return Err(format!("version {} exports no type {type_name}", short_hash(&run.hash)));
         };
         let plugin = &run.plugins[pi as usize];
         if !plugin.migrates() {
@@ -288,8 +289,4 @@ impl Worker {
             run.node.moved_out(id, run.gen);
         }
     }
-}
-
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }

@@ -20,6 +20,7 @@ use crate::host::effect::HostHandle;
 use crate::host::migrate::{self, Outcome, Report};
 use crate::host::NodeSeam;
 use crate::model::error::OpError;
+use crate::model::metrics::short_hash;
 use crate::runtime::core::Core;
 use crate::tables::upgrades::HeldMove;
 use crate::tables::versions::UpgradeTarget;
@@ -190,7 +191,7 @@ impl Core {
                 if !target.types.contains(&to_type) {
                     let why = format!(
                         "version {} exports no type {to_type} (map it: --map {from_type}=module.Type)",
-                        short(to)
+                        short_hash(to)
                     );
                     report.failed.push(self.failure(id, &from_type, why));
                     continue;
@@ -237,10 +238,10 @@ impl Core {
         }
         self.fetch_version(to)
             .await
-            .map_err(|e| format!("version {} could not be fetched here: {e}", short(to)))?;
+            .map_err(|e| format!("version {} could not be fetched here: {e}", short_hash(to)))?;
         self.versions
             .upgrade_target(to)
-            .ok_or_else(|| format!("version {} was unloaded while the upgrade ran", short(to)))
+            .ok_or_else(|| format!("version {} was unloaded while the upgrade ran", short_hash(to)))
     }
 
     /// Outcomes that arrive after the node stopped waiting: a late move stands (it is
@@ -336,8 +337,4 @@ pub(super) fn set_pauses(report: &mut NodeUpgrade, pauses: &mut [Duration]) {
     report.pause_p50_us = at(0.5);
     report.pause_p99_us = at(0.99);
     report.pause_max_us = at(1.0);
-}
-
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }
