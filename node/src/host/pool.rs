@@ -125,17 +125,27 @@ struct State {
     handles: Vec<JoinHandle<()>>,
 }
 
-impl State {
-    /// Puts mailbox `id` in the ready queue if it has work and is neither paused nor scheduled
-    /// already; whether it did.
-    fn schedule(&mut self, id: u64) -> bool {
-        let Some(mb) = self.boxes.get_mut(&id) else { return false };
-        if mb.scheduled || mb.paused || mb.work.is_empty() {
+impl Mailbox {
+    /// Marks the mailbox scheduled if it has work and is neither paused nor scheduled already;
+    /// whether it did (the caller then puts it in the ready queue).
+    fn becomes_ready(&mut self) -> bool {
+        if self.scheduled || self.paused || self.work.is_empty() {
             return false;
         }
-        mb.scheduled = true;
-        self.ready.push_back(id);
+        self.scheduled = true;
         true
+    }
+}
+
+impl State {
+    /// Puts mailbox `id` in the ready queue if it [becomes ready](Mailbox::becomes_ready);
+    /// whether it did.
+    fn schedule(&mut self, id: u64) -> bool {
+        let ready = self.boxes.get_mut(&id).is_some_and(Mailbox::becomes_ready);
+        if ready {
+            self.ready.push_back(id);
+        }
+        ready
     }
 }
 
@@ -266,8 +276,12 @@ impl Pool {
             return Some((to.clone(), id, work));
         }
         mb.work.push_back(work);
+        // The mailbox in hand: the message path looks it up once.
+        let ready = mb.becomes_ready();
         st.queued += 1;
-        st.schedule(id);
+        if ready {
+            st.ready.push_back(id);
+        }
         None
     }
 
