@@ -219,6 +219,14 @@ pub enum ExitReason {
         /// The node's admin address.
         node: String,
     },
+    /// Two actors held its global name when the convention's names were rebuilt (a leader
+    /// lost, a partition healed): the other one keeps it, this one was asked to exit.
+    NameClash {
+        /// The name.
+        name: String,
+        /// The actor that keeps it.
+        kept: Address,
+    },
 }
 
 impl fmt::Display for ExitReason {
@@ -232,6 +240,9 @@ impl fmt::Display for ExitReason {
                 write!(f, "its node no longer has [{}]", requirements.join(", "))
             }
             ExitReason::NodeLost { node } => write!(f, "its node {node} was lost"),
+            ExitReason::NameClash { name, kept } => {
+                write!(f, "its global name {name:?} is held by {}:{} (kept when two holders met)", kept.node, kept.id)
+            }
         }
     }
 }
@@ -280,6 +291,14 @@ pub enum CreateError {
     },
     /// The node is stopping and creates nothing new.
     ActorSystemShuttingDown,
+    /// A global name could not be claimed: no leader of the convention could be reached (a
+    /// create with a global name never registers a second holder on its own).
+    NoLeader {
+        /// The name.
+        name: String,
+        /// Which leaders were tried, and what happened.
+        detail: String,
+    },
 }
 
 impl CreateError {
@@ -291,6 +310,7 @@ impl CreateError {
             CreateError::InvalidActorSpecification { .. } => "InvalidActorSpecification",
             CreateError::PluginError { .. } => "PluginError",
             CreateError::ActorSystemShuttingDown => "ActorSystemShuttingDown",
+            CreateError::NoLeader { .. } => "NoLeader",
         }
     }
 }
@@ -315,6 +335,9 @@ impl fmt::Display for CreateError {
             }
             CreateError::ActorSystemShuttingDown => {
                 f.write_str("ActorSystemShuttingDown: the node is stopping")
+            }
+            CreateError::NoLeader { name, detail } => {
+                write!(f, "NoLeader: global name {name:?} could not be claimed: {detail}")
             }
         }
     }

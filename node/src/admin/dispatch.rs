@@ -60,9 +60,7 @@ pub(crate) async fn handle_peer(core: &Arc<Core>, request: PeerRequest) -> Resul
             let node = core.decide_upgrade(upgrade, commit);
             Ok(Response::Upgraded(UpgradeReport { nodes: vec![node], ..UpgradeReport::default() }))
         }
-        PeerRequest::ClaimName { name, candidate } => {
-            Ok(Response::Name { holder: core.handle_claim(&name, candidate) })
-        }
+        PeerRequest::ClaimName { name, candidate } => Ok(core.handle_claim(&name, candidate).await),
         one_way => {
             notify_peer(core, one_way);
             Ok(Response::Done)
@@ -82,7 +80,16 @@ pub(crate) fn notify_peer(core: &Arc<Core>, request: PeerRequest) {
                 tracing::warn!(%to, "dropped a message a peer sent here for another node");
             }
         }
-        PeerRequest::PeerCreate { id, parent, spec, source } => core.peer_create(id, parent, spec, source),
+        PeerRequest::PeerCreate { id, parent, spec, source, hold } => {
+            core.peer_create(id, parent, spec, source, hold)
+        }
+        PeerRequest::Held { id, outcome } => core.held_decided(id, outcome),
+        PeerRequest::NameClash { name, loser, kept } => core.lose_name(&name, loser, kept),
+        PeerRequest::Fenced { incarnation } => {
+            if incarnation == core.incarnation() {
+                core.fence();
+            }
+        }
         PeerRequest::ReleaseName { name, holder } => core.handle_release(&name, &holder),
         PeerRequest::Deregister { node } => core.node_lost(&node, ConventionChange::Left),
         PeerRequest::UnloadSpread { hash, grace_ms } => {

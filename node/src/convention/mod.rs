@@ -1,22 +1,41 @@
 //! The convention: nodes joined around a leader, placing actors by capability.
 //!
-//! - **Membership.** The node whose admin address equals the configured convention address
-//!   leads. Every other node registers with it every heartbeat (`Register`, carrying its
-//!   capabilities, fetch policy and active versions); the leader answers with every member, so
-//!   members know each other and each other's versions (the *directory*), not just the leader.
-//!   A member whose registration is older than `dead_after` is declared lost by the leader; a
-//!   leader that has not answered for `dead_after` is declared lost by its members, who keep
-//!   registering every heartbeat, so a restarted leader has everyone back within one. A peer
-//!   link that cannot connect (the process is gone) declares the peer lost at once.
+//! - **Leaders.** `--convention A,B,C` lists the nodes that may lead, the same list on every
+//!   node; the first one a node knows to be live leads ([`crate::tables::leadership`]). A
+//!   member registers with its leader every heartbeat; when the leader refuses connections or
+//!   stays silent for `dead_after`, the member declares it lost and registers with the next
+//!   listed node at once. Every node keeps asking the listed nodes before its leader, so a
+//!   first listed node that comes back leads again.
+//! - **Directory.** The leader answers a registration with what changed in its directory
+//!   since the member's copy (joins, changes, departures), or with all of it; a member sends
+//!   its full entry only when it changed or the leader asks. So members know each other and
+//!   each other's versions, at a cost per heartbeat that grows with the changes, not with the
+//!   convention.
+//! - **No state only the leader holds.** What the leader holds is rebuilt from the members
+//!   whenever leadership moves (this, not a replicated log: the list's semantics are
+//!   Thespian's, "the first live listed node leads", which a majority quorum cannot give with
+//!   two leaders listed or one left): members bring a new leader their global names, the
+//!   members they know and their copy of the groups when they join it; it answers name claims
+//!   once every member it expects has joined (or after `dead_after`). Two holders of one name
+//!   (a partition healed, a stalled leader resumed) are resolved as Erlang's `global` does:
+//!   the first one adopted keeps it, the other actor is asked to exit and its parent hears
+//!   `NameClash`.
+//! - **Incarnations and fencing.** Each life of a node has an incarnation. A node declared
+//!   lost is remembered with its incarnation; when it speaks again in that incarnation, it is
+//!   told it was lost (`Fenced`). It then stops every actor whose parent was on another node
+//!   and tells its actors their children elsewhere are gone (the other nodes did the same on
+//!   their side when they declared it lost), and rejoins as a new incarnation. No orphan
+//!   survives a stall.
 //! - **Loss.** When a node is lost, every local actor with a child there gets
-//!   `ChildActorExited` (`NodeLost`), and every local actor whose parent was there is stopped
-//!   (no orphans). Watchers hear of it.
+//!   `ChildActorExited` (`NodeLost`), and every local actor whose parent was there is stopped.
+//!   Watchers hear of it.
 //! - **Global names** ([`names`]) are unique in the convention: the leader holds the table;
-//!   hosting nodes release a name when its actor exits; names of a lost node are dropped.
+//!   without a leader, a named create waits for one up to its timeout, then fails; it never
+//!   registers a second holder.
 
 pub(crate) mod names;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,14 +43,17 @@ use troupe_actor_abi::message::{Address, ConventionChange, ExitReason};
 
 use crate::peers::LinkError;
 use crate::runtime::core::Core;
+use crate::tables::leadership::Change;
 use crate::tables::members::update;
-use crate::wire::{MemberInfo, PeerRequest, Response};
+use crate::wire::{DirectoryVersion, MemberInfo, PeerRequest, Registration, Response};
 
-/// Starts the membership task: registration with the leader (members) or expiry of silent
-/// members (the leader).
+/// Starts the membership task: registration with the leader (members), expiry of silent
+/// members (the leader), and asking the listed leaders before the current one (everyone).
 pub(crate) fn start(core: &Arc<Core>) {
+    if core.is_leader() {
+        core.begin_leading();
+    }
     let weak = Arc::downgrade(core);
-    let leader = core.is_leader();
     let heartbeat = core.conv.heartbeat;
     tokio::spawn(async move {
         loop {
@@ -39,18 +61,28 @@ pub(crate) fn start(core: &Arc<Core>) {
             if s.stopping() {
                 break;
             }
-            if leader {
-                s.expire_members();
+            s.ask_earlier_leaders().await;
+            if s.is_leader() {
+                s.lead();
             } else {
                 let _ = s.refresh_membership().await;
             }
-            let period = if leader { heartbeat / 2 } else { heartbeat };
+            let period = if s.is_leader() { heartbeat / 2 } else { heartbeat };
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = s.reregister.notified() => {}
             }
         }
     });
+}
+
+/// Why a registration got no answer from the leader that counts.
+enum Refusal {
+    /// The link failed.
+    Link(LinkError),
+    /// It does not lead (or asks for this node's full entry, or this node was fenced): ask
+    /// again at once.
+    Again,
 }
 
 impl Core {
@@ -62,70 +94,272 @@ impl Core {
             remote_sources: self.conv.remote_sources,
             sources: self.versions.active_sources(),
             pid: std::process::id(),
+            incarnation: self.incarnation(),
         }
     }
 
-    /// Registers with the leader now and takes its member list (members only).
-    pub(crate) async fn refresh_membership(&self) -> Result<(), LinkError> {
-        if self.is_leader() {
-            return Ok(());
+    /// A registration with `leader`: a full one when joining it (names, members known,
+    /// groups), else the heartbeat with only what changed.
+    fn registration(&self, joining: bool) -> Registration {
+        let info = self.self_info();
+        let copy = self.members.copy().filter(|_| !joining);
+        let changed = self.members.sent_info(&info);
+        let send_info = copy.is_none() || changed;
+        Registration {
+            node: self.addr.clone(),
+            incarnation: info.incarnation,
+            info: send_info.then_some(info),
+            since: copy,
+            names: copy.is_none().then(|| self.names.held()),
+            known: copy.is_none().then(|| self.members.addrs()),
+            groups: copy.is_none().then(|| self.groups.copy()),
+            groups_version: self.groups.version(),
         }
-        let leader = self.conv.leader.clone();
+    }
+
+    /// Registers with the leader now and takes what changed in its directory (members only).
+    pub(crate) async fn refresh_membership(&self) -> Result<(), LinkError> {
+        // A leader that says it does not lead, or asks for our entry: ask again (bounded).
+        for _ in 0..3 {
+            if self.is_leader() {
+                return Ok(());
+            }
+            match self.register_once().await {
+                Ok(()) => return Ok(()),
+                Err(Refusal::Again) => continue,
+                Err(Refusal::Link(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn register_once(&self) -> Result<(), Refusal> {
+        let leader = self.leader();
         let t0 = Instant::now();
         let timeout = self.conv.heartbeat.max(Duration::from_millis(500));
-        match self.peers.call(&leader, PeerRequest::Register(self.self_info()), timeout).await {
-            Ok(Response::Registered { members, groups }) => {
+        let reg = self.registration(false);
+        match self.peers.call(&leader, PeerRequest::Register(reg), timeout).await {
+            Ok(answer) => {
                 self.metrics.heartbeat_rtt(t0.elapsed());
-                self.groups.replace(groups);
-                self.apply_members(members);
+                self.registered(&leader, answer)
+            }
+            Err(e) => {
+                // What we sent may not have arrived: join again next time.
+                self.members.set_copy(None);
+                // A process that is gone refuses at once; a silent one is given `dead_after`.
+                if matches!(e, LinkError::Unreachable { .. }) || self.leadership.silent(self.conv.dead_after) {
+                    tracing::warn!(%leader, "the convention's leader is lost ({e})");
+                    self.node_lost(&leader, ConventionChange::Lost);
+                }
+                Err(Refusal::Link(e))
+            }
+        }
+    }
+
+    /// A member takes its leader's answer.
+    fn registered(&self, leader: &str, answer: Response) -> Result<(), Refusal> {
+        match answer {
+            Response::Registered { directory, full, complete, members, removed, groups, send_info } => {
+                if self.fenced_leader(leader, directory) {
+                    return Err(Refusal::Again);
+                }
+                self.leadership.answered();
+                if let Some(g) = groups {
+                    self.groups.take_newer(g);
+                }
+                self.apply_directory(full, complete, members, removed);
+                // Only a complete answer may serve as the base of deltas: until the leader has
+                // heard from everyone, we join it again (and hear the whole list) each time.
+                let keep = complete && !send_info;
+                self.members.set_copy(keep.then_some(directory));
+                if send_info {
+                    return Err(Refusal::Again);
+                }
                 Ok(())
             }
-            Ok(other) => {
+            Response::NotLeader { leader: follows } => {
+                tracing::info!(%leader, ?follows, "a listed leader answered that it does not lead");
+                if let Some(c) = self.leadership.set_down(leader) {
+                    self.leader_changed(c);
+                }
+                Err(Refusal::Again)
+            }
+            Response::Fenced => {
+                self.fence();
+                Err(Refusal::Again)
+            }
+            other => {
                 tracing::warn!(%leader, "unexpected answer to a registration: {other:?}");
                 Ok(())
             }
-            Err(e) => {
-                if self.members.leader_silent(&leader, self.conv.dead_after) {
-                    self.node_lost(&leader, ConventionChange::Lost);
-                }
-                Err(e)
-            }
         }
     }
 
-    /// A member takes the leader's list: joins, departures, restarts and capability changes.
-    fn apply_members(&self, members: Vec<MemberInfo>) {
+    /// Whether `leader` answers in an incarnation this node declared lost: then it is told so
+    /// (it fences itself and answers again as a new one) and not followed meanwhile.
+    fn fenced_leader(&self, leader: &str, directory: DirectoryVersion) -> bool {
+        if !self.members.was_lost(leader, directory.leader) {
+            return false;
+        }
+        tracing::warn!(%leader, "a leader this node declared lost answers: telling it to fence itself");
+        self.peers.notify(leader, PeerRequest::Fenced { incarnation: directory.leader });
+        if let Some(c) = self.leadership.set_down(leader) {
+            self.leader_changed(c);
+        }
+        true
+    }
+
+    /// A member takes the leader's directory (whole or changes): joins, departures, restarts
+    /// and capability changes. Only a complete whole list says who left.
+    fn apply_directory(&self, full: bool, complete: bool, members: Vec<MemberInfo>, removed: Vec<String>) {
         let listed: BTreeMap<String, MemberInfo> =
             members.into_iter().filter(|m| m.node != self.addr).map(|m| (m.node.clone(), m)).collect();
-        for g in self.members.missing_from(&listed) {
+        let mut gone: Vec<String> = removed.into_iter().filter(|a| *a != self.addr).collect();
+        if full && complete {
+            gone.extend(self.members.missing_from(&listed));
+        } else {
+            gone.extend(listed.values().filter(|m| self.members.restarted(m)).map(|m| m.node.clone()));
+        }
+        for g in gone {
             self.node_lost(&g, ConventionChange::Lost);
         }
         let updates: Vec<_> = listed.into_values().filter_map(|info| self.members.upsert(info)).collect();
         self.notify_watchers(&self.members.watchers(), &updates);
     }
 
-    /// The leader handles a member's registration (join or heartbeat).
-    pub fn handle_register(&self, info: MemberInfo) -> Response {
-        if info.node == self.addr {
-            // Misconfigured: another process claims our address.
-            return Response::Registered { members: Vec::new(), groups: BTreeMap::new() };
+    /// Every heartbeat, the listed nodes before the current leader that were down are asked
+    /// again: the first that answers as leader leads.
+    async fn ask_earlier_leaders(&self) {
+        for addr in self.leadership.down_before_current() {
+            let reg = self.registration(true);
+            let call = self.peers.call(&addr, PeerRequest::Register(reg), self.conv.heartbeat);
+            if let Ok(Response::Registered { directory, .. }) = call.await {
+                if self.fenced_leader(&addr, directory) {
+                    continue;
+                }
+                tracing::info!(leader = %addr, "a listed leader before ours is back");
+                if let Some(c) = self.leadership.set_live(&addr) {
+                    self.leader_changed(c);
+                }
+                return;
+            }
         }
-        if self.members.restarted(&info) {
-            self.node_lost(&info.node, ConventionChange::Lost);
-        }
-        let updates: Vec<_> = self.members.upsert(info).into_iter().collect();
-        let mut members = self.members.infos();
-        members.push(self.self_info());
-        self.notify_watchers(&self.members.watchers(), &updates);
-        Response::Registered { members, groups: self.groups.all() }
     }
 
-    /// The leader drops members it has not heard from for `dead_after`.
-    fn expire_members(&self) {
+    /// The leader changed (as this node sees it).
+    pub(crate) fn leader_changed(&self, c: Change) {
+        tracing::info!(from = %c.from, to = %c.to, "the convention's leader changed");
+        self.metrics.leader_changed();
+        self.members.set_copy(None);
+        if c.from == self.addr {
+            // Stepping down: the names and groups are the new leader's to keep.
+            self.names.clear_convention();
+            self.members.clear_own();
+        }
+        if c.to == self.addr {
+            self.begin_leading();
+        }
+        self.reregister.notify_one();
+    }
+
+    /// This node starts to lead: its table of names is rebuilt from its own names and from
+    /// what members bring when they join; it answers claims once they all did (or after
+    /// `dead_after`).
+    pub(crate) fn begin_leading(&self) {
+        self.names.clear_convention();
+        for (name, id) in self.names.held() {
+            self.names.adopt(&name, self.address(id), |_| true);
+        }
+        self.members.grace();
+        let expected: BTreeSet<String> = self.members.addrs().into_iter().collect();
+        tracing::info!(members = expected.len(), "leading the convention: gathering names from the members");
+        self.leadership.start_gathering(expected, self.conv.dead_after);
+        self.members.set_own(self.self_info());
+    }
+
+    /// The leader's periodic duties: its own entry, and the members that fell silent.
+    fn lead(&self) {
+        self.members.set_own(self.self_info());
         for d in self.members.silent(self.conv.dead_after) {
             tracing::warn!(node = %d, "member silent for {:?}: declared lost", self.conv.dead_after);
             self.node_lost(&d, ConventionChange::Lost);
         }
+    }
+
+    /// The leader handles a member's registration (join or heartbeat).
+    pub fn handle_register(&self, reg: Registration) -> Response {
+        if reg.node == self.addr {
+            // Misconfigured: another process claims our address.
+            return Response::NotLeader { leader: None };
+        }
+        if !self.is_leader() {
+            return Response::NotLeader { leader: Some(self.leader()) };
+        }
+        if self.members.was_lost(&reg.node, reg.incarnation) {
+            tracing::warn!(node = %reg.node, "a member declared lost registers again: fencing it");
+            return Response::Fenced;
+        }
+        if !self.members.has_own() {
+            self.members.set_own(self.self_info());
+        }
+        let known = self.members.touch(&reg.node, reg.incarnation);
+        let send_info = match reg.info {
+            Some(info) => {
+                if self.members.restarted(&info) {
+                    self.node_lost(&info.node, ConventionChange::Lost);
+                }
+                let updates: Vec<_> = self.members.upsert(info).into_iter().collect();
+                self.notify_watchers(&self.members.watchers(), &updates);
+                false
+            }
+            None => !known,
+        };
+        if let Some(names) = reg.names {
+            for (name, id) in names {
+                let holder = Address { node: reg.node.clone(), id };
+                self.adopt_name(&name, holder);
+            }
+        }
+        if let Some(groups) = reg.groups {
+            self.groups.take_newer(groups);
+        }
+        if let Some(known) = reg.known {
+            let unknown: Vec<String> = known.into_iter().filter(|a| !self.members.contains(a)).collect();
+            self.leadership.expect(unknown);
+        }
+        if !send_info {
+            self.leadership.joined(&reg.node);
+        }
+        let directory = DirectoryVersion { leader: self.incarnation(), version: self.members.version() };
+        let since = reg.since.filter(|d| d.leader == directory.leader).map(|d| d.version);
+        let (full, members, removed) = self.members.since(since);
+        let groups = (reg.groups_version < self.groups.version()).then(|| self.groups.copy());
+        let complete = self.leadership.gathered();
+        Response::Registered { directory, full, complete, members, removed, groups, send_info }
+    }
+
+    /// A node that was declared lost learned it: the other nodes stopped its actors' children
+    /// there and told their parents its actors are gone, so it does the same on its side, and
+    /// rejoins as a new incarnation.
+    pub(crate) fn fence(&self) {
+        let old = self.incarnation();
+        let new = self.next_incarnation();
+        let linked = self.actors.linked_nodes(&self.addr);
+        tracing::warn!(
+            incarnation = old,
+            next = new,
+            nodes = linked.len(),
+            "this node was declared lost by the convention: stopping what other nodes gave up, rejoining"
+        );
+        self.metrics.fenced();
+        for node in linked {
+            self.sever(&node);
+        }
+        self.members.set_copy(None);
+        if self.is_leader() {
+            self.begin_leading();
+        }
+        self.reregister.notify_one();
     }
 
     /// The connection a member registers over closed. If its process is gone, it is lost now,
@@ -172,22 +406,36 @@ impl Core {
     pub fn node_lost(&self, addr: &str, change: ConventionChange) {
         let caps = self.members.remove(addr);
         self.names.drop_node(addr);
-        let (orphans, bereaved) = self.actors.lose_node(addr);
+        let severed = self.sever(addr);
         self.peers.forget(addr);
-        if caps.is_none() && orphans.is_empty() && bereaved.is_empty() {
+        if let Some(c) = self.leadership.set_down(addr) {
+            self.leader_changed(c);
+        }
+        if caps.is_none() && !severed {
             return;
         }
-        tracing::info!(node = %addr, ?change, orphans = orphans.len(), children_lost = bereaved.len(), "node left the convention");
-        let reason = ExitReason::NodeLost { node: addr.to_string() };
+        tracing::info!(node = %addr, ?change, "node left the convention");
+        if let Some(caps) = caps {
+            self.notify_watchers(&self.members.watchers(), &[update(addr, &caps, false, change)]);
+        }
+    }
+
+    /// Cuts every link between actors here and actors on `node`: actors whose parent ran there
+    /// are stopped, actors with a child there are told it is gone. Whether there was any.
+    fn sever(&self, node: &str) -> bool {
+        let (orphans, bereaved) = self.actors.lose_node(node);
+        if orphans.is_empty() && bereaved.is_empty() {
+            return false;
+        }
+        tracing::info!(%node, orphans = orphans.len(), children_lost = bereaved.len(), "links to a lost node cut");
+        let reason = ExitReason::NodeLost { node: node.to_string() };
         for id in orphans {
             self.request_exit(id, reason.clone(), None);
         }
         for (parent, child) in bereaved {
             self.notify_parent(self.address(parent), child, reason.clone());
         }
-        if let Some(caps) = caps {
-            self.notify_watchers(&self.members.watchers(), &[update(addr, &caps, false, change)]);
-        }
+        true
     }
 
     /// An actor starts or stops watching the convention; on start it hears of every member.
@@ -204,8 +452,11 @@ impl Core {
             for m in &members {
                 self.peers.notify(m, bye());
             }
-        } else if members.contains(&self.conv.leader) {
-            self.peers.notify(&self.conv.leader, bye());
+        } else {
+            let leader = self.leader();
+            if members.contains(&leader) {
+                self.peers.notify(&leader, bye());
+            }
         }
         self.peers.flush(Duration::from_secs(3)).await;
     }

@@ -1,5 +1,6 @@
-//! The leader's side of the convention in-process: registrations, restarts, losses, watchers
-//! and global names, with client endpoints standing in for actors.
+//! The leader's side of the convention in-process: registrations (whole and delta), restarts,
+//! losses, fencing, watchers, global names and their rebuild, with client endpoints standing
+//! in for actors.
 
 use std::time::Duration;
 
@@ -8,19 +9,48 @@ use troupe_actor_abi::message::{Address, ConventionChange, Incoming, Payload, Sy
 
 use crate::model::config::{NodeConfig, RemoteSources};
 use crate::runtime::core::Core;
-use crate::wire::{MemberInfo, Response};
+use crate::wire::{DirectoryVersion, MemberInfo, Registration, Response};
 
 fn leader(dir: &tempfile::TempDir) -> std::sync::Arc<Core> {
     Core::new(NodeConfig::for_test("127.0.0.1:9", dir.path())).expect("a core")
 }
 
-fn member(node: &str, caps: &[&str], pid: u32) -> MemberInfo {
+fn member(node: &str, caps: &[&str], incarnation: u64) -> MemberInfo {
     MemberInfo {
         node: node.into(),
         capabilities: caps.iter().map(|c| c.to_string()).collect(),
         remote_sources: RemoteSources::Yes,
         sources: Vec::new(),
-        pid,
+        pid: 1,
+        incarnation,
+    }
+}
+
+/// A member joining (its full entry, names and members known).
+fn join(info: MemberInfo, names: &[(&str, u64)]) -> Registration {
+    Registration {
+        node: info.node.clone(),
+        incarnation: info.incarnation,
+        info: Some(info),
+        since: None,
+        names: Some(names.iter().map(|(n, id)| (n.to_string(), *id)).collect()),
+        known: Some(Vec::new()),
+        groups: None,
+        groups_version: 0,
+    }
+}
+
+/// A heartbeat with nothing changed, from directory version `since`.
+fn beat(node: &str, incarnation: u64, since: DirectoryVersion) -> Registration {
+    Registration {
+        node: node.into(),
+        incarnation,
+        info: None,
+        since: Some(since),
+        names: None,
+        known: None,
+        groups: None,
+        groups_version: 0,
     }
 }
 
@@ -32,6 +62,15 @@ async fn update(rx: &mut mpsc::UnboundedReceiver<Incoming>) -> (String, Conventi
     }
 }
 
+fn registered(r: Response) -> (DirectoryVersion, bool, Vec<MemberInfo>, Vec<String>, bool) {
+    match r {
+        Response::Registered { directory, full, members, removed, send_info, .. } => {
+            (directory, full, members, removed, send_info)
+        }
+        other => panic!("not registered: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn watchers_hear_of_joins_capability_changes_restarts_and_losses() {
     let dir = tempfile::tempdir().unwrap();
@@ -39,15 +78,14 @@ async fn watchers_hear_of_joins_capability_changes_restarts_and_losses() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let watcher = core.register_client(tx);
     core.watch(watcher, true);
-    let Response::Registered { members, .. } = core.handle_register(member("m:1", &["x"], 1)) else {
-        panic!("not registered")
-    };
+    let (_, full, members, _, _) = registered(core.handle_register(join(member("m:1", &["x"], 1), &[])));
+    assert!(full);
     assert_eq!(members.len(), 2, "the member and the leader itself");
     assert_eq!(update(&mut rx).await, ("m:1".into(), ConventionChange::Joined));
-    core.handle_register(member("m:1", &["y"], 1));
+    core.handle_register(join(member("m:1", &["y"], 1), &[]));
     assert_eq!(update(&mut rx).await, ("m:1".into(), ConventionChange::CapabilitiesChanged));
-    // The same address with another process: the old one is lost, the new one joins.
-    core.handle_register(member("m:1", &["y"], 2));
+    // The same address in another life: the old one is lost, the new one joins.
+    core.handle_register(join(member("m:1", &["y"], 2), &[]));
     assert_eq!(update(&mut rx).await, ("m:1".into(), ConventionChange::Lost));
     assert_eq!(update(&mut rx).await, ("m:1".into(), ConventionChange::Joined));
     core.node_lost("m:1", ConventionChange::Left);
@@ -56,18 +94,73 @@ async fn watchers_hear_of_joins_capability_changes_restarts_and_losses() {
 }
 
 #[tokio::test]
+async fn heartbeats_carry_only_what_changed_since_the_members_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = leader(&dir);
+    let (v1, _, _, _, _) = registered(core.handle_register(join(member("m:1", &[], 1), &[])));
+    let (v2, ..) = registered(core.handle_register(join(member("m:2", &[], 1), &[])));
+    // Nothing changed since v2: an empty delta.
+    let (v, full, members, removed, send_info) = registered(core.handle_register(beat("m:1", 1, v2)));
+    assert!(!full && members.is_empty() && removed.is_empty() && !send_info);
+    assert_eq!(v, v2);
+    // Since v1: m:2's join.
+    let (_, full, members, _, _) = registered(core.handle_register(beat("m:1", 1, v1)));
+    assert!(!full);
+    assert_eq!(members.iter().map(|m| m.node.as_str()).collect::<Vec<_>>(), vec!["m:2"]);
+    // A departure travels as a removal.
+    core.node_lost("m:2", ConventionChange::Left);
+    let (_, _, members, removed, _) = registered(core.handle_register(beat("m:1", 1, v2)));
+    assert!(members.is_empty());
+    assert_eq!(removed, vec!["m:2".to_string()]);
+    // A copy from another leader's life gets the whole directory.
+    let other = DirectoryVersion { leader: v2.leader ^ 1, version: v2.version };
+    let (_, full, members, _, _) = registered(core.handle_register(beat("m:1", 1, other)));
+    assert!(full);
+    assert_eq!(members.len(), 2);
+    // A heartbeat from a member the leader does not know asks for its entry.
+    let (.., send_info) = registered(core.handle_register(beat("m:7", 1, v2)));
+    assert!(send_info);
+}
+
+#[tokio::test]
+async fn a_member_declared_lost_is_fenced_until_it_comes_back_as_a_new_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = leader(&dir);
+    core.handle_register(join(member("m:1", &[], 7), &[]));
+    core.node_lost("m:1", ConventionChange::Lost);
+    assert!(matches!(core.handle_register(join(member("m:1", &[], 7), &[])), Response::Fenced));
+    let (_, _, members, _, _) = registered(core.handle_register(join(member("m:1", &[], 8), &[])));
+    assert!(members.iter().any(|m| m.node == "m:1" && m.incarnation == 8));
+}
+
+#[tokio::test]
 async fn a_global_name_has_one_holder_until_released_or_its_node_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let core = leader(&dir);
     let at = |node: &str, id| Address { node: node.into(), id };
-    assert_eq!(core.handle_claim("A", Some(at("m:1", 5))), Some(at("m:1", 5)));
-    assert_eq!(core.handle_claim("A", Some(at("m:2", 6))), Some(at("m:1", 5)));
+    let claim = |name: &str, c: Option<Address>| core.try_claim(name, c).expect("leading and gathered");
+    core.handle_register(join(member("m:1", &[], 1), &[]));
+    assert_eq!(claim("A", Some(at("m:1", 5))), Some(at("m:1", 5)));
+    assert_eq!(claim("A", Some(at("m:2", 6))), Some(at("m:1", 5)));
     core.handle_release("A", &at("m:2", 6));
-    assert_eq!(core.handle_claim("A", None), Some(at("m:1", 5)), "only the holder releases");
+    assert_eq!(claim("A", None), Some(at("m:1", 5)), "only the holder releases");
     core.node_lost("m:1", ConventionChange::Lost);
-    assert_eq!(core.handle_claim("A", Some(at("m:2", 6))), Some(at("m:2", 6)));
+    assert_eq!(claim("A", Some(at("m:2", 6))), Some(at("m:2", 6)));
     // A holder on this node that no longer exists is replaced.
     let here = core.addr.clone();
-    assert_eq!(core.handle_claim("B", Some(at(&here, 4242))), Some(at(&here, 4242)));
-    assert_eq!(core.handle_claim("B", Some(at("m:2", 7))), Some(at("m:2", 7)));
+    assert_eq!(claim("B", Some(at(&here, 4242))), Some(at(&here, 4242)));
+    assert_eq!(claim("B", Some(at("m:2", 7))), Some(at("m:2", 7)));
+}
+
+#[tokio::test]
+async fn members_bring_their_names_to_a_new_leader_and_a_second_holder_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = leader(&dir);
+    let at = |node: &str, id| Address { node: node.into(), id };
+    core.handle_register(join(member("m:1", &[], 1), &[("A", 5), ("B", 6)]));
+    assert_eq!(core.try_claim("A", None), Some(Some(at("m:1", 5))));
+    // m:2 held A too (it was on the other side of a partition): m:1's is kept.
+    core.handle_register(join(member("m:2", &[], 1), &[("A", 9)]));
+    assert_eq!(core.try_claim("A", None), Some(Some(at("m:1", 5))));
+    assert_eq!(core.status().convention.names.len(), 2);
 }

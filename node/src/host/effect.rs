@@ -109,6 +109,14 @@ pub(crate) enum Effect {
         id: u64,
         spec: CreateSpec,
         plan: Plan,
+        /// Held until its global name is claimed (see `Core::create_held`).
+        hold: bool,
+    },
+    /// A create of a version the directory does not list yet: placed after a refresh.
+    CreateLater {
+        id: u64,
+        spec: CreateSpec,
+        inherit: String,
     },
     CreateFailed {
         id: u64,

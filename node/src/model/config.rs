@@ -56,7 +56,7 @@ impl NodeConfig {
             capabilities: Vec::new(),
             state_dir: state_dir.to_path_buf(),
             authority: AuthorityConfig::AcceptAll,
-            convention: ConventionConfig { leader: addr.to_string(), ..ConventionConfig::default() },
+            convention: ConventionConfig { leaders: vec![addr.to_string()], ..ConventionConfig::default() },
             secret: None,
             lib_copies: LibCopies::Memory,
             version_threads: 2,
@@ -74,8 +74,10 @@ pub fn default_version_threads() -> usize {
 /// How a node takes part in a convention.
 #[derive(Clone, Debug)]
 pub struct ConventionConfig {
-    /// The leader's admin address (`host:port`); the node with this address leads.
-    pub leader: String,
+    /// The leaders' admin addresses (`host:port`), in order, the same list on every node
+    /// (`--convention A,B,C`): the first one this node knows to be live leads. A node whose
+    /// own address is listed may lead; the others never do.
+    pub leaders: Vec<String>,
     /// How often members register with the leader.
     pub heartbeat: Duration,
     /// Silence after which a node is declared lost.
@@ -87,7 +89,7 @@ pub struct ConventionConfig {
 impl Default for ConventionConfig {
     fn default() -> Self {
         ConventionConfig {
-            leader: DEFAULT_CONVENTION.into(),
+            leaders: vec![DEFAULT_CONVENTION.into()],
             // Seconds, not Thespian's 7 minutes: failures must be noticed while a user waits.
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(3),

@@ -101,6 +101,10 @@ pub struct Metrics {
     /// Live upgrades: actors by outcome (`moved`, `stayed`, `failed`), and pauses.
     pub(crate) upgraded: Family<ResultLabels, Counter>,
     pub(crate) upgrade_pause: Histogram,
+    /// The convention: leader changes seen here, fencings of this node, name clashes resolved.
+    pub(crate) leader_changes: Counter,
+    pub(crate) fenced: Counter,
+    pub(crate) name_clashes: Counter,
 }
 
 impl Default for Metrics {
@@ -129,6 +133,9 @@ impl Metrics {
             long_handlers: Counter::default(),
             upgraded,
             upgrade_pause: Histogram::new(PAUSE_BUCKETS),
+            leader_changes: Counter::default(),
+            fenced: Counter::default(),
+            name_clashes: Counter::default(),
         }
     }
 
@@ -156,6 +163,21 @@ impl Metrics {
         for p in pauses {
             self.upgrade_pause.observe(p.as_secs_f64());
         }
+    }
+
+    /// The convention's leader changed, as this node sees it.
+    pub fn leader_changed(&self) {
+        self.leader_changes.inc();
+    }
+
+    /// This node learned it had been declared lost, and fenced itself.
+    pub fn fenced(&self) {
+        self.fenced.inc();
+    }
+
+    /// This leader found two holders of one global name and kept one.
+    pub fn name_clash(&self) {
+        self.name_clashes.inc();
     }
 
     /// A handler ran longer than the threshold (counted once, when it crossed it).

@@ -27,7 +27,7 @@ pub(crate) enum Target {
 }
 
 /// A create, resolved and placed (or not placeable).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Plan {
     pub(crate) hash: String,
     /// The version's types (sent along to a remote target).

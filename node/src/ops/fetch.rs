@@ -71,10 +71,11 @@ impl Core {
             return Ok(());
         }
         // Prefer the leader, then the others.
-        let holders = self.members.holders(hash, &self.conv.leader);
+        let leader = self.leader();
+        let holders = self.members.holders(hash, &leader);
         let holders: Vec<String> = match self.conv.remote_sources {
             RemoteSources::Yes => holders,
-            RemoteSources::LeaderOnly => holders.into_iter().filter(|a| *a == self.conv.leader).collect(),
+            RemoteSources::LeaderOnly => holders.into_iter().filter(|a| *a == leader).collect(),
             RemoteSources::No => return Err("this node does not fetch sources (--remote-sources no)".into()),
         };
         if holders.is_empty() {

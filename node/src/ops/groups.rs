@@ -65,7 +65,7 @@ impl Core {
                 _ => Err(OpError::Internal("not a group request".into())),
             };
         }
-        let leader = self.conv.leader.clone();
+        let leader = self.leader();
         let answer = match self.peers.call(&leader, request, LEADER_TIMEOUT).await {
             Ok(answer) => answer,
             // The leader's own refusal (no such group, nothing to roll back) keeps its code.

@@ -33,13 +33,20 @@ impl Core {
 
     /// This node's view of its convention.
     pub(crate) fn convention_status(&self) -> ConventionStatus {
+        let leader = self.leader();
+        let leading = leader == self.addr;
         ConventionStatus {
-            leader: self.conv.leader.clone(),
-            role: if self.is_leader() { "leader".into() } else { "member".into() },
+            role: if leading { "leader".into() } else { "member".into() },
             remote_sources: format!("{:?}", self.conv.remote_sources).to_lowercase(),
             heartbeat_ms: self.conv.heartbeat.as_millis() as u64,
             dead_after_ms: self.conv.dead_after.as_millis() as u64,
-            members: self.members.status(&self.conv.leader, self.conv.dead_after),
+            members: self.members.status(&leader, self.conv.dead_after),
+            leaders: self.leadership.list().to_vec(),
+            incarnation: self.incarnation(),
+            leader_changes: self.leadership.changes(),
+            gathering: leading && !self.leadership.gathered(),
+            names: if leading { self.names.convention() } else { Default::default() },
+            leader,
         }
     }
 }
@@ -75,7 +82,7 @@ impl MetricsSource for Core {
             .collect();
         let peers = self
             .members
-            .status(&self.conv.leader, self.conv.dead_after)
+            .status(&self.leader(), self.conv.dead_after)
             .into_iter()
             .map(|m| PeerSample { node: m.node, up: m.alive })
             .collect();

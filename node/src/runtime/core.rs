@@ -17,7 +17,7 @@
 //! [`crate::convention`].
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, Notify};
@@ -32,6 +32,7 @@ use crate::tables::actors::{ActorRec, Actors};
 use crate::tables::authority::SourceAuthority;
 use crate::tables::capabilities::Capabilities;
 use crate::tables::groups::Groups;
+use crate::tables::leadership::Leadership;
 use crate::tables::members::Members;
 use crate::tables::names::Names;
 use crate::tables::upgrades::Upgrades;
@@ -62,6 +63,9 @@ pub struct Core {
     pub(crate) groups: Groups,
     pub(crate) caps: Capabilities,
     pub(crate) upgrades: Upgrades,
+    pub(crate) leadership: Leadership,
+    /// This node's incarnation (see [`crate::wire::MemberInfo::incarnation`]).
+    pub(crate) incarnation: AtomicU64,
     pub(crate) peers: Peers,
     pub(crate) rt: tokio::runtime::Handle,
     /// The long-lived metric families, fed as things happen.
@@ -85,6 +89,11 @@ impl Core {
         }
         std::fs::create_dir_all(&store)?;
         let rt = tokio::runtime::Handle::current();
+        let mut leaders = config.convention.leaders.clone();
+        if leaders.is_empty() {
+            leaders.push(crate::model::config::DEFAULT_CONVENTION.to_string());
+        }
+        let leadership = Leadership::new(&config.addr, &leaders);
         let core = Arc::new_cyclic(|weak: &Weak<Core>| {
             let events: Weak<dyn LinkEvents> = weak.clone();
             Core {
@@ -107,6 +116,8 @@ impl Core {
                 groups: Groups::default(),
                 caps: Capabilities::new(&config.capabilities),
                 upgrades: Upgrades::default(),
+                leadership,
+                incarnation: AtomicU64::new(new_incarnation()),
                 rt,
                 metrics: Metrics::new(),
                 stopped: Notify::new(),
@@ -148,13 +159,41 @@ impl Core {
         a.node == self.addr
     }
 
-    /// Whether this node leads its convention.
+    /// Whether this node leads its convention now.
     pub fn is_leader(&self) -> bool {
-        self.addr == self.conv.leader
+        self.leadership.is_me()
+    }
+
+    /// The convention's leader now, as this node sees it.
+    pub fn leader(&self) -> String {
+        self.leadership.current()
+    }
+
+    /// This node's incarnation now.
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::Relaxed)
+    }
+
+    /// A new incarnation (the node learned it was declared lost).
+    pub(crate) fn next_incarnation(&self) -> u64 {
+        let n = new_incarnation();
+        self.incarnation.store(n, Ordering::Relaxed);
+        n
     }
 
     /// Whether the node is stopping.
     pub(crate) fn stopping(&self) -> bool {
         self.versions.closed()
     }
+}
+
+/// A fresh incarnation number: random, so that two lives of a node never share one.
+fn new_incarnation() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No entropy source: the clock and the process still tell two lives apart.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
+    }
+    u64::from_le_bytes(b).max(1)
 }

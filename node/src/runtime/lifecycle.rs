@@ -11,7 +11,7 @@ use crate::host::effect::{Cmd, Effect, LocalQueue};
 use crate::model::error::OpError;
 use crate::model::placement::{self, HereView, MemberView, Plan, Target};
 use crate::tables::actors::{ActorKind, ActorRec};
-use crate::wire::{PeerRequest, Response, SourceHint, SourceSummary};
+use crate::wire::{HeldOutcome, PeerRequest, Response, SourceHint, SourceSummary};
 
 impl Core {
     /// Resolves a full hash, a unique prefix, or `@group`, among versions known here or in the
@@ -57,6 +57,7 @@ impl Core {
             })
             .collect();
         let turn = self.placement_turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let leader = self.leader();
         let req = placement::Request {
             hash: &hash,
             type_name: &spec.type_name,
@@ -70,7 +71,7 @@ impl Core {
                 addr: &self.addr,
                 capabilities,
                 remote_sources: self.conv.remote_sources,
-                leader: &self.conv.leader,
+                leader: &leader,
                 version,
                 draining,
                 types,
@@ -95,36 +96,151 @@ impl Core {
 
     /// A create requested by an actor, during its plugin call (on its version's thread):
     /// resolves and places it now, so that the address returned to the actor is where the
-    /// child will live (or, for a global name already held, the holder). The work itself is
-    /// an effect applied after the call returns; a failure then reaches the actor as
-    /// `ChildActorExited`.
+    /// child will live (or, for a global name held here or known to the leader here, the
+    /// holder). Nothing here waits on the network: a name the leader is elsewhere for, or a
+    /// version the directory does not list yet, is settled after the call, with the create
+    /// *held* at its address meanwhile (messages to it wait). The work itself is an effect
+    /// applied after the call returns; a failure then reaches the actor as `ChildActorExited`.
     pub(crate) fn prepare_actor_create(&self, inherit: &str, spec: CreateSpec) -> (Address, Effect) {
         let id = self.ids.allocate();
-        let mut plan = self.plan_create(&spec, Some(inherit), false);
+        let plan = self.plan_create(&spec, Some(inherit), false);
         if self.needs_directory_refresh(&plan) {
-            // A version loaded elsewhere moments ago: ask the leader for the latest directory.
-            let _ = self.rt.block_on(self.refresh_membership());
-            plan = self.plan_create(&spec, Some(inherit), false);
+            // A version loaded elsewhere moments ago: held here while the directory is
+            // refreshed, then created here if it can run here.
+            return (self.address(id), Effect::CreateLater { id, spec, inherit: inherit.to_string() });
         }
         let plan = match plan {
             Ok(p) => p,
             Err(error) => return (self.address(id), Effect::CreateFailed { id, error }),
         };
         if let Some(name) = &spec.global_name {
+            if let Some(held) = self.names.held_here(name).filter(|h| self.actors.contains(*h)) {
+                return (self.address(held), Effect::Nothing);
+            }
             let candidate = plan.target.as_ref().ok().map(|t| self.target_address(t, id));
-            if let Some(holder) = self.rt.block_on(self.claim_name(name, candidate.clone())) {
-                if Some(&holder) != candidate.as_ref() {
-                    return (holder, Effect::Nothing);
+            match self.try_claim(name, candidate.clone()) {
+                Some(Some(holder)) if Some(&holder) != candidate.as_ref() => return (holder, Effect::Nothing),
+                Some(_) => {}
+                None => {
+                    let at = candidate.unwrap_or_else(|| self.address(id));
+                    return (at, Effect::Create { id, spec, plan, hold: true });
                 }
             }
         }
         match &plan.target {
-            Ok(t) => (self.target_address(t, id), Effect::Create { id, spec, plan }),
+            Ok(t) => (self.target_address(t, id), Effect::Create { id, spec, plan, hold: false }),
             Err(e) => {
                 let error = e.clone();
                 (self.address(id), Effect::CreateFailed { id, error })
             }
         }
+    }
+
+    /// An actor's create whose global name is claimed after its call: the child is held at
+    /// its address (here, or on the node placement chose) until the leader answers; then it
+    /// starts, becomes an alias of the name's holder, or fails.
+    pub(crate) fn create_held(&self, id: u64, parent: Address, spec: CreateSpec, plan: Plan) {
+        let Some(name) = spec.global_name.clone() else { return };
+        let placed = plan.target.clone();
+        let at = match &placed {
+            Ok(Target::Remote(node)) => {
+                let at = Address { node: node.clone(), id };
+                if self.is_local(&parent) {
+                    self.actors.add_child(parent.id, at.clone());
+                }
+                self.send_create(id, Some(parent.clone()), spec, plan.clone(), node, true);
+                at
+            }
+            _ => {
+                self.hold(id, Some(parent.clone()), &spec, &plan);
+                self.address(id)
+            }
+        };
+        let Some(me) = self.arc() else { return };
+        self.rt.spawn(async move {
+            let candidate = placed.as_ref().ok().map(|_| at.clone());
+            let outcome = match (me.claim_name(&name, candidate).await, placed) {
+                (Ok(Some(holder)), _) if holder == at => HeldOutcome::Start,
+                (Ok(Some(holder)), _) => HeldOutcome::Forward(holder),
+                (Ok(None), Err(e)) | (Err(e), _) => HeldOutcome::Fail(e),
+                (Ok(None), Ok(_)) => HeldOutcome::Start,
+            };
+            if let HeldOutcome::Forward(_) = &outcome {
+                // Another actor holds the name: it is not the creator's child.
+                if me.is_local(&parent) {
+                    me.actors.remove_child(parent.id, &at);
+                }
+            }
+            if me.is_local(&at) {
+                me.held_decided(id, outcome);
+            } else {
+                me.peers.notify(&at.node, PeerRequest::Held { id, outcome });
+            }
+        });
+    }
+
+    /// Registers a held create here: pending, messages waiting, started by
+    /// [`Core::held_decided`].
+    fn hold(&self, id: u64, parent: Option<Address>, spec: &CreateSpec, plan: &Plan) {
+        let kind =
+            ActorKind::Pending { hash: plan.hash.clone(), type_name: spec.type_name.clone(), buffer: Vec::new() };
+        let rec = ActorRec::new(kind, parent.clone(), spec.global_name.clone(), plan.requirements.clone());
+        self.actors.insert(id, rec);
+        if let Some(p) = parent.filter(|p| self.is_local(p)) {
+            self.actors.add_child(p.id, self.address(id));
+        }
+    }
+
+    /// The claim a held create here waited for is decided.
+    pub fn held_decided(&self, id: u64, outcome: HeldOutcome) {
+        match outcome {
+            HeldOutcome::Start => {
+                let Some(hash) = self.actors.pending_hash(id) else { return };
+                if let Some(name) = self.actors.name_of(id) {
+                    self.names.hold_here(&name, id);
+                }
+                if let Some(me) = self.arc() {
+                    self.rt.spawn(async move { me.fetch_then_create(id, hash).await });
+                }
+            }
+            HeldOutcome::Forward(to) => {
+                if let Some((_, waited)) = self.actors.alias(id, to.clone()) {
+                    for m in waited {
+                        self.route(m, &to, None);
+                    }
+                }
+            }
+            HeldOutcome::Fail(error) => self.create_failed(id, None, error),
+        }
+    }
+
+    /// An actor's create of a version the directory did not list: held here while the
+    /// directory is refreshed (off the version's thread), then created here if the version
+    /// and this node's capabilities allow it, or failed with the reason.
+    pub(crate) fn create_later(&self, id: u64, parent: Address, spec: CreateSpec, inherit: String) {
+        let hash = spec.source_hash.clone().unwrap_or_else(|| inherit.clone());
+        let kind = ActorKind::Pending { hash, type_name: spec.type_name.clone(), buffer: Vec::new() };
+        self.actors.insert(id, ActorRec::new(kind, Some(parent.clone()), None, Vec::new()));
+        self.actors.add_child(parent.id, self.address(id));
+        let Some(me) = self.arc() else { return };
+        self.rt.spawn(async move {
+            let _ = me.refresh_membership().await;
+            let plan = me.plan_create(&spec, Some(&inherit), true);
+            match plan.and_then(|p| p.target.clone().map(|t| (p, t))) {
+                Ok((plan, target)) => {
+                    // Replace the placeholder by the real create at the same address.
+                    let waited = me.actors.remove(id, |_| "it was being placed".into()).map(|r| match r.kind {
+                        ActorKind::Pending { buffer, .. } => buffer,
+                        _ => Vec::new(),
+                    });
+                    me.create_planned(id, Some(parent), spec, plan, target, None);
+                    for m in waited.unwrap_or_default() {
+                        me.route(m, &me.address(id), None);
+                    }
+                }
+                Err(error) => me.create_failed(id, None, error),
+            }
+        });
     }
 
     /// Creates a top-level actor for a client.
@@ -149,7 +265,7 @@ impl Core {
         let plan = plan?;
         if let Some(name) = &spec.global_name {
             let candidate = plan.target.as_ref().ok().map(|t| self.target_address(t, id));
-            if let Some(holder) = self.claim_name(name, candidate.clone()).await {
+            if let Some(holder) = self.claim_name(name, candidate.clone()).await? {
                 if Some(&holder) != candidate.as_ref() {
                     return Ok(Response::Created { address: holder, hash: plan.hash, existing: true });
                 }
@@ -169,13 +285,14 @@ impl Core {
         }
     }
 
-    /// A peer placed an actor here.
+    /// A peer placed an actor here (held until [`PeerRequest::Held`] with `hold`).
     pub fn peer_create(
         &self,
         id: u64,
         parent: Option<Address>,
         spec: CreateSpec,
         source: Option<SourceHint>,
+        hold: bool,
     ) {
         if let Some(hint) = &source {
             self.members.learn(hint);
@@ -185,7 +302,10 @@ impl Core {
             Ok((plan, target))
         });
         match result {
+            Ok((plan, _)) if hold => self.hold(id, parent, &spec, &plan),
             Ok((plan, target)) => self.create_planned(id, parent, spec, plan, target, None),
+            // A held create's name is the creator's to give back.
+            Err(e) if hold => self.create_failed(id, parent, e),
             Err(e) => self.abandon_create(id, parent, spec.global_name.as_deref(), e),
         }
     }
@@ -240,7 +360,7 @@ impl Core {
                 if let Some(p) = local_parent {
                     self.actors.add_child(p, addr.clone());
                 }
-                self.send_create(id, parent, spec, plan, &node);
+                self.send_create(id, parent, spec, plan, &node, false);
             }
             Target::Local(None) => {
                 if let Some(name) = &spec.global_name {
@@ -291,7 +411,7 @@ impl Core {
     }
 
     /// Sends a create to the node placement chose, with where its version can be fetched.
-    fn send_create(&self, id: u64, parent: Option<Address>, spec: CreateSpec, plan: Plan, node: &str) {
+    fn send_create(&self, id: u64, parent: Option<Address>, spec: CreateSpec, plan: Plan, node: &str, hold: bool) {
         let mut holders = self.members.holders(&plan.hash, "");
         if self.versions.is_active(&plan.hash) {
             holders.insert(0, self.addr.clone());
@@ -301,7 +421,7 @@ impl Core {
             holders,
         });
         let spec = CreateSpec { source_hash: Some(plan.hash), ..spec };
-        self.peers.notify(node, PeerRequest::PeerCreate { id, parent, spec, source });
+        self.peers.notify(node, PeerRequest::PeerCreate { id, parent, spec, source, hold });
     }
 
     /// Actor `id` could not be created: tell its parent why. `creator` names the parent of an
@@ -310,6 +430,11 @@ impl Core {
         let text = error.to_string();
         let (parent, buffered, retire) = match self.actors.remove(id, |_| text.clone()) {
             Some(mut rec) => {
+                if let Some(name) = &rec.global_name {
+                    if self.names.held_here(name) == Some(id) {
+                        self.release_name(name, &self.address(id));
+                    }
+                }
                 let retire = self.forget(id, &rec);
                 let buffered = match &mut rec.kind {
                     ActorKind::Pending { buffer, .. } => std::mem::take(buffer),

@@ -59,6 +59,7 @@ impl Core {
                 }
             }
             Route::Buffered => {}
+            Route::Forward { to, msg } => self.route(msg.into_incoming(), &to, local),
             Route::Client { tx, msg } => match local {
                 // From a version's executor: held back with its peer frames.
                 Some(l) => l.clients.push((tx, msg.into_incoming())),

@@ -25,6 +25,9 @@ pub(crate) enum ActorKind {
     Pending { hash: String, type_name: String, buffer: Vec<Incoming> },
     /// A client connection's endpoint (or the node's own, id 0).
     Client { tx: UnboundedSender<Incoming> },
+    /// A create whose global name another actor turned out to hold: the address the creator
+    /// was given forwards to the holder. Dropped when the holder's node is lost.
+    Alias { to: Address },
 }
 
 /// One actor.
@@ -60,7 +63,7 @@ impl ActorRec {
             ActorKind::Plugin { hash, type_name, .. } | ActorKind::Pending { hash, type_name, .. } => {
                 Some((hash, type_name))
             }
-            ActorKind::Client { .. } => None,
+            ActorKind::Client { .. } | ActorKind::Alias { .. } => None,
         }
     }
 }
@@ -75,6 +78,8 @@ pub(crate) enum Route {
     Buffered,
     /// To a client connection.
     Client { tx: UnboundedSender<Incoming>, msg: Delivery },
+    /// On to the actor an alias stands for.
+    Forward { to: Address, msg: Delivery },
     /// Nobody: back to the sender, with the tombstone's reason if there is one.
     Unknown { msg: Delivery, why: Option<String> },
 }
@@ -162,6 +167,7 @@ impl Actors {
                 Route::Buffered
             }
             Some(ActorKind::Client { tx }) => Route::Client { tx: tx.clone(), msg },
+            Some(ActorKind::Alias { to }) => Route::Forward { to: to.clone(), msg },
             None => Route::Unknown { msg, why: st.tombstones.get(&id).cloned() },
         }
     }
@@ -193,7 +199,10 @@ impl Actors {
     /// Records why a plugin actor is being stopped; false if it already is (or is a client).
     pub(crate) fn mark_exiting(&self, id: u64, reason: ExitReason) -> bool {
         match self.lock().map.get_mut(&id) {
-            Some(rec) if rec.exit_reason.is_none() && !matches!(rec.kind, ActorKind::Client { .. }) => {
+            Some(rec)
+                if rec.exit_reason.is_none()
+                    && !matches!(rec.kind, ActorKind::Client { .. } | ActorKind::Alias { .. }) =>
+            {
                 rec.exit_reason = Some(reason);
                 true
             }
@@ -212,6 +221,60 @@ impl Actors {
         let promoted = Promoted { type_name: type_name.clone(), buffer: std::mem::take(buffer) };
         rec.kind = ActorKind::Plugin { gen, hash: std::mem::take(hash), type_name: type_name.clone(), host };
         Some(promoted)
+    }
+
+    /// A held create lost its name to `to`: it becomes an alias; returns its parent and the
+    /// messages that waited (None if it is not a held create any more).
+    pub(crate) fn alias(&self, id: u64, to: Address) -> Option<(Option<Address>, Vec<Incoming>)> {
+        let mut st = self.lock();
+        let rec = st.map.get_mut(&id)?;
+        let ActorKind::Pending { buffer, .. } = &mut rec.kind else {
+            return None;
+        };
+        let buffer = std::mem::take(buffer);
+        rec.kind = ActorKind::Alias { to };
+        rec.global_name = None;
+        let parent = rec.parent.take();
+        let here_parent = parent.as_ref().map(|p| p.id);
+        if let Some(p) = here_parent.and_then(|p| st.map.get_mut(&p)) {
+            p.children.retain(|c| c.id != id);
+        }
+        Some((parent, buffer))
+    }
+
+    /// The global name of actor `id`.
+    pub(crate) fn name_of(&self, id: u64) -> Option<String> {
+        self.lock().map.get(&id)?.global_name.clone()
+    }
+
+    /// Removes `child` from local actor `parent`'s children.
+    pub(crate) fn remove_child(&self, parent: u64, child: &Address) {
+        if let Some(p) = self.lock().map.get_mut(&parent) {
+            p.children.remove(child);
+        }
+    }
+
+    /// The hash of a pending (or held) actor.
+    pub(crate) fn pending_hash(&self, id: u64) -> Option<String> {
+        match &self.lock().map.get(&id)?.kind {
+            ActorKind::Pending { hash, .. } => Some(hash.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every other node an actor here is linked with (a parent or a child there).
+    pub(crate) fn linked_nodes(&self, here: &str) -> BTreeSet<String> {
+        let st = self.lock();
+        let mut nodes = BTreeSet::new();
+        for rec in st.map.values() {
+            nodes.extend(rec.parent.iter().map(|p| p.node.clone()));
+            nodes.extend(rec.children.iter().map(|c| c.node.clone()));
+            if let ActorKind::Alias { to } = &rec.kind {
+                nodes.insert(to.node.clone());
+            }
+        }
+        nodes.remove(here);
+        nodes
     }
 
     /// Live upgrade: plugin actor `id` now runs on generation `gen` of `hash` as `type_name`.
@@ -255,7 +318,7 @@ impl Actors {
         st.map
             .iter()
             .filter(|(id, r)| {
-                !matches!(r.kind, ActorKind::Client { .. })
+                !matches!(r.kind, ActorKind::Client { .. } | ActorKind::Alias { .. })
                     && r.parent
                         .as_ref()
                         .is_none_or(|p| p.node != here || !st.map.contains_key(&p.id) || p.id == **id)
@@ -294,6 +357,8 @@ impl Actors {
             .filter(|(_, r)| r.parent.as_ref().is_some_and(|p| p.node == node))
             .map(|(id, _)| *id)
             .collect();
+        // Aliases to actors there stand for nothing now.
+        st.map.retain(|_, r| !matches!(&r.kind, ActorKind::Alias { to } if to.node == node));
         let mut bereaved = Vec::new();
         for (id, rec) in st.map.iter_mut() {
             let lost: Vec<Address> = rec.children.iter().filter(|c| c.node == node).cloned().collect();

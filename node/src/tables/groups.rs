@@ -1,6 +1,7 @@
 //! Named releases (groups): each group's versions, oldest first, and the active one that `@NAME`
 //! means wherever a hash is accepted. Authoritative on the leader; members keep the copy the
-//! leader hands them with every registration. The lock is private.
+//! leader hands them when it changes. Every change raises the groups' version, and a new
+//! leader takes the newest copy its members bring. The lock is private.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -8,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use troupe_actor_abi::message::CreateError;
 
 use crate::model::error::OpError;
-use crate::wire::peer::GroupInfo;
+use crate::wire::peer::{GroupInfo, GroupsCopy};
 
 /// A group after a deploy: its state, the version active before, and the versions that fell
 /// out of the kept window (to be unloaded).
@@ -21,33 +22,49 @@ pub(crate) struct Activated {
 /// The groups (see the module's documentation).
 #[derive(Default)]
 pub(crate) struct Groups {
-    inner: Mutex<BTreeMap<String, GroupInfo>>,
+    inner: Mutex<GroupsCopy>,
 }
 
 impl Groups {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, GroupInfo>> {
+    fn copy_lock(&self) -> MutexGuard<'_, GroupsCopy> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every group.
     pub(crate) fn all(&self) -> BTreeMap<String, GroupInfo> {
-        self.lock().clone()
+        self.copy_lock().groups.clone()
     }
 
-    /// A member takes the leader's groups.
-    pub(crate) fn replace(&self, groups: BTreeMap<String, GroupInfo>) {
-        *self.lock() = groups;
+    /// The groups with their version.
+    pub(crate) fn copy(&self) -> GroupsCopy {
+        self.copy_lock().clone()
+    }
+
+    /// Their version.
+    pub(crate) fn version(&self) -> u64 {
+        self.copy_lock().version
+    }
+
+    /// Takes `copy` if it is newer than ours; whether it was.
+    pub(crate) fn take_newer(&self, copy: GroupsCopy) -> bool {
+        let mut st = self.copy_lock();
+        if copy.version > st.version {
+            *st = copy;
+            true
+        } else {
+            false
+        }
     }
 
     /// Whether `group` exists.
     pub(crate) fn contains(&self, group: &str) -> bool {
-        self.lock().contains_key(group)
+        self.copy_lock().groups.contains_key(group)
     }
 
     /// The version `@group` names now.
     pub(crate) fn resolve(&self, group: &str) -> Result<String, CreateError> {
         let hash = format!("@{group}");
-        match self.lock().get(group) {
+        match self.copy_lock().groups.get(group) {
             Some(g) => g.active.clone().ok_or_else(|| CreateError::InvalidActorSourceHash {
                 hash,
                 detail: format!("names group {group}, which has no active version — deploy one with troupe deploy"),
@@ -62,8 +79,9 @@ impl Groups {
     /// `hash` becomes the active version of `group`; versions beyond the `keep` newest others
     /// leave the group (the caller unloads them).
     pub(crate) fn activate(&self, group: &str, hash: &str, keep: usize) -> Activated {
-        let mut st = self.lock();
-        let g = st.entry(group.to_string()).or_default();
+        let mut st = self.copy_lock();
+        st.version += 1;
+        let g = st.groups.entry(group.to_string()).or_default();
         let previous = g.active.clone().filter(|p| p != hash);
         g.versions.retain(|h| h != hash);
         g.versions.push(hash.to_string());
@@ -82,8 +100,9 @@ impl Groups {
         group: &str,
         loaded: impl Fn(&str) -> bool,
     ) -> Result<(GroupInfo, String), OpError> {
-        let mut st = self.lock();
-        let Some(g) = st.get_mut(group) else {
+        let mut st = self.copy_lock();
+        let st = &mut *st;
+        let Some(g) = st.groups.get_mut(group) else {
             return Err(OpError::NoGroup(format!(
                 "there is no group {group:?} — deploy one with troupe deploy PORT ZIP --group {group}"
             )));
@@ -98,7 +117,9 @@ impl Groups {
             )));
         };
         g.active = Some(prev);
-        Ok((g.clone(), active))
+        let info = g.clone();
+        st.version += 1;
+        Ok((info, active))
     }
 }
 

@@ -3,21 +3,27 @@
 //! actors watching for joins, losses and capability changes. The lock is private and never
 //! held while anything else is called.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use troupe_actor_abi::message::{Address, ConventionChange, Payload, SystemMessage};
 
 use crate::model::config::RemoteSources;
-use crate::wire::peer::{MemberInfo, SourceHint};
+use crate::wire::peer::{DirectoryVersion, MemberInfo, SourceHint};
 use crate::wire::status::MemberStatus;
 
 /// What a node knows of another member.
 struct Member {
     info: MemberInfo,
     last_seen: Instant,
+    /// The directory version at which its entry last changed (the leader's deltas).
+    changed_at: u64,
 }
+
+/// How many departures the leader remembers for deltas; a member whose copy is older gets the
+/// whole directory.
+const REMOVALS: usize = 1024;
 
 impl Member {
     fn has_source(&self, hash: &str) -> bool {
@@ -33,6 +39,12 @@ pub(crate) struct MemberSnapshot {
     pub(crate) has_source: bool,
 }
 
+/// Whether two entries are the same life of a node (same incarnation, and the same process
+/// for entries from nodes that predate incarnations).
+fn same_life(a: &MemberInfo, b: &MemberInfo) -> bool {
+    a.incarnation == b.incarnation && a.pid == b.pid
+}
+
 /// The update watchers get about `node`.
 pub(crate) fn update(node: &str, caps: &[String], added: bool, change: ConventionChange) -> Payload {
     Payload::System(SystemMessage::ActorSystemConventionUpdate {
@@ -45,9 +57,28 @@ pub(crate) fn update(node: &str, caps: &[String], added: bool, change: Conventio
 
 struct Inner {
     members: BTreeMap<String, Member>,
-    /// When the leader last answered a registration (members only).
-    leader_last_ok: Instant,
     watchers: BTreeSet<Address>,
+    /// The directory's change counter (raised by every join, change and departure).
+    version: u64,
+    /// Recent departures (version, address), for deltas.
+    removed: VecDeque<(u64, String)>,
+    /// Deltas can be given from this version on (older departures are forgotten).
+    floor: u64,
+    /// While leading: this node's own entry, and the version at which it last changed.
+    own: Option<(MemberInfo, u64)>,
+    /// Incarnations declared lost, by address: one of them that registers again is fenced.
+    lost: HashMap<String, u64>,
+    /// On a member: the leader's directory version its copy is at.
+    copy: Option<DirectoryVersion>,
+    /// On a member: the entry it last sent the leader.
+    sent: Option<MemberInfo>,
+}
+
+impl Inner {
+    fn bump(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
 }
 
 /// The membership table (see the module's documentation).
@@ -60,8 +91,14 @@ impl Default for Members {
         Members {
             inner: Mutex::new(Inner {
                 members: BTreeMap::new(),
-                leader_last_ok: Instant::now(),
                 watchers: BTreeSet::new(),
+                version: 0,
+                removed: VecDeque::new(),
+                floor: 0,
+                own: None,
+                lost: HashMap::new(),
+                copy: None,
+                sent: None,
             }),
         }
     }
@@ -143,45 +180,148 @@ impl Members {
     /// capability change), if any.
     pub(crate) fn upsert(&self, info: MemberInfo) -> Option<Payload> {
         let mut st = self.lock();
+        let next = st.version + 1;
         match st.members.get_mut(&info.node) {
             Some(m) => {
                 let changed = (m.info.capabilities != info.capabilities).then(|| {
                     update(&info.node, &info.capabilities, true, ConventionChange::CapabilitiesChanged)
                 });
-                m.info = info;
                 m.last_seen = Instant::now();
+                if m.info != info {
+                    m.info = info;
+                    m.changed_at = next;
+                    st.version = next;
+                }
                 changed
             }
             None => {
                 tracing::info!(node = %info.node, "member joined");
                 let joined = update(&info.node, &info.capabilities, true, ConventionChange::Joined);
-                st.members.insert(info.node.clone(), Member { info, last_seen: Instant::now() });
+                st.members.insert(info.node.clone(), Member { info, last_seen: Instant::now(), changed_at: next });
+                st.version = next;
                 Some(joined)
             }
         }
     }
 
-    /// Whether `info` comes from another process than the member we know at its address.
+    /// Whether `info` comes from another life of the member we know at its address (the old
+    /// one and its actors are gone).
     pub(crate) fn restarted(&self, info: &MemberInfo) -> bool {
-        self.lock().members.get(&info.node).is_some_and(|m| m.info.pid != info.pid)
+        self.lock().members.get(&info.node).is_some_and(|m| !same_life(&m.info, info))
     }
 
-    /// The leader's list arrived: the members it no longer lists, or lists with another
-    /// process (the old one and its actors are gone).
+    /// A heartbeat without an entry: true if `node` is known in incarnation `incarnation`
+    /// (now seen), false if the leader needs its entry.
+    pub(crate) fn touch(&self, node: &str, incarnation: u64) -> bool {
+        match self.lock().members.get_mut(node) {
+            Some(m) if m.info.incarnation == incarnation => {
+                m.last_seen = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether incarnation `incarnation` of `node` was declared lost here.
+    pub(crate) fn was_lost(&self, node: &str, incarnation: u64) -> bool {
+        self.lock().lost.get(node) == Some(&incarnation)
+    }
+
+    /// The leader's whole list arrived: the members it no longer lists, or lists in another
+    /// life (the old one and its actors are gone).
     pub(crate) fn missing_from(&self, listed: &BTreeMap<String, MemberInfo>) -> Vec<String> {
-        let mut st = self.lock();
-        st.leader_last_ok = Instant::now();
+        let st = self.lock();
         st.members
             .iter()
-            .filter(|(addr, old)| listed.get(*addr).is_none_or(|new| new.pid != old.info.pid))
+            .filter(|(addr, old)| listed.get(*addr).is_none_or(|new| !same_life(&old.info, new)))
             .map(|(a, _)| a.clone())
             .collect()
     }
 
-    /// Whether `leader` is a member we have not heard from for `dead_after`.
-    pub(crate) fn leader_silent(&self, leader: &str, dead_after: Duration) -> bool {
+    /// Every member is given `dead_after` from now to be heard from (a node that starts to
+    /// lead, or that fenced itself).
+    pub(crate) fn grace(&self) {
+        for m in self.lock().members.values_mut() {
+            m.last_seen = Instant::now();
+        }
+    }
+
+    // ---- the leader's directory versions --------------------------------------------------------
+
+    /// While leading: this node's own entry; raises the version if it changed.
+    pub(crate) fn set_own(&self, info: MemberInfo) {
+        let mut st = self.lock();
+        if st.own.as_ref().is_none_or(|(old, _)| *old != info) {
+            let v = st.bump();
+            st.own = Some((info, v));
+        }
+    }
+
+    /// Whether the own entry is set (this node leads and listed itself).
+    pub(crate) fn has_own(&self) -> bool {
+        self.lock().own.is_some()
+    }
+
+    /// No longer leading: forget the own entry (a later term starts from a changed version).
+    pub(crate) fn clear_own(&self) {
+        let mut st = self.lock();
+        st.own = None;
+        st.bump();
+    }
+
+    /// The directory's version now.
+    pub(crate) fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    /// The whole directory (the own entry included), or the entries changed and the members
+    /// removed since `since` (None: too old for a delta).
+    pub(crate) fn since(&self, since: Option<u64>) -> (bool, Vec<MemberInfo>, Vec<String>) {
         let st = self.lock();
-        st.members.contains_key(leader) && st.leader_last_ok.elapsed() > dead_after
+        let own = st.own.iter();
+        match since.filter(|v| *v >= st.floor && *v <= st.version) {
+            Some(v) => {
+                let changed = st
+                    .members
+                    .values()
+                    .filter(|m| m.changed_at > v)
+                    .map(|m| &m.info)
+                    .chain(own.filter(|(_, at)| *at > v).map(|(i, _)| i))
+                    .cloned()
+                    .collect();
+                let removed = st
+                    .removed
+                    .iter()
+                    .filter(|(at, a)| *at > v && !st.members.contains_key(a))
+                    .map(|(_, a)| a.clone())
+                    .collect();
+                (false, changed, removed)
+            }
+            None => {
+                let all = st.members.values().map(|m| &m.info).chain(own.map(|(i, _)| i)).cloned().collect();
+                (true, all, Vec::new())
+            }
+        }
+    }
+
+    /// On a member: the version of the leader's directory its copy is at.
+    pub(crate) fn copy(&self) -> Option<DirectoryVersion> {
+        self.lock().copy
+    }
+
+    /// On a member: its copy is now at `v` (None: start again with the whole directory).
+    pub(crate) fn set_copy(&self, v: Option<DirectoryVersion>) {
+        self.lock().copy = v;
+    }
+
+    /// On a member: whether `info` differs from the entry last sent (it is sent now).
+    pub(crate) fn sent_info(&self, info: &MemberInfo) -> bool {
+        let mut st = self.lock();
+        if st.sent.as_ref() == Some(info) {
+            return false;
+        }
+        st.sent = Some(info.clone());
+        true
     }
 
     /// Members not heard from for `dead_after`.
@@ -194,14 +334,20 @@ impl Members {
             .collect()
     }
 
-    /// Forgets member `addr`; its capabilities, if it was one.
+    /// Forgets member `addr` (remembering its incarnation as lost); its capabilities, if it
+    /// was one.
     pub(crate) fn remove(&self, addr: &str) -> Option<Vec<String>> {
-        self.lock().members.remove(addr).map(|m| m.info.capabilities)
-    }
-
-    /// Every member's entry (the leader's answer to a registration).
-    pub(crate) fn infos(&self) -> Vec<MemberInfo> {
-        self.lock().members.values().map(|m| m.info.clone()).collect()
+        let mut st = self.lock();
+        let m = st.members.remove(addr)?;
+        st.lost.insert(addr.to_string(), m.info.incarnation);
+        let v = st.bump();
+        st.removed.push_back((v, addr.to_string()));
+        while st.removed.len() > REMOVALS {
+            if let Some((at, _)) = st.removed.pop_front() {
+                st.floor = at;
+            }
+        }
+        Some(m.info.capabilities)
     }
 
     /// For `status`.
@@ -266,6 +412,7 @@ mod tests {
                 .map(|h| SourceSummary { hash: h.to_string(), types: BTreeMap::new() })
                 .collect(),
             pid,
+            incarnation: pid as u64,
         }
     }
 

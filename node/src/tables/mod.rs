@@ -7,7 +7,9 @@
 //! - [`versions`]: the version registry and its `validating → active → draining → gone`
 //!   machine, with its waiters;
 //! - [`authority`]: the source authority and pending validations;
-//! - [`members`]: the convention's other nodes and the watchers;
+//! - [`members`]: the convention's other nodes, the leader's directory versions, lost
+//!   incarnations, and the watchers;
+//! - [`leadership`]: who leads, as this node sees it, and a new leader's gathering;
 //! - [`names`]: global names; [`groups`]: named releases;
 //! - [`capabilities`]: this node's capabilities;
 //! - [`upgrades`]: live upgrades held until every node is ready (`--all-or-nothing`).
@@ -16,6 +18,7 @@ pub(crate) mod actors;
 pub(crate) mod authority;
 pub(crate) mod capabilities;
 pub(crate) mod groups;
+pub(crate) mod leadership;
 pub(crate) mod members;
 pub(crate) mod names;
 pub(crate) mod upgrades;

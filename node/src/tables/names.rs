@@ -81,6 +81,40 @@ impl Names {
         }
     }
 
+    /// Names held here, as (name, id): what a member brings a new leader.
+    pub(crate) fn held(&self) -> Vec<(String, u64)> {
+        self.lock().local.iter().map(|(n, id)| (n.clone(), *id)).collect()
+    }
+
+    /// A new leader rebuilds the table from what members hold: `holder` joins it unless another
+    /// live holder has the name, in which case the one already there is kept and the
+    /// clash (loser, kept) is returned (Erlang's `global` keeps one and stops the other).
+    pub(crate) fn adopt(
+        &self,
+        name: &str,
+        holder: Address,
+        live: impl Fn(&Address) -> bool,
+    ) -> Option<(Address, Address)> {
+        let mut st = self.lock();
+        match st.convention.get(name) {
+            Some(kept) if *kept != holder && live(kept) => Some((holder, kept.clone())),
+            _ => {
+                st.convention.insert(name.to_string(), holder);
+                None
+            }
+        }
+    }
+
+    /// This node no longer leads: the convention's table is another node's to keep.
+    pub(crate) fn clear_convention(&self) {
+        self.lock().convention.clear();
+    }
+
+    /// The convention's table (for `status` and tests).
+    pub(crate) fn convention(&self) -> BTreeMap<String, Address> {
+        self.lock().convention.iter().map(|(n, a)| (n.clone(), a.clone())).collect()
+    }
+
     /// Node `node` is lost: its names are free again.
     pub(crate) fn drop_node(&self, node: &str) {
         self.lock().convention.retain(|_, a| a.node != node);
@@ -118,6 +152,18 @@ mod tests {
         let n = Names::default();
         n.claim("A", Some(at("a:1", 1)), |_| true);
         assert_eq!(n.claim("A", Some(at("a:1", 5)), |_| false), Some(at("a:1", 5)));
+    }
+
+    #[test]
+    fn a_rebuilt_table_keeps_the_first_live_holder_and_reports_the_clash() {
+        let n = Names::default();
+        assert_eq!(n.adopt("A", at("a:1", 1), |_| true), None);
+        assert_eq!(n.adopt("A", at("a:1", 1), |_| true), None, "the same holder twice is no clash");
+        assert_eq!(n.adopt("A", at("b:2", 2), |_| true), Some((at("b:2", 2), at("a:1", 1))));
+        assert_eq!(n.adopt("A", at("b:2", 2), |a| a.node != "a:1"), None, "a dead holder is replaced");
+        assert_eq!(n.convention().get("A"), Some(&at("b:2", 2)));
+        n.clear_convention();
+        assert!(n.convention().is_empty());
     }
 
     #[test]

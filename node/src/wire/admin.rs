@@ -6,11 +6,10 @@
 //! by its own frames, so that neither family grows variants the other never sends.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 
 use super::error::ErrorReply;
-use super::peer::{GroupInfo, MemberInfo, PeerRequest};
+use super::peer::{DirectoryVersion, GroupInfo, GroupsCopy, MemberInfo, PeerRequest};
 use super::status::StatusReport;
 use super::upgrade::{UpgradeOptions, UpgradeReport};
 
@@ -235,14 +234,32 @@ pub enum Response {
     },
     /// The node stopped.
     Stopped,
-    /// The leader's answer to `Register`: every member, the leader included, and the groups.
+    /// The leader's answer to `Register`: the directory's changes since the member's copy, or
+    /// all of it (the leader included), and the groups when they changed.
     Registered {
-        /// All members.
+        /// The directory version this answer brings the member to.
+        directory: DirectoryVersion,
+        /// Whether `members` is the whole directory (else: only the entries that changed).
+        full: bool,
+        /// Whether the leader has heard from every member it expects (a new leader has not,
+        /// for up to `dead_after`): only a complete whole directory tells a member who left.
+        complete: bool,
+        /// Entries (all, or changed).
         members: Vec<MemberInfo>,
-        /// Named releases.
-        #[serde(default)]
-        groups: BTreeMap<String, GroupInfo>,
+        /// Members that left since the member's copy (with a delta).
+        removed: Vec<String>,
+        /// The groups, when the member's copy is older.
+        groups: Option<GroupsCopy>,
+        /// The leader wants the member's full entry (it does not know it).
+        send_info: bool,
     },
+    /// A listed leader that does not lead (it follows `leader`, if it knows one).
+    NotLeader {
+        /// The leader it follows.
+        leader: Option<String>,
+    },
+    /// The registering incarnation was declared lost: fence, and join again as a new one.
+    Fenced,
     /// A group after a deploy or rollback.
     Group {
         /// Its name.

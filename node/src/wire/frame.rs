@@ -18,7 +18,7 @@ use super::codec::FrameCodec;
 /// challenge for the shared-secret handshake. 3: client requests and peer requests are two
 /// enums, [`super::Request`] and [`super::PeerRequest`]. 4: with a shared secret, a Noise
 /// handshake follows the challenge and every frame after it is sealed, see [`super::noise`].)
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest frame accepted before a connection has authenticated: a hello is a few hundred
 /// bytes, and nobody unauthenticated gets to make the node buffer more.

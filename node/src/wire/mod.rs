@@ -29,6 +29,9 @@ pub use frame::{
     client_handshake, codec, decode, encode, Welcome, MAX_FRAME_BYTES, MAX_HELLO_BYTES, NONCE_BYTES,
     PROTOCOL_VERSION,
 };
-pub use peer::{GroupInfo, MemberInfo, PeerRequest, RemoteSources, SourceHint, SourceSummary};
+pub use peer::{
+    DirectoryVersion, GroupInfo, GroupsCopy, HeldOutcome, MemberInfo, PeerRequest, Registration, RemoteSources,
+    SourceHint, SourceSummary,
+};
 pub use seal::SealedCodec;
 pub use upgrade::{NodeUpgrade, TypeOutcome, UpgradeFailure, UpgradeOptions, UpgradeReport};

@@ -7,8 +7,32 @@ use troupe_actor_abi::message::{Address, CreateSpec, Incoming};
 /// What nodes of a convention ask each other (never a client).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
-    /// A member registers (and heartbeats) with the leader; the answer lists every member.
-    Register(MemberInfo),
+    /// A member registers (and heartbeats) with the leader; the answer gives the directory's
+    /// changes since the member's copy (or all of it).
+    Register(Registration),
+    /// To a node that was declared lost and answers as if it had not been: it fences itself
+    /// (one-way; see [`Registration`]).
+    Fenced {
+        /// The incarnation that was declared lost.
+        incarnation: u64,
+    },
+    /// From the leader, to the node of an actor that lost a global name in a clash (two holders
+    /// found when a leader rebuilt its table): the actor is asked to exit (one-way).
+    NameClash {
+        /// The name.
+        name: String,
+        /// The actor that loses it (on the receiving node).
+        loser: Address,
+        /// The holder kept.
+        kept: Address,
+    },
+    /// The claim a held create waited for is decided (one-way, to the node holding it).
+    Held {
+        /// The held actor's id (on the receiving node).
+        id: u64,
+        /// What becomes of it.
+        outcome: HeldOutcome,
+    },
     /// A member leaves the convention (it is stopping).
     Deregister {
         /// Its admin address.
@@ -33,6 +57,10 @@ pub enum PeerRequest {
         /// may not have heard of the version yet).
         #[serde(default)]
         source: Option<SourceHint>,
+        /// Register the actor but start it only on [`PeerRequest::Held`] (its global name is
+        /// being claimed); messages to it wait meanwhile.
+        #[serde(default)]
+        hold: bool,
     },
     /// Send the zip bytes of an active version.
     FetchSource {
@@ -118,6 +146,65 @@ pub struct MemberInfo {
     pub sources: Vec<SourceSummary>,
     /// Process id (diagnostics).
     pub pid: u32,
+    /// Which life of the node this is: new at every start, and again when the node learns it
+    /// was declared lost (it fenced itself). Another incarnation at a known address means the
+    /// old one and its actors are gone.
+    #[serde(default)]
+    pub incarnation: u64,
+}
+
+/// A registration (or heartbeat) with the leader. Small when nothing changed: the full entry,
+/// the names and the groups travel only when the leader needs them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The member's admin address.
+    pub node: String,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Its full entry: on joining this leader, when it changed, or when the leader asked.
+    pub info: Option<MemberInfo>,
+    /// The directory the member holds, so the answer carries only what changed since.
+    pub since: Option<DirectoryVersion>,
+    /// Global names held by its actors (name, actor id), sent on joining this leader: a new
+    /// leader rebuilds the convention's names from them.
+    pub names: Option<Vec<(String, u64)>>,
+    /// The members it knows, sent on joining this leader: a new leader waits for them (or
+    /// for `dead_after`) before it answers name claims.
+    pub known: Option<Vec<String>>,
+    /// Its copy of the groups, sent on joining this leader: a new leader takes the newest.
+    pub groups: Option<GroupsCopy>,
+    /// The version of its copy of the groups: the answer brings the leader's if newer.
+    pub groups_version: u64,
+}
+
+/// A version of the leader's directory: which life of which leader, and its change counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryVersion {
+    /// The leader's incarnation.
+    pub leader: u64,
+    /// Its counter of directory changes.
+    pub version: u64,
+}
+
+/// The groups with their version (a counter raised by every change, on any leader: a new
+/// leader takes the newest copy its members hold).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupsCopy {
+    /// The counter.
+    pub version: u64,
+    /// Group → state.
+    pub groups: std::collections::BTreeMap<String, GroupInfo>,
+}
+
+/// What becomes of a held create once its name claim is decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HeldOutcome {
+    /// The name is its: start it.
+    Start,
+    /// Another actor holds the name: the held address forwards to it.
+    Forward(Address),
+    /// No claim could be made: the create fails.
+    Fail(troupe_actor_abi::message::CreateError),
 }
 
 /// A named release: its versions (oldest first) and the active one.

@@ -58,6 +58,21 @@ pub struct ConventionStatus {
     pub dead_after_ms: u64,
     /// The other nodes it knows.
     pub members: Vec<MemberStatus>,
+    /// The configured leaders, in order (`--convention A,B,C`).
+    #[serde(default)]
+    pub leaders: Vec<String>,
+    /// This node's incarnation (new at each start, and after it was fenced).
+    #[serde(default)]
+    pub incarnation: u64,
+    /// How many times the leader changed, as this node saw it.
+    #[serde(default)]
+    pub leader_changes: u64,
+    /// On the leader: whether it still waits for members to bring their names.
+    #[serde(default)]
+    pub gathering: bool,
+    /// On the leader: the convention's global names and their holders.
+    #[serde(default)]
+    pub names: std::collections::BTreeMap<String, troupe_actor_abi::message::Address>,
 }
 
 /// Another node as this one knows it.

@@ -110,7 +110,7 @@ async fn serve(args: StartArgs, dir: PathBuf) -> Result<u8, Failure> {
         authority,
         secret,
         convention: troupe_node::ConventionConfig {
-            leader: node_addr(&args.convention),
+            leaders: args.convention.split(',').map(node_addr).collect(),
             heartbeat: args.heartbeat,
             dead_after: args.dead_after,
             remote_sources: args.remote_sources,

@@ -58,8 +58,10 @@ pub(crate) struct StartArgs {
     /// Run in the foreground instead of detaching (for supervisors).
     #[arg(long)]
     pub(crate) foreground: bool,
-    /// The convention's leader (host:port). The node whose own address equals it leads.
-    #[arg(long, default_value = DEFAULT_CONVENTION, env = "TROUPE_CONVENTION")]
+    /// The convention's leaders, in order: host:port (or a port) each, comma-separated, the
+    /// same list on every node. The first listed node that is live leads; a listed node takes
+    /// over when the ones before it are lost, and hands back when they return.
+    #[arg(long, default_value = DEFAULT_CONVENTION, env = "TROUPE_CONVENTION", value_name = "ADDR[,ADDR...]", value_parser = parse_leaders)]
     pub(crate) convention: String,
     /// How often members register with the leader.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
@@ -376,6 +378,27 @@ fn wait_until_answering(
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(100));
     }
+}
+
+/// Checks `--convention`: one or more leader addresses (host:port, or a port on 127.0.0.1),
+/// comma-separated, none twice.
+pub(crate) fn parse_leaders(list: &str) -> Result<String, String> {
+    let mut seen = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(format!("{list:?} has an empty entry: give host:port (or a port) for each leader"));
+        }
+        let addr = super::node_addr(item);
+        let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("");
+        if port.parse::<u16>().ok().filter(|p| *p != 0).is_none() {
+            return Err(format!("{item:?} is not host:port (or a port from 1 to 65535)"));
+        }
+        if seen.contains(&addr) {
+            return Err(format!("{addr} is listed twice"));
+        }
+        seen.push(addr);
+    }
+    Ok(seen.join(","))
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ fn observed() -> Metrics {
     m
 }
 
-const OPENMETRICS_TYPES: [(&str, &str); 15] = [
+const OPENMETRICS_TYPES: [(&str, &str); 18] = [
     ("troupe_actors", "gauge"),
     ("troupe_mailbox_depth", "gauge"),
     ("troupe_version_threads", "gauge"),
@@ -85,6 +85,9 @@ const OPENMETRICS_TYPES: [(&str, &str); 15] = [
     ("troupe_messages", "counter"),
     ("troupe_versions", "gauge"),
     ("troupe_loads", "counter"),
+    ("troupe_leader_changes", "counter"),
+    ("troupe_fenced", "counter"),
+    ("troupe_name_clashes", "counter"),
     ("troupe_upgraded_actors", "counter"),
     ("troupe_upgrade_pause_seconds", "histogram"),
     ("troupe_unload_close_seconds", "histogram"),
@@ -106,7 +109,15 @@ fn every_family_is_typed_before_its_samples_in_both_formats() {
     // 0.0.4 names a counter's family with its `_total`, as today's text did.
     let text = render_as(Format::Prometheus, &observed(), &snapshot());
     let mut want = want;
-    for counter in ["troupe_messages", "troupe_loads", "troupe_long_handlers", "troupe_upgraded_actors"] {
+    for counter in [
+        "troupe_messages",
+        "troupe_loads",
+        "troupe_long_handlers",
+        "troupe_upgraded_actors",
+        "troupe_leader_changes",
+        "troupe_fenced",
+        "troupe_name_clashes",
+    ] {
         want.remove(counter);
         want.insert(format!("{counter}_total"), "counter".into());
     }
@@ -166,9 +177,12 @@ fn an_empty_node_still_has_its_unlabelled_families_and_every_version_state() {
     let names: Vec<String> = families(&text).into_keys().collect();
     let want = [
         "troupe_drain_seconds",
+        "troupe_fenced_total",
         "troupe_heartbeat_rtt_seconds",
+        "troupe_leader_changes_total",
         "troupe_loads_total",
         "troupe_long_handlers_total",
+        "troupe_name_clashes_total",
         "troupe_pthread_keys_in_use",
         "troupe_unload_close_seconds",
         "troupe_upgrade_pause_seconds",

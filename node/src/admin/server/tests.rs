@@ -32,7 +32,7 @@ async fn a_client_of_another_protocol_version_is_told_both_versions() {
     let old = ClientFrame::Hello { protocol: 2, agent: "troupe 0.0.9".into(), auth: None };
     framed.send(protocol::encode(&old)).await.unwrap();
     let ServerFrame::ProtocolError { message } = next(&mut framed).await else { panic!("not refused") };
-    assert!(message.contains("this node speaks protocol 4, you speak 2"), "{message}");
+    assert!(message.contains("this node speaks protocol 5, you speak 2"), "{message}");
 }
 
 #[tokio::test]
@@ -67,8 +67,19 @@ async fn a_peer_call_registers_a_member_and_gets_the_member_list() {
         remote_sources: crate::wire::RemoteSources::Yes,
         sources: Vec::new(),
         pid: 1,
+        incarnation: 1,
     };
-    let call = ClientFrame::PeerCall { id: 7, request: PeerRequest::Register(info) };
+    let reg = crate::wire::Registration {
+        node: info.node.clone(),
+        incarnation: 1,
+        info: Some(info),
+        since: None,
+        names: Some(Vec::new()),
+        known: Some(Vec::new()),
+        groups: None,
+        groups_version: 0,
+    };
+    let call = ClientFrame::PeerCall { id: 7, request: PeerRequest::Register(reg) };
     framed.send(protocol::encode(&call)).await.unwrap();
     let ServerFrame::Reply { id: 7, result: Ok(Response::Registered { members, .. }) } =
         next(&mut framed).await

@@ -1,0 +1,245 @@
+//! Who leads the convention, as this node sees it. The configured list of leaders
+//! (`--convention A,B,C`) is the same on every node; the leader is the first listed node this
+//! node knows to be live: itself, if it is listed and every node before it is down. A listed
+//! node is *down* once it refused a connection or stayed silent for `dead_after`; it is live
+//! again as soon as it answers. Every node keeps asking the listed nodes before its current
+//! leader, so leadership returns to the first listed node when it comes back.
+//!
+//! A node that starts to lead *gathers* before it answers name claims: members bring it their
+//! global names when they join it, and it waits until every member it expects has joined, or
+//! for `dead_after` (see `convention`). The lock is private and never held while anything
+//! else is called.
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A change of leader, as [`Leadership::set_down`] / [`Leadership::set_live`] report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// The leader before.
+    pub(crate) from: String,
+    /// The leader now.
+    pub(crate) to: String,
+}
+
+struct Inner {
+    /// Listed nodes known to be down.
+    down: BTreeSet<String>,
+    /// When the current leader last answered (members), or when this node started to lead.
+    last_ok: Instant,
+    /// While leading: the members expected to join before name claims are answered, and
+    /// until when to wait for them.
+    gathering: Option<(BTreeSet<String>, Instant)>,
+    /// How many times the leader changed (for status and logs).
+    changes: u64,
+}
+
+/// The leadership state (see the module's documentation).
+pub(crate) struct Leadership {
+    me: String,
+    list: Vec<String>,
+    inner: Mutex<Inner>,
+}
+
+impl Leadership {
+    /// `list` is the configured list (never empty: the caller gives the default).
+    pub(crate) fn new(me: &str, list: &[String]) -> Leadership {
+        assert!(!list.is_empty(), "the convention lists at least one leader");
+        Leadership {
+            me: me.to_string(),
+            list: list.to_vec(),
+            inner: Mutex::new(Inner {
+                down: BTreeSet::new(),
+                last_ok: Instant::now(),
+                gathering: None,
+                changes: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn current_in(&self, st: &Inner) -> String {
+        self.list
+            .iter()
+            .find(|a| **a == self.me || !st.down.contains(*a))
+            // Every listed node is down and this one is not listed: keep asking the first.
+            .unwrap_or(&self.list[0])
+            .clone()
+    }
+
+    /// The configured list.
+    pub(crate) fn list(&self) -> &[String] {
+        &self.list
+    }
+
+    /// The leader now.
+    pub(crate) fn current(&self) -> String {
+        self.current_in(&self.lock())
+    }
+
+    /// Whether this node leads now.
+    pub(crate) fn is_me(&self) -> bool {
+        self.current() == self.me
+    }
+
+    /// Listed nodes before the current leader, which are down: asked every heartbeat, in case
+    /// they came back.
+    pub(crate) fn down_before_current(&self) -> Vec<String> {
+        let st = self.lock();
+        let current = self.current_in(&st);
+        self.list.iter().take_while(|a| **a != current).filter(|a| st.down.contains(*a)).cloned().collect()
+    }
+
+    /// How many times the leader changed.
+    pub(crate) fn changes(&self) -> u64 {
+        self.lock().changes
+    }
+
+    fn change(&self, st: &mut Inner, before: String) -> Option<Change> {
+        let to = self.current_in(st);
+        if to == before {
+            return None;
+        }
+        st.changes += 1;
+        st.last_ok = Instant::now();
+        st.gathering = None;
+        Some(Change { from: before, to })
+    }
+
+    /// Listed node `addr` is down (it refused, or stayed silent); the new leader if that
+    /// changes it.
+    pub(crate) fn set_down(&self, addr: &str) -> Option<Change> {
+        if addr == self.me || !self.list.iter().any(|a| a == addr) {
+            return None;
+        }
+        let mut st = self.lock();
+        let before = self.current_in(&st);
+        st.down.insert(addr.to_string());
+        self.change(&mut st, before)
+    }
+
+    /// Listed node `addr` answered; the new leader if that changes it.
+    pub(crate) fn set_live(&self, addr: &str) -> Option<Change> {
+        let mut st = self.lock();
+        let before = self.current_in(&st);
+        st.down.remove(addr);
+        self.change(&mut st, before)
+    }
+
+    /// The current leader answered a registration.
+    pub(crate) fn answered(&self) {
+        self.lock().last_ok = Instant::now();
+    }
+
+    /// Whether the current leader has not answered for `dead_after`.
+    pub(crate) fn silent(&self, dead_after: Duration) -> bool {
+        self.lock().last_ok.elapsed() > dead_after
+    }
+
+    // ---- gathering (while leading) -----------------------------------------------------------
+
+    /// This node starts to lead: it waits for `expected` members, or until `deadline`.
+    pub(crate) fn start_gathering(&self, expected: BTreeSet<String>, wait: Duration) {
+        let mut st = self.lock();
+        st.gathering = (!expected.is_empty()).then(|| (expected, Instant::now() + wait));
+        if let Some((_, until)) = &mut st.gathering {
+            *until = (*until).max(Instant::now());
+        }
+    }
+
+    /// More members expected (a joining member knows them).
+    pub(crate) fn expect(&self, more: impl IntoIterator<Item = String>) {
+        let mut st = self.lock();
+        if let Some((expected, _)) = &mut st.gathering {
+            expected.extend(more.into_iter().filter(|a| *a != self.me));
+        }
+    }
+
+    /// Member `addr` joined; whether gathering is over now.
+    pub(crate) fn joined(&self, addr: &str) -> bool {
+        let mut st = self.lock();
+        if let Some((expected, _)) = &mut st.gathering {
+            expected.remove(addr);
+        }
+        self.gathered_in(&mut st)
+    }
+
+    fn gathered_in(&self, st: &mut Inner) -> bool {
+        let done = match &st.gathering {
+            None => true,
+            Some((expected, until)) => expected.is_empty() || Instant::now() >= *until,
+        };
+        if done {
+            st.gathering = None;
+        }
+        done
+    }
+
+    /// Whether this leader has heard from every member it expected (or waited long enough).
+    pub(crate) fn gathered(&self) -> bool {
+        self.gathered_in(&mut self.lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list() -> Vec<String> {
+        vec!["a:1".into(), "b:2".into(), "c:3".into()]
+    }
+
+    #[test]
+    fn the_first_live_listed_node_leads_and_leadership_returns_to_it() {
+        let m = Leadership::new("m:9", &list());
+        assert_eq!(m.current(), "a:1");
+        assert_eq!(m.set_down("a:1"), Some(Change { from: "a:1".into(), to: "b:2".into() }));
+        assert_eq!(m.set_down("a:1"), None, "already down");
+        assert_eq!(m.down_before_current(), vec!["a:1".to_string()]);
+        assert_eq!(m.set_down("b:2").map(|c| c.to), Some("c:3".into()));
+        assert_eq!(m.set_live("a:1").map(|c| c.to), Some("a:1".into()));
+        assert!(m.down_before_current().is_empty());
+        assert_eq!(m.changes(), 3);
+    }
+
+    #[test]
+    fn a_listed_node_leads_once_every_node_before_it_is_down_and_never_counts_itself_down() {
+        let b = Leadership::new("b:2", &list());
+        assert!(!b.is_me());
+        b.set_down("b:2");
+        assert!(!b.is_me());
+        b.set_down("a:1");
+        assert!(b.is_me());
+        b.set_down("c:3");
+        assert!(b.is_me(), "nodes after it do not matter");
+    }
+
+    #[test]
+    fn an_unlisted_node_with_every_leader_down_keeps_asking_the_first() {
+        let m = Leadership::new("m:9", &list());
+        for a in list() {
+            m.set_down(&a);
+        }
+        assert_eq!(m.current(), "a:1");
+    }
+
+    #[test]
+    fn gathering_ends_when_every_expected_member_joined_or_the_wait_is_over() {
+        let b = Leadership::new("b:2", &list());
+        b.start_gathering(["m:1".to_string(), "m:2".to_string()].into(), Duration::from_secs(60));
+        assert!(!b.gathered());
+        b.expect(["m:3".to_string(), "b:2".to_string()]);
+        assert!(!b.joined("m:1"));
+        assert!(!b.joined("m:2"));
+        assert!(b.joined("m:3"));
+        assert!(b.gathered());
+        b.start_gathering(["m:1".to_string()].into(), Duration::ZERO);
+        assert!(b.gathered(), "the wait is over");
+        b.start_gathering(BTreeSet::new(), Duration::from_secs(60));
+        assert!(b.gathered(), "nobody to wait for");
+    }
+}
