@@ -45,6 +45,7 @@ use crate::peers::LinkError;
 use crate::runtime::core::Core;
 use crate::tables::leadership::Change;
 use crate::tables::members::update;
+use crate::tables::names::NameChanges;
 use crate::wire::{DirectoryVersion, MemberInfo, PeerRequest, Registration, Response};
 
 /// Starts the membership task: registration with the leader (members), expiry of silent
@@ -159,11 +160,22 @@ impl Core {
     /// A member takes its leader's answer.
     fn registered(&self, leader: &str, answer: Response) -> Result<(), Refusal> {
         match answer {
-            Response::Registered { directory, full, complete, members, removed, groups, send_info } => {
+            Response::Registered {
+                directory,
+                full,
+                complete,
+                members,
+                removed,
+                groups,
+                send_info,
+                names,
+                names_full,
+            } => {
                 if self.fenced_leader(leader, directory) {
                     return Err(Refusal::Again);
                 }
                 self.leadership.answered();
+                self.names.apply(NameChanges { full: names_full, names });
                 if let Some(g) = groups {
                     self.groups.take_newer(g);
                 }
@@ -299,9 +311,8 @@ impl Core {
             tracing::warn!(node = %reg.node, "a member declared lost registers again: fencing it");
             return Response::Fenced;
         }
-        if !self.members.has_own() {
-            self.members.set_own(self.self_info());
-        }
+        // Our own entry as it is now (a version loaded here a moment ago is listed).
+        self.members.set_own(self.self_info());
         let known = self.members.touch(&reg.node, reg.incarnation);
         let send_info = match reg.info {
             Some(info) => {
@@ -330,12 +341,27 @@ impl Core {
         if !send_info {
             self.leadership.joined(&reg.node);
         }
-        let directory = DirectoryVersion { leader: self.incarnation(), version: self.members.version() };
-        let since = reg.since.filter(|d| d.leader == directory.leader).map(|d| d.version);
-        let (full, members, removed) = self.members.since(since);
+        let directory = DirectoryVersion {
+            leader: self.incarnation(),
+            version: self.members.version(),
+            names: self.names.version(),
+        };
+        let since = reg.since.filter(|d| d.leader == directory.leader);
+        let (full, members, removed) = self.members.since(since.map(|d| d.version));
+        let names = self.names.since(since.map(|d| d.names));
         let groups = (reg.groups_version < self.groups.version()).then(|| self.groups.copy());
         let complete = self.leadership.gathered();
-        Response::Registered { directory, full, complete, members, removed, groups, send_info }
+        Response::Registered {
+            directory,
+            full,
+            complete,
+            members,
+            removed,
+            groups,
+            send_info,
+            names: names.names,
+            names_full: names.full,
+        }
     }
 
     /// A node that was declared lost learned it: the other nodes stopped its actors' children

@@ -80,7 +80,12 @@ impl Core {
                 let req = PeerRequest::ClaimName { name: name.to_string(), candidate: candidate.clone() };
                 let wait = left.min(self.conv.dead_after + self.conv.heartbeat);
                 match self.peers.call(&leader, req, wait).await {
-                    Ok(Response::Name { holder }) => return Ok(holder),
+                    Ok(Response::Name { holder }) => {
+                        if let Some(h) = &holder {
+                            self.names.learn(name, h);
+                        }
+                        return Ok(holder);
+                    }
                     Ok(Response::NotLeader { .. }) => last = format!("{leader} does not lead (yet)"),
                     Ok(other) => last = format!("{leader} answered {other:?}"),
                     Err(LinkError::Refused(reply)) => last = format!("{leader} refused: {}", reply.message),
@@ -106,17 +111,19 @@ impl Core {
         self.names.release(name, holder);
     }
 
+    /// Whether `holder` may still exist: an actor here that does, or an actor on a member.
+    pub(crate) fn holder_live(&self, holder: &Address) -> bool {
+        if self.is_local(holder) {
+            self.actors.contains(holder.id)
+        } else {
+            self.members.contains(&holder.node)
+        }
+    }
+
     /// A new leader takes a name a member's actor holds; two holders: the first adopted keeps
     /// it, the other actor is asked to exit.
     pub(crate) fn adopt_name(&self, name: &str, holder: Address) {
-        let live = |a: &Address| {
-            if self.is_local(a) {
-                self.actors.contains(a.id)
-            } else {
-                self.members.contains(&a.node)
-            }
-        };
-        if let Some((loser, kept)) = self.names.adopt(name, holder, live) {
+        if let Some((loser, kept)) = self.names.adopt(name, holder, |a| self.holder_live(a)) {
             tracing::warn!(%name, loser = %loser, kept = %kept, "two actors held one global name: keeping the first");
             self.metrics.name_clash();
             if self.is_local(&loser) {

@@ -113,7 +113,7 @@ async fn heartbeats_carry_only_what_changed_since_the_members_copy() {
     assert!(members.is_empty());
     assert_eq!(removed, vec!["m:2".to_string()]);
     // A copy from another leader's life gets the whole directory.
-    let other = DirectoryVersion { leader: v2.leader ^ 1, version: v2.version };
+    let other = DirectoryVersion { leader: v2.leader ^ 1, ..v2 };
     let (_, full, members, _, _) = registered(core.handle_register(beat("m:1", 1, other)));
     assert!(full);
     assert_eq!(members.len(), 2);

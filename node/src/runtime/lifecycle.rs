@@ -117,6 +117,12 @@ impl Core {
             if let Some(held) = self.names.held_here(name).filter(|h| self.actors.contains(*h)) {
                 return (self.address(held), Effect::Nothing);
             }
+            // A member's copy of the convention's names (as current as its last heartbeat).
+            if !self.is_leader() {
+                if let Some(holder) = self.names.known(name).filter(|h| self.holder_live(h)) {
+                    return (holder, Effect::Nothing);
+                }
+            }
             let candidate = plan.target.as_ref().ok().map(|t| self.target_address(t, id));
             match self.try_claim(name, candidate.clone()) {
                 Some(Some(holder)) if Some(&holder) != candidate.as_ref() => return (holder, Effect::Nothing),

@@ -257,11 +257,6 @@ impl Members {
         }
     }
 
-    /// Whether the own entry is set (this node leads and listed itself).
-    pub(crate) fn has_own(&self) -> bool {
-        self.lock().own.is_some()
-    }
-
     /// No longer leading: forget the own entry (a later term starts from a changed version).
     pub(crate) fn clear_own(&self) {
         let mut st = self.lock();

@@ -1,18 +1,47 @@
 //! Global names: the ones held by actors of this node (name → id), and, on the leader, the
-//! convention's table (name → holder), which makes a name unique in the whole convention. The
-//! lock is private and never held while anything else is called.
+//! convention's table (name → holder), which makes a name unique in the whole convention.
+//! Members keep a copy of the table, brought up to date by the leader's answers to their
+//! heartbeats (the changes since their copy), so that a lookup is local, as in Erlang's
+//! `global`; only a new name needs the leader. The lock is private and never held while
+//! anything else is called.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use troupe_actor_abi::message::Address;
+
+/// How many name changes the leader remembers for deltas.
+const CHANGES: usize = 4096;
 
 #[derive(Default)]
 struct Inner {
     /// Names of actors hosted here.
     local: HashMap<String, u64>,
-    /// The convention's names (authoritative on the leader).
+    /// The convention's names (authoritative on the leader; a copy on members).
     convention: HashMap<String, Address>,
+    /// The table's change counter, and recent changes (version, name) for deltas.
+    version: u64,
+    changes: VecDeque<(u64, String)>,
+    /// Deltas can be given from this version on.
+    floor: u64,
+}
+
+impl Inner {
+    fn changed(&mut self, name: &str) {
+        self.version += 1;
+        self.changes.push_back((self.version, name.to_string()));
+        while self.changes.len() > CHANGES {
+            if let Some((v, _)) = self.changes.pop_front() {
+                self.floor = v;
+            }
+        }
+    }
+}
+
+/// The names that changed since a member's copy (None: removed), or the whole table.
+pub(crate) struct NameChanges {
+    pub(crate) full: bool,
+    pub(crate) names: Vec<(String, Option<Address>)>,
 }
 
 /// The name tables (see the module's documentation).
@@ -70,6 +99,7 @@ impl Names {
         }
         let c = candidate?;
         st.convention.insert(name.to_string(), c.clone());
+        st.changed(name);
         Some(c)
     }
 
@@ -78,6 +108,7 @@ impl Names {
         let mut st = self.lock();
         if st.convention.get(name) == Some(holder) {
             st.convention.remove(name);
+            st.changed(name);
         }
     }
 
@@ -98,8 +129,10 @@ impl Names {
         let mut st = self.lock();
         match st.convention.get(name) {
             Some(kept) if *kept != holder && live(kept) => Some((holder, kept.clone())),
+            Some(kept) if *kept == holder => None,
             _ => {
                 st.convention.insert(name.to_string(), holder);
+                st.changed(name);
                 None
             }
         }
@@ -107,7 +140,61 @@ impl Names {
 
     /// This node no longer leads: the convention's table is another node's to keep.
     pub(crate) fn clear_convention(&self) {
-        self.lock().convention.clear();
+        let mut st = self.lock();
+        st.convention.clear();
+        st.version += 1;
+        st.floor = st.version;
+        st.changes.clear();
+    }
+
+    /// The table's version (the leader's answers carry it).
+    pub(crate) fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    /// The leader's side: what changed since a member's copy at `since`, or all of it.
+    pub(crate) fn since(&self, since: Option<u64>) -> NameChanges {
+        let st = self.lock();
+        match since.filter(|v| *v >= st.floor && *v <= st.version) {
+            Some(v) => {
+                let mut seen = std::collections::HashSet::new();
+                let names = st
+                    .changes
+                    .iter()
+                    .filter(|(at, n)| *at > v && seen.insert(n.as_str()))
+                    .map(|(_, n)| (n.clone(), st.convention.get(n).cloned()))
+                    .collect();
+                NameChanges { full: false, names }
+            }
+            None => NameChanges {
+                full: true,
+                names: st.convention.iter().map(|(n, a)| (n.clone(), Some(a.clone()))).collect(),
+            },
+        }
+    }
+
+    /// A member takes the leader's changes into its copy.
+    pub(crate) fn apply(&self, changes: NameChanges) {
+        let mut st = self.lock();
+        if changes.full {
+            st.convention.clear();
+        }
+        for (n, a) in changes.names {
+            match a {
+                Some(a) => st.convention.insert(n, a),
+                None => st.convention.remove(&n),
+            };
+        }
+    }
+
+    /// A member learned a holder from a claim's answer (its copy catches up at once).
+    pub(crate) fn learn(&self, name: &str, holder: &Address) {
+        self.lock().convention.insert(name.to_string(), holder.clone());
+    }
+
+    /// The holder of `name` as this node's copy (or, on the leader, the table) says.
+    pub(crate) fn known(&self, name: &str) -> Option<Address> {
+        self.lock().convention.get(name).cloned()
     }
 
     /// The convention's table (for `status` and tests).
@@ -117,7 +204,12 @@ impl Names {
 
     /// Node `node` is lost: its names are free again.
     pub(crate) fn drop_node(&self, node: &str) {
-        self.lock().convention.retain(|_, a| a.node != node);
+        let mut st = self.lock();
+        let gone: Vec<String> = st.convention.iter().filter(|(_, a)| a.node == node).map(|(n, _)| n.clone()).collect();
+        for n in gone {
+            st.convention.remove(&n);
+            st.changed(&n);
+        }
     }
 }
 

@@ -252,6 +252,10 @@ pub enum Response {
         groups: Option<GroupsCopy>,
         /// The leader wants the member's full entry (it does not know it).
         send_info: bool,
+        /// Global names changed since the member's copy (None: released), or all of them.
+        names: Vec<(String, Option<Address>)>,
+        /// Whether `names` is the whole table.
+        names_full: bool,
     },
     /// A listed leader that does not lead (it follows `leader`, if it knows one).
     NotLeader {

@@ -184,6 +184,9 @@ pub struct DirectoryVersion {
     pub leader: u64,
     /// Its counter of directory changes.
     pub version: u64,
+    /// Its counter of global-name changes.
+    #[serde(default)]
+    pub names: u64,
 }
 
 /// The groups with their version (a counter raised by every change, on any leader: a new
