@@ -62,9 +62,10 @@ pub(crate) fn start(core: &Arc<Core>) {
             if s.stopping() {
                 break;
             }
+            let stalled = s.leadership.tick(s.conv.dead_after);
             s.ask_earlier_leaders().await;
             if s.is_leader() {
-                s.lead();
+                s.lead(stalled);
             } else {
                 let _ = s.refresh_membership().await;
             }
@@ -245,7 +246,12 @@ impl Core {
         for addr in self.leadership.down_before_current() {
             let reg = self.registration(true);
             let call = self.peers.call(&addr, PeerRequest::Register(reg), self.conv.heartbeat);
-            if let Ok(Response::Registered { directory, .. }) = call.await {
+            let answer = call.await;
+            if let Ok(Response::Fenced) = answer {
+                self.fence();
+                return;
+            }
+            if let Ok(Response::Registered { directory, .. }) = answer {
                 if self.fenced_leader(&addr, directory) {
                     continue;
                 }
@@ -289,9 +295,17 @@ impl Core {
         self.members.set_own(self.self_info());
     }
 
-    /// The leader's periodic duties: its own entry, and the members that fell silent.
-    fn lead(&self) {
+    /// The leader's periodic duties: its own entry, and the members that fell silent. A leader
+    /// that was not running itself (stopped, starved) for `dead_after` does not blame the
+    /// members: it gives them time to speak again, and they tell it whether they declared it
+    /// lost meanwhile (then it fences itself).
+    fn lead(&self, stalled: Option<Duration>) {
         self.members.set_own(self.self_info());
+        if let Some(gap) = stalled {
+            tracing::warn!(?gap, "this node did not run for longer than dead-after: members are not blamed for its silence");
+            self.members.grace();
+            return;
+        }
         for d in self.members.silent(self.conv.dead_after) {
             tracing::warn!(node = %d, "member silent for {:?}: declared lost", self.conv.dead_after);
             self.node_lost(&d, ConventionChange::Lost);

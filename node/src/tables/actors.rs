@@ -347,16 +347,18 @@ impl Actors {
             .collect()
     }
 
-    /// Node `node` is lost: the actors whose parent ran there (orphans), and the (parent,
-    /// child) pairs of children that ran there, now forgotten.
+    /// Node `node` is lost: the actors whose parent ran there (orphans: their parent is
+    /// forgotten, it was told already or is gone), and the (parent, child) pairs of children
+    /// that ran there, now forgotten.
     pub(crate) fn lose_node(&self, node: &str) -> (Vec<u64>, Vec<(u64, Address)>) {
         let mut st = self.lock();
-        let orphans = st
-            .map
-            .iter()
-            .filter(|(_, r)| r.parent.as_ref().is_some_and(|p| p.node == node))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut orphans = Vec::new();
+        for (id, r) in st.map.iter_mut() {
+            if r.parent.as_ref().is_some_and(|p| p.node == node) {
+                r.parent = None;
+                orphans.push(*id);
+            }
+        }
         // Aliases to actors there stand for nothing now.
         st.map.retain(|_, r| !matches!(&r.kind, ActorKind::Alias { to } if to.node == node));
         let mut bereaved = Vec::new();

@@ -33,6 +33,8 @@ struct Inner {
     gathering: Option<(BTreeSet<String>, Instant)>,
     /// How many times the leader changed (for status and logs).
     changes: u64,
+    /// When the membership task last ran (a long gap means this process was stalled).
+    last_tick: Instant,
 }
 
 /// The leadership state (see the module's documentation).
@@ -54,6 +56,7 @@ impl Leadership {
                 last_ok: Instant::now(),
                 gathering: None,
                 changes: 0,
+                last_tick: Instant::now(),
             }),
         }
     }
@@ -128,6 +131,15 @@ impl Leadership {
         let before = self.current_in(&st);
         st.down.remove(addr);
         self.change(&mut st, before)
+    }
+
+    /// The membership task runs; the time since it last ran, if longer than `limit` (this
+    /// process was not running: stopped, or starved).
+    pub(crate) fn tick(&self, limit: Duration) -> Option<Duration> {
+        let mut st = self.lock();
+        let gap = st.last_tick.elapsed();
+        st.last_tick = Instant::now();
+        (gap > limit).then_some(gap)
     }
 
     /// The current leader answered a registration.
