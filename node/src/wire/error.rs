@@ -49,7 +49,8 @@ impl Coded for troupe_actor_abi::message::CreateError {
     }
     fn class(&self) -> ErrorKind {
         match self {
-            troupe_actor_abi::message::CreateError::ActorSystemShuttingDown => ErrorKind::Unavailable,
+            troupe_actor_abi::message::CreateError::ActorSystemShuttingDown
+            | troupe_actor_abi::message::CreateError::NoLeader { .. } => ErrorKind::Unavailable,
             _ => ErrorKind::Refused,
         }
     }
