@@ -75,8 +75,11 @@ async fn a_stalled_member_declared_lost_stops_its_orphans_and_rejoins_as_a_new_i
     let stalls = NodeProc::start_on(&dir, p[1], "picky", &a);
     let parent_node = NodeProc::start_on(&dir, p[2], "home", &a);
     for n in [&leader, &stalls, &parent_node] {
-        let others: Vec<String> =
-            [&leader, &stalls, &parent_node].iter().filter(|o| o.addr() != n.addr()).map(|o| o.addr()).collect();
+        let others: Vec<String> = [&leader, &stalls, &parent_node]
+            .iter()
+            .filter(|o| o.addr() != n.addr())
+            .map(|o| o.addr())
+            .collect();
         n.wait_members(&others);
     }
     let hash = leader.load(&dir.faulty_zip());
@@ -97,7 +100,13 @@ async fn a_stalled_member_declared_lost_stops_its_orphans_and_rejoins_as_a_new_i
     // Stalled past dead-after: the convention declares it lost; the parent hears of it.
     signal(&stalls, libc::SIGSTOP);
     let lost = text_matching(&mut c, CONVENTION_TIMEOUT, |t| t.starts_with("child exited")).await;
-    assert!(lost.contains(&format!("its node {} was lost", stalls.addr())), "{lost} (stalled: {}, leader {}, parent {})", stalls.addr(), leader.addr(), parent_node.addr());
+    assert!(
+        lost.contains(&format!("its node {} was lost", stalls.addr())),
+        "{lost} (stalled: {}, leader {}, parent {})",
+        stalls.addr(),
+        leader.addr(),
+        parent_node.addr()
+    );
     signal(&stalls, libc::SIGCONT);
 
     // It learns it was lost: the orphan is stopped, it rejoins as a new incarnation.
@@ -143,9 +152,13 @@ async fn the_second_listed_leader_takes_over_with_names_groups_and_placement_and
     wait_status(&second, "itself leading", |s| s.convention.role == "leader");
     wait_status(&member, "the second as leader", |s| s.convention.leader == second.addr());
     let mut m = member.client().await;
-    let placed = create(&mut m, "faulty.Picky", &hash)
-        .await
-        .unwrap_or_else(|e| panic!("placement without the first leader: {e}; {:#?}\n{}", member.status().versions, member.log_text()));
+    let placed = create(&mut m, "faulty.Picky", &hash).await.unwrap_or_else(|e| {
+        panic!(
+            "placement without the first leader: {e}; {:#?}\n{}",
+            member.status().versions,
+            member.log_text()
+        )
+    });
     assert_eq!(placed.node, member.addr());
     eprintln!("failover: the second leader placed a create {:?} after the kill", killed.elapsed());
     let mut s = second.client().await;
@@ -212,9 +225,19 @@ async fn two_holders_of_a_name_after_a_healed_partition_are_resolved_to_one() {
     // The partition heals: the first leads again, and one holder is kept; the other actor is
     // asked to exit and its parent hears why.
     signal(&first, libc::SIGCONT);
-    let exited = tokio::time::timeout(CONVENTION_TIMEOUT, text_matching(&mut m, CONVENTION_TIMEOUT * 2, |t| t.starts_with("child exited")))
-        .await
-        .unwrap_or_else(|_| panic!("no exit\nFIRST:\n{}\nSECOND:\n{}\nMEMBER:\n{}", first.log_text(), second.log_text(), member.log_text()));
+    let exited = tokio::time::timeout(
+        CONVENTION_TIMEOUT,
+        text_matching(&mut m, CONVENTION_TIMEOUT * 2, |t| t.starts_with("child exited")),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no exit\nFIRST:\n{}\nSECOND:\n{}\nMEMBER:\n{}",
+            first.log_text(),
+            second.log_text(),
+            member.log_text()
+        )
+    });
     assert!(exited.contains("global name \"Single\" is held by"), "{exited}");
     let st = wait_status(&first, "one holder", |s| {
         s.convention.role == "leader" && !s.convention.gathering && s.convention.names.contains_key("Single")
@@ -245,4 +268,65 @@ async fn without_a_reachable_leader_a_named_create_fails_clearly_and_an_unnamed_
     assert!(member.status().global_names.is_empty(), "no holder was registered");
     let plain = create(&mut m, "faulty.Echo", &hash).await.expect("an unnamed create needs no leader");
     assert_eq!(ask(&mut m, &plain, "x").await, "echo: x");
+}
+
+/// Reference §8, scenarios 45–47 (Thespian's HA convention): leaders listed [V, L, P] and a
+/// member T that never leads. An actor M on T creates children by capability: one only V can
+/// host. V shut down: M still creates what others can host, and what only V could host fails
+/// clearly (Thespian's reply never came). V restarted on its port: creatable again through M.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_45_to_47_a_listed_leader_shut_down_and_restarted() {
+    let dir = TestDir::new();
+    let (p, list) = ports(4, 3);
+    let a = args(&list);
+    let mut v = NodeProc::start_on(&dir, p[0], "picky", &a);
+    let l = NodeProc::start_on(&dir, p[1], "", &a);
+    let pl = NodeProc::start_on(&dir, p[2], "", &a);
+    let t = NodeProc::start_on(&dir, p[3], "red", &a);
+    for n in [&v, &l, &pl, &t] {
+        let others: Vec<String> =
+            [&v, &l, &pl, &t].iter().filter(|o| o.addr() != n.addr()).map(|o| o.addr()).collect();
+        n.wait_members(&others);
+    }
+    let hash = v.load(&dir.faulty_zip());
+    // 45: M (needs "red") created through P lands on T, and creates on request.
+    let mut c = pl.client().await;
+    let spec = CreateSpec {
+        type_name: "faulty.Spawner".into(),
+        source_hash: Some(hash.clone()),
+        requirements: vec!["red".into()],
+        ..CreateSpec::default()
+    };
+    let m = create_spec(&mut c, spec).await.expect("M");
+    assert_eq!(m.node, t.addr());
+    let roger = ask(&mut c, &m, "create faulty.Picky").await;
+    assert!(roger.starts_with(&format!("created {}#", v.addr())), "{roger}");
+    assert_eq!(ask(&mut c, &m, "send 45").await, "relay: echo: 45");
+    let sean = ask(&mut c, &m, "create faulty.Echo").await;
+    assert!(sean.starts_with(&format!("created {}#", t.addr())), "{sean}");
+
+    // 46: V shut down (gracefully): M's Picky exits with it; M still creates what others host,
+    // and what only V could host fails with the reason.
+    v.stop();
+    let gone = text_matching(&mut c, CONVENTION_TIMEOUT, |x| x.starts_with("child exited")).await;
+    assert!(gone.contains(&v.addr()) || gone.contains("stopping"), "{gone}");
+    wait_status(&t, "L leading", |s| s.convention.leader == l.addr());
+    let sean = ask(&mut c, &m, "create faulty.Echo").await;
+    assert!(sean.starts_with("created "), "{sean}");
+    let roger = ask(&mut c, &m, "create faulty.Picky").await;
+    let why = if roger.starts_with("created ") {
+        text_matching(&mut c, CONVENTION_TIMEOUT, |x| x.starts_with("child exited")).await
+    } else {
+        roger
+    };
+    assert!(why.contains("NoCompatibleSystemForActor"), "{why}");
+
+    // 47: V restarted on its port with its capability: it leads again, and Picky is creatable.
+    let v = NodeProc::start_on(&dir, p[0], "picky", &a);
+    wait_status(&t, "V leading again", |s| {
+        s.convention.leader == v.addr() && s.convention.members.len() == 3
+    });
+    let roger = ask(&mut c, &m, "create faulty.Picky").await;
+    assert!(roger.starts_with(&format!("created {}#", v.addr())), "{roger}");
+    assert_eq!(ask(&mut c, &m, "send 47").await, "relay: echo: 47");
 }
