@@ -167,8 +167,16 @@ fn registry(metrics: &Metrics, snapshot: &Snapshot) -> Registry {
     reg.register("versions", "Loaded versions by state", versions);
 
     reg.register("loads", "Loads by result", metrics.loads.clone());
-    reg.register("leader_changes", "Changes of the convention's leader seen by this node", metrics.leader_changes.clone());
-    reg.register("fenced", "Times this node learned it had been declared lost and fenced itself", metrics.fenced.clone());
+    reg.register(
+        "leader_changes",
+        "Changes of the convention's leader seen by this node",
+        metrics.leader_changes.clone(),
+    );
+    reg.register(
+        "fenced",
+        "Times this node learned it had been declared lost and fenced itself",
+        metrics.fenced.clone(),
+    );
     reg.register(
         "name_clashes",
         "Global names found with two holders when a leader rebuilt its table (one kept, one stopped)",

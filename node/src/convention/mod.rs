@@ -53,6 +53,9 @@ use crate::wire::{DirectoryVersion, MemberInfo, PeerRequest, Registration, Respo
 pub(crate) fn start(core: &Arc<Core>) {
     if core.is_leader() {
         core.begin_leading();
+        // A leader that starts cannot know whether members are out there (it may have been
+        // restarted): they come back within a heartbeat, so it waits that long for their names.
+        core.leadership.wait_at_least(core.conv.heartbeat + GATHER_MARGIN);
     }
     let weak = Arc::downgrade(core);
     let heartbeat = core.conv.heartbeat;
@@ -63,7 +66,7 @@ pub(crate) fn start(core: &Arc<Core>) {
                 break;
             }
             let stalled = s.leadership.tick(s.conv.dead_after);
-            s.ask_earlier_leaders().await;
+            s.clone().spawn_asking_earlier_leaders();
             if s.is_leader() {
                 s.lead(stalled);
             } else {
@@ -77,6 +80,9 @@ pub(crate) fn start(core: &Arc<Core>) {
         }
     });
 }
+
+/// Beyond a heartbeat, how long a starting leader waits for members' names.
+const GATHER_MARGIN: Duration = Duration::from_millis(250);
 
 /// Why a registration got no answer from the leader that counts.
 enum Refusal {
@@ -149,7 +155,8 @@ impl Core {
                 // What we sent may not have arrived: join again next time.
                 self.members.set_copy(None);
                 // A process that is gone refuses at once; a silent one is given `dead_after`.
-                if matches!(e, LinkError::Unreachable { .. }) || self.leadership.silent(self.conv.dead_after) {
+                if matches!(e, LinkError::Unreachable { .. }) || self.leadership.silent(self.conv.dead_after)
+                {
                     tracing::warn!(%leader, "the convention's leader is lost ({e})");
                     self.node_lost(&leader, ConventionChange::Lost);
                 }
@@ -192,7 +199,13 @@ impl Core {
             }
             Response::NotLeader { leader: follows } => {
                 tracing::info!(%leader, ?follows, "a listed leader answered that it does not lead");
-                if let Some(c) = self.leadership.set_down(leader) {
+                // It is alive and follows another: follow its hint (a listed node it knows to be
+                // live, before it in the list); with no hint it cannot lead (misconfigured).
+                let change = match follows.filter(|f| f != leader) {
+                    Some(f) => self.leadership.set_live(&f),
+                    None => self.leadership.set_down(leader),
+                };
+                if let Some(c) = change {
                     self.leader_changed(c);
                 }
                 Err(Refusal::Again)
@@ -241,7 +254,18 @@ impl Core {
     }
 
     /// Every heartbeat, the listed nodes before the current leader that were down are asked
-    /// again: the first that answers as leader leads.
+    /// again, on a task of their own (a stalled one must not delay heartbeats): the first that
+    /// answers as leader leads.
+    fn spawn_asking_earlier_leaders(self: Arc<Self>) {
+        if self.leadership.down_before_current().is_empty() || !self.leadership.start_asking() {
+            return;
+        }
+        tokio::spawn(async move {
+            self.ask_earlier_leaders().await;
+            self.leadership.done_asking();
+        });
+    }
+
     async fn ask_earlier_leaders(&self) {
         for addr in self.leadership.down_before_current() {
             let reg = self.registration(true);
@@ -302,7 +326,10 @@ impl Core {
     fn lead(&self, stalled: Option<Duration>) {
         self.members.set_own(self.self_info());
         if let Some(gap) = stalled {
-            tracing::warn!(?gap, "this node did not run for longer than dead-after: members are not blamed for its silence");
+            tracing::warn!(
+                ?gap,
+                "this node did not run for longer than dead-after: members are not blamed for its silence"
+            );
             self.members.grace();
             return;
         }

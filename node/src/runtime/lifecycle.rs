@@ -125,7 +125,9 @@ impl Core {
             }
             let candidate = plan.target.as_ref().ok().map(|t| self.target_address(t, id));
             match self.try_claim(name, candidate.clone()) {
-                Some(Some(holder)) if Some(&holder) != candidate.as_ref() => return (holder, Effect::Nothing),
+                Some(Some(holder)) if Some(&holder) != candidate.as_ref() => {
+                    return (holder, Effect::Nothing)
+                }
                 Some(_) => {}
                 None => {
                     let at = candidate.unwrap_or_else(|| self.address(id));
@@ -188,8 +190,11 @@ impl Core {
     /// Registers a held create here: pending, messages waiting, started by
     /// [`Core::held_decided`].
     fn hold(&self, id: u64, parent: Option<Address>, spec: &CreateSpec, plan: &Plan) {
-        let kind =
-            ActorKind::Pending { hash: plan.hash.clone(), type_name: spec.type_name.clone(), buffer: Vec::new() };
+        let kind = ActorKind::Pending {
+            hash: plan.hash.clone(),
+            type_name: spec.type_name.clone(),
+            buffer: Vec::new(),
+        };
         let rec = ActorRec::new(kind, parent.clone(), spec.global_name.clone(), plan.requirements.clone());
         self.actors.insert(id, rec);
         if let Some(p) = parent.filter(|p| self.is_local(p)) {
@@ -235,10 +240,11 @@ impl Core {
             match plan.and_then(|p| p.target.clone().map(|t| (p, t))) {
                 Ok((plan, target)) => {
                     // Replace the placeholder by the real create at the same address.
-                    let waited = me.actors.remove(id, |_| "it was being placed".into()).map(|r| match r.kind {
-                        ActorKind::Pending { buffer, .. } => buffer,
-                        _ => Vec::new(),
-                    });
+                    let waited =
+                        me.actors.remove(id, |_| "it was being placed".into()).map(|r| match r.kind {
+                            ActorKind::Pending { buffer, .. } => buffer,
+                            _ => Vec::new(),
+                        });
                     me.create_planned(id, Some(parent), spec, plan, target, None);
                     for m in waited.unwrap_or_default() {
                         me.route(m, &me.address(id), None);
@@ -417,7 +423,15 @@ impl Core {
     }
 
     /// Sends a create to the node placement chose, with where its version can be fetched.
-    fn send_create(&self, id: u64, parent: Option<Address>, spec: CreateSpec, plan: Plan, node: &str, hold: bool) {
+    fn send_create(
+        &self,
+        id: u64,
+        parent: Option<Address>,
+        spec: CreateSpec,
+        plan: Plan,
+        node: &str,
+        hold: bool,
+    ) {
         let mut holders = self.members.holders(&plan.hash, "");
         if self.versions.is_active(&plan.hash) {
             holders.insert(0, self.addr.clone());

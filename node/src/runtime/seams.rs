@@ -110,8 +110,12 @@ impl Core {
                 Effect::SendRaw { to: Dest::Peer(to), bytes } => {
                     self.route(Delivery::Raw(bytes).into_incoming(), &to, Some(local))
                 }
-                Effect::Create { id, spec, plan, hold: true } => self.create_held(id, me_addr.clone(), spec, plan),
-                Effect::CreateLater { id, spec, inherit } => self.create_later(id, me_addr.clone(), spec, inherit),
+                Effect::Create { id, spec, plan, hold: true } => {
+                    self.create_held(id, me_addr.clone(), spec, plan)
+                }
+                Effect::CreateLater { id, spec, inherit } => {
+                    self.create_later(id, me_addr.clone(), spec, inherit)
+                }
                 Effect::Create { id, spec, plan, hold: false } => match plan.target.clone() {
                     Ok(t) => self.create_planned(id, Some(me_addr.clone()), spec, plan, t, Some(local)),
                     Err(e) => self.abandon_create(id, Some(me_addr.clone()), spec.global_name.as_deref(), e),

@@ -28,13 +28,22 @@ struct Inner {
     down: BTreeSet<String>,
     /// When the current leader last answered (members), or when this node started to lead.
     last_ok: Instant,
-    /// While leading: the members expected to join before name claims are answered, and
-    /// until when to wait for them.
-    gathering: Option<(BTreeSet<String>, Instant)>,
+    /// While leading: the members expected to join before name claims are answered.
+    gathering: Option<Gathering>,
     /// How many times the leader changed (for status and logs).
     changes: u64,
     /// When the membership task last ran (a long gap means this process was stalled).
     last_tick: Instant,
+    /// Whether listed nodes are being asked (one round at a time).
+    asking: bool,
+}
+
+/// A new leader's wait for the members' names: over when every expected member joined and
+/// `floor` passed, or at `deadline` whatever happened.
+struct Gathering {
+    expected: BTreeSet<String>,
+    floor: Instant,
+    deadline: Instant,
 }
 
 /// The leadership state (see the module's documentation).
@@ -57,6 +66,7 @@ impl Leadership {
                 gathering: None,
                 changes: 0,
                 last_tick: Instant::now(),
+                asking: false,
             }),
         }
     }
@@ -90,10 +100,14 @@ impl Leadership {
     }
 
     /// Listed nodes before the current leader, which are down: asked every heartbeat, in case
-    /// they came back.
+    /// they came back. When every listed node is down (this node is not listed), all of them
+    /// but the one registered with anyway.
     pub(crate) fn down_before_current(&self) -> Vec<String> {
         let st = self.lock();
         let current = self.current_in(&st);
+        if st.down.contains(&current) {
+            return self.list.iter().filter(|a| **a != current).cloned().collect();
+        }
         self.list.iter().take_while(|a| **a != current).filter(|a| st.down.contains(*a)).cloned().collect()
     }
 
@@ -156,34 +170,56 @@ impl Leadership {
 
     /// This node starts to lead: it waits for `expected` members, or until `deadline`.
     pub(crate) fn start_gathering(&self, expected: BTreeSet<String>, wait: Duration) {
+        let now = Instant::now();
         let mut st = self.lock();
-        st.gathering = (!expected.is_empty()).then(|| (expected, Instant::now() + wait));
-        if let Some((_, until)) = &mut st.gathering {
-            *until = (*until).max(Instant::now());
+        st.gathering = (!expected.is_empty()).then(|| Gathering { expected, floor: now, deadline: now + wait });
+    }
+
+    /// Gathering lasts at least `wait` from now, whoever is expected (a leader that starts).
+    pub(crate) fn wait_at_least(&self, wait: Duration) {
+        let mut st = self.lock();
+        let until = Instant::now() + wait;
+        match &mut st.gathering {
+            Some(g) => {
+                g.floor = g.floor.max(until);
+                g.deadline = g.deadline.max(until);
+            }
+            None => st.gathering = Some(Gathering { expected: BTreeSet::new(), floor: until, deadline: until }),
         }
+    }
+
+    /// A round of asking the listed nodes starts, unless one is under way.
+    pub(crate) fn start_asking(&self) -> bool {
+        !std::mem::replace(&mut self.lock().asking, true)
+    }
+
+    /// The round is over.
+    pub(crate) fn done_asking(&self) {
+        self.lock().asking = false;
     }
 
     /// More members expected (a joining member knows them).
     pub(crate) fn expect(&self, more: impl IntoIterator<Item = String>) {
         let mut st = self.lock();
-        if let Some((expected, _)) = &mut st.gathering {
-            expected.extend(more.into_iter().filter(|a| *a != self.me));
+        if let Some(g) = &mut st.gathering {
+            g.expected.extend(more.into_iter().filter(|a| *a != self.me));
         }
     }
 
     /// Member `addr` joined; whether gathering is over now.
     pub(crate) fn joined(&self, addr: &str) -> bool {
         let mut st = self.lock();
-        if let Some((expected, _)) = &mut st.gathering {
-            expected.remove(addr);
+        if let Some(g) = &mut st.gathering {
+            g.expected.remove(addr);
         }
         self.gathered_in(&mut st)
     }
 
     fn gathered_in(&self, st: &mut Inner) -> bool {
+        let now = Instant::now();
         let done = match &st.gathering {
             None => true,
-            Some((expected, until)) => expected.is_empty() || Instant::now() >= *until,
+            Some(g) => now >= g.deadline || (g.expected.is_empty() && now >= g.floor),
         };
         if done {
             st.gathering = None;
@@ -231,12 +267,14 @@ mod tests {
     }
 
     #[test]
-    fn an_unlisted_node_with_every_leader_down_keeps_asking_the_first() {
+    fn an_unlisted_node_with_every_leader_down_keeps_asking_them_all() {
         let m = Leadership::new("m:9", &list());
         for a in list() {
             m.set_down(&a);
         }
         assert_eq!(m.current(), "a:1");
+        assert_eq!(m.down_before_current(), vec!["b:2".to_string(), "c:3".to_string()]);
+        assert_eq!(m.set_live("c:3").map(|c| c.to), Some("c:3".into()));
     }
 
     #[test]
@@ -253,5 +291,9 @@ mod tests {
         assert!(b.gathered(), "the wait is over");
         b.start_gathering(BTreeSet::new(), Duration::from_secs(60));
         assert!(b.gathered(), "nobody to wait for");
+        b.wait_at_least(Duration::from_secs(60));
+        assert!(!b.gathered(), "a starting leader waits a heartbeat for members it cannot know");
+        b.start_gathering(BTreeSet::new(), Duration::ZERO);
+        assert!(b.gathered());
     }
 }

@@ -197,7 +197,8 @@ impl Members {
             None => {
                 tracing::info!(node = %info.node, "member joined");
                 let joined = update(&info.node, &info.capabilities, true, ConventionChange::Joined);
-                st.members.insert(info.node.clone(), Member { info, last_seen: Instant::now(), changed_at: next });
+                st.members
+                    .insert(info.node.clone(), Member { info, last_seen: Instant::now(), changed_at: next });
                 st.version = next;
                 Some(joined)
             }

@@ -205,7 +205,8 @@ impl Names {
     /// Node `node` is lost: its names are free again.
     pub(crate) fn drop_node(&self, node: &str) {
         let mut st = self.lock();
-        let gone: Vec<String> = st.convention.iter().filter(|(_, a)| a.node == node).map(|(n, _)| n.clone()).collect();
+        let gone: Vec<String> =
+            st.convention.iter().filter(|(_, a)| a.node == node).map(|(n, _)| n.clone()).collect();
         for n in gone {
             st.convention.remove(&n);
             st.changed(&n);

@@ -30,8 +30,8 @@ pub use frame::{
     PROTOCOL_VERSION,
 };
 pub use peer::{
-    DirectoryVersion, GroupInfo, GroupsCopy, HeldOutcome, MemberInfo, PeerRequest, Registration, RemoteSources,
-    SourceHint, SourceSummary,
+    DirectoryVersion, GroupInfo, GroupsCopy, HeldOutcome, MemberInfo, PeerRequest, Registration,
+    RemoteSources, SourceHint, SourceSummary,
 };
 pub use seal::SealedCodec;
 pub use upgrade::{NodeUpgrade, TypeOutcome, UpgradeFailure, UpgradeOptions, UpgradeReport};
