@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use troupe_actor_abi::message::{Address, CreateSpec};
 use troupe_node::wire::status::StatusReport;
 use troupe_tests::{
-    ask, create, create_spec, free_port, text_matching, troupe, NodeProc, TestDir, CONVENTION_TIMEOUT,
-    FAST_HEARTBEAT,
+    ask, create, create_spec, free_port, send_text, text_matching, troupe, NodeProc, TestDir,
+    CONVENTION_TIMEOUT, FAST_HEARTBEAT,
 };
 
 /// Waits until `check` holds for `node`'s status, polling it.
@@ -329,4 +329,72 @@ async fn scenarios_45_to_47_a_listed_leader_shut_down_and_restarted() {
     let roger = ask(&mut c, &m, "create faulty.Picky").await;
     assert!(roger.starts_with(&format!("created {}#", v.addr())), "{roger}");
     assert_eq!(ask(&mut c, &m, "send 47").await, "relay: echo: 47");
+}
+
+/// A named create from an actor never waits on the network on its version's thread: with the
+/// leader stalled, the create answers at once (held at its address), a sibling of the same
+/// version on a single thread keeps answering, and the child starts once a leader answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_create_from_an_actor_does_not_stall_its_version_while_the_leader_is_stalled() {
+    let dir = TestDir::new();
+    let (p, list) = ports(2, 1);
+    let a = args(&list);
+    let leader = NodeProc::start_on(&dir, p[0], "", &a);
+    let mut one_thread = a.clone();
+    one_thread.extend_from_slice(&["--version-threads", "1"]);
+    let member = NodeProc::start_on(&dir, p[1], "", &one_thread);
+    leader.wait_members(&[member.addr()]);
+    let hash = member.load(&dir.faulty_zip());
+    let mut m = member.client().await;
+    let spawner = create(&mut m, "faulty.Spawner", &hash).await.expect("Spawner");
+    let sibling = create(&mut m, "faulty.Echo", &hash).await.expect("Echo");
+    assert_eq!(ask(&mut m, &sibling, "before").await, "echo: before");
+
+    signal(&leader, libc::SIGSTOP);
+    let t = Instant::now();
+    let created = ask(&mut m, &spawner, &format!("create faulty.Echo {hash} Later")).await;
+    assert!(created.starts_with(&format!("created {}#", member.addr())), "{created}");
+    assert_eq!(ask(&mut m, &sibling, "during").await, "echo: during");
+    let quick = t.elapsed();
+    // Sent while the claim waits: delivered once the child starts, in order.
+    send_text(&mut m, &spawner, "send queued").await;
+    signal(&leader, libc::SIGCONT);
+    let relayed = text_matching(&mut m, CONVENTION_TIMEOUT, |x| x.starts_with("relay:")).await;
+    assert_eq!(relayed, "relay: echo: queued");
+    // A version blocked on the claim would answer only when it gives up (10 s).
+    assert!(quick < Duration::from_secs(5), "the version waited {quick:?} on the stalled leader");
+    let holder = wait_status(&member, "the name held here", |s| s.global_names.contains_key("Later"));
+    assert_eq!(format!("created {}", holder.global_names["Later"]), created);
+}
+
+/// The measured split (issue 14, case 2): a single leader SIGKILLed, named creates sent through
+/// two members meanwhile; they wait for the leader, which restarts on its port, and get one
+/// holder between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_creates_during_a_leader_restart_get_one_holder() {
+    let dir = TestDir::new();
+    let (p, list) = ports(3, 1);
+    let a = args(&list);
+    let mut leader = NodeProc::start_on(&dir, p[0], "", &a);
+    let m1 = NodeProc::start_on(&dir, p[1], "", &a);
+    let m2 = NodeProc::start_on(&dir, p[2], "", &a);
+    leader.wait_members(&[m1.addr(), m2.addr()]);
+    let hash = m1.load(&dir.faulty_zip());
+    assert_eq!(m2.load(&dir.faulty_zip()), hash);
+    leader.kill9();
+    wait_status(&m1, "the leader lost", |s| s.convention.members.len() == 1);
+    let (mut c1, mut c2) = (m1.client().await, m2.client().await);
+    let (h1, h2) = (hash.clone(), hash.clone());
+    let first =
+        tokio::spawn(async move { create_spec(&mut c1, named("faulty.Echo", &h1, "Acceptor")).await });
+    let second =
+        tokio::spawn(async move { create_spec(&mut c2, named("faulty.Echo", &h2, "Acceptor")).await });
+    let leader = NodeProc::start_on(&dir, p[0], "", &a);
+    let (first, second) =
+        (first.await.unwrap().expect("through m1"), second.await.unwrap().expect("through m2"));
+    assert_eq!(first, second, "one holder for one name");
+    let st = wait_status(&leader, "the name", |s| s.convention.names.contains_key("Acceptor"));
+    assert_eq!(st.convention.names["Acceptor"], first);
+    let held: usize = [&m1, &m2].iter().map(|n| n.status().global_names.len()).sum();
+    assert_eq!(held, 1, "one actor holds it");
 }
