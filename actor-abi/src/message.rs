@@ -241,7 +241,11 @@ impl fmt::Display for ExitReason {
             }
             ExitReason::NodeLost { node } => write!(f, "its node {node} was lost"),
             ExitReason::NameClash { name, kept } => {
-                write!(f, "its global name {name:?} is held by {}:{} (kept when two holders met)", kept.node, kept.id)
+                write!(
+                    f,
+                    "its global name {name:?} is held by {}:{} (kept when two holders met)",
+                    kept.node, kept.id
+                )
             }
         }
     }

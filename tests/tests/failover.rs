@@ -47,7 +47,7 @@ fn ports(n: usize, leaders: usize) -> (Vec<u16>, String) {
     (p, list)
 }
 
-fn args<'a>(list: &'a str) -> Vec<&'a str> {
+fn args(list: &str) -> Vec<&str> {
     let mut a = vec!["--convention", list];
     a.extend_from_slice(FAST_HEARTBEAT);
     a

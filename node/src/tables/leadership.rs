@@ -172,7 +172,8 @@ impl Leadership {
     pub(crate) fn start_gathering(&self, expected: BTreeSet<String>, wait: Duration) {
         let now = Instant::now();
         let mut st = self.lock();
-        st.gathering = (!expected.is_empty()).then(|| Gathering { expected, floor: now, deadline: now + wait });
+        st.gathering =
+            (!expected.is_empty()).then(|| Gathering { expected, floor: now, deadline: now + wait });
     }
 
     /// Gathering lasts at least `wait` from now, whoever is expected (a leader that starts).
@@ -184,7 +185,9 @@ impl Leadership {
                 g.floor = g.floor.max(until);
                 g.deadline = g.deadline.max(until);
             }
-            None => st.gathering = Some(Gathering { expected: BTreeSet::new(), floor: until, deadline: until }),
+            None => {
+                st.gathering = Some(Gathering { expected: BTreeSet::new(), floor: until, deadline: until })
+            }
         }
     }
 
