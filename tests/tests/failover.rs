@@ -53,6 +53,15 @@ fn args(list: &str) -> Vec<&str> {
     a
 }
 
+/// Waits until each of `nodes` lists every other one as an alive member.
+#[track_caller]
+fn settle(nodes: &[&NodeProc]) {
+    for n in nodes {
+        let others: Vec<String> = nodes.iter().filter(|o| o.addr() != n.addr()).map(|o| o.addr()).collect();
+        n.wait_members(&others);
+    }
+}
+
 fn count_type(node: &NodeProc, type_name: &str) -> usize {
     node.try_status().map(|s| s.actors.iter().filter(|a| a.type_name == type_name).count()).unwrap_or(0)
 }
@@ -74,14 +83,7 @@ async fn a_stalled_member_declared_lost_stops_its_orphans_and_rejoins_as_a_new_i
     let leader = NodeProc::start_on(&dir, p[0], "", &a);
     let stalls = NodeProc::start_on(&dir, p[1], "picky", &a);
     let parent_node = NodeProc::start_on(&dir, p[2], "home", &a);
-    for n in [&leader, &stalls, &parent_node] {
-        let others: Vec<String> = [&leader, &stalls, &parent_node]
-            .iter()
-            .filter(|o| o.addr() != n.addr())
-            .map(|o| o.addr())
-            .collect();
-        n.wait_members(&others);
-    }
+    settle(&[&leader, &stalls, &parent_node]);
     let hash = leader.load(&dir.faulty_zip());
     let mut c = leader.client().await;
     let spec = CreateSpec {
@@ -130,9 +132,7 @@ async fn the_second_listed_leader_takes_over_with_names_groups_and_placement_and
     let mut first = NodeProc::start_on(&dir, p[0], "", &a);
     let second = NodeProc::start_on(&dir, p[1], "", &a);
     let member = NodeProc::start_on(&dir, p[2], "picky", &a);
-    first.wait_members(&[second.addr(), member.addr()]);
-    member.wait_members(&[first.addr(), second.addr()]);
-    second.wait_members(&[first.addr(), member.addr()]);
+    settle(&[&first, &second, &member]);
     assert_eq!(second.status().convention.leader, first.addr());
 
     // A name, a group and a version, all made while the first leads.
@@ -196,8 +196,7 @@ async fn two_holders_of_a_name_after_a_healed_partition_are_resolved_to_one() {
     let first = NodeProc::start_on(&dir, p[0], "", &a);
     let second = NodeProc::start_on(&dir, p[1], "", &a);
     let member = NodeProc::start_on(&dir, p[2], "", &a);
-    first.wait_members(&[second.addr(), member.addr()]);
-    member.wait_members(&[first.addr(), second.addr()]);
+    settle(&[&first, &second, &member]);
     let hash = first.load(&dir.faulty_zip());
     assert_eq!(member.load(&dir.faulty_zip()), hash);
     let mut f = first.client().await;
@@ -283,11 +282,7 @@ async fn scenarios_45_to_47_a_listed_leader_shut_down_and_restarted() {
     let l = NodeProc::start_on(&dir, p[1], "", &a);
     let pl = NodeProc::start_on(&dir, p[2], "", &a);
     let t = NodeProc::start_on(&dir, p[3], "red", &a);
-    for n in [&v, &l, &pl, &t] {
-        let others: Vec<String> =
-            [&v, &l, &pl, &t].iter().filter(|o| o.addr() != n.addr()).map(|o| o.addr()).collect();
-        n.wait_members(&others);
-    }
+    settle(&[&v, &l, &pl, &t]);
     let hash = v.load(&dir.faulty_zip());
     // 45: M (needs "red") created through P lands on T, and creates on request.
     let mut c = pl.client().await;
