@@ -98,6 +98,23 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// `n` distinct loopback ports that were free a moment ago.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let p = free_port()?;
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    Ok(ports)
+}
+
+/// The `--convention` list naming `ports` on loopback, in order (`127.0.0.1:A,127.0.0.1:B`).
+pub fn leader_list(ports: &[u16]) -> String {
+    ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+}
+
 impl Node {
     /// Spawns `troupe start PORT CAPS --foreground` in the convention led by `leader` (itself if
     /// `None`), without waiting for it to answer.
@@ -124,15 +141,36 @@ impl Node {
         tune: impl FnOnce(&mut NodeArgs),
     ) -> Result<Node> {
         let port = free_port()?;
+        // Never the default 127.0.0.1:1900, which a demo on this machine may be using.
+        let convention = format!("127.0.0.1:{}", leader.unwrap_or(port));
+        Node::spawn_at(env, port, caps, &convention, secret_file, tune)
+    }
+
+    /// Spawns a node on `port` (chosen by the caller, so that a `--convention A,B,C` list can
+    /// name it before it starts, and so that it can be started again on the same port) in the
+    /// convention `convention` (one address or a list of leaders, as `--convention` takes).
+    /// Its state directory and log are kept across restarts on the same port (the log is
+    /// appended to).
+    pub fn spawn_listed(env: &Env, port: u16, caps: &str, convention: &str) -> Result<Node> {
+        Node::spawn_at(env, port, caps, convention, None, |_| {})
+    }
+
+    fn spawn_at(
+        env: &Env,
+        port: u16,
+        caps: &str,
+        convention: &str,
+        secret_file: Option<&std::path::Path>,
+        tune: impl FnOnce(&mut NodeArgs),
+    ) -> Result<Node> {
         let state = env.path(&format!("node-{port}"));
         std::fs::create_dir_all(&state)?;
-        let log = std::fs::File::create(state.join("stdout.log"))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(state.join("stdout.log"))?;
         let mut args = NodeArgs::new(port);
         args.capabilities = caps.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect();
         args.state_dir = Some(state.clone());
         args.foreground = true;
-        // Never the default 127.0.0.1:1900, which a demo on this machine may be using.
-        args.convention = format!("127.0.0.1:{}", leader.unwrap_or(port));
+        args.convention = convention.to_string();
         tune(&mut args);
         let mut cmd = Command::new(env.troupe());
         // `--secret-file` sets this variable for the node; never inherited from the bench's.
@@ -276,6 +314,21 @@ pub async fn create(c: &mut Client, hash: &str, type_name: &str, global: Option<
     };
     match c.request(Request::Create { spec }).await? {
         Response::Created { address, .. } => Ok(address),
+        other => bail!("unexpected answer to create: {other:?}"),
+    }
+}
+
+/// A create of `type_name` from `hash` with the global name `name`: the holder's address,
+/// and whether it already existed (the name was held) rather than being created now.
+pub async fn create_named(c: &mut Client, hash: &str, type_name: &str, name: &str) -> Result<(Address, bool)> {
+    let spec = CreateSpec {
+        type_name: type_name.into(),
+        requirements: Vec::new(),
+        global_name: Some(name.into()),
+        source_hash: Some(hash.into()),
+    };
+    match c.request(Request::Create { spec }).await? {
+        Response::Created { address, existing, .. } => Ok((address, existing)),
         other => bail!("unexpected answer to create: {other:?}"),
     }
 }
