@@ -111,7 +111,9 @@ impl Core {
     fn registration(&self, joining: bool) -> Registration {
         let info = self.self_info();
         let copy = self.members.copy().filter(|_| !joining);
-        let changed = self.members.sent_info(&info);
+        // A probe of another listed node is not what the leader got: only our leader's
+        // registrations count as sent.
+        let changed = !joining && self.members.sent_info(&info);
         let send_info = copy.is_none() || changed;
         Registration {
             node: self.addr.clone(),

@@ -409,6 +409,16 @@ mod tests {
     use std::ffi::OsString;
 
     #[test]
+    fn a_leader_list_is_host_ports_or_ports_none_twice() {
+        assert_eq!(parse_leaders("1900").unwrap(), "127.0.0.1:1900");
+        assert_eq!(parse_leaders("10.0.0.1:1900, 1901").unwrap(), "10.0.0.1:1900,127.0.0.1:1901");
+        assert!(parse_leaders("1900,").unwrap_err().contains("empty entry"));
+        assert!(parse_leaders("1900,host:x").unwrap_err().contains("is not host:port"));
+        assert!(parse_leaders("0").unwrap_err().contains("is not host:port"));
+        assert!(parse_leaders("1900,127.0.0.1:1900").unwrap_err().contains("listed twice"));
+    }
+
+    #[test]
     fn capabilities_are_comma_separated_and_trimmed() {
         assert_eq!(capabilities("morse, Caesar cipher,,"), vec!["morse", "Caesar cipher"]);
         assert!(capabilities("").is_empty());
