@@ -232,17 +232,18 @@ enum Command {
         #[arg(long)]
         iterations: Option<u64>,
     },
-    /// Add (+) or remove (-) a capability of a running node.
+    /// Set (+) or remove (-) a capability of a running node. Actors whose requirements no
+    /// longer hold are asked to exit.
     #[command(
-        after_help = "Examples:\n  troupe chgcap 10101 + morse\n  troupe chgcap 10101 - \"64bit encoder\""
+        after_help = "Examples:\n  troupe chgcap 10101 + morse\n  troupe chgcap 10101 + gpu=A100      # set a value (replaces the old one)\n  troupe chgcap 10101 + mem=16        # an actor requiring mem>=32 exits\n  troupe chgcap 10101 - \"64bit encoder\""
     )]
     Chgcap {
         /// Admin port (or host:port).
         port: String,
-        /// `+` to add, `-` to remove.
+        /// `+` to set, `-` to remove.
         #[arg(value_parser = ["+", "-"])]
         op: String,
-        /// The capability name.
+        /// `NAME` or `NAME=VALUE` to set (a plain name has the value true); `NAME` to remove.
         capability: String,
     },
     // Plugin tooling (new, create, tell, ask, completions): arguments and code in dev.rs.

@@ -15,6 +15,8 @@
 //! - `faulty.Gatekeeper`: `register` makes it the source authority (answer `registered`); it
 //!   accepts every source except packages named `rejected-*`.
 //! - `faulty.Picky` (requires `picky`): an echo that needs a capability nobody has by default.
+//! - `faulty.Roomy` (requires `mem>=32`): an echo that needs a capability value.
+//! - `faulty.Blue` (requires `Blue`): a `faulty.Spawner` that needs the capability `Blue`.
 //! - `faulty.Stall`: `register` makes it the source authority (answer `registered`); it never
 //!   answers `ValidateSource`, so every load stays `validating` until it times out.
 //! - `faulty.Watcher`: `watch` starts watching the convention (answer `watching`) and relays
@@ -323,6 +325,8 @@ troupe_actor_abi::export_plugin!(actors: [
     "faulty.Spawner" => Spawner,
     "faulty.Gatekeeper" => Gatekeeper,
     "faulty.Picky" => Echo requires ["picky"],
+    "faulty.Roomy" => Echo requires ["mem>=32"],
+    "faulty.Blue" => Spawner requires ["Blue"],
     "faulty.Watcher" => Watcher,
     "faulty.Stall" => Stall,
     "faulty.Spinner" => Spinner,
