@@ -207,9 +207,7 @@ impl Requirement {
         .into_iter()
         .find(|(sym, _)| rest.starts_with(sym))
         .map(|(sym, op)| (op, sym.len()))
-        .ok_or_else(|| {
-            CapError(format!("`{whole}`: expected one of =, !=, >=, <=, >, < after the name"))
-        })?;
+        .ok_or_else(|| CapError(format!("`{whole}`: expected one of =, !=, >=, <=, >, < after the name")))?;
         check_name(name, whole)?;
         let value = rest[len..].trim();
         if value.is_empty() {
@@ -288,7 +286,8 @@ mod tests {
 
     #[test]
     fn a_plain_requirement_wants_a_truthy_value_as_thespian_does() {
-        for (list, ok) in [("asdf", true), ("asdf=x", true), ("asdf=false", false), ("asdf=0", false), ("", false)]
+        for (list, ok) in
+            [("asdf", true), ("asdf=x", true), ("asdf=false", false), ("asdf=0", false), ("", false)]
         {
             assert_eq!(satisfies(&caps(list), "asdf"), ok, "{list}");
         }

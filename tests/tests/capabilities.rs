@@ -34,13 +34,19 @@ async fn scenario_55_removing_blue_stops_blue_and_its_subtree_only() {
         .enumerate()
     {
         let answer = ask(&mut c, &root, &format!("{}create {ty} -", "send ".repeat(depth))).await;
-        assert!(answer.starts_with(&format!("{}created {}#", "relay: ".repeat(depth), node.addr())), "{answer}");
+        assert!(
+            answer.starts_with(&format!("{}created {}#", "relay: ".repeat(depth), node.addr())),
+            "{answer}"
+        );
         chain.push(created(&answer));
     }
     let st = node.status();
     assert_eq!(st.actors.len(), 6, "{:#?}", st.actors);
     let blue = &chain[4];
-    assert_eq!(st.actors.iter().find(|a| a.address == *blue).map(|a| a.type_name.as_str()), Some("faulty.Blue"));
+    assert_eq!(
+        st.actors.iter().find(|a| a.address == *blue).map(|a| a.type_name.as_str()),
+        Some("faulty.Blue")
+    );
 
     // Removing Red touches nobody; removing Blue stops Blue and its child: 4 left.
     let out = node.run("chgcap", &["-", "Red"]);
@@ -95,7 +101,12 @@ async fn a_value_requirement_places_where_it_fits_and_a_lowered_value_moves_the_
 
     // Now nobody fits: the create fails naming the predicate.
     wait_conv(&conv, "the leader to see mem=16 on both members", |cv| {
-        cv.leader().status().convention.members.iter().all(|m| !m.capabilities.contains(&"mem=64".to_string()))
+        cv.leader()
+            .status()
+            .convention
+            .members
+            .iter()
+            .all(|m| !m.capabilities.contains(&"mem=64".to_string()))
     });
     send_text(&mut c, &spawner, "create faulty.Roomy -").await;
     let t = text_matching(&mut c, REPLY_TIMEOUT, |t| {
@@ -109,7 +120,12 @@ async fn a_value_requirement_places_where_it_fits_and_a_lowered_value_moves_the_
     out.assert_ok();
     assert!(out.stdout.contains("0 actors asked to exit"), "{out}");
     wait_conv(&conv, "the leader to see mem=128", |cv| {
-        cv.leader().status().convention.members.iter().any(|m| m.capabilities.contains(&"mem=128".to_string()))
+        cv.leader()
+            .status()
+            .convention
+            .members
+            .iter()
+            .any(|m| m.capabilities.contains(&"mem=128".to_string()))
     });
     let answer = ask(&mut c, &spawner, "create faulty.Roomy -").await;
     assert!(answer.starts_with(&format!("created {}#", small.addr())), "{answer}");

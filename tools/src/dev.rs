@@ -371,6 +371,65 @@ pub(crate) async fn ask(args: AskArgs) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
+// ---- kill, listen (the shell's) ----------------------------------------------------------------
+
+/// `kill ADDRESS` in `troupe shell`: sends `ActorExitRequest` (children too) as `tell` sends a
+/// message.
+pub(crate) async fn kill(port: &str, address: &str) -> Result<u8, Failure> {
+    let to = parse_address(address, port)?;
+    let mut c = connect(port).await?;
+    let payload = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
+    c.request(Request::Send { to: to.clone(), payload }).await?;
+    println!("asked {to} to exit");
+    Ok(EXIT_OK)
+}
+
+/// A message as `listen` prints it: `SENDER: TEXT`, a typed one as `ask` prints it, a runtime
+/// message by name.
+pub(crate) fn incoming_line(m: &message::Incoming) -> String {
+    let from = m.sender.as_ref().map_or_else(|| "runtime".to_string(), |a| a.to_string());
+    let body = match &m.payload {
+        Payload::Text(t) => t.clone(),
+        Payload::Typed { tag, body } => typed_json(tag, body),
+        Payload::System(sys) => format!("{sys:?}"),
+    };
+    format!("{from}: {body}")
+}
+
+/// `listen [DURATION] [-n COUNT]` in `troupe shell`: a new connection (a new address), whose
+/// address is printed first; then one line per message sent to it until Ctrl-C, `duration`
+/// or `count` messages.
+pub(crate) async fn listen(
+    port: &str,
+    duration: Option<Duration>,
+    count: Option<u64>,
+) -> Result<u8, Failure> {
+    let mut c = connect(port).await?;
+    println!("listening on {} (Ctrl-C stops)", c.address());
+    let _ = std::io::stdout().flush();
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let mut heard = 0u64;
+    while count.is_none_or(|n| heard < n) {
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = c.next_message() => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", incoming_line(&m?)).and_then(|_| out.flush());
+                heard += 1;
+            }
+            _ = until => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    println!("stopped listening ({heard} message{})", if heard == 1 { "" } else { "s" });
+    Ok(EXIT_OK)
+}
+
 // ---- completions --------------------------------------------------------------------------------
 
 /// `troupe completions SHELL`.

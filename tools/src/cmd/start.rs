@@ -194,9 +194,8 @@ pub(crate) fn troupe_home() -> PathBuf {
 /// `"morse, Caesar cipher,,mem = 64"` → `["morse", "Caesar cipher", "mem=64"]` (the
 /// argument was checked by [`checked_capabilities`]; an entry that does not parse is dropped).
 pub(crate) fn capabilities(s: &str) -> Vec<String> {
-    troupe_actor_abi::caps::parse_list(s).unwrap_or_else(|_| {
-        s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
-    })
+    troupe_actor_abi::caps::parse_list(s)
+        .unwrap_or_else(|_| s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
 }
 
 /// Refuses a capability list that does not parse (clap: a usage error, exit 2).
