@@ -65,8 +65,12 @@ fn requirements_are_checked_against_the_test_nodes_capabilities() {
     let e = none.create("faulty.Nope").unwrap_err();
     assert!(e.to_string().contains("InvalidActorSpecification"), "{e}");
 
-    let mut big = node_with_faulty(&["mem=64"]);
+    let mut big = node_with_faulty(&["mem=64", "gpu"]);
     let spawner = big.create("faulty.Spawner").unwrap();
+    // ctx.capability: the hosting node's value, "true" for a plain name, none if absent.
+    assert_eq!(big.ask_text(&spawner, "cap mem").unwrap(), "cap mem = 64");
+    assert_eq!(big.ask_text(&spawner, "cap gpu").unwrap(), "cap gpu = true");
+    assert_eq!(big.ask_text(&spawner, "cap disk").unwrap(), "cap disk = none");
     big.tell(&spawner, "create faulty.Roomy -");
     let created = big.expect_text(Duration::from_secs(5)).unwrap();
     assert!(created.starts_with("created "), "{created}");
@@ -74,6 +78,7 @@ fn requirements_are_checked_against_the_test_nodes_capabilities() {
     big.change_capability(true, "mem=16").unwrap();
     let why = big.expect_text(Duration::from_secs(5)).unwrap();
     assert!(why.starts_with("child exited") && why.contains("mem>=32"), "{why}");
+    assert_eq!(big.ask_text(&spawner, "cap mem").unwrap(), "cap mem = 16", "the value as changed");
 }
 
 #[test]
