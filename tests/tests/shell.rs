@@ -154,3 +154,85 @@ fn a_script_that_succeeds_exits_0_usage_errors_exit_2_and_no_node_exits_3() {
     assert_eq!(out.code, 3, "{out}");
     assert!(out.stderr.contains("no node is listening"), "{out}");
 }
+
+/// What a process writes to a pipe, collected by a thread, waited on by content.
+struct Screen {
+    chunks: Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Screen {
+    fn new(out: impl std::io::Read + Send + 'static) -> Screen {
+        let (tx, chunks) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = out;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Screen { chunks, seen: String::new() }
+    }
+
+    /// Waits until the output since `from` contains `needle`; returns where it ends.
+    #[track_caller]
+    fn wait_for(&mut self, from: usize, needle: &str) -> usize {
+        loop {
+            if let Some(i) = self.seen[from.min(self.seen.len())..].find(needle) {
+                return from + i + needle.len();
+            }
+            match self.chunks.recv_timeout(REPLY_TIMEOUT) {
+                Ok(c) => self.seen.push_str(&String::from_utf8_lossy(&c)),
+                Err(e) => panic!("{needle:?} never appeared ({e}); the screen so far:\n{}", self.seen),
+            }
+        }
+    }
+}
+
+#[test]
+fn on_a_terminal_it_prompts_completes_with_tab_and_keeps_history() {
+    // `script` gives the shell a pseudo-terminal, as a user's terminal would.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "mem=64");
+    let home = dir.join("home");
+    let cmd = format!("{} shell {}", troupe_bin().display(), node.port_arg());
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("TROUPE_HOME", &home)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run script");
+    let mut screen = Screen::new(child.stdout.take().expect("piped"));
+    let mut keys = child.stdin.take().expect("piped");
+    let mut typed = |s: &str| keys.write_all(s.as_bytes()).and_then(|_| keys.flush()).expect("type");
+
+    // Each key is typed once the prompt is there (input typed earlier would be flushed).
+    let at = screen.wait_for(0, "troupe> ");
+    typed("status\r");
+    let at = screen.wait_for(at, "capabilities: mem=64");
+    let at = screen.wait_for(at, "troupe> ");
+    // Tab completes a command name.
+    typed("chg\t");
+    let at = screen.wait_for(at, "chgcap ");
+    typed("+ gpu=A100\r");
+    let at = screen.wait_for(at, "capabilities now [gpu=A100, mem=64]");
+    let at = screen.wait_for(at, "troupe> ");
+    // Up arrow brings back the last line.
+    typed("\x1b[A");
+    screen.wait_for(at, "chgcap + gpu=A100");
+    typed("\x15quit\r"); // Ctrl-U clears the recalled line
+    let status = child.wait().expect("wait for the shell");
+    assert!(status.success(), "{status}\n{}", screen.seen);
+    let history = std::fs::read_to_string(home.join("shell-history")).expect("the history is saved");
+    assert!(history.contains("status") && history.contains("chgcap + gpu=A100"), "{history}");
+    assert_eq!(node.status().capabilities, ["gpu=A100", "mem=64"]);
+}
