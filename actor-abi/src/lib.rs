@@ -6,12 +6,14 @@
 //! long as [`abi::ABI_VERSION`] and [`abi::MSG_SCHEMA`] match.
 //!
 //! - [`abi`]: the raw `#[repr(C)]` plugin root and host API table (what the node reads);
+//! - [`caps`]: capabilities with values and the requirements matched against them;
 //! - [`message`]: the msgpack message shapes (addresses, payloads, system messages);
 //! - [`sdk`]: the safe actor trait, context and [`export_plugin!`] macro (what plugins use).
 //!
 //! No tokio, no threads: everything here runs on whatever thread the node calls from.
 
 pub mod abi;
+pub mod caps;
 pub mod message;
 pub mod sdk;
 

@@ -46,7 +46,7 @@ fn a_new_plugin_crate_builds_passes_its_own_test_and_answers_through_ask() {
     assert!(manifest.contains("crate-type = [\"cdylib\"]"), "{manifest}");
     assert!(manifest.contains("\n[workspace]\n"), "the crate is its own workspace:\n{manifest}");
     assert!(manifest.contains(&format!("path = \"{}\"", sdk_dir().display())), "{manifest}");
-    for f in ["src/lib.rs", "tests/loads.rs", ".gitignore"] {
+    for f in ["src/lib.rs", "tests/loads.rs", "tests/in_process.rs", ".gitignore"] {
         assert!(krate.join(f).is_file(), "{f} missing");
     }
 

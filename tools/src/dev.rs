@@ -108,10 +108,14 @@ pub(crate) struct CompletionsArgs {
 const CARGO_TOML: &str = include_str!("../templates/Cargo.toml.tmpl");
 const LIB_RS: &str = include_str!("../templates/lib.rs.tmpl");
 const LOADS_RS: &str = include_str!("../templates/loads.rs.tmpl");
+const IN_PROCESS_RS: &str = include_str!("../templates/in_process.rs.tmpl");
 const GITIGNORE: &str = include_str!("../templates/gitignore.tmpl");
 
 /// The SDK crate's package name, as a generated plugin depends on it.
 const SDK_PACKAGE: &str = "troupe-actor-abi";
+
+/// The testkit's package name (a dev-dependency of a generated plugin).
+const TESTKIT_PACKAGE: &str = "troupe-testkit";
 
 /// Whether `name` can name a crate (and, with `-` as `_`, the module part of `module.Type`).
 fn valid_crate_name(name: &str) -> bool {
@@ -162,17 +166,47 @@ fn sdk_dependency(sdk: Option<&Path>) -> String {
     }
 }
 
+/// The checkout the SDK at `sdk` is part of (`<checkout>/actor-abi`), if it holds the testkit
+/// too.
+fn checkout_of(sdk: &Path) -> Option<PathBuf> {
+    let repo = sdk.parent()?;
+    let toml = std::fs::read_to_string(repo.join("testkit/Cargo.toml")).ok()?;
+    toml.lines()
+        .any(|l| l.replace(' ', "") == format!("name=\"{TESTKIT_PACKAGE}\""))
+        .then(|| repo.to_path_buf())
+}
+
+/// The `troupe-testkit = …` line of the generated Cargo.toml: by path beside a checkout's SDK,
+/// else by the same version as the SDK.
+fn testkit_dependency(sdk: Option<&Path>) -> String {
+    match sdk.and_then(checkout_of) {
+        Some(repo) => format!(
+            "{TESTKIT_PACKAGE} = {{ path = {} }}",
+            serde_json::to_string(&repo.join("testkit").display().to_string()).unwrap_or_default()
+        ),
+        None => {
+            let v: Vec<&str> = env!("CARGO_PKG_VERSION").split('.').take(2).collect();
+            format!("{TESTKIT_PACKAGE} = \"{}\"", v.join("."))
+        }
+    }
+}
+
 /// The files of a new plugin crate, as (relative path, contents).
 fn render(name: &str, sdk: Option<&Path>) -> Vec<(&'static str, String)> {
     let module = name.replace('-', "_");
     let dep = sdk_dependency(sdk);
+    let testkit = testkit_dependency(sdk);
     let fill = |t: &str| {
-        t.replace("{{name}}", name).replace("{{module}}", &module).replace("{{sdk_dependency}}", &dep)
+        t.replace("{{name}}", name)
+            .replace("{{module}}", &module)
+            .replace("{{sdk_dependency}}", &dep)
+            .replace("{{testkit_dependency}}", &testkit)
     };
     vec![
         ("Cargo.toml", fill(CARGO_TOML)),
         ("src/lib.rs", fill(LIB_RS)),
         ("tests/loads.rs", fill(LOADS_RS)),
+        ("tests/in_process.rs", fill(IN_PROCESS_RS)),
         (".gitignore", fill(GITIGNORE)),
     ]
 }
@@ -214,6 +248,15 @@ pub(crate) fn new(args: NewArgs) -> Result<u8, Failure> {
         std::fs::write(&p, text).map_err(|e| refused(anyhow!("cannot write {}: {e}", p.display())))?;
     }
 
+    // In a checkout, the crate starts from the checkout's lock file: the same versions of
+    // every dependency, already downloaded (it builds offline) and often already compiled.
+    if let Some(lock) =
+        sdk.as_deref().and_then(checkout_of).map(|r| r.join("Cargo.lock")).filter(|l| l.is_file())
+    {
+        let to = dir.join("Cargo.lock");
+        std::fs::copy(&lock, &to).map_err(|e| refused(anyhow!("cannot write {}: {e}", to.display())))?;
+    }
+
     let module = name.replace('-', "_");
     let shown = dir.display();
     let sdk_line = match &sdk {
@@ -227,7 +270,7 @@ pub(crate) fn new(args: NewArgs) -> Result<u8, Failure> {
         );
     }
     println!(
-        "\nnext:\n  cargo build --manifest-path {shown}/Cargo.toml\n  cd {shown} && TROUPE_BIN=$(command -v troupe) cargo test   # packs it, loads it into a node, asks the Greeter\n\nby hand:\n  troupe start 1900\n  troupe pack -o {name}.zip --build {shown}\n  HASH=$(troupe load 1900 {name}.zip)\n  ADDR=$(troupe create 1900 $HASH {module}.Greeter)\n  troupe ask 1900 $ADDR world\n\nguide: docs/writing-plugins.md in the Troupe repository"
+        "\nnext:\n  cargo build --manifest-path {shown}/Cargo.toml\n  cd {shown} && TROUPE_BIN=$(command -v troupe) cargo test   # in-process (troupe-testkit), then in a node process\n\nby hand:\n  troupe start 1900\n  troupe pack -o {name}.zip --build {shown}\n  HASH=$(troupe load 1900 {name}.zip)\n  ADDR=$(troupe create 1900 $HASH {module}.Greeter)\n  troupe ask 1900 $ADDR world\n\nguide: docs/writing-plugins.md in the Troupe repository"
     );
     Ok(EXIT_OK)
 }
@@ -371,6 +414,65 @@ pub(crate) async fn ask(args: AskArgs) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
+// ---- kill, listen (the shell's) ----------------------------------------------------------------
+
+/// `kill ADDRESS` in `troupe shell`: sends `ActorExitRequest` (children too) as `tell` sends a
+/// message.
+pub(crate) async fn kill(port: &str, address: &str) -> Result<u8, Failure> {
+    let to = parse_address(address, port)?;
+    let mut c = connect(port).await?;
+    let payload = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
+    c.request(Request::Send { to: to.clone(), payload }).await?;
+    println!("asked {to} to exit");
+    Ok(EXIT_OK)
+}
+
+/// A message as `listen` prints it: `SENDER: TEXT`, a typed one as `ask` prints it, a runtime
+/// message by name.
+pub(crate) fn incoming_line(m: &message::Incoming) -> String {
+    let from = m.sender.as_ref().map_or_else(|| "runtime".to_string(), |a| a.to_string());
+    let body = match &m.payload {
+        Payload::Text(t) => t.clone(),
+        Payload::Typed { tag, body } => typed_json(tag, body),
+        Payload::System(sys) => format!("{sys:?}"),
+    };
+    format!("{from}: {body}")
+}
+
+/// `listen [DURATION] [-n COUNT]` in `troupe shell`: a new connection (a new address), whose
+/// address is printed first; then one line per message sent to it until Ctrl-C, `duration`
+/// or `count` messages.
+pub(crate) async fn listen(
+    port: &str,
+    duration: Option<Duration>,
+    count: Option<u64>,
+) -> Result<u8, Failure> {
+    let mut c = connect(port).await?;
+    println!("listening on {} (Ctrl-C stops)", c.address());
+    let _ = std::io::stdout().flush();
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let mut heard = 0u64;
+    while count.is_none_or(|n| heard < n) {
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = c.next_message() => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", incoming_line(&m?)).and_then(|_| out.flush());
+                heard += 1;
+            }
+            _ = until => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    println!("stopped listening ({heard} message{})", if heard == 1 { "" } else { "s" });
+    Ok(EXIT_OK)
+}
+
 // ---- completions --------------------------------------------------------------------------------
 
 /// `troupe completions SHELL`.
@@ -437,8 +539,19 @@ mod tests {
         assert!(cargo.contains(r#"troupe-actor-abi = { path = "/opt/troupe \"x\"/actor-abi" }"#), "{cargo}");
         assert!(cargo.contains("crate-type = [\"cdylib\"]") && cargo.contains("\n[workspace]\n"), "{cargo}");
         assert!(files[1].1.contains("\"my_actors.Greeter\" => Greeter"));
+        assert!(cargo.contains("[dev-dependencies]\n# tests/in_process.rs"), "{cargo}");
+        assert!(files[3].1.contains("node.create(\"my_actors.Greeter\")"), "{}", files[3].1);
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tools/ is in the repo");
+        let in_repo = render("x", Some(&repo.join("actor-abi")));
+        let testkit = serde_json::to_string(&repo.join("testkit").display().to_string()).unwrap();
+        assert!(
+            in_repo[0].1.contains(&format!("troupe-testkit = {{ path = {testkit} }}")),
+            "{}",
+            in_repo[0].1
+        );
         let by_version = render("x", None);
         assert!(by_version[0].1.contains("troupe-actor-abi = \"0."), "{}", by_version[0].1);
+        assert!(by_version[0].1.contains("troupe-testkit = \"0."), "{}", by_version[0].1);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use troupe_node::protocol::ErrorKind;
 
 mod cmd;
 mod dev;
+mod shell;
 
 // The public names stay at the crate root, where they were before the commands moved into
 // `cmd/`; dev.rs takes its helpers from here too.
@@ -232,17 +233,19 @@ enum Command {
         #[arg(long)]
         iterations: Option<u64>,
     },
-    /// Add (+) or remove (-) a capability of a running node.
+    /// Set (+) or remove (-) a capability of a running node.
+    ///
+    /// Actors whose requirements no longer hold are asked to exit.
     #[command(
-        after_help = "Examples:\n  troupe chgcap 10101 + morse\n  troupe chgcap 10101 - \"64bit encoder\""
+        after_help = "Examples:\n  troupe chgcap 10101 + morse\n  troupe chgcap 10101 + gpu=A100      # set a value (replaces the old one)\n  troupe chgcap 10101 + mem=16        # an actor requiring mem>=32 exits\n  troupe chgcap 10101 - \"64bit encoder\""
     )]
     Chgcap {
         /// Admin port (or host:port).
         port: String,
-        /// `+` to add, `-` to remove.
+        /// `+` to set, `-` to remove.
         #[arg(value_parser = ["+", "-"])]
         op: String,
-        /// The capability name.
+        /// `NAME` or `NAME=VALUE` to set (a plain name has the value true); `NAME` to remove.
         capability: String,
     },
     // Plugin tooling (new, create, tell, ask, completions): arguments and code in dev.rs.
@@ -251,6 +254,7 @@ enum Command {
     Tell(dev::TellArgs),
     Ask(dev::AskArgs),
     Completions(dev::CompletionsArgs),
+    Shell(shell::ShellArgs),
 }
 
 /// Parses the command line and runs it.
@@ -269,6 +273,7 @@ pub fn run() -> ExitCode {
     let code = match cli.command {
         Command::Start(args) if args.foreground => report(cmd::foreground::run_foreground(args)),
         Command::Start(args) => report(cmd::start::start_detached(args)),
+        Command::Shell(args) => shell::run(args),
         command => {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -334,7 +339,7 @@ fn report(r: Result<u8, Failure>) -> u8 {
 async fn dispatch(command: Command) -> Result<u8, Failure> {
     use cmd::{app, chgcap, load, logs, pack, status, stop, top, upgrade, watch};
     match command {
-        Command::Start(_) => unreachable!("handled in run"),
+        Command::Start(_) | Command::Shell(_) => unreachable!("handled in run"),
         Command::Stop { ports } => stop::stop(&ports).await,
         Command::Pack { output, name, package_version, build, sign, no_strip, renames, mut cdylibs } => {
             if let Some(dir) = build {

@@ -322,3 +322,20 @@ impl Context {
         unsafe { (self.host().register_authority)(self.call) };
     }
 }
+
+/// Capability values (issue 15): the node's capabilities are `name` or `name=value` entries.
+impl Context {
+    /// The value of the hosting node's capability `name` (`"true"` for one declared by name
+    /// only), or `None` if the node lacks it. See [`crate::caps`] for how requirements compare
+    /// values.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn batch_size(ctx: &mut Context) -> usize {
+    ///     // On a node started with "gpu=A100,mem=64": 64 GB → 64 items per batch.
+    ///     ctx.capability("mem").and_then(|v| v.parse().ok()).unwrap_or(1)
+    /// }
+    /// ```
+    pub fn capability(&mut self, name: &str) -> Option<String> {
+        crate::caps::value_of(&self.info().capabilities, name).map(str::to_string)
+    }
+}

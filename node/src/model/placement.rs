@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use troupe_actor_abi::caps::{satisfies_all, Requirement};
 use troupe_actor_abi::message::CreateError;
 
 use crate::model::config::RemoteSources;
@@ -60,7 +61,8 @@ pub(crate) struct MemberView<'a> {
 #[derive(Clone)]
 pub(crate) struct HereView<'a> {
     pub(crate) addr: &'a str,
-    pub(crate) capabilities: &'a BTreeSet<String>,
+    /// `name` or `name=value` entries ([`troupe_actor_abi::caps`]).
+    pub(crate) capabilities: &'a [String],
     pub(crate) remote_sources: RemoteSources,
     pub(crate) leader: &'a str,
     pub(crate) version: LocalVersion,
@@ -122,10 +124,17 @@ fn requirements(
         };
         return Err(CreateError::InvalidActorSpecification { type_name: req.type_name.into(), detail });
     };
-    let mut requirements = declared.clone();
-    for r in req.extra_requirements {
-        if !requirements.contains(r) {
-            requirements.push(r.clone());
+    let mut requirements: Vec<String> = Vec::new();
+    for r in declared.iter().chain(req.extra_requirements) {
+        // Checked here, so that a bad requirement is named as such rather than as a node
+        // that lacks a capability; written back in one form so that duplicates collapse.
+        let parsed = Requirement::parse(r).map_err(|e| CreateError::InvalidActorSpecification {
+            type_name: req.type_name.into(),
+            detail: format!("bad capability requirement {e}"),
+        })?;
+        let r = parsed.to_string();
+        if !requirements.contains(&r) {
+            requirements.push(r);
         }
     }
     Ok(requirements)
@@ -148,7 +157,7 @@ fn place(
         RemoteSources::LeaderOnly => leader_has,
         RemoteSources::No => false,
     };
-    let here_caps = requirements.iter().all(|r| here.capabilities.contains(r));
+    let here_caps = satisfies_all(here.capabilities, requirements);
     let here_ok = here_caps
         && !here.draining
         && match here.version {
@@ -169,7 +178,7 @@ fn place(
     let is_leader = here.addr == here.leader;
     let eligible: Vec<&str> = members
         .iter()
-        .filter(|m| requirements.iter().all(|r| m.capabilities.iter().any(|c| c == r)))
+        .filter(|m| satisfies_all(m.capabilities, requirements))
         .filter(|m| {
             m.has_source
                 || match m.remote_sources {

@@ -106,6 +106,14 @@ async fn capabilities_change_and_an_empty_name_is_a_usage_error() {
     core.change_capability(true, "gpu").unwrap();
     core.change_capability(false, "morse").unwrap();
     assert_eq!(core.status().capabilities, vec!["gpu".to_string()]);
+    core.change_capability(true, "mem = 64").unwrap();
+    core.change_capability(true, "gpu=A100").unwrap();
+    assert_eq!(core.status().capabilities, ["gpu=A100", "mem=64"]);
+    let err = core.change_capability(true, "mem>=3").unwrap_err();
+    assert_eq!(err.code(), "usage");
+    let err = core.change_capability(false, "mem=64").unwrap_err();
+    assert!(err.to_string().contains("name only"), "{err}");
+    assert_eq!(core.status().capabilities, ["gpu=A100", "mem=64"]);
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::mpsc::UnboundedSender;
+use troupe_actor_abi::caps::{satisfies, satisfies_all};
 use troupe_actor_abi::message::{Address, ExitReason, Incoming, Payload, SystemMessage};
 
 use crate::host::effect::{Delivery, HostHandle};
@@ -338,12 +339,12 @@ impl Actors {
     }
 
     /// Live actors whose requirements `caps` no longer satisfy, with their requirements.
-    pub(crate) fn unfit(&self, caps: &BTreeSet<String>) -> Vec<(u64, Vec<String>)> {
+    pub(crate) fn unfit(&self, caps: &[String]) -> Vec<(u64, Vec<String>)> {
         let st = self.lock();
         st.map
             .iter()
-            .filter(|(_, r)| r.exit_reason.is_none() && !r.requirements.iter().all(|q| caps.contains(q)))
-            .map(|(id, r)| (*id, r.requirements.clone()))
+            .filter(|(_, r)| r.exit_reason.is_none() && !satisfies_all(caps, &r.requirements))
+            .map(|(id, r)| (*id, r.requirements.iter().filter(|q| !satisfies(caps, q)).cloned().collect()))
             .collect()
     }
 

@@ -24,8 +24,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) struct StartArgs {
     /// The admin port to listen on.
     pub(crate) port: u16,
-    /// Comma-separated capability names, e.g. "morse,Caesar cipher".
-    #[arg(default_value = "")]
+    /// Comma-separated capabilities, each a name or name=value, e.g. "morse,Caesar cipher" or
+    /// "gpu=A100,mem=64,morse" (a plain name has the value true). Actors may require a value
+    /// (gpu=A100) or a comparison (mem>=32).
+    #[arg(default_value = "", value_parser = checked_capabilities)]
     pub(crate) capabilities: String,
     /// Address to bind (loopback unless told otherwise).
     #[arg(long, default_value = "127.0.0.1")]
@@ -191,9 +193,16 @@ pub(crate) fn troupe_home() -> PathBuf {
     })
 }
 
-/// `"morse, Caesar cipher,,"` → `["morse", "Caesar cipher"]`.
+/// `"morse, Caesar cipher,,mem = 64"` → `["morse", "Caesar cipher", "mem=64"]` (the
+/// argument was checked by [`checked_capabilities`]; an entry that does not parse is dropped).
 pub(crate) fn capabilities(s: &str) -> Vec<String> {
-    s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+    troupe_actor_abi::caps::parse_list(s)
+        .unwrap_or_else(|_| s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
+}
+
+/// Refuses a capability list that does not parse (clap: a usage error, exit 2).
+fn checked_capabilities(s: &str) -> Result<String, String> {
+    troupe_actor_abi::caps::parse_list(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
 /// The authority and secret a node starts with, and the refusal to expose an open node.
@@ -422,6 +431,9 @@ mod tests {
     fn capabilities_are_comma_separated_and_trimmed() {
         assert_eq!(capabilities("morse, Caesar cipher,,"), vec!["morse", "Caesar cipher"]);
         assert!(capabilities("").is_empty());
+        assert_eq!(capabilities("gpu = A100,mem=64,morse"), vec!["gpu=A100", "mem=64", "morse"]);
+        let e = checked_capabilities("mem>=64").unwrap_err();
+        assert!(e.contains("cannot contain `>`"), "{e}");
     }
 
     /// `troupe ARGV...` parsed as `troupe start`.

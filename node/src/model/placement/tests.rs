@@ -11,12 +11,12 @@ fn types() -> BTreeMap<String, Vec<String>> {
     ])
 }
 
-fn caps(c: &[&str]) -> BTreeSet<String> {
+fn caps(c: &[&str]) -> Vec<String> {
     c.iter().map(|s| s.to_string()).collect()
 }
 
 fn here<'a>(
-    caps: &'a BTreeSet<String>,
+    caps: &'a [String],
     version: LocalVersion,
     types: &'a BTreeMap<String, Vec<String>>,
 ) -> HereView<'a> {
@@ -167,4 +167,31 @@ fn prefixes_resolve_uniquely_or_fail_clearly() {
         a,
         "a full hash needs no lookup"
     );
+}
+
+#[test]
+fn values_place_on_the_member_whose_value_fits_and_name_the_predicate_otherwise() {
+    let mut t = types();
+    t.insert("ml.Trainer".into(), vec!["mem>=32".into(), "gpu=A100".into()]);
+    let c = caps(&["mem=64"]); // here: enough memory, no GPU
+    let small = caps(&["mem=16", "gpu=A100"]);
+    let big = caps(&["mem=64", "gpu=A100"]);
+    let members = [member("small:1", &small, true), member("big:2", &big, true)];
+    for turn in 0..3 {
+        let r = Request { turn, ..req("ml.Trainer") };
+        let p = plan(&r, here(&c, LocalVersion::Active(1), &t), &members).unwrap();
+        assert_eq!(p.target, Ok(Target::Remote("big:2".into())));
+    }
+    // A creator's extra requirement with a value, written in any spacing, joins the type's own.
+    let extra = ["mem > 100".to_string()];
+    let r = Request { extra_requirements: &extra, ..req("ml.Trainer") };
+    let err = plan(&r, here(&c, LocalVersion::Active(1), &t), &members).unwrap().target.unwrap_err();
+    assert_eq!(err.kind(), "NoCompatibleSystemForActor");
+    assert!(err.to_string().contains("[mem>=32, gpu=A100, mem>100]"), "{err}");
+    // A requirement that does not parse is the request's fault, named as such.
+    let bad = ["mem>=lots".to_string()];
+    let r = Request { extra_requirements: &bad, ..req("encoder.Encoder") };
+    let err = plan(&r, here(&c, LocalVersion::Active(1), &t), &members).unwrap_err();
+    assert_eq!(err.kind(), "InvalidActorSpecification");
+    assert!(err.to_string().contains("not a number"), "{err}");
 }

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
+use troupe_actor_abi::caps::Requirement;
 
 use super::{ArchiveError, MANIFEST_NAME, SIGNATURE_NAME};
 
@@ -126,6 +127,9 @@ impl Manifest {
                 }
                 if actor.requires.iter().any(|cap| cap.trim().is_empty()) {
                     return bad(format!("actor type `{type_name}` requires an empty capability"));
+                }
+                if let Some(e) = actor.requires.iter().find_map(|r| Requirement::parse(r).err()) {
+                    return bad(format!("actor type `{type_name}` has a bad requirement {e}"));
                 }
                 if let Some(old) = actor.replaces.iter().find(|old| !is_type_name(old)) {
                     return bad(format!(

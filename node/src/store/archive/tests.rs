@@ -133,6 +133,17 @@ fn manifest_parses_design_example_and_round_trips() {
 }
 
 #[test]
+fn manifest_requirements_may_ask_for_values_and_bad_ones_are_named() {
+    let values = SAMPLE_TOML.replace(r#"["64bit encoder"]"#, r#"["64bit encoder", "mem>=32", "gpu=A100"]"#);
+    let m = Manifest::parse(&values).expect("requirements with values");
+    assert_eq!(m.find_type("encoder.Base64Encoder").unwrap().1.requires[1], "mem>=32");
+    let bad = SAMPLE_TOML.replace(r#"["64bit encoder"]"#, r#"["mem>=lots"]"#);
+    let err = Manifest::parse(&bad).expect_err("a comparison with a word");
+    assert_eq!(err.kind(), "bad_manifest");
+    assert!(err.to_string().contains("mem>=lots") && err.to_string().contains("not a number"), "{err}");
+}
+
+#[test]
 fn manifest_rejects_unknown_fields_and_bad_names() {
     let unknown = SAMPLE_TOML.replace("msg_schema = 1", "msg_schema = 1\nextra = 2");
     let bad_file = SAMPLE_TOML.replace("libencoders.so", "../libencoders.so");

@@ -9,12 +9,15 @@
 //!   else is echoed.
 //! - `faulty.PanicInCreate`: its constructor panics (`constructor panicked on purpose`).
 //! - `faulty.Spawner`: `create TYPE [HASH [NAME]]` creates a child (`-` as HASH means "my own
-//!   version") and answers `created <address>`; `send MSG` sends `MSG` to the last child. What
+//!   version") and answers `created <address>`; `send MSG` sends `MSG` to the last child;
+//!   `cap NAME` answers `cap NAME = VALUE` (the node's capability value, `none` if absent). What
 //!   happens to a child comes back to whoever asked for it: `child exited: <reason>`,
 //!   `poison: <details>`, and any text the child sends as `relay: <text>`.
 //! - `faulty.Gatekeeper`: `register` makes it the source authority (answer `registered`); it
 //!   accepts every source except packages named `rejected-*`.
 //! - `faulty.Picky` (requires `picky`): an echo that needs a capability nobody has by default.
+//! - `faulty.Roomy` (requires `mem>=32`): an echo that needs a capability value.
+//! - `faulty.Blue` (requires `Blue`): a `faulty.Spawner` that needs the capability `Blue`.
 //! - `faulty.Stall`: `register` makes it the source authority (answer `registered`); it never
 //!   answers `ValidateSource`, so every load stays `validating` until it times out.
 //! - `faulty.Watcher`: `watch` starts watching the convention (answer `watching`) and relays
@@ -124,6 +127,11 @@ impl Spawner {
             if let Some(args) = text.strip_prefix("create ") {
                 self.last_requester = Some(from.clone());
                 self.create(ctx, &from, args);
+                return;
+            }
+            if let Some(name) = text.strip_prefix("cap ") {
+                let value = ctx.capability(name).unwrap_or_else(|| "none".into());
+                ctx.send_text(&from, &format!("cap {name} = {value}"));
                 return;
             }
             if let Some(body) = text.strip_prefix("send ") {
@@ -323,6 +331,8 @@ troupe_actor_abi::export_plugin!(actors: [
     "faulty.Spawner" => Spawner,
     "faulty.Gatekeeper" => Gatekeeper,
     "faulty.Picky" => Echo requires ["picky"],
+    "faulty.Roomy" => Echo requires ["mem>=32"],
+    "faulty.Blue" => Spawner requires ["Blue"],
     "faulty.Watcher" => Watcher,
     "faulty.Stall" => Stall,
     "faulty.Spinner" => Spinner,
