@@ -280,8 +280,8 @@ async fn scenarios_45_to_47_a_listed_leader_shut_down_and_restarted() {
     let a = args(&list);
     let mut v = NodeProc::start_on(&dir, p[0], "picky", &a);
     let l = NodeProc::start_on(&dir, p[1], "", &a);
-    let pl = NodeProc::start_on(&dir, p[2], "", &a);
-    let t = NodeProc::start_on(&dir, p[3], "red", &a);
+    let pl = NodeProc::start_on(&dir, p[2], "mem=64", &a);
+    let t = NodeProc::start_on(&dir, p[3], "red,mem=16", &a);
     settle(&[&v, &l, &pl, &t]);
     let hash = v.load(&dir.faulty_zip());
     // 45: M (needs "red") created through P lands on T, and creates on request.
@@ -297,8 +297,9 @@ async fn scenarios_45_to_47_a_listed_leader_shut_down_and_restarted() {
     let roger = ask(&mut c, &m, "create faulty.Picky").await;
     assert!(roger.starts_with(&format!("created {}#", v.addr())), "{roger}");
     assert_eq!(ask(&mut c, &m, "send 45").await, "relay: echo: 45");
-    let sean = ask(&mut c, &m, "create faulty.Echo").await;
-    assert!(sean.starts_with(&format!("created {}#", t.addr())), "{sean}");
+    // Sean needs a value only P has (mem>=32; T has mem=16).
+    let sean = ask(&mut c, &m, "create faulty.Roomy").await;
+    assert!(sean.starts_with(&format!("created {}#", pl.addr())), "{sean}");
 
     // 46: V shut down (gracefully): M's Picky exits with it; M still creates what others host,
     // and what only V could host fails with the reason.
@@ -306,8 +307,8 @@ async fn scenarios_45_to_47_a_listed_leader_shut_down_and_restarted() {
     let gone = text_matching(&mut c, CONVENTION_TIMEOUT, |x| x.starts_with("child exited")).await;
     assert!(gone.contains(&v.addr()) || gone.contains("stopping"), "{gone}");
     wait_status(&t, "L leading", |s| s.convention.leader == l.addr());
-    let sean = ask(&mut c, &m, "create faulty.Echo").await;
-    assert!(sean.starts_with("created "), "{sean}");
+    let sean = ask(&mut c, &m, "create faulty.Roomy").await;
+    assert!(sean.starts_with(&format!("created {}#", pl.addr())), "{sean}");
     let roger = ask(&mut c, &m, "create faulty.Picky").await;
     let why = if roger.starts_with("created ") {
         text_matching(&mut c, CONVENTION_TIMEOUT, |x| x.starts_with("child exited")).await
