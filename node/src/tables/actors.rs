@@ -37,6 +37,8 @@ pub(crate) struct ActorRec {
     pub(crate) requirements: Vec<String>,
     /// Why the actor is being stopped, once it is.
     pub(crate) exit_reason: Option<ExitReason>,
+    /// Its parent restarts it on failure: a handler failing twice on one message stops it.
+    pub(crate) supervised: bool,
 }
 
 impl ActorRec {
@@ -47,7 +49,15 @@ impl ActorRec {
         global_name: Option<String>,
         requirements: Vec<String>,
     ) -> ActorRec {
-        ActorRec { kind, parent, children: BTreeSet::new(), global_name, requirements, exit_reason: None }
+        ActorRec {
+            kind,
+            parent,
+            children: BTreeSet::new(),
+            global_name,
+            requirements,
+            exit_reason: None,
+            supervised: false,
+        }
     }
 
     /// A client endpoint.
@@ -127,6 +137,22 @@ impl Actors {
         if let Some(p) = self.lock().map.get_mut(&parent) {
             p.children.insert(child);
         }
+    }
+
+    /// Marks actor `id` as supervised (see [`ActorRec::supervised`]); false if it is not here.
+    pub(crate) fn set_supervised(&self, id: u64) -> bool {
+        match self.lock().map.get_mut(&id) {
+            Some(rec) => {
+                rec.supervised = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether actor `id` is supervised.
+    pub(crate) fn is_supervised(&self, id: u64) -> bool {
+        self.lock().map.get(&id).is_some_and(|r| r.supervised)
     }
 
     /// Whether actor `id` is here.

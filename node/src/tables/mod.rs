@@ -10,7 +10,9 @@
 //! - [`members`]: the convention's other nodes and the watchers;
 //! - [`names`]: global names; [`groups`]: named releases;
 //! - [`capabilities`]: this node's capabilities;
-//! - [`upgrades`]: live upgrades held until every node is ready (`--all-or-nothing`).
+//! - [`upgrades`]: live upgrades held until every node is ready (`--all-or-nothing`);
+//! - [`source_watch`]: the actors that hear `LoadedSource` / `UnloadedSource`;
+//! - [`supervised`]: children created with a restart policy, and their restarts.
 
 pub(crate) mod actors;
 pub(crate) mod authority;
@@ -18,5 +20,7 @@ pub(crate) mod capabilities;
 pub(crate) mod groups;
 pub(crate) mod members;
 pub(crate) mod names;
+pub(crate) mod source_watch;
+pub(crate) mod supervised;
 pub(crate) mod upgrades;
 pub(crate) mod versions;
