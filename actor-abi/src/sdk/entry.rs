@@ -37,7 +37,7 @@ impl<A: Actor> ErasedActor for A {
 
 /// What the node holds (opaquely) for each actor: the actor and what the SDK counts for its
 /// status. Private to the plugin, like the actor itself.
-struct Slot {
+pub(super) struct Slot {
     actor: Box<dyn ErasedActor>,
     type_name: String,
     /// Messages handed to the actor's handler (status requests excluded).
@@ -47,7 +47,7 @@ struct Slot {
 
 impl Slot {
     /// The answer to a `StatusRequest` (`mailbox` as the node filled it in).
-    fn status(&self, mailbox: Option<u64>) -> SystemMessage {
+    pub(super) fn status(&self, mailbox: Option<u64>) -> SystemMessage {
         SystemMessage::ActorStatus {
             type_name: self.type_name.clone(),
             handled: self.handled,

@@ -111,22 +111,24 @@ impl Core {
         }
         let name = spec.global_name.clone();
         let policy_spec = spec.clone();
+        if addr != old {
+            self.supervised.moved(&old, addr.clone());
+        }
+        // The parent hears of the restart before the new child can fail again (its constructor
+        // runs on another thread as soon as the create is committed).
+        let m = SystemMessage::ChildActorRestarted { child: addr.clone(), previous: old, reason, restarts };
+        self.route(Incoming { sender: None, payload: Payload::System(m) }, &parent_addr, None);
         match self.commit_create(id, Some(parent_addr.clone()), spec, plan, target, None) {
             Ok(addr) => {
-                if addr != old {
-                    self.supervised.moved(&old, addr.clone());
-                }
                 if let Some(policy) = self.supervised.policy_of(&addr) {
                     self.mark_supervised(&parent_addr, &addr, policy_spec, policy);
                 }
-                let m = SystemMessage::ChildActorRestarted { child: addr, previous: old, reason, restarts };
-                self.route(Incoming { sender: None, payload: Payload::System(m) }, &parent_addr, None);
             }
             Err(e) => {
                 if let Some(name) = name {
                     self.release_name(&name, &addr);
                 }
-                self.restart_failed(parent_addr, old, e)
+                self.restart_failed(parent_addr, addr, e)
             }
         }
     }
