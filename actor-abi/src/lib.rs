@@ -47,7 +47,7 @@ pub mod prelude {
         SystemMessage, VersionIdentity,
     };
     pub use crate::sdk::{
-        decode_payload, Actor, ActorError, ActorResult, Context, IntoPayload, Message, RequestId, State, Typed,
-        Upgrade,
+        decode_payload, Actor, ActorError, ActorResult, Context, IntoPayload, Message, RequestId, State,
+        Typed, Upgrade,
     };
 }

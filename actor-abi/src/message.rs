@@ -401,11 +401,12 @@ impl RestartPolicy {
     /// ```
     pub fn restarts(reason: &ExitReason) -> bool {
         match reason {
-            ExitReason::Failed { .. } | ExitReason::NodeLost { .. } | ExitReason::CapabilityLost { .. } => true,
-            ExitReason::CreateFailed(e) => matches!(
-                e,
-                CreateError::PluginError { .. } | CreateError::NoCompatibleSystemForActor { .. }
-            ),
+            ExitReason::Failed { .. } | ExitReason::NodeLost { .. } | ExitReason::CapabilityLost { .. } => {
+                true
+            }
+            ExitReason::CreateFailed(e) => {
+                matches!(e, CreateError::PluginError { .. } | CreateError::NoCompatibleSystemForActor { .. })
+            }
             ExitReason::Requested | ExitReason::NodeStopping | ExitReason::Unloaded => false,
         }
     }

@@ -286,7 +286,10 @@ impl Acceptor {
             // The runtime restarted it as long as its policy allowed (see `ANALYZER_RESTARTS`);
             // this is the end of it: the next request creates a new one.
             self.analyzer = None;
-            ctx.log(log_level::WARN, &format!("Analyzer {child} {reason}; created again on the next request"));
+            ctx.log(
+                log_level::WARN,
+                &format!("Analyzer {child} {reason}; created again on the next request"),
+            );
             return Ok(());
         }
         for (i, (slot, (name, _))) in self.encoders.iter_mut().zip(ENCODERS).enumerate() {
@@ -310,11 +313,7 @@ impl Acceptor {
 
 impl Actor for Acceptor {
     fn create(_ctx: &mut Context) -> ActorResult<Self> {
-        Ok(Acceptor {
-            analyzer: None,
-            encoders: Default::default(),
-            recent: Default::default(),
-        })
+        Ok(Acceptor { analyzer: None, encoders: Default::default(), recent: Default::default() })
     }
 
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
@@ -334,7 +333,10 @@ impl Actor for Acceptor {
                 if self.analyzer.as_ref() == Some(previous) {
                     self.analyzer = Some(child.clone());
                 }
-                ctx.log(log_level::WARN, &format!("Analyzer {previous} {reason}; restarted as {child} ({restarts})"));
+                ctx.log(
+                    log_level::WARN,
+                    &format!("Analyzer {previous} {reason}; restarted as {child} ({restarts})"),
+                );
                 Ok(())
             }
             Some(SystemMessage::PoisonMessage { message, target, details }) => {

@@ -12,8 +12,8 @@ use troupe_node::archive::{self, ArchiveLimits};
 use troupe_node::client::Client;
 use troupe_node::protocol::{Request, Response};
 use troupe_tests::{
-    ask, create, create_spec, next_message, next_text, send_text, wait_for, Convention,
-    NodeProc, TestDir, REPLY_TIMEOUT,
+    ask, create, create_spec, next_message, next_text, send_text, wait_for, Convention, NodeProc, TestDir,
+    REPLY_TIMEOUT,
 };
 
 /// The parity plugin, packed.
@@ -166,7 +166,10 @@ async fn an_actor_loads_unloads_changes_capabilities_and_stops_its_node() {
     let echo = create(&mut c, "faulty.Echo", &faulty).await.unwrap();
     assert_eq!(ask(&mut c, &echo, "hi").await, "echo: hi");
     let gate = create(&mut c, "faulty.Gatekeeper", &faulty).await.unwrap();
-    assert_eq!(ask(&mut c, &loader, &format!("unload {}", &faulty[..12])).await, format!("ok unload: {faulty}"));
+    assert_eq!(
+        ask(&mut c, &loader, &format!("unload {}", &faulty[..12])).await,
+        format!("ok unload: {faulty}")
+    );
     let st = node.status();
     let v = st.versions.iter().find(|v| v.hash == faulty).expect("draining while its actors live");
     assert_eq!(v.state, "draining", "{v:#?}");
@@ -205,7 +208,8 @@ async fn an_actor_loads_a_source_uses_it_and_unloads_it_at_once_and_the_reply_st
     }
     assert_eq!(got[0], format!("ok load: {faulty}"), "{got:?}");
     got.sort();
-    let mut want = vec![format!("ok load: {faulty}"), format!("ok unload: {faulty}"), "relay: echo: work".into()];
+    let mut want =
+        vec![format!("ok load: {faulty}"), format!("ok unload: {faulty}"), "relay: echo: work".into()];
     want.sort();
     assert_eq!(got, want);
 }
@@ -330,7 +334,10 @@ async fn a_supervised_child_is_restarted_at_its_address_until_its_budget_is_spen
     let bad = child_of(&ask(&mut pc, &parent, "supervise parity.BadCtor 2 60000 10").await);
     for restart in 1..=2 {
         let line = next_text(&mut pc).await;
-        assert!(line.starts_with(&format!("restarted {bad} (was {bad}) after could not be created: PluginError")), "{line}");
+        assert!(
+            line.starts_with(&format!("restarted {bad} (was {bad}) after could not be created: PluginError")),
+            "{line}"
+        );
         assert!(line.ends_with(&format!("restart {restart}")), "{line}");
     }
     let line = next_text(&mut pc).await;
@@ -408,7 +415,9 @@ async fn an_unqualified_type_name_is_an_invalid_actor_specification() {
         let child = child_of(&ask(&mut c, &parent, &format!("spawn {name}")).await);
         let line = next_text(&mut c).await;
         assert!(
-            line.starts_with(&format!("exited {child}: could not be created: InvalidActorSpecification: {name}")),
+            line.starts_with(&format!(
+                "exited {child}: could not be created: InvalidActorSpecification: {name}"
+            )),
             "{line}"
         );
     }

@@ -386,7 +386,13 @@ pub(crate) async fn ask(args: AskArgs) -> Result<u8, Failure> {
 
 /// An actor's status as `troupe ask --status` prints it: one `name value` line each, names
 /// aligned.
-fn status_lines(type_name: &str, handled: u64, mailbox: u64, age_ms: u64, extra: &[(String, String)]) -> String {
+fn status_lines(
+    type_name: &str,
+    handled: u64,
+    mailbox: u64,
+    age_ms: u64,
+    extra: &[(String, String)],
+) -> String {
     let age = humantime::format_duration(Duration::from_millis(age_ms)).to_string();
     let mut rows = vec![
         ("type".to_string(), type_name.to_string()),

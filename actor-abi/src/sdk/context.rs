@@ -6,7 +6,9 @@
 //! example; the code itself is a few lines per method.
 
 use crate::abi::{self, HostApi, OutSink, RawStr};
-use crate::message::{self, Address, CallInfo, CreateSpec, Payload, RestartPolicy, SystemCall, SystemMessage};
+use crate::message::{
+    self, Address, CallInfo, CreateSpec, Payload, RestartPolicy, SystemCall, SystemMessage,
+};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -455,7 +457,8 @@ impl Context {
             Err(e) => Payload::Text(format!("troupe: undecodable ask ({e})")),
         };
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let ask = SystemMessage::Ask { request: request.0, to: to.clone(), message: Box::new(payload), timeout_ms };
+        let ask =
+            SystemMessage::Ask { request: request.0, to: to.clone(), message: Box::new(payload), timeout_ms };
         self.to_node(ask);
         request
     }

@@ -145,7 +145,8 @@ unsafe fn deliver(
         None => Err((abi::STATUS_UNKNOWN_TYPE, format!("this plugin exports no actor type {name}"))),
         Some(Err(e)) => Err((abi::STATUS_ERROR, e.0)),
         Some(Ok(actor)) => {
-            let slot = Box::new(Slot { actor, type_name: name.to_string(), handled: 0, born: Instant::now() });
+            let slot =
+                Box::new(Slot { actor, type_name: name.to_string(), handled: 0, born: Instant::now() });
             // SAFETY: guaranteed by the caller.
             unsafe { *out_actor = Box::into_raw(slot) as *mut c_void };
             Ok(())

@@ -511,7 +511,9 @@ fn the_sdk_answers_status_requests_itself_counting_only_what_the_handler_saw() {
         let bytes = message::encode(&Incoming { sender: None, payload });
         let mut err = Vec::new();
         // SAFETY: `actor` is live; without a sender nothing is sent, so no host is needed.
-        unsafe { __handle(actor, std::ptr::null_mut(), RawStr::from_bytes(&bytes), OutSink::for_vec(&mut err)) }
+        unsafe {
+            __handle(actor, std::ptr::null_mut(), RawStr::from_bytes(&bytes), OutSink::for_vec(&mut err))
+        }
     };
     for _ in 0..3 {
         assert_eq!(handle(Payload::Text("x".into())), abi::STATUS_OK);

@@ -86,7 +86,14 @@ impl Core {
     /// Sends `message` to `to` for `asker` from a reply address made for the request; the
     /// first message to that address goes back to `asker` as `AskReply`, or `AskTimedOut` after
     /// `timeout_ms`.
-    pub(crate) fn ask_for(&self, asker: Address, request: u64, to: Address, message: Payload, timeout_ms: u64) {
+    pub(crate) fn ask_for(
+        &self,
+        asker: Address,
+        request: u64,
+        to: Address,
+        message: Payload,
+        timeout_ms: u64,
+    ) {
         let Some(core) = self.arc() else { return };
         let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
         let id = self.ids.allocate();
@@ -107,7 +114,9 @@ impl Core {
                 core.poison(late, core.address(id), why.to_string());
             }
             let answer = match first {
-                Ok(Some(m)) => SystemMessage::AskReply { request, from: m.sender, reply: Box::new(m.payload) },
+                Ok(Some(m)) => {
+                    SystemMessage::AskReply { request, from: m.sender, reply: Box::new(m.payload) }
+                }
                 _ => SystemMessage::AskTimedOut { request, to },
             };
             core.route(Incoming { sender: None, payload: Payload::System(answer) }, &asker, None);

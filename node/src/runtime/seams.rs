@@ -108,9 +108,10 @@ impl Core {
         let me_addr = self.address(me);
         for e in effects.drain(..) {
             match e {
-                Effect::Send { to, payload: Payload::System(SystemMessage::Supervise { child, spec, policy }) }
-                    if to.id == ADMIN_ID && self.is_local(&to) =>
-                {
+                Effect::Send {
+                    to,
+                    payload: Payload::System(SystemMessage::Supervise { child, spec, policy }),
+                } if to.id == ADMIN_ID && self.is_local(&to) => {
                     // Recorded now, before the child's create (an earlier effect of this call)
                     // can fail on another thread.
                     self.supervise(me_addr.clone(), child, spec, policy)

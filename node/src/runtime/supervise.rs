@@ -28,7 +28,13 @@ impl Core {
     /// `parent` supervises `child` by `policy`. On the parent's node the child's spec is kept
     /// (its version resolved now, so that a restart creates the same one); the child's node
     /// marks it, told by a forwarded `Supervise` when it is another node.
-    pub(crate) fn supervise(&self, parent: Address, child: Address, mut spec: CreateSpec, policy: RestartPolicy) {
+    pub(crate) fn supervise(
+        &self,
+        parent: Address,
+        child: Address,
+        mut spec: CreateSpec,
+        policy: RestartPolicy,
+    ) {
         if self.is_local(&parent) {
             let Some((_, _, own_hash, _)) = self.actors.identity(parent.id) else { return };
             let hash = spec.source_hash.take().unwrap_or(own_hash);

@@ -93,7 +93,9 @@ mod tests {
         assert_eq!(w.subscribe(2, true).len(), 2, "a later subscriber hears of both");
         let gone = w.unloaded("aa");
         assert_eq!(gone.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2]);
-        assert!(matches!(&gone[0].1, SystemMessage::UnloadedSource { hash, info } if hash == "aa" && info == "a.zip"));
+        assert!(
+            matches!(&gone[0].1, SystemMessage::UnloadedSource { hash, info } if hash == "aa" && info == "a.zip")
+        );
         assert!(w.unloaded("aa").is_empty(), "unloading twice tells nothing");
         assert!(w.subscribe(1, false).is_empty());
         w.forget(2);

@@ -293,15 +293,21 @@ impl Actor for Parent {
             let spec = |t: &str| CreateSpec { type_name: t.into(), ..CreateSpec::default() };
             let child = match words.as_slice() {
                 ["spawn", t] => ctx.create_with(spec(t)),
-                ["named", t, name] => ctx.create_with(CreateSpec { global_name: Some(name.to_string()), ..spec(t) }),
+                ["named", t, name] => {
+                    ctx.create_with(CreateSpec { global_name: Some(name.to_string()), ..spec(t) })
+                }
                 ["supervise", t, max, within, backoff] => {
-                    let policy = RestartPolicy::on_failure(max.parse()?, Duration::from_millis(within.parse()?))
-                        .backoff(Duration::from_millis(backoff.parse()?), Duration::from_secs(2));
+                    let policy =
+                        RestartPolicy::on_failure(max.parse()?, Duration::from_millis(within.parse()?))
+                            .backoff(Duration::from_millis(backoff.parse()?), Duration::from_secs(2));
                     ctx.create_supervised(spec(t), policy)
                 }
                 ["supervise-named", t, name] => {
                     let policy = RestartPolicy::on_failure(5, Duration::from_secs(60));
-                    ctx.create_supervised(CreateSpec { global_name: Some(name.to_string()), ..spec(t) }, policy)
+                    ctx.create_supervised(
+                        CreateSpec { global_name: Some(name.to_string()), ..spec(t) },
+                        policy,
+                    )
                 }
                 ["tell", to, rest @ ..] => {
                     ctx.send_text(&parse_address(to)?, &rest.join(" "));
