@@ -13,7 +13,7 @@ use troupe_node::client::Client;
 use troupe_node::protocol::{Request, Response};
 use troupe_tests::{
     ask, create, create_spec, next_message, next_text, send_text, wait_for, Convention, NodeProc, TestDir,
-    REPLY_TIMEOUT,
+    FAST_HEARTBEAT, REPLY_TIMEOUT,
 };
 
 /// The parity plugin, packed.
@@ -355,6 +355,35 @@ async fn a_supervised_child_is_restarted_at_its_address_until_its_budget_is_spen
     assert!(next_text(&mut pc).await.starts_with(&format!("restarted {named} (was {named})")));
     assert_eq!(ask(&mut c, &named, "name").await, "name: Single");
     assert_eq!(node.status().global_names.get("Single"), Some(&named));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervised_child_whose_node_is_lost_is_restarted_on_another_node() {
+    let dir = TestDir::new();
+    let mut conv = Convention::start(
+        &dir,
+        &[("", FAST_HEARTBEAT), ("picky", FAST_HEARTBEAT), ("picky", FAST_HEARTBEAT)],
+    );
+    let parity = conv.leader().load(&parity_zip(&dir));
+    let faulty = conv.leader().load(&dir.faulty_zip());
+    let mut pc = conv.leader().client().await;
+    let parent = create(&mut pc, "parity.Parent", &parity).await.unwrap();
+    assert_eq!(parent.node, conv.leader_addr());
+    let child =
+        child_of(&ask(&mut pc, &parent, &format!("supervise-at faulty.Picky {faulty} picky 3")).await);
+    let mut c = conv.leader().client().await;
+    assert_eq!(ask(&mut c, &child, "hi").await, "echo: hi");
+    let victim = conv.index_of(&child.node).expect("the child runs on a member");
+    assert_ne!(victim, 0, "faulty.Picky needs a member's capability");
+    conv.node_mut(victim).kill9();
+
+    let line = next_text(&mut pc).await;
+    let expected = format!("after its node {} was lost, restart 1", child.node);
+    assert!(line.ends_with(&expected), "{line}");
+    let moved = child_of(&format!("child {}", line.split_whitespace().nth(1).expect("an address")));
+    assert_ne!(moved.node, child.node, "placed on the other member");
+    assert_eq!(moved.id, child.id, "a restarted child keeps its id");
+    assert_eq!(ask(&mut c, &moved, "again").await, "echo: again");
 }
 
 // ---- an actor's status ---------------------------------------------------------------------

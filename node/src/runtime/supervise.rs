@@ -12,6 +12,10 @@
 //! - A restarted child keeps its id. It is placed on the node it ran on when it can be (same
 //!   address: senders holding it reach the new actor); after its node was lost or no longer
 //!   had what it requires it is placed anew, and `ChildActorRestarted` names the new address.
+//! - While a child of the parent's own node waits to restart (its backoff), a placeholder
+//!   (a `Pending` record) keeps what is sent to it; the new child gets it, in order, or the
+//!   senders get it back as `PoisonMessage` when the restart does not happen. Messages to a
+//!   child on another node come back as `PoisonMessage` in that window.
 //! - Global name, requirements and version are those of the first create.
 
 use std::time::Instant;
@@ -22,6 +26,7 @@ use troupe_actor_abi::message::{
 
 use super::core::Core;
 use crate::model::placement::Target;
+use crate::tables::actors::{ActorKind, ActorRec};
 use crate::tables::supervised::Verdict;
 
 impl Core {
@@ -68,6 +73,15 @@ impl Core {
             return false;
         }
         let Some(core) = self.arc() else { return false };
+        if self.is_local(child) {
+            // Messages to the child wait for it here while it restarts, instead of bouncing.
+            let kind = ActorKind::Pending {
+                hash: spec.source_hash.clone().unwrap_or_default(),
+                type_name: spec.type_name.clone(),
+                buffer: Vec::new(),
+            };
+            self.actors.insert(child.id, ActorRec::new(kind, Some(self.address(parent)), None, Vec::new()));
+        }
         let (child, reason) = (child.clone(), reason.clone());
         tracing::info!(%child, %reason, restarts, ?delay, "restarting a supervised child");
         self.rt.spawn(async move {
@@ -82,8 +96,15 @@ impl Core {
     /// Creates a supervised child again (see the module's documentation).
     async fn restart(&self, parent: u64, old: Address, spec: CreateSpec, reason: ExitReason, restarts: u32) {
         let parent_addr = self.address(parent);
+        // What was sent to the child while it waited to restart (local children only), taken
+        // at the last moment: just before the new child is committed, or when it will not be.
+        let waiting = |core: &Core| {
+            let kept = if core.is_local(&old) { core.actors.take_placeholder(old.id) } else { None };
+            kept.unwrap_or_default()
+        };
         if !self.actors.contains(parent) {
             self.supervised.remove(&old);
+            self.bounce(waiting(self), &old, "the actor exited and its parent is gone: it is not restarted");
             return;
         }
         let moved_away = matches!(reason, ExitReason::NodeLost { .. } | ExitReason::CapabilityLost { .. });
@@ -101,7 +122,10 @@ impl Core {
         });
         let (plan, target) = match placed {
             Ok(p) => p,
-            Err(e) => return self.restart_failed(parent_addr, old, e),
+            Err(e) => {
+                self.bounce(waiting(self), &old, &format!("it could not be restarted: {e}"));
+                return self.restart_failed(parent_addr, old, e);
+            }
         };
         let id = old.id;
         let addr = self.target_address(&target, id);
@@ -110,6 +134,7 @@ impl Core {
                 if holder != addr {
                     // Someone else holds the name now: the parent decides what to do.
                     self.supervised.remove(&old);
+                    self.bounce(waiting(self), &old, &format!("its name {name} is held by {holder} now"));
                     self.notify_parent(parent_addr, old, reason);
                     return;
                 }
@@ -121,21 +146,48 @@ impl Core {
             self.supervised.moved(&old, addr.clone());
         }
         // The parent hears of the restart before the new child can fail again (its constructor
-        // runs on another thread as soon as the create is committed).
-        let m = SystemMessage::ChildActorRestarted { child: addr.clone(), previous: old, reason, restarts };
-        self.route(Incoming { sender: None, payload: Payload::System(m) }, &parent_addr, None);
-        match self.commit_create(id, Some(parent_addr.clone()), spec, plan, target, None) {
+        // runs on another thread as soon as the create is committed): here, messages to the
+        // child wait in its placeholder meanwhile. A child placed on another node is announced
+        // once its create is on the link to that node, so that nothing sent to it after the
+        // announcement can overtake the create.
+        let m = SystemMessage::ChildActorRestarted {
+            child: addr.clone(),
+            previous: old.clone(),
+            reason,
+            restarts,
+        };
+        let mut announce = Some(Incoming { sender: None, payload: Payload::System(m) });
+        if let Some(m) = announce.take_if(|_| matches!(target, Target::Local(_))) {
+            self.route(m, &parent_addr, None);
+        }
+        let waiting = waiting(self);
+        let committed = self.commit_create(id, Some(parent_addr.clone()), spec, plan, target, None);
+        if let Some(m) = announce.take().filter(|_| committed.is_ok()) {
+            self.route(m, &parent_addr, None);
+        }
+        match committed {
             Ok(addr) => {
                 if let Some(policy) = self.supervised.policy_of(&addr) {
                     self.mark_supervised(&parent_addr, &addr, policy_spec, policy);
+                }
+                for m in waiting {
+                    self.route(m, &addr, None);
                 }
             }
             Err(e) => {
                 if let Some(name) = name {
                     self.release_name(&name, &addr);
                 }
+                self.bounce(waiting, &old, &format!("it could not be restarted: {e}"));
                 self.restart_failed(parent_addr, addr, e)
             }
+        }
+    }
+
+    /// Returns messages that waited for a restart that will not happen to their senders.
+    fn bounce(&self, waiting: Vec<Incoming>, target: &Address, why: &str) {
+        for m in waiting {
+            self.poison(m, target.clone(), why.to_string());
         }
     }
 

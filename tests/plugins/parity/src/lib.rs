@@ -13,7 +13,8 @@
 //! - `parity.Late`: answers each text after `DELAY_MS` (its first word), by wake-up; reports a
 //!   bounced answer to its boss as `bounced: DETAILS`.
 //! - `parity.Parent`: `spawn TYPE`, `supervise TYPE MAX WITHIN_MS BACKOFF_MS`,
-//!   `named TYPE NAME` create children (reported `child ADDRESS`); `tell ADDRESS TEXT` sends;
+//!   `supervise-at TYPE HASH REQUIREMENT MAX`, `supervise-named TYPE NAME`, `named TYPE NAME`
+//!   create children (reported `child ADDRESS`); `tell ADDRESS TEXT` sends;
 //!   reports `exited CHILD: REASON` and `restarted CHILD (was PREVIOUS) after REASON, restart N`.
 //! - `parity.Fragile`: `ping` → `alive N` (N: messages since it was created), `panic` panics,
 //!   `name` → `name: NAME` or `name: None`; its status adds `seen`.
@@ -301,6 +302,16 @@ impl Actor for Parent {
                         RestartPolicy::on_failure(max.parse()?, Duration::from_millis(within.parse()?))
                             .backoff(Duration::from_millis(backoff.parse()?), Duration::from_secs(2));
                     ctx.create_supervised(spec(t), policy)
+                }
+                ["supervise-at", t, hash, req, max] => {
+                    let policy = RestartPolicy::on_failure(max.parse()?, Duration::from_secs(60));
+                    let spec = CreateSpec {
+                        type_name: t.to_string(),
+                        requirements: vec![req.to_string()],
+                        source_hash: Some(hash.to_string()),
+                        ..CreateSpec::default()
+                    };
+                    ctx.create_supervised(spec, policy)
                 }
                 ["supervise-named", t, name] => {
                     let policy = RestartPolicy::on_failure(5, Duration::from_secs(60));
