@@ -357,7 +357,7 @@ impl Context {
     }
 
     /// Sends a runtime message to this actor's own node (its admin address, id 0).
-    fn to_node(&mut self, m: SystemMessage) {
+    fn tell_node(&mut self, m: SystemMessage) {
         let me = self.my_address();
         let node = Address { node: me.node, id: message::ADMIN_ID };
         self.send(&node, Payload::System(m));
@@ -384,7 +384,7 @@ impl Context {
     /// }
     /// ```
     pub fn notify_on_source_availability(&mut self, enable: bool) {
-        self.to_node(SystemMessage::NotifyOnSourceAvailability { enable });
+        self.tell_node(SystemMessage::NotifyOnSourceAvailability { enable });
     }
 
     /// Asks this actor's node to load a source, unload one, change a capability or stop, as
@@ -413,7 +413,7 @@ impl Context {
     /// ```
     pub fn system_call(&mut self, call: SystemCall) -> RequestId {
         let request = next_request();
-        self.to_node(SystemMessage::SystemCall { request: request.0, call });
+        self.tell_node(SystemMessage::SystemCall { request: request.0, call });
         request
     }
 
@@ -459,7 +459,7 @@ impl Context {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let ask =
             SystemMessage::Ask { request: request.0, to: to.clone(), message: Box::new(payload), timeout_ms };
-        self.to_node(ask);
+        self.tell_node(ask);
         request
     }
 
@@ -485,7 +485,7 @@ impl Context {
     /// ```
     pub fn create_supervised(&mut self, spec: CreateSpec, policy: RestartPolicy) -> ActorResult<Address> {
         let child = self.create_with(spec.clone())?;
-        self.to_node(SystemMessage::Supervise { child: child.clone(), spec, policy });
+        self.tell_node(SystemMessage::Supervise { child: child.clone(), spec, policy });
         Ok(child)
     }
 }
