@@ -94,15 +94,17 @@ impl Core {
         message: Payload,
         timeout_ms: u64,
     ) {
-        let Some(core) = self.arc() else { return };
         let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
         let id = self.ids.allocate();
         self.actors.insert(id, ActorRec::client(tx));
         let reply_to = self.address(id);
         self.route(Incoming { sender: Some(reply_to), payload: message }, &to, None);
         let timeout = Duration::from_millis(timeout_ms).min(MAX_ASK_TIMEOUT);
+        // The task holds the node weakly, as timers do: it must not keep a stopped node alive.
+        let weak = self.weak.clone();
         self.rt.spawn(async move {
             let first = tokio::time::timeout(timeout, rx.recv()).await;
+            let Some(core) = weak.upgrade() else { return };
             let why = match &first {
                 Ok(Some(_)) => "the ask it was the reply address of was answered already",
                 _ => "the ask it was the reply address of timed out",

@@ -72,7 +72,6 @@ impl Core {
             self.supervised.remove(child);
             return false;
         }
-        let Some(core) = self.arc() else { return false };
         if self.is_local(child) {
             // Messages to the child wait for it here while it restarts, instead of bouncing.
             let kind = ActorKind::Pending {
@@ -84,11 +83,15 @@ impl Core {
         }
         let (child, reason) = (child.clone(), reason.clone());
         tracing::info!(%child, %reason, restarts, ?delay, "restarting a supervised child");
+        // Held weakly during the backoff, as timers do: a stopped node is not kept alive.
+        let weak = self.weak.clone();
         self.rt.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            core.restart(parent, child, spec, reason, restarts).await;
+            if let Some(core) = weak.upgrade() {
+                core.restart(parent, child, spec, reason, restarts).await;
+            }
         });
         true
     }
