@@ -45,10 +45,11 @@ pub const RUSTC_VERSION: &str = env!("TROUPE_RUSTC_VERSION");
 pub mod prelude {
     pub use crate::abi::log_level;
     pub use crate::message::{
-        Address, ConventionChange, CreateError, CreateSpec, ExitReason, Payload, SystemMessage,
-        VersionIdentity,
+        Address, ConventionChange, CreateError, CreateSpec, ExitReason, Payload, RestartPolicy, SystemCall,
+        SystemMessage, VersionIdentity,
     };
     pub use crate::sdk::{
-        decode_payload, Actor, ActorError, ActorResult, Context, IntoPayload, Message, State, Typed, Upgrade,
+        decode_payload, Actor, ActorError, ActorResult, Context, IntoPayload, Message, RequestId, State,
+        Typed, Upgrade,
     };
 }

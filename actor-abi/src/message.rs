@@ -160,6 +160,264 @@ pub enum SystemMessage {
         /// Why not (shown to the user who loaded it).
         reason: Option<String>,
     },
+    // Everything below was appended by issue 15; variants are only ever appended, so that the
+    // ones above keep their encoding.
+    /// Sent by an actor to its node's admin address (id 0): start (or stop) hearing
+    /// `LoadedSource` and `UnloadedSource` (see
+    /// [`Context::notify_on_source_availability`](crate::sdk::Context::notify_on_source_availability)).
+    NotifyOnSourceAvailability {
+        /// Start (true) or stop (false).
+        enable: bool,
+    },
+    /// A version became usable on this node (loaded, or fetched from a peer). A subscriber gets
+    /// one per version already active when it subscribes, then one per later load.
+    LoadedSource {
+        /// The version's full hash.
+        hash: String,
+        /// Where it came from (the file name given to `troupe load`, `fetched from PEER`, …).
+        info: String,
+    },
+    /// A version was unloaded from this node.
+    UnloadedSource {
+        /// The version's full hash.
+        hash: String,
+        /// Where it had come from.
+        info: String,
+    },
+    /// Sent by an actor to its node's admin address: an operation on the node itself (see
+    /// [`Context::system_call`](crate::sdk::Context::system_call)). Refused unless the node runs
+    /// with `--actor-system-calls`. The answer is a `SystemCallResult` with the same `request`.
+    SystemCall {
+        /// Chosen by the caller, echoed in the answer.
+        request: u64,
+        /// What is asked.
+        call: SystemCall,
+    },
+    /// The node's answer to a `SystemCall`.
+    SystemCallResult {
+        /// The caller's request id.
+        request: u64,
+        /// What it produced (for a load: the hash) or why it failed.
+        outcome: Result<String, String>,
+    },
+    /// Sent by an actor to its node's admin address: deliver `message` to `to` from a reply
+    /// address made for this request, and hand the first message sent to that address back as
+    /// `AskReply` (or `AskTimedOut` after `timeout_ms`). See [`Context::ask`](crate::sdk::Context::ask).
+    Ask {
+        /// Chosen by the caller, echoed in the answer.
+        request: u64,
+        /// Who is asked.
+        to: Address,
+        /// What is asked.
+        message: Box<Payload>,
+        /// How long to wait for the reply.
+        timeout_ms: u64,
+    },
+    /// The reply to an `Ask`.
+    AskReply {
+        /// The caller's request id.
+        request: u64,
+        /// Who replied (the asked actor, or whoever it had answer for it).
+        from: Option<Address>,
+        /// The reply.
+        reply: Box<Payload>,
+    },
+    /// No reply to an `Ask` came in time (a later reply is returned to its sender as
+    /// `PoisonMessage`, never delivered).
+    AskTimedOut {
+        /// The caller's request id.
+        request: u64,
+        /// Who was asked.
+        to: Address,
+    },
+    /// A supervised child (see
+    /// [`Context::create_supervised`](crate::sdk::Context::create_supervised)) failed and the
+    /// runtime created it again.
+    ChildActorRestarted {
+        /// Its address now (the same as before whenever the same node can host it again).
+        child: Address,
+        /// Its address before.
+        previous: Address,
+        /// Why it had to be restarted.
+        reason: ExitReason,
+        /// Restarts within the policy's window, this one included.
+        restarts: u32,
+    },
+    /// Asks an actor for its status (`troupe ask --status ADDR`). The SDK answers it itself
+    /// with an `ActorStatus` to the sender; the actor's handler never sees it.
+    StatusRequest {
+        /// Messages waiting in the actor's mailbox, filled in by the node as it delivers the
+        /// request (a sender leaves it `None`).
+        mailbox: Option<u64>,
+    },
+    /// An actor's answer to `StatusRequest`.
+    ActorStatus {
+        /// Its `module.Type`.
+        type_name: String,
+        /// Messages its handler was given since it was created (this request excluded).
+        handled: u64,
+        /// Messages waiting behind the request when it was handled.
+        mailbox: u64,
+        /// Milliseconds since it was created (or moved here by a live upgrade).
+        age_ms: u64,
+        /// What the actor adds ([`Actor::status`](crate::sdk::Actor::status)), as name and value.
+        extra: Vec<(String, String)>,
+    },
+    /// Sent by a parent to its node's admin address right after creating `child`: restart it
+    /// on failure by `policy` (see
+    /// [`Context::create_supervised`](crate::sdk::Context::create_supervised), which sends it).
+    /// The node forwards it to the child's node, which then stops the child when its handler
+    /// fails twice on one message.
+    Supervise {
+        /// The child, as `create` returned it.
+        child: Address,
+        /// How it was created (to create it again).
+        spec: CreateSpec,
+        /// When to restart it.
+        policy: RestartPolicy,
+    },
+}
+
+impl SystemMessage {
+    /// An `ActorExitRequest` as Thespian sends it by default: recursive (the actor's children
+    /// are stopped too).
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// assert_eq!(SystemMessage::exit_request(), SystemMessage::ActorExitRequest { recursive: true });
+    /// assert_eq!(SystemMessage::exit_request().not_recursive(), SystemMessage::ActorExitRequest { recursive: false });
+    /// ```
+    pub fn exit_request() -> SystemMessage {
+        SystemMessage::ActorExitRequest { recursive: true }
+    }
+
+    /// This exit request without its recursion (Thespian's `notRecursive()`): the actor's
+    /// children keep running. Any other message is returned as it is.
+    pub fn not_recursive(self) -> SystemMessage {
+        match self {
+            SystemMessage::ActorExitRequest { .. } => SystemMessage::ActorExitRequest { recursive: false },
+            other => other,
+        }
+    }
+
+    /// Whether this is an `ActorExitRequest` that stops the actor's children too (`None` for
+    /// any other message).
+    pub fn is_recursive(&self) -> Option<bool> {
+        match self {
+            SystemMessage::ActorExitRequest { recursive } => Some(*recursive),
+            _ => None,
+        }
+    }
+}
+
+/// What an actor may ask of its own node with
+/// [`Context::system_call`](crate::sdk::Context::system_call): the same operations as the CLI's
+/// `load`, `unload`, `chgcap` and `stop`, through the same source authority and checks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SystemCall {
+    /// Load a source zip (bytes the actor received); answers with its hash once it is active.
+    LoadSource {
+        /// The zip's bytes.
+        #[serde(with = "serde_bytes")]
+        zip: Vec<u8>,
+        /// Where it came from (shown in status and to the source authority).
+        info: String,
+    },
+    /// Unload a version (full hash or unique prefix) here and on every member; answers once it
+    /// is draining (actors still running it finish first, as with `troupe unload`).
+    UnloadSource {
+        /// Full hash or unique prefix.
+        hash: String,
+    },
+    /// Add or remove one of the node's capabilities; answers with the capabilities after it.
+    ChangeCapability {
+        /// Add (true) or remove (false).
+        add: bool,
+        /// The capability.
+        name: String,
+    },
+    /// Stop the node gracefully (as `troupe stop`): the answer is sent before it stops.
+    ShutdownNode,
+}
+
+/// When the runtime re-creates a supervised child (see
+/// [`Context::create_supervised`](crate::sdk::Context::create_supervised)): up to
+/// `max_restarts` times within `within_ms`, waiting `backoff_ms` before the first restart and
+/// twice as long before each next one (at most `max_backoff_ms`). When the budget is spent the
+/// parent gets `ChildActorExited` as for any other child.
+///
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// use std::time::Duration;
+/// let p = RestartPolicy::on_failure(3, Duration::from_secs(60))
+///     .backoff(Duration::from_millis(100), Duration::from_secs(5));
+/// assert_eq!((p.max_restarts, p.within_ms, p.backoff_ms, p.max_backoff_ms), (3, 60_000, 100, 5_000));
+/// assert_eq!(p.delay(1), Duration::from_millis(100));
+/// assert_eq!(p.delay(3), Duration::from_millis(400));
+/// assert_eq!(p.delay(30), Duration::from_secs(5));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// The most restarts within the window.
+    pub max_restarts: u32,
+    /// The window, in milliseconds.
+    pub within_ms: u64,
+    /// The wait before the first restart of a run of failures, in milliseconds.
+    pub backoff_ms: u64,
+    /// The longest wait, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl RestartPolicy {
+    /// Restart on failure up to `max_restarts` times within `within`, at once (no backoff).
+    pub fn on_failure(max_restarts: u32, within: std::time::Duration) -> RestartPolicy {
+        let within_ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        RestartPolicy { max_restarts, within_ms, backoff_ms: 0, max_backoff_ms: 0 }
+    }
+
+    /// Waits `first` before the first restart, doubling up to `max` for each next one.
+    pub fn backoff(self, first: std::time::Duration, max: std::time::Duration) -> RestartPolicy {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        RestartPolicy { backoff_ms: ms(first), max_backoff_ms: ms(max).max(ms(first)), ..self }
+    }
+
+    /// The wait before the `n`th restart of the window (1-based).
+    pub fn delay(&self, n: u32) -> std::time::Duration {
+        let factor = 1u64.checked_shl(n.saturating_sub(1)).unwrap_or(u64::MAX);
+        let ms = self.backoff_ms.saturating_mul(factor).min(self.max_backoff_ms.max(self.backoff_ms));
+        std::time::Duration::from_millis(ms)
+    }
+
+    /// Whether an exit for `reason` is a failure this policy restarts: the actor's handler
+    /// failed twice on one message, its constructor failed, its node was lost, or its node
+    /// no longer has what it requires, or no node had, or no leader answered for its global
+    /// name. Losing its name to another holder is not. An exit that was asked for (an
+    /// `ActorExitRequest`, an unload, a stopping node) or a create that can never succeed (an
+    /// unknown hash or type) is not.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// assert!(RestartPolicy::restarts(&ExitReason::Failed { details: "panicked".into() }));
+    /// assert!(RestartPolicy::restarts(&ExitReason::NodeLost { node: "127.0.0.1:1901".into() }));
+    /// assert!(!RestartPolicy::restarts(&ExitReason::Requested));
+    /// assert!(!RestartPolicy::restarts(&ExitReason::Unloaded));
+    /// ```
+    pub fn restarts(reason: &ExitReason) -> bool {
+        match reason {
+            ExitReason::Failed { .. } | ExitReason::NodeLost { .. } | ExitReason::CapabilityLost { .. } => {
+                true
+            }
+            ExitReason::CreateFailed(e) => matches!(
+                e,
+                CreateError::PluginError { .. }
+                    | CreateError::NoCompatibleSystemForActor { .. }
+                    | CreateError::NoLeader { .. }
+            ),
+            // Another actor holds its name: a new one would only find that holder.
+            ExitReason::Requested
+            | ExitReason::NodeStopping
+            | ExitReason::Unloaded
+            | ExitReason::NameClash { .. } => false,
+        }
+    }
 }
 
 /// What an `ActorSystemConventionUpdate` reports.
@@ -227,6 +485,13 @@ pub enum ExitReason {
         /// The actor that keeps it.
         kept: Address,
     },
+    /// Its handler failed twice on one message and it was supervised (created with
+    /// [`Context::create_supervised`](crate::sdk::Context::create_supervised)): the runtime
+    /// stopped it to start it afresh. Unsupervised actors live on after such a failure.
+    Failed {
+        /// The second failure's error or panic message.
+        details: String,
+    },
 }
 
 impl fmt::Display for ExitReason {
@@ -247,6 +512,7 @@ impl fmt::Display for ExitReason {
                     kept.node, kept.id
                 )
             }
+            ExitReason::Failed { details } => write!(f, "it failed: {details}"),
         }
     }
 }

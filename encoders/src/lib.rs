@@ -6,7 +6,9 @@
 //! - **`app.Acceptor`** — the front door. A client sends it plain text; it answers the
 //!   sender with [`Expect`] (the encoder names about to be used), then sends [`EncodeThis`] to
 //!   each of its four encoders. It keeps one `app.Analyzer` and one slot per encoder: an empty
-//!   slot is (re-)created on the next request; a lost Analyzer is re-created at once. A message
+//!   slot is (re-)created on the next request; the Analyzer is supervised (created with a
+//!   restart policy, [`ANALYZER_RESTARTS`]), so the runtime re-creates it when it fails and
+//!   the Acceptor only follows its address. A message
 //!   to an encoder that could not be created (or whose handler failed twice) comes back as a
 //!   `PoisonMessage`; the Acceptor turns it into [`Failed`] for the client who asked.
 //! - **`app.Analyzer`** — receives [`Encoded`] from the encoders and sends the requester one
@@ -26,6 +28,7 @@
 //! `v2` feature on, to test two versions side by side.
 
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use troupe_actor_abi::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -202,8 +205,6 @@ pub struct Acceptor {
     analyzer: Option<Address>,
     /// One slot per entry of [`ENCODERS`], same order.
     encoders: [Option<Address>; 4],
-    /// Set by `ActorExitRequest`: from then on, children that go away are not re-created.
-    exiting: bool,
     /// Per encoder slot, the requesters it was recently given work for. If the encoder is lost
     /// (its node died), they are told at once instead of waiting for their timeout. Whoever
     /// already got the line ignores the late notice.
@@ -214,12 +215,22 @@ pub struct Acceptor {
 /// request in flight at once in the demo and the tests, small enough to cost nothing.
 const RECENT_REQUESTERS: usize = 64;
 
+/// How the runtime restarts the Analyzer when it fails (its handler fails twice on one
+/// message, its constructor fails, or its node is lost): up to 5 times a minute, after 50 ms,
+/// then twice as long each time, at most 2 s. An Analyzer given up on, or stopped on purpose,
+/// is created again on the next request.
+pub const ANALYZER_RESTARTS: (u32, Duration, Duration, Duration) =
+    (5, Duration::from_secs(60), Duration::from_millis(50), Duration::from_secs(2));
+
 impl Acceptor {
     fn analyzer(&mut self, ctx: &mut Context) -> ActorResult<Address> {
         if let Some(a) = &self.analyzer {
             return Ok(a.clone());
         }
-        let a = ctx.create("app.Analyzer")?;
+        let (max, within, first, longest) = ANALYZER_RESTARTS;
+        let policy = RestartPolicy::on_failure(max, within).backoff(first, longest);
+        let spec = CreateSpec { type_name: "app.Analyzer".into(), ..CreateSpec::default() };
+        let a = ctx.create_supervised(spec, policy)?;
         self.analyzer = Some(a.clone());
         Ok(a)
     }
@@ -272,13 +283,13 @@ impl Acceptor {
 
     fn on_child_exited(&mut self, ctx: &mut Context, child: &Address, reason: &ExitReason) -> ActorResult {
         if self.analyzer.as_ref() == Some(child) {
+            // The runtime restarted it as long as its policy allowed (see `ANALYZER_RESTARTS`);
+            // this is the end of it: the next request creates a new one.
             self.analyzer = None;
-            ctx.log(log_level::WARN, &format!("Analyzer {child} {reason}"));
-            // Re-create at once, as Thespian does — unless it could not be created at all: then
-            // a retry would fail the same way, in a loop; the next request tries again instead.
-            if !self.exiting && !matches!(reason, ExitReason::CreateFailed(_)) {
-                self.analyzer(ctx)?;
-            }
+            ctx.log(
+                log_level::WARN,
+                &format!("Analyzer {child} {reason}; created again on the next request"),
+            );
             return Ok(());
         }
         for (i, (slot, (name, _))) in self.encoders.iter_mut().zip(ENCODERS).enumerate() {
@@ -302,12 +313,7 @@ impl Acceptor {
 
 impl Actor for Acceptor {
     fn create(_ctx: &mut Context) -> ActorResult<Self> {
-        Ok(Acceptor {
-            analyzer: None,
-            encoders: Default::default(),
-            exiting: false,
-            recent: Default::default(),
-        })
+        Ok(Acceptor { analyzer: None, encoders: Default::default(), recent: Default::default() })
     }
 
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
@@ -322,6 +328,17 @@ impl Actor for Acceptor {
             Some(SystemMessage::ChildActorExited { child, reason }) => {
                 self.on_child_exited(ctx, child, reason)
             }
+            Some(SystemMessage::ChildActorRestarted { child, previous, reason, restarts }) => {
+                // The supervised Analyzer, created again by the runtime: follow its address.
+                if self.analyzer.as_ref() == Some(previous) {
+                    self.analyzer = Some(child.clone());
+                }
+                ctx.log(
+                    log_level::WARN,
+                    &format!("Analyzer {previous} {reason}; restarted as {child} ({restarts})"),
+                );
+                Ok(())
+            }
             Some(SystemMessage::PoisonMessage { message, target, details }) => {
                 match decode_payload::<EncodeThis>(message) {
                     Some(Ok(work)) => {
@@ -333,11 +350,8 @@ impl Actor for Acceptor {
                 }
                 Ok(())
             }
-            Some(SystemMessage::ActorExitRequest { .. }) => {
-                // The node stops us and our children afterwards; just don't replace them.
-                self.exiting = true;
-                Ok(())
-            }
+            // An exit request needs nothing: the node stops our children with us, and a
+            // requested exit is never restarted.
             _ => Ok(()),
         }
     }

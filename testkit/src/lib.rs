@@ -161,6 +161,10 @@ impl TestNode {
             version_threads: 2,
             long_handler: Duration::from_secs(1),
             connections: troupe_node::ConnectionLimits::default(),
+            // Actors under test may use every system call (load, unload, capabilities, stop):
+            // the node is the test's own.
+            actor_system_calls: true,
+            authority_timeout: troupe_node::model::config::DEFAULT_AUTHORITY_TIMEOUT,
         };
         let node = {
             let _entered = rt.enter();

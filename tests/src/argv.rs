@@ -61,6 +61,7 @@ fn set_switch(args: &mut NodeArgs, flag: &str) -> bool {
     match flag {
         "--insecure" => args.insecure = true,
         "--foreground" => args.foreground = true,
+        "--actor-system-calls" => args.actor_system_calls = true,
         _ => return false,
     }
     true
@@ -83,6 +84,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--long-handler",
     "--max-connections",
     "--idle-timeout",
+    "--authority-timeout",
 ];
 
 /// Whether [`NodeArgs`] has a field for `flag`'s value.
@@ -109,6 +111,7 @@ fn set_value(args: &mut NodeArgs, flag: &str, value: &str) -> Result<()> {
         "--max-connections" => args.max_connections = value.parse()?,
         "--idle-timeout" if value == "off" => args.idle_timeout = std::time::Duration::ZERO,
         "--idle-timeout" => args.idle_timeout = humantime::parse_duration(value)?,
+        "--authority-timeout" => args.authority_timeout = humantime::parse_duration(value)?,
         other => bail!("{other} is not a setting of NodeArgs"),
     }
     Ok(())

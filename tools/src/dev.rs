@@ -75,7 +75,7 @@ pub(crate) struct TellArgs {
 /// Send a message to an actor and print its first reply.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  troupe ask 1900 127.0.0.1:1900#1f world               # prints e.g. hello, world\n  troupe ask 1900 $ADDR --json '{\"tag\": \"hello/Greet\", \"body\": {\"name\": \"Ada\"}}'\n  troupe ask 1900 $ADDR ping --timeout 30s\n\nA text reply is printed as it is; a typed reply as one line of JSON, {\"tag\": .., \"body\": ..}.\nA runtime message (e.g. PoisonMessage: the actor failed twice on the message, or does not\nexist) is printed on stderr with exit code 1, as is a timeout."
+    after_help = "Examples:\n  troupe ask 1900 127.0.0.1:1900#1f world               # prints e.g. hello, world\n  troupe ask 1900 $ADDR --json '{\"tag\": \"hello/Greet\", \"body\": {\"name\": \"Ada\"}}'\n  troupe ask 1900 $ADDR ping --timeout 30s\n  troupe ask 1900 $ADDR --status                        # type, handled, mailbox, age, ...\n\nA text reply is printed as it is; a typed reply as one line of JSON, {\"tag\": .., \"body\": ..}.\nA runtime message (e.g. PoisonMessage: the actor failed twice on the message, or does not\nexist) is printed on stderr with exit code 1, as is a timeout."
 )]
 pub(crate) struct AskArgs {
     /// Admin port (or host:port) of the node to send through.
@@ -84,10 +84,16 @@ pub(crate) struct AskArgs {
     /// actor of that node.
     address: String,
     /// The message: text, or JSON with --json.
-    message: String,
+    #[arg(required_unless_present = "status")]
+    message: Option<String>,
     /// MESSAGE is JSON: {"tag": "module/Type", "body": VALUE} for a typed message.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "status")]
     json: bool,
+    /// Ask the actor for its status instead of sending MESSAGE: its type, the messages it
+    /// handled, its mailbox depth, its age, and what the actor adds (one `name value` line
+    /// each).
+    #[arg(long, conflicts_with = "message")]
+    status: bool,
     /// How long to wait for the reply.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -380,7 +386,11 @@ pub(crate) async fn tell(args: TellArgs) -> Result<u8, Failure> {
 /// `troupe ask PORT ADDRESS MESSAGE [--json] [--timeout D]`.
 pub(crate) async fn ask(args: AskArgs) -> Result<u8, Failure> {
     let to = parse_address(&args.address, &args.port)?;
-    let payload = parse_message(&args.message, args.json)?;
+    let payload = match &args.message {
+        _ if args.status => Payload::System(SystemMessage::StatusRequest { mailbox: None }),
+        Some(m) => parse_message(m, args.json)?,
+        None => return Err(usage(anyhow!("give a MESSAGE, or --status"))),
+    };
     let mut c = connect(&args.port).await?;
     c.request(Request::Send { to: to.clone(), payload }).await?;
     let reply = match tokio::time::timeout(args.timeout, c.next_message()).await {
@@ -403,6 +413,9 @@ pub(crate) async fn ask(args: AskArgs) -> Result<u8, Failure> {
                 args.port,
                 args.port
             )))
+        }
+        Payload::System(SystemMessage::ActorStatus { type_name, handled, mailbox, age_ms, extra }) => {
+            status_lines(type_name, *handled, *mailbox, *age_ms, extra)
         }
         Payload::System(other) => {
             return Err(refused(anyhow!("{to} answered with a runtime message instead of a reply: {other:?}")))
@@ -473,6 +486,27 @@ pub(crate) async fn listen(
     Ok(EXIT_OK)
 }
 
+/// An actor's status as `troupe ask --status` prints it: one `name value` line each, names
+/// aligned.
+fn status_lines(
+    type_name: &str,
+    handled: u64,
+    mailbox: u64,
+    age_ms: u64,
+    extra: &[(String, String)],
+) -> String {
+    let age = humantime::format_duration(Duration::from_millis(age_ms)).to_string();
+    let mut rows = vec![
+        ("type".to_string(), type_name.to_string()),
+        ("handled".to_string(), handled.to_string()),
+        ("mailbox".to_string(), mailbox.to_string()),
+        ("age".to_string(), age),
+    ];
+    rows.extend(extra.iter().cloned());
+    let width = rows.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0);
+    rows.iter().map(|(n, v)| format!("{n:width$}  {v}")).collect::<Vec<_>>().join("\n")
+}
+
 // ---- completions --------------------------------------------------------------------------------
 
 /// `troupe completions SHELL`.
@@ -518,6 +552,13 @@ mod tests {
         for bad in ["{not json", "42", r#"{"body": 1}"#, r#"{"tag": "t"}"#, r#"{"tag":"t","body":1,"x":2}"#] {
             assert!(parse_message(bad, true).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn a_status_prints_one_aligned_line_per_field() {
+        let extra = [("entries".to_string(), "3".to_string())];
+        let text = status_lines("demo.Cache", 7, 2, 1500, &extra);
+        assert_eq!(text, "type     demo.Cache\nhandled  7\nmailbox  2\nage      1s 500ms\nentries  3");
     }
 
     #[test]

@@ -386,4 +386,31 @@ pub trait Actor: 'static {
         let _ = (ctx, from);
         Err(ActorError::msg("this actor type does not import state"))
     }
+
+    /// What this actor adds to its status (`troupe ask --status ADDR`), as name and value
+    /// pairs. The SDK answers a `StatusRequest` itself, without calling
+    /// [`Actor::receive`]: its type, the messages it handled, its mailbox depth and its age,
+    /// then these. The default adds nothing.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// struct Cache {
+    ///     entries: usize,
+    /// }
+    /// impl Actor for Cache {
+    ///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+    ///         Ok(Cache { entries: 0 })
+    ///     }
+    ///     fn receive(&mut self, _ctx: &mut Context, _msg: Message) -> ActorResult {
+    ///         self.entries += 1;
+    ///         Ok(())
+    ///     }
+    ///     fn status(&self) -> Vec<(String, String)> {
+    ///         vec![("entries".into(), self.entries.to_string())]
+    ///     }
+    /// }
+    /// assert_eq!(Cache { entries: 3 }.status(), [("entries".to_string(), "3".to_string())]);
+    /// ```
+    fn status(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }

@@ -6,11 +6,45 @@
 //! example; the code itself is a few lines per method.
 
 use crate::abi::{self, HostApi, OutSink, RawStr};
-use crate::message::{self, Address, CallInfo, CreateSpec, Payload, SystemMessage};
+use crate::message::{
+    self, Address, CallInfo, CreateSpec, Payload, RestartPolicy, SystemCall, SystemMessage,
+};
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{host, ActorError, ActorResult, IntoPayload};
+
+/// Identifies one [`Context::ask`] or [`Context::system_call`]: its answer (`AskReply`,
+/// `AskTimedOut`, `SystemCallResult`) carries the same number as `request`.
+///
+/// ```
+/// # use troupe_actor_abi::prelude::*;
+/// fn is_answer_to(id: RequestId, msg: &Message) -> bool {
+///     match msg.system() {
+///         Some(SystemMessage::AskReply { request, .. } | SystemMessage::AskTimedOut { request, .. }) => {
+///             id == *request
+///         }
+///         _ => false,
+///     }
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+impl PartialEq<u64> for RequestId {
+    fn eq(&self, other: &u64) -> bool {
+        self.0 == *other
+    }
+}
+
+/// Request ids, unique within the plugin's lifetime (a plain atomic static: nothing that pins
+/// the library).
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+fn next_request() -> RequestId {
+    RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed))
+}
 
 /// An actor's handle on the node during one call.
 /// Only the node makes contexts: an actor gets one in [`Actor::create`](super::Actor::create) and
@@ -320,6 +354,139 @@ impl Context {
     pub fn register_source_authority(&mut self) {
         // SAFETY: `call` is valid for this call.
         unsafe { (self.host().register_authority)(self.call) };
+    }
+
+    /// Sends a runtime message to this actor's own node (its admin address, id 0).
+    fn tell_node(&mut self, m: SystemMessage) {
+        let me = self.my_address();
+        let node = Address { node: me.node, id: message::ADMIN_ID };
+        self.send(&node, Payload::System(m));
+    }
+
+    /// Starts (or stops) hearing about sources on this node, as Thespian's
+    /// `notifyOnSourceAvailability`: a `LoadedSource` for every version active now, then one
+    /// per later load (or fetch from a peer) and an `UnloadedSource` per unload. Stopping, or
+    /// exiting, ends the subscription.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     match msg.system() {
+    ///         Some(SystemMessage::LoadedSource { hash, info }) => {
+    ///             ctx.log(log_level::INFO, &format!("{hash} is loaded (from {info})"))
+    ///         }
+    ///         Some(SystemMessage::UnloadedSource { hash, .. }) => {
+    ///             ctx.log(log_level::INFO, &format!("{hash} is gone"))
+    ///         }
+    ///         _ if msg.text() == Some("subscribe") => ctx.notify_on_source_availability(true),
+    ///         _ => {}
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn notify_on_source_availability(&mut self, enable: bool) {
+        self.tell_node(SystemMessage::NotifyOnSourceAvailability { enable });
+    }
+
+    /// Asks this actor's node to load a source, unload one, change a capability or stop, as
+    /// `troupe load`, `unload`, `chgcap` and `stop` do, through the same source authority and
+    /// checks. Returns at once; the outcome arrives later as a `SystemCallResult` with the same
+    /// request id (for a load, `Ok(hash)` once the version is active). A node started without
+    /// `--actor-system-calls` refuses every call with an `Err` saying so.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Zip(Vec<u8>);
+    /// impl Typed for Zip {
+    ///     const TAG: &'static str = "doc/Zip";
+    /// }
+    /// fn receive(ctx: &mut Context, msg: Message) -> ActorResult {
+    ///     if let Some(zip) = msg.decode::<Zip>() {
+    ///         ctx.system_call(SystemCall::LoadSource { zip: zip?.0, info: "received".into() });
+    ///     } else if let Some(SystemMessage::SystemCallResult { outcome, .. }) = msg.system() {
+    ///         match outcome {
+    ///             Ok(hash) => ctx.log(log_level::INFO, &format!("loaded {hash}")),
+    ///             Err(e) => ctx.log(log_level::WARN, &format!("refused: {e}")),
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn system_call(&mut self, call: SystemCall) -> RequestId {
+        let request = next_request();
+        self.tell_node(SystemMessage::SystemCall { request: request.0, call });
+        request
+    }
+
+    /// Sends `msg` to `to` and returns at once; the first reply arrives later as `AskReply`
+    /// (with the same request id), or `AskTimedOut` once `timeout` has passed. The asked actor
+    /// sees an ordinary message whose sender is a reply address made for this request (it
+    /// answers with `ctx.send(msg.sender(), ..)` as to anyone); the reply address is an
+    /// ordinary address, so `to` may run on any node. A reply that comes after the timeout is
+    /// returned to whoever sent it as `PoisonMessage`, never delivered.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// use std::time::Duration;
+    /// struct Client { pending: Option<RequestId>, server: Address }
+    /// impl Actor for Client {
+    ///     fn create(_ctx: &mut Context) -> ActorResult<Self> {
+    ///         Ok(Client { pending: None, server: Address { node: "127.0.0.1:1900".into(), id: 7 } })
+    ///     }
+    ///     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
+    ///         match msg.system() {
+    ///             Some(SystemMessage::AskReply { request, reply, .. }) if self.pending == Some(RequestId(*request)) => {
+    ///                 ctx.log(log_level::INFO, &format!("the server said {reply:?}"));
+    ///             }
+    ///             Some(SystemMessage::AskTimedOut { to, .. }) => ctx.log(log_level::WARN, &format!("{to} is slow")),
+    ///             _ => {
+    ///                 let server = self.server.clone();
+    ///                 self.pending = Some(ctx.ask(&server, "ping", Duration::from_secs(2)));
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn ask(&mut self, to: &Address, msg: impl IntoPayload, timeout: Duration) -> RequestId {
+        let request = next_request();
+        let mut body = Vec::new();
+        let mut scratch = Vec::new();
+        msg.__encode_into(&mut body, &mut scratch);
+        let payload = match message::decode::<Payload>(&body) {
+            Ok(p) => p,
+            // Our own encoding always decodes; should it not, the asked actor is told so.
+            Err(e) => Payload::Text(format!("troupe: undecodable ask ({e})")),
+        };
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let ask =
+            SystemMessage::Ask { request: request.0, to: to.clone(), message: Box::new(payload), timeout_ms };
+        self.tell_node(ask);
+        request
+    }
+
+    /// Creates a child, as [`Context::create_with`], that the runtime re-creates (same type,
+    /// requirements, global name and version) when it fails, by `policy`: its handler failed
+    /// twice on one message (the message is returned to its sender as `PoisonMessage`, and the
+    /// child is stopped and started afresh), its constructor failed, its node was lost or no
+    /// longer has what it requires. Each restart reaches this actor as `ChildActorRestarted`;
+    /// the child keeps its address whenever its node can host it again (after a lost node, it
+    /// gets a new one, named in the message). Once the policy's budget is spent the next
+    /// failure reaches this actor as `ChildActorExited`, as for any child. An exit that was
+    /// asked for (an `ActorExitRequest`, an unload, a stopping node) is never restarted, nor
+    /// is a create the node refuses at once (the error is returned here).
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// use std::time::Duration;
+    /// fn create(ctx: &mut Context) -> ActorResult<Address> {
+    ///     let policy = RestartPolicy::on_failure(5, Duration::from_secs(60))
+    ///         .backoff(Duration::from_millis(50), Duration::from_secs(2));
+    ///     let spec = CreateSpec { type_name: "app.Analyzer".into(), ..CreateSpec::default() };
+    ///     ctx.create_supervised(spec, policy)
+    /// }
+    /// ```
+    pub fn create_supervised(&mut self, spec: CreateSpec, policy: RestartPolicy) -> ActorResult<Address> {
+        let child = self.create_with(spec.clone())?;
+        self.tell_node(SystemMessage::Supervise { child: child.clone(), spec, policy });
+        Ok(child)
     }
 }
 

@@ -8,10 +8,11 @@
 //! here is `#[doc(hidden)]` and only public so the macro can name it.
 
 use crate::abi::{self, HostApi, OutSink, RawStr, Status};
-use crate::message::{self, Incoming, Migration};
+use crate::message::{self, Incoming, Migration, Payload, SystemMessage};
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::{Actor, ActorResult, Context, Message, State, Upgrade, HOST};
 
@@ -20,6 +21,7 @@ use super::{Actor, ActorResult, Context, Message, State, Upgrade, HOST};
 pub trait ErasedActor {
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult;
     fn export_state(&self) -> Option<ActorResult<State>>;
+    fn status(&self) -> Vec<(String, String)>;
 }
 impl<A: Actor> ErasedActor for A {
     fn receive(&mut self, ctx: &mut Context, msg: Message) -> ActorResult {
@@ -27,6 +29,32 @@ impl<A: Actor> ErasedActor for A {
     }
     fn export_state(&self) -> Option<ActorResult<State>> {
         Actor::export_state(self)
+    }
+    fn status(&self) -> Vec<(String, String)> {
+        Actor::status(self)
+    }
+}
+
+/// What the node holds (opaquely) for each actor: the actor and what the SDK counts for its
+/// status. Private to the plugin, like the actor itself.
+pub(super) struct Slot {
+    actor: Box<dyn ErasedActor>,
+    type_name: String,
+    /// Messages handed to the actor's handler (status requests excluded).
+    handled: u64,
+    born: Instant,
+}
+
+impl Slot {
+    /// The answer to a `StatusRequest` (`mailbox` as the node filled it in).
+    pub(super) fn status(&self, mailbox: Option<u64>) -> SystemMessage {
+        SystemMessage::ActorStatus {
+            type_name: self.type_name.clone(),
+            handled: self.handled,
+            mailbox: mailbox.unwrap_or(0),
+            age_ms: u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX),
+            extra: self.actor.status(),
+        }
     }
 }
 
@@ -117,9 +145,10 @@ unsafe fn deliver(
         None => Err((abi::STATUS_UNKNOWN_TYPE, format!("this plugin exports no actor type {name}"))),
         Some(Err(e)) => Err((abi::STATUS_ERROR, e.0)),
         Some(Ok(actor)) => {
-            let thin: Box<Box<dyn ErasedActor>> = Box::new(actor);
+            let slot =
+                Box::new(Slot { actor, type_name: name.to_string(), handled: 0, born: Instant::now() });
             // SAFETY: guaranteed by the caller.
-            unsafe { *out_actor = Box::into_raw(thin) as *mut c_void };
+            unsafe { *out_actor = Box::into_raw(slot) as *mut c_void };
             Ok(())
         }
     }
@@ -153,13 +182,23 @@ pub unsafe extern "C" fn __handle(
     guarded(err, || {
         // SAFETY: `actor` came from `__new_actor` or `__import_actor_with` and has not been
         // dropped (the node's contract); the node calls one actor from one thread at a time.
-        let actor = unsafe { &mut *(actor as *mut Box<dyn ErasedActor>) };
+        let slot = unsafe { &mut *(actor as *mut Slot) };
         // SAFETY: (ptr, len) valid for this call.
         let bytes = unsafe { msg.as_bytes() };
         let incoming: Incoming = message::decode(bytes)
             .map_err(|e| (abi::STATUS_BAD_INPUT, format!("undecodable message: {e}")))?;
         let mut ctx = Context::new(call);
-        actor
+        if let Payload::System(SystemMessage::StatusRequest { mailbox }) = incoming.payload {
+            // Answered here: the actor adds to it through `Actor::status`, its handler never
+            // sees the request.
+            if let Some(to) = incoming.sender {
+                let status = slot.status(mailbox);
+                ctx.send(&to, Payload::System(status));
+            }
+            return Ok(());
+        }
+        slot.handled += 1;
+        slot.actor
             .receive(&mut ctx, Message { sender: incoming.sender, payload: incoming.payload })
             .map_err(|e| (abi::STATUS_ERROR, e.0))
     })
@@ -170,7 +209,7 @@ pub unsafe extern "C" fn __drop_actor(actor: *mut c_void, err: OutSink) -> Statu
     guarded(err, || {
         // SAFETY: `actor` came from `__new_actor` or `__import_actor_with`; the node drops each
         // actor exactly once.
-        drop(unsafe { Box::from_raw(actor as *mut Box<dyn ErasedActor>) });
+        drop(unsafe { Box::from_raw(actor as *mut Slot) });
         Ok(())
     })
 }
@@ -201,8 +240,8 @@ pub unsafe extern "C" fn __export_state(
     guarded(err, || {
         // SAFETY: `actor` came from `__new_actor` or `__import_actor_with` and has not been
         // dropped; the node calls one actor from one thread at a time.
-        let actor = unsafe { &*(actor as *const Box<dyn ErasedActor>) };
-        match actor.export_state() {
+        let slot = unsafe { &*(actor as *const Slot) };
+        match slot.actor.export_state() {
             None => Err((abi::STATUS_UNSUPPORTED, "this actor does not export its state".into())),
             Some(Err(e)) => Err((abi::STATUS_ERROR, e.0)),
             Some(Ok(state)) => {

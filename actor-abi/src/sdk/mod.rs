@@ -61,7 +61,7 @@ mod typed;
 mod upgrade;
 
 pub use actor::{Actor, ActorError, ActorResult, Message};
-pub use context::Context;
+pub use context::{Context, RequestId};
 #[doc(hidden)]
 pub use entry::{
     __construct, __drop_actor, __export_state, __handle, __import, __import_actor, __import_actor_with,

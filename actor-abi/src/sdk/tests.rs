@@ -468,3 +468,100 @@ mod upgrade {
         assert_eq!(TROUPE_PLUGIN_ROOT_V1.n_actor_types, 4);
     }
 }
+
+/// Counts what it handles, refuses runtime messages (so a status request reaching its handler
+/// would fail the call) and adds its count to its status.
+struct Counted {
+    n: u64,
+}
+impl Actor for Counted {
+    fn create(_ctx: &mut Context) -> ActorResult<Self> {
+        Ok(Counted { n: 0 })
+    }
+    fn receive(&mut self, _ctx: &mut Context, msg: Message) -> ActorResult {
+        if msg.system().is_some() {
+            return Err(ActorError::msg("a runtime message reached the handler"));
+        }
+        self.n += 1;
+        Ok(())
+    }
+    fn status(&self) -> Vec<(String, String)> {
+        vec![("n".into(), self.n.to_string())]
+    }
+}
+
+#[test]
+fn the_sdk_answers_status_requests_itself_counting_only_what_the_handler_saw() {
+    fn counted(name: &str, ctx: &mut Context) -> Option<ActorResult<Box<dyn ErasedActor>>> {
+        (name == "t.Counted").then(|| __construct::<Counted>(ctx))
+    }
+    let (mut err, mut actor) = (Vec::new(), std::ptr::null_mut());
+    // SAFETY: valid pointers for the call; `Counted::create` does not use its context.
+    let st = unsafe {
+        __new_actor(
+            std::ptr::null_mut(),
+            RawStr::from_bytes(b"t.Counted"),
+            &mut actor,
+            OutSink::for_vec(&mut err),
+            counted,
+        )
+    };
+    assert_eq!(st, abi::STATUS_OK);
+    let handle = |payload: Payload| {
+        let bytes = message::encode(&Incoming { sender: None, payload });
+        let mut err = Vec::new();
+        // SAFETY: `actor` is live; without a sender nothing is sent, so no host is needed.
+        unsafe {
+            __handle(actor, std::ptr::null_mut(), RawStr::from_bytes(&bytes), OutSink::for_vec(&mut err))
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(handle(Payload::Text("x".into())), abi::STATUS_OK);
+    }
+    let request = Payload::System(crate::message::SystemMessage::StatusRequest { mailbox: Some(2) });
+    assert_eq!(handle(request), abi::STATUS_OK, "the handler saw the status request");
+    // SAFETY: `actor` came from `__new_actor`: a `Slot`.
+    let slot = unsafe { &*(actor as *const entry::Slot) };
+    match slot.status(Some(2)) {
+        crate::message::SystemMessage::ActorStatus { type_name, handled, mailbox, extra, .. } => {
+            assert_eq!((type_name.as_str(), handled, mailbox), ("t.Counted", 3, 2));
+            assert_eq!(extra, [("n".to_string(), "3".to_string())]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // SAFETY: dropped exactly once.
+    assert_eq!(unsafe { __drop_actor(actor, OutSink::for_vec(&mut err)) }, abi::STATUS_OK);
+}
+
+#[test]
+fn exit_requests_are_recursive_by_default_and_not_recursive_on_request() {
+    // Reference §8 scenario 4: every exit request is an exit request; recursive by default.
+    use crate::message::SystemMessage;
+    let default = SystemMessage::exit_request();
+    let flat = SystemMessage::exit_request().not_recursive();
+    for m in [&default, &flat] {
+        assert!(matches!(m, SystemMessage::ActorExitRequest { .. }));
+    }
+    assert_eq!(default.is_recursive(), Some(true));
+    assert_eq!(flat.is_recursive(), Some(false));
+    assert_eq!(SystemMessage::Wakeup { payload: None }.is_recursive(), None);
+    let other = SystemMessage::Wakeup { payload: None };
+    assert_eq!(other.clone().not_recursive(), other, "only exit requests change");
+}
+
+#[test]
+fn restart_policies_back_off_and_restart_only_failures() {
+    use crate::message::{CreateError, ExitReason, RestartPolicy};
+    use std::time::Duration;
+    let p = RestartPolicy::on_failure(3, Duration::from_secs(1));
+    assert_eq!(p.delay(1), Duration::ZERO, "no backoff unless asked");
+    let p = p.backoff(Duration::from_millis(10), Duration::from_millis(50));
+    let delays: Vec<u64> = (1..=5).map(|n| p.delay(n).as_millis() as u64).collect();
+    assert_eq!(delays, [10, 20, 40, 50, 50]);
+    assert_eq!(p.delay(u32::MAX), Duration::from_millis(50));
+    let plugin_error = CreateError::PluginError { type_name: "t.X".into(), message: "boom".into() };
+    assert!(RestartPolicy::restarts(&ExitReason::CreateFailed(plugin_error)));
+    assert!(RestartPolicy::restarts(&ExitReason::CapabilityLost { requirements: vec![] }));
+    assert!(!RestartPolicy::restarts(&ExitReason::NodeStopping));
+    assert!(!RestartPolicy::restarts(&ExitReason::CreateFailed(CreateError::ActorSystemShuttingDown)));
+}

@@ -66,6 +66,8 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
             },
             _ = trim.tick() => gate.trim_after_burst(),
             _ = done.notified() => break,
+            // An actor's system call stopped the node.
+            _ = node.core().shutdown.notified() => break,
             _ = term.recv() => {
                 tracing::info!("SIGTERM: stopping");
                 node.core().stop(STOP_TIMEOUT).await;

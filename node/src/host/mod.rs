@@ -51,8 +51,11 @@ pub(crate) trait NodeSeam: Send + Sync + 'static {
     fn call_info(&self, id: u64) -> Option<CallInfo>;
     /// Applies what actor `me` asked for during a call, in order, emptying `effects`.
     fn apply(&self, me: u64, effects: &mut Vec<Effect>, local: &mut LocalQueue<'_>);
-    /// Actor `id` handled its exit request and was dropped.
-    fn exited(&self, id: u64, local: &mut LocalQueue<'_>);
+    /// Actor `id` handled its exit request and was dropped; `recursive`: its children stop too.
+    fn exited(&self, id: u64, recursive: bool, local: &mut LocalQueue<'_>);
+    /// Actor `id`'s handler failed twice on one message (already returned to its sender): a
+    /// supervised actor is stopped, to be restarted by its parent's node.
+    fn failed_twice(&self, id: u64, details: &str, local: &mut LocalQueue<'_>);
     /// Actor `id` could not be constructed.
     fn create_failed(&self, id: u64, error: CreateError);
     /// A message for an actor this version does not have: back to its sender with the reason.

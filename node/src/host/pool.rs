@@ -366,6 +366,11 @@ impl Pool {
         }
     }
 
+    /// How many items wait in actor `id`'s mailbox (not counting a turn a thread holds).
+    pub(crate) fn waiting(&self, id: u64) -> usize {
+        self.lock().boxes.get(&id).map_or(0, |mb| mb.work.len())
+    }
+
     /// Thread is done with `id`'s turn: the actor goes back to its mailbox (`None`: it was
     /// dropped, or never existed), which is put back in the ready queue if more work waits.
     /// Returns what was queued for an actor that is gone: the caller answers it.

@@ -60,6 +60,9 @@ pub(crate) struct Worker {
     corked_at: Option<Instant>,
     /// The current turn has more items after the running one.
     more_in_turn: bool,
+    /// How many items of the current turn come after the running one (they left the mailbox
+    /// but wait all the same).
+    left_in_turn: u64,
 }
 
 impl Worker {
@@ -74,6 +77,7 @@ impl Worker {
             calls_corked: 0,
             corked_at: None,
             more_in_turn: false,
+            left_in_turn: 0,
         }
     }
 
@@ -133,6 +137,7 @@ impl Worker {
             // to actors of this version itself; before it, other threads are woken for
             // them, so that a long handler later in the turn holds back only its own actor.
             self.more_in_turn = done < last;
+            self.left_in_turn = (last - done) as u64;
             let step = match work {
                 Work::Create(type_name) => Step::Continue(self.create(id, &type_name)),
                 Work::Deliver(msg) => {
@@ -278,32 +283,40 @@ impl Worker {
         }
     }
 
-    fn deliver(&mut self, id: u64, msg: Delivery, actor: &mut Option<ActorState>) {
+    fn deliver(&mut self, id: u64, mut msg: Delivery, actor: &mut Option<ActorState>) {
         self.run.pool.stats.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(a) = actor.take() else {
             self.run.node.undeliverable(id, msg.into_incoming());
             return;
         };
         let (is_exit, encoded);
-        let bytes: &[u8] = match &msg {
+        let bytes: &[u8] = match &mut msg {
             Delivery::Raw(b) => {
-                is_exit = false;
+                is_exit = None;
                 b
             }
             Delivery::Msg(m) => {
-                is_exit = matches!(m.payload, Payload::System(SystemMessage::ActorExitRequest { .. }));
+                is_exit = match &mut m.payload {
+                    Payload::System(SystemMessage::ActorExitRequest { recursive }) => Some(*recursive),
+                    Payload::System(SystemMessage::StatusRequest { mailbox }) => {
+                        // The node knows the mailbox; the SDK answers with it.
+                        *mailbox = Some(self.run.pool.waiting(id) as u64 + self.left_in_turn);
+                        None
+                    }
+                    _ => None,
+                };
                 encoded = message::encode(m);
                 &encoded
             }
         };
         let (st, err, effects) = self.call_handle(id, &a, bytes);
         self.apply_effects(id, effects);
-        if is_exit {
+        if let Some(recursive) = is_exit {
             if st != abi::STATUS_OK {
                 tracing::debug!(actor = id, "handler failed on ActorExitRequest (ignored): {err}");
             }
             self.drop_actor(id, a);
-            self.with_local(|node, lq| node.exited(id, lq));
+            self.with_local(|node, lq| node.exited(id, recursive, lq));
             return;
         }
         if st != abi::STATUS_OK {
@@ -315,7 +328,8 @@ impl Worker {
             if st2 != abi::STATUS_OK {
                 let details = format!("{} failed twice handling the message: {err2}", self.type_name(&a));
                 tracing::warn!(actor = id, "{details}");
-                self.run.node.poison(msg.into_incoming(), self.address(id), details);
+                self.run.node.poison(msg.into_incoming(), self.address(id), details.clone());
+                self.with_local(|node, lq| node.failed_twice(id, &details, lq));
             }
         }
         *actor = Some(a);

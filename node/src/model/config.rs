@@ -44,7 +44,15 @@ pub struct NodeConfig {
     pub long_handler: Duration,
     /// Bounds on the admin port's connections.
     pub connections: ConnectionLimits,
+    /// Whether actors may load and unload sources, change the node's capabilities and stop it
+    /// (`SystemCall`); off by default: each call is refused with an error saying so.
+    pub actor_system_calls: bool,
+    /// How long a load waits for an actor source authority's answer before it fails.
+    pub authority_timeout: Duration,
 }
+
+/// How long a load waits for an actor source authority by default.
+pub const DEFAULT_AUTHORITY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 impl NodeConfig {
@@ -62,6 +70,8 @@ impl NodeConfig {
             version_threads: 2,
             long_handler: Duration::from_secs(1),
             connections: ConnectionLimits::default(),
+            actor_system_calls: false,
+            authority_timeout: DEFAULT_AUTHORITY_TIMEOUT,
         }
     }
 }

@@ -82,6 +82,10 @@ pub struct NodeArgs {
     pub max_connections: usize,
     /// A client connection idle this long is closed (zero: never; `off` on the command line).
     pub idle_timeout: Duration,
+    /// Whether actors may make system calls (load, unload, change capabilities, stop).
+    pub actor_system_calls: bool,
+    /// How long a load waits for an actor source authority.
+    pub authority_timeout: Duration,
 }
 
 impl NodeArgs {
@@ -107,6 +111,8 @@ impl NodeArgs {
             long_handler: DEFAULT_LONG_HANDLER,
             max_connections: crate::model::config::DEFAULT_MAX_CONNECTIONS,
             idle_timeout: crate::model::config::DEFAULT_IDLE_TIMEOUT,
+            actor_system_calls: false,
+            authority_timeout: crate::model::config::DEFAULT_AUTHORITY_TIMEOUT,
         }
     }
 
@@ -142,6 +148,10 @@ impl NodeArgs {
         flag("--max-connections", self.max_connections.to_string().into());
         let idle = if self.idle_timeout.is_zero() { "off".into() } else { duration_arg(self.idle_timeout) };
         flag("--idle-timeout", idle.into());
+        flag("--authority-timeout", duration_arg(self.authority_timeout).into());
+        if self.actor_system_calls {
+            a.push("--actor-system-calls".into());
+        }
         if self.insecure {
             a.push("--insecure".into());
         }
@@ -184,6 +194,8 @@ mod tests {
         n.long_handler = Duration::from_millis(300);
         n.max_connections = 8;
         n.idle_timeout = Duration::from_millis(300);
+        n.actor_system_calls = true;
+        n.authority_timeout = Duration::from_millis(1500);
         let argv: Vec<String> = n.argv().into_iter().map(|s| s.into_string().unwrap()).collect();
         let text = argv.join(" ");
         assert_eq!(&argv[..3], ["start", "4100", "morse,Caesar cipher"]);
@@ -200,6 +212,8 @@ mod tests {
             "--long-handler 300ms",
             "--max-connections 8",
             "--idle-timeout 300ms",
+            "--authority-timeout 1500ms",
+            "--actor-system-calls",
             "--insecure",
             "--foreground",
         ] {

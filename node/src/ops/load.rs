@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use troupe_actor_abi::abi;
 use troupe_actor_abi::message::{Payload, SystemMessage, ADMIN_ID};
@@ -23,9 +22,6 @@ use crate::store::libcopy;
 use crate::tables::authority::Decision;
 use crate::tables::versions::{Admission, NewVersion};
 use crate::wire::Response;
-
-/// How long a source authority actor may take to answer a `ValidateSource`.
-const AUTHORITY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Core {
     /// Where the store keeps the zip of one generation of a version (a flat layout: deleting it
@@ -84,6 +80,7 @@ impl Core {
             }
             Admission::Revived { gen } => {
                 tracing::info!(%hash, generation = gen, "reloaded while draining: the draining generation serves again");
+                self.send_notices(self.source_watch.loaded(&hash, &info));
                 return Ok(Response::Loaded { hash, already_active: false, revived: true });
             }
             Admission::Wait(rx) => {
@@ -121,7 +118,7 @@ impl Core {
         info: String,
     ) -> Result<Response, LoadError> {
         let hash = source.hash.clone();
-        self.validate(&source, decision, info).await?;
+        self.validate(&source, decision, info.clone()).await?;
         if self.versions.abandoned(gen) {
             return Err(LoadError::Unloaded { hash, stage: "validated" });
         }
@@ -151,6 +148,7 @@ impl Core {
                 return Err(e);
             }
         };
+        self.send_notices(self.source_watch.loaded(&hash, &info));
         tracing::info!(%hash, generation = gen, %package, copy_us = copy.as_micros() as u64, start_us = t1.elapsed().as_micros() as u64, "source loaded");
         let me = self.clone();
         let path = self.zip_file(&hash, gen);
@@ -185,14 +183,14 @@ impl Core {
                         .collect(),
                 };
                 self.send(Some(self.address(ADMIN_ID)), &auth, Payload::System(ask));
-                let answer = tokio::time::timeout(AUTHORITY_TIMEOUT, answer).await;
+                let answer = tokio::time::timeout(self.authority_timeout, answer).await;
                 self.authority.end(hash);
                 match answer {
                     Ok(Ok(Ok(()))) => Ok(()),
                     Ok(Ok(Err(reason))) => Err(LoadError::AuthorityRejected(reason)),
                     Ok(Err(_)) | Err(_) => Err(LoadError::AuthorityTimeout {
                         authority: auth.to_string(),
-                        secs: AUTHORITY_TIMEOUT.as_secs(),
+                        secs: self.authority_timeout.as_secs(),
                     }),
                 }
             }

@@ -65,6 +65,7 @@ impl Core {
             }
             Drain::Draining { gen, live, gone, retire } => {
                 tracing::info!(%hash, generation = gen, live, "unloading: version is draining");
+                self.send_notices(self.source_watch.unloaded(&hash));
                 if let Some(host) = retire {
                     let _ = host.send(Cmd::Retire);
                 }

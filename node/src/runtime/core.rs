@@ -35,6 +35,8 @@ use crate::tables::groups::Groups;
 use crate::tables::leadership::Leadership;
 use crate::tables::members::Members;
 use crate::tables::names::Names;
+use crate::tables::source_watch::SourceWatch;
+use crate::tables::supervised::Supervised;
 use crate::tables::upgrades::Upgrades;
 use crate::tables::versions::Versions;
 
@@ -76,6 +78,16 @@ pub struct Core {
     pub(crate) reregister: Notify,
     /// Our own `Arc`, weakly, for timers and tasks that must not keep the node alive.
     pub(crate) weak: Weak<Core>,
+    /// Whether actors may make system calls (`--actor-system-calls`).
+    pub(crate) actor_system_calls: bool,
+    /// How long a load waits for an actor source authority.
+    pub(crate) authority_timeout: std::time::Duration,
+    /// Who hears `LoadedSource` / `UnloadedSource`.
+    pub(crate) source_watch: SourceWatch,
+    /// Supervised children of this node's actors.
+    pub(crate) supervised: Supervised,
+    /// Signalled when an actor's system call stopped the node: the admin server exits.
+    pub shutdown: Notify,
 }
 
 impl Core {
@@ -122,6 +134,11 @@ impl Core {
                 metrics: Metrics::new(),
                 stopped: Notify::new(),
                 reregister: Notify::new(),
+                actor_system_calls: config.actor_system_calls,
+                authority_timeout: config.authority_timeout,
+                source_watch: SourceWatch::default(),
+                supervised: Supervised::default(),
+                shutdown: Notify::new(),
             }
         });
         core.open_admin_endpoint();

@@ -18,8 +18,11 @@ impl Core {
         self.route(Incoming { sender: None, payload: p }, &self.address(id), local);
     }
 
-    /// Actor `id` handled its exit request and was dropped.
-    pub(crate) fn actor_exited(&self, id: u64, local: &mut LocalQueue<'_>) {
+    /// Actor `id` handled its exit request and was dropped. With `recursive` (the default) its
+    /// children are stopped too; without, they keep running, parentless in effect: their
+    /// `ChildActorExited` goes to the exited parent's address and is dropped there, and a
+    /// supervised one is no longer restarted (Thespian's `notRecursive()`).
+    pub(crate) fn actor_exited(&self, id: u64, recursive: bool, local: &mut LocalQueue<'_>) {
         let mut reason = ExitReason::Requested;
         let Some(rec) = self.actors.remove(id, |rec| {
             reason = rec.exit_reason.clone().unwrap_or(ExitReason::Requested);
@@ -32,7 +35,8 @@ impl Core {
             self.release_name(name, &self.address(id));
         }
         let exit = Payload::System(SystemMessage::ActorExitRequest { recursive: true });
-        for child in &rec.children {
+        let children = if recursive { rec.children.iter().collect() } else { Vec::new() };
+        for child in children {
             // Children stop with their parent, wherever they run.
             if self.is_local(child) {
                 self.request_exit(child.id, reason.clone(), Some(local));
@@ -57,6 +61,8 @@ impl Core {
         }
         self.members.forget_watcher(id, &self.addr);
         self.authority.actor_gone(id);
+        self.source_watch.forget(id);
+        self.supervised.forget_parent(id);
         match &rec.kind {
             ActorKind::Plugin { gen, .. } => self.versions.actor_left(*gen),
             _ => None,
@@ -76,7 +82,9 @@ impl Core {
         })
     }
 
-    /// A message to the node's own endpoint: the source authority's answers, watch requests.
+    /// A message to the node's own endpoint: the source authority's answers, watch requests,
+    /// and what actors ask of their node (source notifications, system calls, asks,
+    /// supervision).
     pub(crate) fn admin_message(&self, m: Incoming) {
         match m.payload {
             Payload::System(SystemMessage::ValidatedSource { hash, accepted, reason }) => {
@@ -91,6 +99,27 @@ impl Core {
             }
             Payload::System(SystemMessage::PoisonMessage { target, details, .. }) => {
                 self.authority.bounced(&target, &details);
+            }
+            Payload::System(SystemMessage::NotifyOnSourceAvailability { enable }) => {
+                if let Some(w) = m.sender.filter(|w| self.is_local(w)) {
+                    let notices = self.source_watch.subscribe(w.id, enable);
+                    self.send_notices(notices);
+                }
+            }
+            Payload::System(SystemMessage::SystemCall { request, call }) => {
+                if let Some(caller) = m.sender {
+                    self.system_call(caller, request, call);
+                }
+            }
+            Payload::System(SystemMessage::Ask { request, to, message, timeout_ms }) => {
+                if let Some(asker) = m.sender {
+                    self.ask_for(asker, request, to, *message, timeout_ms);
+                }
+            }
+            Payload::System(SystemMessage::Supervise { child, spec, policy }) => {
+                if let Some(parent) = m.sender {
+                    self.supervise(parent, child, spec, policy);
+                }
             }
             other => tracing::debug!("admin endpoint ignored {other:?}"),
         }

@@ -38,6 +38,12 @@ impl Core {
             self.peers.notify_corked(&to.node, req, local.map(|l| &mut l.corked));
             return;
         }
+        if let Payload::System(SystemMessage::ChildActorExited { child, reason }) = &msg.payload {
+            // A supervised child that failed is restarted instead (see `super::supervise`).
+            if self.restart_instead(to.id, child, reason) {
+                return;
+            }
+        }
         self.route_here(Delivery::Msg(msg), to.id, local)
     }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use troupe_actor_abi::message::{
-    Address, CallInfo, CreateError, CreateSpec, ExitReason, Incoming, Payload, SystemMessage,
+    Address, CallInfo, CreateError, CreateSpec, ExitReason, Incoming, Payload, SystemMessage, ADMIN_ID,
 };
 
 use super::core::Core;
@@ -29,8 +29,15 @@ impl NodeSeam for Core {
         self.apply_effects(me, effects, local)
     }
 
-    fn exited(&self, id: u64, local: &mut LocalQueue<'_>) {
-        self.actor_exited(id, local)
+    fn exited(&self, id: u64, recursive: bool, local: &mut LocalQueue<'_>) {
+        self.actor_exited(id, recursive, local)
+    }
+
+    fn failed_twice(&self, id: u64, details: &str, local: &mut LocalQueue<'_>) {
+        if self.actors.is_supervised(id) {
+            let reason = ExitReason::Failed { details: details.to_string() };
+            self.request_exit(id, reason, Some(local));
+        }
     }
 
     fn create_failed(&self, id: u64, error: CreateError) {
@@ -101,6 +108,14 @@ impl Core {
         let me_addr = self.address(me);
         for e in effects.drain(..) {
             match e {
+                Effect::Send {
+                    to,
+                    payload: Payload::System(SystemMessage::Supervise { child, spec, policy }),
+                } if to.id == ADMIN_ID && self.is_local(&to) => {
+                    // Recorded now, before the child's create (an earlier effect of this call)
+                    // can fail on another thread.
+                    self.supervise(me_addr.clone(), child, spec, policy)
+                }
                 Effect::Send { to, payload } => {
                     self.route(Incoming { sender: Some(me_addr.clone()), payload }, &to, Some(local))
                 }

@@ -41,6 +41,8 @@ pub(crate) struct ActorRec {
     pub(crate) requirements: Vec<String>,
     /// Why the actor is being stopped, once it is.
     pub(crate) exit_reason: Option<ExitReason>,
+    /// Its parent restarts it on failure: a handler failing twice on one message stops it.
+    pub(crate) supervised: bool,
 }
 
 impl ActorRec {
@@ -51,7 +53,15 @@ impl ActorRec {
         global_name: Option<String>,
         requirements: Vec<String>,
     ) -> ActorRec {
-        ActorRec { kind, parent, children: BTreeSet::new(), global_name, requirements, exit_reason: None }
+        ActorRec {
+            kind,
+            parent,
+            children: BTreeSet::new(),
+            global_name,
+            requirements,
+            exit_reason: None,
+            supervised: false,
+        }
     }
 
     /// A client endpoint.
@@ -133,6 +143,36 @@ impl Actors {
         if let Some(p) = self.lock().map.get_mut(&parent) {
             p.children.insert(child);
         }
+    }
+
+    /// Removes the placeholder of a child being restarted (a `Pending` record, see
+    /// `runtime::supervise`), without a tombstone: the messages it kept, in order. `None` if
+    /// `id` is not such a record.
+    pub(crate) fn take_placeholder(&self, id: u64) -> Option<Vec<Incoming>> {
+        let mut st = self.lock();
+        if !matches!(st.map.get(&id).map(|r| &r.kind), Some(ActorKind::Pending { .. })) {
+            return None;
+        }
+        match st.map.remove(&id).map(|r| r.kind) {
+            Some(ActorKind::Pending { buffer, .. }) => Some(buffer),
+            _ => None,
+        }
+    }
+
+    /// Marks actor `id` as supervised (see [`ActorRec::supervised`]); false if it is not here.
+    pub(crate) fn set_supervised(&self, id: u64) -> bool {
+        match self.lock().map.get_mut(&id) {
+            Some(rec) => {
+                rec.supervised = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether actor `id` is supervised.
+    pub(crate) fn is_supervised(&self, id: u64) -> bool {
+        self.lock().map.get(&id).is_some_and(|r| r.supervised)
     }
 
     /// Whether actor `id` is here.
@@ -454,6 +494,22 @@ mod tests {
             matches!(actors.route(9, text("4"), Some(3)), Route::Local { .. }),
             "its own executor keeps it"
         );
+    }
+
+    #[test]
+    fn a_restart_placeholder_gives_back_what_it_kept_and_leaves_no_tombstone() {
+        let actors = Actors::default();
+        let kind = ActorKind::Pending { hash: "h".into(), type_name: "m.T".into(), buffer: Vec::new() };
+        actors.insert(4, ActorRec::new(kind, None, None, Vec::new()));
+        assert!(matches!(actors.route(4, text("kept"), None), Route::Buffered));
+        let kept = actors.take_placeholder(4).expect("a placeholder");
+        assert_eq!(kept.len(), 1);
+        assert!(actors.take_placeholder(4).is_none(), "taken once");
+        assert_eq!(actors.tombstone_of(4), None);
+        actors.insert(5, ActorRec::client(tokio::sync::mpsc::unbounded_channel().0));
+        assert!(actors.take_placeholder(5).is_none(), "only a pending record is a placeholder");
+        assert!(actors.set_supervised(5) && actors.is_supervised(5));
+        assert!(!actors.set_supervised(6), "no such actor");
     }
 
     #[test]

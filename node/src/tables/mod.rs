@@ -12,7 +12,9 @@
 //! - [`leadership`]: who leads, as this node sees it, and a new leader's gathering;
 //! - [`names`]: global names; [`groups`]: named releases;
 //! - [`capabilities`]: this node's capabilities;
-//! - [`upgrades`]: live upgrades held until every node is ready (`--all-or-nothing`).
+//! - [`upgrades`]: live upgrades held until every node is ready (`--all-or-nothing`);
+//! - [`source_watch`]: the actors that hear `LoadedSource` / `UnloadedSource`;
+//! - [`supervised`]: children created with a restart policy, and their restarts.
 
 pub(crate) mod actors;
 pub(crate) mod authority;
@@ -21,5 +23,7 @@ pub(crate) mod groups;
 pub(crate) mod leadership;
 pub(crate) mod members;
 pub(crate) mod names;
+pub(crate) mod source_watch;
+pub(crate) mod supervised;
 pub(crate) mod upgrades;
 pub(crate) mod versions;

@@ -124,6 +124,8 @@ async fn serve(args: StartArgs, dir: PathBuf) -> Result<u8, Failure> {
             max_connections: args.max_connections,
             idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         },
+        actor_system_calls: args.actor_system_calls,
+        authority_timeout: args.authority_timeout,
     };
     let node = troupe_node::Node::new(config)
         .map_err(|e| refused(anyhow!("cannot create the store in {}: {e}", dir.display())))?;

@@ -97,6 +97,15 @@ pub(crate) struct StartArgs {
     /// (`0` or `off`: never). Peer links are not; the CLI keeps its own alive while it waits.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = idle_timeout)]
     pub(crate) idle_timeout: Duration,
+    /// Let actors make system calls: load and unload sources (through the source authority,
+    /// as `troupe load` does), change this node's capabilities and stop it. Off by default:
+    /// each such call is answered with an error saying so.
+    #[arg(long)]
+    pub(crate) actor_system_calls: bool,
+    /// How long a load waits for a source authority actor's answer before it fails (and the
+    /// version's creates fail with InvalidActorSourceHash).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(crate) authority_timeout: Duration,
 }
 
 impl From<StartArgs> for NodeArgs {
@@ -123,6 +132,8 @@ impl From<StartArgs> for NodeArgs {
             long_handler,
             max_connections,
             idle_timeout,
+            actor_system_calls,
+            authority_timeout,
         } = args;
         NodeArgs {
             port,
@@ -144,6 +155,8 @@ impl From<StartArgs> for NodeArgs {
             long_handler,
             max_connections,
             idle_timeout,
+            actor_system_calls,
+            authority_timeout,
         }
     }
 }
@@ -470,6 +483,8 @@ mod tests {
             long_handler: Duration::from_millis(250),
             max_connections: 8,
             idle_timeout: Duration::from_millis(300),
+            actor_system_calls: true,
+            authority_timeout: Duration::from_millis(1500),
         };
         let defaults = NodeArgs::new(sent.port);
         assert_ne!(sent.bind, defaults.bind);
