@@ -289,6 +289,19 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
     Ok(line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad VmRSS"))?.parse()?)
 }
 
+/// The CPU time (user and system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // After the command in parentheses: field 3 (state) onwards; utime and stime are 14 and 15.
+    let rest = s.get(s.rfind(')').ok_or_else(|| anyhow!("bad stat"))? + 2..).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> Result<u64> { Ok(f.get(i).ok_or_else(|| anyhow!("short stat"))?.parse()?) };
+    let ticks = field(11)? + field(12)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Duration::from_secs_f64(ticks as f64 / hz))
+}
+
 /// `/proc/<pid>/maps` lines.
 pub fn maps(pid: u32) -> Result<Vec<String>> {
     Ok(std::fs::read_to_string(format!("/proc/{pid}/maps"))?.lines().map(str::to_string).collect())
@@ -320,7 +333,12 @@ pub async fn create(c: &mut Client, hash: &str, type_name: &str, global: Option<
 
 /// A create of `type_name` from `hash` with the global name `name`: the holder's address,
 /// and whether it already existed (the name was held) rather than being created now.
-pub async fn create_named(c: &mut Client, hash: &str, type_name: &str, name: &str) -> Result<(Address, bool)> {
+pub async fn create_named(
+    c: &mut Client,
+    hash: &str,
+    type_name: &str,
+    name: &str,
+) -> Result<(Address, bool)> {
     let spec = CreateSpec {
         type_name: type_name.into(),
         requirements: Vec::new(),

@@ -6,7 +6,7 @@
 //! the run goes on. The table is printed and written as JSON to `target/bench/latest.json`.
 //!
 //! `troupe-bench [--quick] [--only B1,B4,...]`: `--quick` scales every count down (for a smoke
-//! run); `make bench` runs the full suite, which takes a few minutes on 2 cores.
+//! run); `--only` takes groups (`B8`) or parts of a group that has them (`B8.names`); `make bench` runs the full suite, which takes a few minutes on 2 cores.
 
 pub mod figures;
 pub mod harness;
@@ -123,9 +123,26 @@ pub struct Opts {
 }
 
 impl Opts {
-    /// Whether group `id` runs.
+    /// Whether group `id` runs: named in `--only`, or one of its parts is (`B8.names`).
     pub fn wants(&self, id: &str) -> bool {
-        self.only.as_ref().is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(id)))
+        self.only.as_ref().is_none_or(|o| {
+            o.iter().any(|x| {
+                x.eq_ignore_ascii_case(id) || x.split('.').next().is_some_and(|g| g.eq_ignore_ascii_case(id))
+            })
+        })
+    }
+    /// Whether part `id` (`B8.names`) of a group that runs does: `--only` names the part, or
+    /// names its group and none of its parts.
+    pub fn wants_part(&self, id: &str) -> bool {
+        let group = id.split('.').next().unwrap_or(id);
+        self.only.as_ref().is_none_or(|o| {
+            o.iter().any(|x| x.eq_ignore_ascii_case(id))
+                || (o.iter().any(|x| x.eq_ignore_ascii_case(group))
+                    && !o.iter().any(|x| {
+                        x.len() > group.len()
+                            && x[..group.len() + 1].eq_ignore_ascii_case(&format!("{group}."))
+                    }))
+        })
     }
     /// `full`, or `quick` with `--quick`.
     pub fn scale(&self, full: usize, quick: usize) -> usize {

@@ -3,9 +3,10 @@
 //!
 //! One module per group, or per pair of groups that share a setup: `loads` (B1), `requests`
 //! (B2 and B3, on the same three-node convention), `messages` (B4, B5), `swap` (B6), `memory`
-//! (B7), `scale` (B8), `threads` (B9), `upgrade` (B10) and `watch` (B10.watch, called by
+//! (B7), `scale` (B8, with `failover` for its convention of listed leaders), `threads` (B9), `upgrade` (B10) and `watch` (B10.watch, called by
 //! `upgrade`). This module holds what several of them use.
 
+mod failover;
 mod loads;
 mod memory;
 mod messages;

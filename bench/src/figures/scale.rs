@@ -7,13 +7,27 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use troupe_node::client::Client;
 
 use super::{bench_plugin, guard, ms};
-use crate::harness::{load, rss_kib, status, Env, Node};
+use crate::harness::{cpu_time, load, rss_kib, status, Env, Node};
 use crate::{percentile, Figure, Opts};
 
 pub(super) async fn b8(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let mut figs = Vec::new();
-    figs.extend(guard("B8.versions", "500 versions", b8_versions(env, opts)).await);
-    figs.extend(guard("B8.join", "16 nodes join", b8_join(env, opts)).await);
+    // Parts can be chosen on their own (`--only B8.names`).
+    if opts.wants_part("B8.versions") {
+        figs.extend(guard("B8.versions", "500 versions", b8_versions(env, opts)).await);
+    }
+    if opts.wants_part("B8.join") {
+        figs.extend(guard("B8.join", "16 nodes join", b8_join(env, opts)).await);
+    }
+    if opts.wants_part("B8.join64") {
+        figs.extend(guard("B8.join64", "64 nodes join", b8_join64(env, opts)).await);
+    }
+    if opts.wants_part("B8.failover") {
+        figs.extend(guard("B8.failover", "leader killed", super::failover::b8_failover(env, opts)).await);
+    }
+    if opts.wants_part("B8.names") {
+        figs.extend(guard("B8.names", "names over leader kills", super::failover::b8_names(env, opts)).await);
+    }
     Ok(figs)
 }
 
@@ -89,6 +103,57 @@ async fn b8_join(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
                 ms(ready)
             ))];
     figs.extend(detection(&mut c, &mut members).await?);
+    drop(members);
+    Ok(figs)
+}
+
+/// 64 nodes on this machine: one leader, 63 members spawned at once; spawn to the leader
+/// listing all alive, with the leader's CPU time and RSS.
+async fn b8_join64(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
+    let n = opts.scale(64, 16);
+    let leader = Node::start(env, "", None).await?;
+    let mut c = Client::connect(&leader.addr()).await?;
+    let cpu0 = cpu_time(leader.pid())?;
+    let t = Instant::now();
+    let mut members = Vec::new();
+    for _ in 1..n {
+        members.push(Node::spawn(env, "", Some(leader.port))?);
+    }
+    let spawned = t.elapsed();
+    let joined = until_all_alive(&mut c, n - 1, t).await?;
+    let cpu_join = cpu_time(leader.pid())? - cpu0;
+    let mut ready = Duration::ZERO;
+    for m in &mut members {
+        m.ready().await?;
+        ready = ready.max(t.elapsed());
+    }
+    // Steady state: every member's heartbeat each second, for a few seconds.
+    let secs = if opts.quick { 2 } else { 5 };
+    let (cpu1, t1) = (cpu_time(leader.pid())?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let busy = (cpu_time(leader.pid())? - cpu1).as_secs_f64() / t1.elapsed().as_secs_f64() * 100.0;
+    let st = status(&mut c).await?;
+    let alive = st.convention.members.iter().filter(|m| m.alive).count();
+    let rss = rss_kib(leader.pid())? as f64 / 1024.0;
+    let member_rss: u64 = members.iter().filter_map(|m| rss_kib(m.pid()).ok()).sum();
+    let figs = vec![
+        Figure::value("B8.join64", &format!("{n} nodes: spawn to leader listing all"), ms(joined), "ms")
+            .target("≤ 1 s", 1000.0, true)
+            .note(format!(
+                "{} members spawned at once, spawning took {:.0} ms; last member answering hello at ≤ {:.0} ms; \
+                 leader CPU during the join {:.0} ms",
+                n - 1,
+                ms(spawned),
+                ms(ready),
+                ms(cpu_join)
+            )),
+        Figure::value("B8.join64.cpu", &format!("leader CPU, {} members heartbeating (1 s)", n - 1), busy, "% of a core")
+            .note(format!("over {secs} s after the join; {alive} listed alive at the end")),
+        Figure::value("B8.join64.rss", "leader RSS after the join", rss, "MiB").note(format!(
+            "members {:.1} MiB each on average",
+            member_rss as f64 / 1024.0 / members.len().max(1) as f64
+        )),
+    ];
     drop(members);
     Ok(figs)
 }
