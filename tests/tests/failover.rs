@@ -116,7 +116,7 @@ async fn a_stalled_member_declared_lost_stops_its_orphans_and_rejoins_as_a_new_i
         s.convention.incarnation != before && !s.actors.iter().any(|a| a.type_name == "faulty.Picky")
     });
     assert_ne!(after.convention.incarnation, before);
-    leader.wait_members(&[stalls.addr(), parent_node.addr()]);
+    settle(&[&leader, &stalls, &parent_node]);
     assert_eq!(count_type(&stalls, "faulty.Picky"), 0, "no orphan survives the stall");
     // It serves again: a new child lands there and answers.
     let again = ask(&mut c, &spawner, "create faulty.Picky").await;

@@ -55,7 +55,9 @@ pub(crate) fn start(core: &Arc<Core>) {
         core.begin_leading();
         // A leader that starts cannot know whether members are out there (it may have been
         // restarted): they come back within a heartbeat, so it waits that long for their names.
-        core.leadership.wait_at_least(core.conv.heartbeat + GATHER_MARGIN);
+        // Members it hears of from those (their `known`) are waited for up to `dead_after`: a
+        // live member speaks within that, by definition.
+        core.leadership.wait_at_least(core.conv.heartbeat + GATHER_MARGIN, core.conv.dead_after);
     }
     let weak = Arc::downgrade(core);
     let heartbeat = core.conv.heartbeat;
@@ -148,10 +150,11 @@ impl Core {
         let t0 = Instant::now();
         let timeout = self.conv.heartbeat.max(Duration::from_millis(500));
         let reg = self.registration(false);
+        let sent_as = reg.incarnation;
         match self.peers.call(&leader, PeerRequest::Register(reg), timeout).await {
             Ok(answer) => {
                 self.metrics.heartbeat_rtt(t0.elapsed());
-                self.registered(&leader, answer)
+                self.registered(&leader, answer, sent_as)
             }
             Err(e) => {
                 // What we sent may not have arrived: join again next time.
@@ -168,7 +171,7 @@ impl Core {
     }
 
     /// A member takes its leader's answer.
-    fn registered(&self, leader: &str, answer: Response) -> Result<(), Refusal> {
+    fn registered(&self, leader: &str, answer: Response, sent_as: u64) -> Result<(), Refusal> {
         match answer {
             Response::Registered {
                 directory,
@@ -190,6 +193,8 @@ impl Core {
                     self.groups.take_newer(g);
                 }
                 self.apply_directory(full, complete, members, removed);
+                // The leader vouches for every member it lists: heard from within `dead_after`.
+                self.members.grace();
                 // Only a complete answer may serve as the base of deltas: until the leader has
                 // heard from everyone, we join it again (and hear the whole list) each time.
                 let keep = complete && !send_info;
@@ -213,7 +218,10 @@ impl Core {
                 Err(Refusal::Again)
             }
             Response::Fenced => {
-                self.fence();
+                // An answer about a life this node already left (it fenced meanwhile) is old news.
+                if sent_as == self.incarnation() {
+                    self.fence();
+                }
                 Err(Refusal::Again)
             }
             other => {
@@ -251,8 +259,16 @@ impl Core {
         for g in gone {
             self.node_lost(&g, ConventionChange::Lost);
         }
+        // A listed node the leader lists is live (it registered lately), whatever we thought.
+        let back: Vec<String> =
+            listed.keys().filter(|a| self.leadership.list().contains(a)).cloned().collect();
         let updates: Vec<_> = listed.into_values().filter_map(|info| self.members.upsert(info)).collect();
         self.notify_watchers(&self.members.watchers(), &updates);
+        for a in back {
+            if let Some(c) = self.leadership.set_live(&a) {
+                self.leader_changed(c);
+            }
+        }
     }
 
     /// Every heartbeat, the listed nodes before the current leader that were down are asked
@@ -271,10 +287,13 @@ impl Core {
     async fn ask_earlier_leaders(&self) {
         for addr in self.leadership.down_before_current() {
             let reg = self.registration(true);
+            let sent_as = reg.incarnation;
             let call = self.peers.call(&addr, PeerRequest::Register(reg), self.conv.heartbeat);
             let answer = call.await;
             if let Ok(Response::Fenced) = answer {
-                self.fence();
+                if sent_as == self.incarnation() {
+                    self.fence();
+                }
                 return;
             }
             if let Ok(Response::Registered { directory, .. }) = answer {

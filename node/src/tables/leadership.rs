@@ -44,6 +44,8 @@ struct Gathering {
     expected: BTreeSet<String>,
     floor: Instant,
     deadline: Instant,
+    /// The latest the deadline may move to when members tell of others to wait for.
+    cap: Instant,
 }
 
 /// The leadership state (see the module's documentation).
@@ -172,21 +174,30 @@ impl Leadership {
     pub(crate) fn start_gathering(&self, expected: BTreeSet<String>, wait: Duration) {
         let now = Instant::now();
         let mut st = self.lock();
-        st.gathering =
-            (!expected.is_empty()).then(|| Gathering { expected, floor: now, deadline: now + wait });
+        st.gathering = (!expected.is_empty()).then(|| Gathering {
+            expected,
+            floor: now,
+            deadline: now + wait,
+            cap: now + wait,
+        });
     }
 
-    /// Gathering lasts at least `wait` from now, whoever is expected (a leader that starts).
-    pub(crate) fn wait_at_least(&self, wait: Duration) {
+    /// Gathering lasts at least `wait` from now, whoever is expected (a leader that starts and
+    /// cannot know whether members are out there); members that join and tell of others extend
+    /// it up to `cap` from now, until those joined too.
+    pub(crate) fn wait_at_least(&self, wait: Duration, cap: Duration) {
+        let now = Instant::now();
+        let (until, cap) = (now + wait, now + cap.max(wait));
         let mut st = self.lock();
-        let until = Instant::now() + wait;
         match &mut st.gathering {
             Some(g) => {
                 g.floor = g.floor.max(until);
                 g.deadline = g.deadline.max(until);
+                g.cap = g.cap.max(cap);
             }
             None => {
-                st.gathering = Some(Gathering { expected: BTreeSet::new(), floor: until, deadline: until })
+                st.gathering =
+                    Some(Gathering { expected: BTreeSet::new(), floor: until, deadline: until, cap })
             }
         }
     }
@@ -205,7 +216,11 @@ impl Leadership {
     pub(crate) fn expect(&self, more: impl IntoIterator<Item = String>) {
         let mut st = self.lock();
         if let Some(g) = &mut st.gathering {
+            let before = g.expected.len();
             g.expected.extend(more.into_iter().filter(|a| *a != self.me));
+            if g.expected.len() > before {
+                g.deadline = g.deadline.max(g.cap);
+            }
         }
     }
 
@@ -294,9 +309,14 @@ mod tests {
         assert!(b.gathered(), "the wait is over");
         b.start_gathering(BTreeSet::new(), Duration::from_secs(60));
         assert!(b.gathered(), "nobody to wait for");
-        b.wait_at_least(Duration::from_secs(60));
+        b.wait_at_least(Duration::from_secs(60), Duration::from_secs(60));
         assert!(!b.gathered(), "a starting leader waits a heartbeat for members it cannot know");
         b.start_gathering(BTreeSet::new(), Duration::ZERO);
         assert!(b.gathered());
+        // A starting leader whose wait is over unless a member tells of others.
+        b.wait_at_least(Duration::ZERO, Duration::from_secs(60));
+        b.expect(["m:5".to_string()]);
+        assert!(!b.gathered(), "told of m:5: it waits for it, up to the cap");
+        assert!(b.joined("m:5"));
     }
 }

@@ -239,8 +239,9 @@ impl Members {
             .collect()
     }
 
-    /// Every member is given `dead_after` from now to be heard from (a node that starts to
-    /// lead, or that fenced itself).
+    /// Every member counts as heard from now: a node that starts to lead gives each
+    /// `dead_after` to speak, and a member takes its leader's answer as word that everyone
+    /// listed is alive.
     pub(crate) fn grace(&self) {
         for m in self.lock().members.values_mut() {
             m.last_seen = Instant::now();
