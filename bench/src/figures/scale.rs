@@ -4,10 +4,25 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
+use troupe_actor_abi::message::{Address, Payload};
+use troupe_actor_abi::sdk::{IntoPayload, Typed};
 use troupe_node::client::Client;
 
-use super::{bench_plugin, guard, ms};
-use crate::harness::{cpu_time, load, rss_kib, status, Env, Node};
+/// The demo encoders' work item (`encoders/EncodeThis`), the same shape.
+#[derive(Serialize, Deserialize)]
+struct EncodeThis {
+    raw: String,
+    encoder: String,
+    requester: Address,
+    analyzer: Address,
+}
+impl Typed for EncodeThis {
+    const TAG: &'static str = "encoders/EncodeThis";
+}
+
+use super::{bench_plugin, encoders, guard, ms};
+use crate::harness::{cpu_time, create, load, rss_kib, status, Env, Node};
 use crate::{percentile, Figure, Opts};
 
 pub(super) async fn b8(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
@@ -102,7 +117,7 @@ async fn b8_join(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
                 ms(spawned),
                 ms(ready)
             ))];
-    figs.extend(detection(&mut c, &mut members).await?);
+    figs.extend(detection(&mut c, &mut members, "").await?);
     drop(members);
     Ok(figs)
 }
@@ -116,9 +131,12 @@ async fn b8_join64(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let cpu0 = cpu_time(leader.pid())?;
     let t = Instant::now();
     let mut members = Vec::new();
-    for _ in 1..n {
-        members.push(Node::spawn(env, "", Some(leader.port))?);
+    for i in 1..n {
+        // One member, in the middle of the spawn order, can host a MorseEncoder (placement).
+        let caps = if i == n / 2 { "morse" } else { "" };
+        members.push(Node::spawn(env, caps, Some(leader.port))?);
     }
+    let host = members[n / 2 - 1].addr();
     let spawned = t.elapsed();
     let joined = until_all_alive(&mut c, n - 1, t).await?;
     let cpu_join = cpu_time(leader.pid())? - cpu0;
@@ -136,7 +154,33 @@ async fn b8_join64(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let alive = st.convention.members.iter().filter(|m| m.alive).count();
     let rss = rss_kib(leader.pid())? as f64 / 1024.0;
     let member_rss: u64 = members.iter().filter_map(|m| rss_kib(m.pid()).ok()).sum();
-    let figs = vec![
+    // Placement among them: a MorseEncoder created through the leader lands on the one member
+    // with `morse` (which fetches the code the first time), then answers.
+    let hash = load(&mut c, encoders(env)?.make("64.0.0")?).await?;
+    let mut places = Vec::new();
+    for i in 0..if opts.quick { 3 } else { 10 } {
+        let t = Instant::now();
+        let a = create(&mut c, &hash, "morse.MorseEncoder", None).await?;
+        if a.node != host {
+            bail!("create {i} placed on {} instead of {host}, the only node with morse", a.node);
+        }
+        // The encoder's work item, as the demo's Acceptor sends it (`encoders/EncodeThis`),
+        // with this client as the analyzer that gets the `Encoded` back.
+        let me = c.address().clone();
+        let work = EncodeThis {
+            raw: "sos".into(),
+            encoder: "MorseEncoder".into(),
+            requester: me.clone(),
+            analyzer: me,
+        };
+        c.request(troupe_node::protocol::Request::Send { to: a, payload: (&work).into_payload() }).await?;
+        let reply = tokio::time::timeout(Duration::from_secs(10), c.next_message()).await??;
+        if !matches!(&reply.payload, Payload::Typed { tag, .. } if tag == "encoders/Encoded") {
+            bail!("unexpected answer from the placed encoder: {:?}", reply.payload);
+        }
+        places.push(ms(t.elapsed()));
+    }
+    let mut figs = vec![
         Figure::value("B8.join64", &format!("{n} nodes: spawn to leader listing all"), ms(joined), "ms")
             .target("≤ 1 s", 1000.0, true)
             .note(format!(
@@ -153,7 +197,16 @@ async fn b8_join64(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
             "members {:.1} MiB each on average",
             member_rss as f64 / 1024.0 / members.len().max(1) as f64
         )),
+        Figure::latency(
+            "B8.place64",
+            &format!("{n} nodes: create through the leader placed on the one capable member, to its first answer"),
+            &places,
+            "ms",
+        )
+        .note("the first includes fetching the code to that member"),
     ];
+    members.retain(|m| m.addr() != host);
+    figs.extend(detection(&mut c, &mut members, "64").await?);
     drop(members);
     Ok(figs)
 }
@@ -176,14 +229,15 @@ async fn until_all_alive(c: &mut Client, expected: usize, t: Instant) -> Result<
 /// Failure detection with default heartbeat and dead-after: a killed process (its links
 /// close and its port refuses: lost at once), then a silent one (SIGSTOP, as a hung host:
 /// only the heartbeat can tell). Takes the last two of `members`.
-async fn detection(c: &mut Client, members: &mut Vec<Node>) -> Result<Vec<Figure>> {
+async fn detection(c: &mut Client, members: &mut Vec<Node>, suffix: &str) -> Result<Vec<Figure>> {
     let mut victim = members.pop().ok_or_else(|| anyhow!("no members"))?;
     let t = Instant::now();
     victim.kill();
     let detected = until_not_alive(c, &victim.addr(), t).await?;
+    let among = if suffix.is_empty() { String::new() } else { format!(" (among {suffix} nodes)") };
     let killed = Figure::value(
-        "B8.detect",
-        "SIGKILLed member: kill to leader no longer listing it alive",
+        &format!("B8.detect{suffix}"),
+        &format!("SIGKILLed member: kill to leader no longer listing it alive{among}"),
         ms(detected),
         "ms",
     )
@@ -197,8 +251,8 @@ async fn detection(c: &mut Client, members: &mut Vec<Node>) -> Result<Vec<Figure
     // SAFETY: as above; the node is killed when `silent` drops.
     unsafe { libc::kill(silent.pid() as i32, libc::SIGCONT) };
     let stopped = Figure::value(
-        "B8.silent",
-        "SIGSTOPped member (alive, silent): stop to leader no longer listing it alive",
+        &format!("B8.silent{suffix}"),
+        &format!("SIGSTOPped member (alive, silent): stop to leader no longer listing it alive{among}"),
         ms(detected?),
         "ms",
     )
