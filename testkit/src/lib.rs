@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload, SystemMessage};
 use troupe_actor_abi::sdk::IntoPayload;
-use troupe_node::archive::{ActorTypeEntry, Compression, PackInput, PackageInfo};
+use troupe_node::archive::{Compression, PackInput, PackageInfo};
 use troupe_node::protocol::Response;
 use troupe_node::status::StatusReport;
 use troupe_node::{AuthorityConfig, ConventionConfig, Node, NodeConfig};
@@ -430,15 +430,7 @@ pub fn pack(libs: &[PathBuf]) -> Result<Vec<u8>, Error> {
             .and_then(|n| n.to_str())
             .ok_or_else(|| Error::Build(format!("{shown} has no usable file name")))?
             .to_string();
-        let actors = info
-            .actor_types
-            .iter()
-            .map(|t| ActorTypeEntry {
-                type_name: t.name.clone(),
-                requires: t.requirements.clone(),
-                replaces: vec![],
-            })
-            .collect();
+        let actors = info.manifest_entries();
         package.get_or_insert((info.name, info.version));
         inputs.push(PackInput { file_name, bytes, actors });
     }

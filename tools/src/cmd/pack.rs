@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::anyhow;
-use troupe_node::archive::{ActorTypeEntry, PackInput};
+use troupe_node::archive::PackInput;
 use troupe_node::plugin::PluginInfo;
 
 use crate::{refused, usage, Failure, EXIT_OK};
@@ -248,15 +248,7 @@ fn pack_input(path: &Path, strip: bool) -> Result<(PackInput, PluginInfo), Failu
         .and_then(|n| n.to_str())
         .ok_or_else(|| usage(anyhow!("{} has no usable file name", path.display())))?
         .to_string();
-    let actors = info
-        .actor_types
-        .iter()
-        .map(|t| ActorTypeEntry {
-            type_name: t.name.clone(),
-            requires: t.requirements.clone(),
-            replaces: vec![],
-        })
-        .collect();
+    let actors = info.manifest_entries();
     Ok((PackInput { file_name, bytes, actors }, info))
 }
 

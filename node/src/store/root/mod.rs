@@ -125,6 +125,21 @@ pub struct PluginInfo {
     pub actor_types: Vec<ActorTypeInfo>,
 }
 
+impl PluginInfo {
+    /// The manifest's entries for its actor types (`troupe pack`, the testkit): each with the
+    /// requirements it declares, replacing nothing.
+    pub fn manifest_entries(&self) -> Vec<crate::store::archive::ActorTypeEntry> {
+        self.actor_types
+            .iter()
+            .map(|t| crate::store::archive::ActorTypeEntry {
+                type_name: t.name.clone(),
+                requires: t.requirements.clone(),
+                replaces: vec![],
+            })
+            .collect()
+    }
+}
+
 /// A root as read from the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRoot {
