@@ -340,12 +340,11 @@ impl Core {
         self.members.set_own(self.self_info());
     }
 
-    /// The leader's periodic duties: its own entry, and the members that fell silent. A leader
-    /// that was not running itself (stopped, starved) for `dead_after` does not blame the
-    /// members: it gives them time to speak again, and they tell it whether they declared it
-    /// lost meanwhile (then it fences itself).
+    /// The leader's periodic duty: the members that fell silent (its own entry is brought up to
+    /// date as each registration is answered). A leader that was not running itself (stopped,
+    /// starved) for `dead_after` does not blame the members: it gives them time to speak
+    /// again, and they tell it whether they declared it lost meanwhile (then it fences itself).
     fn lead(&self, stalled: Option<Duration>) {
-        self.members.set_own(self.self_info());
         if let Some(gap) = stalled {
             tracing::warn!(
                 ?gap,

@@ -187,8 +187,8 @@ impl Core {
         });
     }
 
-    /// Registers a held create here: pending, messages waiting, started by
-    /// [`Core::held_decided`].
+    /// Registers a create here as pending, messages waiting: a held one (started by
+    /// [`Core::held_decided`]) or one whose version is being fetched.
     fn hold(&self, id: u64, parent: Option<Address>, spec: &CreateSpec, plan: &Plan) {
         let kind = ActorKind::Pending {
             hash: plan.hash.clone(),
@@ -378,15 +378,8 @@ impl Core {
                 if let Some(name) = &spec.global_name {
                     self.names.hold_here(name, id);
                 }
-                let kind = ActorKind::Pending {
-                    hash: plan.hash.clone(),
-                    type_name: spec.type_name.clone(),
-                    buffer: Vec::new(),
-                };
-                self.actors.insert(id, ActorRec::new(kind, parent, spec.global_name, plan.requirements));
-                if let Some(p) = local_parent {
-                    self.actors.add_child(p, addr.clone());
-                }
+                // Pending, as a held create is, until its version is fetched.
+                self.hold(id, parent, &spec, &plan);
                 if let Some(me) = self.arc() {
                     self.rt.spawn(async move { me.fetch_then_create(id, plan.hash).await });
                 }

@@ -17,7 +17,6 @@ use troupe_actor_abi::message::{Address, Incoming, Payload, SystemCall, SystemMe
 
 use super::core::Core;
 use crate::admin::dispatch::STOP_TIMEOUT;
-use crate::tables::actors::ActorRec;
 use crate::tables::source_watch::Notices;
 use crate::wire::Response;
 
@@ -95,9 +94,8 @@ impl Core {
         timeout_ms: u64,
     ) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
-        let id = self.ids.allocate();
-        self.actors.insert(id, ActorRec::client(tx));
-        let reply_to = self.address(id);
+        let reply_to = self.register_client(tx);
+        let id = reply_to.id;
         self.route(Incoming { sender: Some(reply_to), payload: message }, &to, None);
         let timeout = Duration::from_millis(timeout_ms).min(MAX_ASK_TIMEOUT);
         // The task holds the node weakly, as timers do: it must not keep a stopped node alive.
