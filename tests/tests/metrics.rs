@@ -38,7 +38,7 @@ print(json.dumps([
 "#;
 
 /// Every family the endpoint writes, by the name the parsers give it, and its type.
-const FAMILIES: [(&str, &str); 18] = [
+const FAMILIES: [(&str, &str); 19] = [
     ("troupe_actors", "gauge"),
     ("troupe_mailbox_depth", "gauge"),
     ("troupe_version_threads", "gauge"),
@@ -47,6 +47,7 @@ const FAMILIES: [(&str, &str); 18] = [
     ("troupe_messages", "counter"),
     ("troupe_versions", "gauge"),
     ("troupe_loads", "counter"),
+    ("troupe_fetches", "counter"),
     ("troupe_leader_changes", "counter"),
     ("troupe_fenced", "counter"),
     ("troupe_name_clashes", "counter"),

@@ -9,7 +9,7 @@ use troupe_actor_abi::message::{Address, CreateError, CreateSpec, ExitReason};
 use super::core::Core;
 use crate::host::effect::{Cmd, Effect, LocalQueue};
 use crate::model::error::OpError;
-use crate::model::placement::{self, HereView, MemberView, Plan, Target};
+use crate::model::placement::{self, HereView, LocalVersion, MemberView, Plan, Target};
 use crate::tables::actors::{ActorKind, ActorRec};
 use crate::wire::{HeldOutcome, PeerRequest, Response, SourceHint, SourceSummary};
 
@@ -42,7 +42,12 @@ impl Core {
             });
         };
         let hash = self.resolve_hash(hash)?;
-        let (version, draining, mut types) = self.versions.local_view(&hash);
+        let (mut version, draining, mut types) = self.versions.local_view(&hash);
+        if !matches!(version, LocalVersion::Active(_)) && self.fetches.in_flight(&hash) {
+            // On its way here (fetched, maybe validating already): a create that qualifies
+            // here waits for that fetch rather than going elsewhere.
+            version = LocalVersion::Fetching;
+        }
         if types.is_none() && !draining {
             types = self.members.types_of(&hash);
         }
@@ -211,7 +216,7 @@ impl Core {
                     self.names.hold_here(&name, id);
                 }
                 if let Some(me) = self.arc() {
-                    self.rt.spawn(async move { me.fetch_then_create(id, hash).await });
+                    me.fetch_then_create(id, hash);
                 }
             }
             HeldOutcome::Forward(to) => {
@@ -378,10 +383,11 @@ impl Core {
                 if let Some(name) = &spec.global_name {
                     self.names.hold_here(name, id);
                 }
-                // Pending, as a held create is, until its version is fetched.
+                // Pending, as a held create is, until its version is fetched; it joins the fetch
+                // now, so the next create placed here sees the version coming.
                 self.hold(id, parent, &spec, &plan);
                 if let Some(me) = self.arc() {
-                    self.rt.spawn(async move { me.fetch_then_create(id, plan.hash).await });
+                    me.fetch_then_create(id, plan.hash);
                 }
             }
             Target::Local(Some(gen)) => {
