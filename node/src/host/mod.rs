@@ -6,7 +6,9 @@
 //! - [`closer`]: joins every thread of a finished version, then dlcloses and frees the copies;
 //! - [`migrate`]: live upgrade: an actor's state leaves one version for another;
 //! - [`host_api`]: the function table plugins call back into during a call.
-//! - [`effect`]: commands, deliveries and effects passed between node and executor.
+//! - [`effect`]: the effects a plugin call asks for, and the names the node uses for what
+//!   passes between it and an executor;
+//! - [`types`]: the leaf types: commands, deliveries, per-version counters.
 //! - [`plugin`]: opening a cdylib and checking its root before any plugin code runs.
 //!
 //! The host reaches the rest of the node only through [`NodeSeam`], which the runtime
@@ -21,6 +23,7 @@ pub(crate) mod migrate;
 pub mod plugin;
 pub(crate) mod pool;
 pub(crate) mod pthread_keys;
+pub(crate) mod types;
 pub(crate) mod worker;
 
 use std::time::Duration;
