@@ -36,6 +36,14 @@ impl Core {
     /// A claim from another node: answered once this node has gathered the names (waiting up
     /// to `dead_after`), or refused with `NotLeader`.
     pub async fn handle_claim(&self, name: &str, candidate: Option<Address>) -> Response {
+        if self.leadership.alone() {
+            // A lone node grants names to itself only (whoever lists it is misconfigured).
+            return Response::NotLeader { leader: None };
+        }
+        if self.is_leader() {
+            // Before another node may hold a name this node granted: a restart must gather.
+            self.record_leading_members();
+        }
         let deadline = Instant::now() + self.conv.dead_after;
         loop {
             if let Some(holder) = self.try_claim(name, candidate.clone()) {
