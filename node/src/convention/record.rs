@@ -7,8 +7,9 @@
 //! the first registration or claim of another node, so no member can hold a name it granted
 //! without the record on disk. A SIGKILL leaves it. A graceful `stop` deletes only the store,
 //! and keeps the record whenever members may still hold names: it is deleted only when the
-//! stopping leader has no member left and lost none without a goodbye (members that stopped
-//! took their actors, and their names, with them). Deleting the state directory deletes the
+//! stopping leader has no member left, lost none without a goodbye (members that stopped took
+//! their actors, and their names, with them), and is not still gathering (a restarted leader
+//! stopped before its members came back must gather again next time). Deleting the state directory deletes the
 //! memory too: keep it across restarts of a leader.
 
 use std::path::PathBuf;
@@ -48,7 +49,8 @@ impl Core {
 
     /// On a graceful stop: the record goes if nobody can hold a name this node granted.
     pub(crate) fn forget_record_if_unneeded(&self) {
-        if !self.is_leader() || !self.members.addrs().is_empty() || self.leadership.lost_any_silently() {
+        let unsure = !self.leadership.gathered() || self.leadership.lost_any_silently();
+        if !self.is_leader() || unsure || !self.members.addrs().is_empty() {
             return;
         }
         if let Some(path) = self.record_path() {
