@@ -62,7 +62,9 @@ pub(crate) struct StartArgs {
     pub(crate) foreground: bool,
     /// The convention's leaders, in order: host:port (or a port) each, comma-separated, the
     /// same list on every node. The first listed node that is live leads; a listed node takes
-    /// over when the ones before it are lost, and hands back when they return.
+    /// over when the ones before it are lost, and hands back when they return. A node that
+    /// finds nobody listening at any of them serves alone until a leader starts there (once
+    /// a leader has answered it, it waits for a leader instead).
     #[arg(long, default_value = DEFAULT_CONVENTION, env = "TROUPE_CONVENTION", value_name = "ADDR[,ADDR...]", value_parser = parse_leaders)]
     pub(crate) convention: String,
     /// How often members register with the leader.
