@@ -39,7 +39,8 @@ impl Drop for Detached {
 fn status(port: &str) -> StatusReport {
     let out = troupe(&["status", port, "--json"], None);
     out.assert_ok();
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("status --json is not a StatusReport: {e}\n{out}"))
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not a StatusReport: {e}\n{out}"))
 }
 
 #[test]
@@ -60,7 +61,9 @@ fn a_lone_node_runs_the_demo_and_joins_a_leader_that_starts_later_keeping_its_na
     start.assert_ok();
     lone.pid = Some(status(&port).pid);
     assert!(
-        start.stdout.contains(&format!("serving alone: nobody listens at the convention address ({convention})")),
+        start
+            .stdout
+            .contains(&format!("serving alone: nobody listens at the convention address ({convention})")),
         "start says the node serves alone:\n{start}"
     );
 

@@ -29,6 +29,10 @@
 //! - **Loss.** When a node is lost, every local actor with a child there gets
 //!   `ChildActorExited` (`NodeLost`), and every local actor whose parent was there is stopped.
 //!   Watchers hear of it.
+//! - **A new convention, and a lone node.** A single listed leader with no record of having
+//!   led members ([`record`]) answers claims at once; one that led members before, or with
+//!   other leaders listed, gathers first. An unlisted node that no leader has answered, with
+//!   nobody listening at any listed address, serves alone until a leader starts ([`alone`]).
 //! - **Global names** ([`names`]) are unique in the convention: the leader holds the table;
 //!   without a leader, a named create waits for one up to its timeout, then fails; it never
 //!   registers a second holder.
@@ -64,7 +68,9 @@ pub(crate) fn start(core: &Arc<Core>) {
         if core.led_members_before() || core.leadership.list().len() > 1 {
             core.leadership.wait_at_least(core.conv.heartbeat + GATHER_MARGIN, core.conv.dead_after);
         } else {
-            tracing::info!("a new convention (no earlier life of this leader led members): names are answered at once");
+            tracing::info!(
+                "a new convention (no earlier life of this leader led members): names are answered at once"
+            );
         }
     }
     let weak = Arc::downgrade(core);
