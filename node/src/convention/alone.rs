@@ -35,9 +35,11 @@ impl Core {
     /// Probes every listed node (a node that might be alone: unlisted, never answered by a
     /// leader) and starts or ends serving alone accordingly.
     pub(crate) async fn probe_listed(&self) {
-        for addr in self.leadership.list().to_vec() {
-            let refuses = probe(&addr).await == Port::Refuses;
-            let change = self.leadership.probed(&addr, refuses);
+        let list = self.leadership.list().to_vec();
+        // All at once: one silent host must not hold the membership task up once per address.
+        let ports = futures::future::join_all(list.iter().map(|a| probe(a))).await;
+        for (addr, port) in list.iter().zip(ports) {
+            let change = self.leadership.probed(addr, port == Port::Refuses);
             if let Some(c) = change {
                 if c.to == self.addr {
                     tracing::info!(
