@@ -62,7 +62,9 @@ pub(crate) struct StartArgs {
     pub(crate) foreground: bool,
     /// The convention's leaders, in order: host:port (or a port) each, comma-separated, the
     /// same list on every node. The first listed node that is live leads; a listed node takes
-    /// over when the ones before it are lost, and hands back when they return.
+    /// over when the ones before it are lost, and hands back when they return. A node that
+    /// finds nobody listening at any of them serves alone until a leader starts there (once
+    /// a leader has answered it, it waits for a leader instead).
     #[arg(long, default_value = DEFAULT_CONVENTION, env = "TROUPE_CONVENTION", value_name = "ADDR[,ADDR...]", value_parser = parse_leaders)]
     pub(crate) convention: String,
     /// How often members register with the leader.
@@ -267,6 +269,7 @@ pub(crate) fn start_detached(args: StartArgs) -> Result<u8, Failure> {
     refuse_taken_port(&rt, &probe_addr, &addr, args.port)?;
     let dir = state_dir(&args);
     let caps = capabilities(&args.capabilities);
+    let settle = args.heartbeat + SETTLE_MARGIN;
     let mut node = NodeArgs::from(args);
     node.foreground = true;
     node.state_dir = Some(dir.clone());
@@ -279,7 +282,32 @@ pub(crate) fn start_detached(args: StartArgs) -> Result<u8, Failure> {
         if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
         log_path.display()
     );
+    println!("  {}", convention_line(&rt, &probe_addr, settle));
     Ok(EXIT_OK)
+}
+
+/// Beyond a heartbeat, how long `start` waits for a new node to find its place in the
+/// convention (a leader's answer, or nobody at the convention address) before saying where it
+/// stands: a refused port or a loopback leader answers in milliseconds.
+const SETTLE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Where the node at `addr` stands in its convention, once it knows (or after `wait`): it
+/// leads, serves alone, or a leader answered it.
+fn convention_line(rt: &tokio::runtime::Runtime, addr: &str, wait: Duration) -> String {
+    let deadline = Instant::now() + wait;
+    loop {
+        let report = rt.block_on(super::status::node_status(addr));
+        let late = Instant::now() >= deadline;
+        match report {
+            Ok(r) if late || r.convention.role != "member" || r.convention.joined => {
+                return super::status::convention_place(&r.convention)
+            }
+            Err(f) if late => return format!("its convention is not known yet: {}", f.error),
+            _ => {}
+        }
+        // Nothing announces the node's first registration: ask again, soon.
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// How long `start` waits for a port that is in use but does not answer as a troupe node: a
