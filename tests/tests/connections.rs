@@ -101,7 +101,9 @@ async fn an_idle_client_is_closed_with_the_reason_and_a_waiting_one_is_kept() {
         other => panic!("an idle client got {other:?}"),
     };
     assert!(t0.elapsed() >= Duration::from_millis(300), "closed after {:?}", t0.elapsed());
-    assert!(why.contains("nothing was sent") && why.contains("--idle-timeout"), "{why}");
+    assert!(why.contains("nothing was sent") && why.contains("for 300ms (the node's --idle-timeout)"), "{why}");
+    // That it is closed at the set time, not at twice it, is node/src/admin/server/tests.rs's
+    // (tokio's paused clock): here an upper bound would race the machine's load.
     assert!(read_frame(&mut idle).is_none(), "the connection stays open");
 
     // A client waiting for a message (as `troupe ask`, `app`, `stop` do) keeps its connection

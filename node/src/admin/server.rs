@@ -296,7 +296,7 @@ struct Session {
     peer: bool,
     /// A client connection silent this long is closed.
     idle: Option<Duration>,
-    /// Bytes held of a frame still arriving (from the codec): a slow upload is not silence.
+    /// Bytes received so far (from the codec; it only grows): a slow upload is not silence.
     progress: Arc<AtomicUsize>,
 }
 
@@ -306,7 +306,9 @@ impl Session {
         Err(message)
     }
 
-    /// The next frame, or the refusal of a client that stayed silent for the idle timeout.
+    /// The next frame, or the refusal of a client that stayed silent for the idle timeout: closed
+    /// `idle` after the wait began when no byte arrived meanwhile; a frame still arriving gets
+    /// another `idle` each time bytes came during the last.
     async fn next_frame(
         &self,
         stream: &mut SplitStream<Conn>,
