@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,14 +62,20 @@ struct Waiting {
     id: u64,
     /// Tells the connection it is closed to make room.
     evict: Arc<Notify>,
+    /// Whether its place under the cap was given back (see [`Ticket`]).
+    released: Arc<AtomicBool>,
 }
 
-/// A connection's place under the cap, given back when dropped.
-pub(super) struct Ticket(Arc<Gate>);
+/// A connection's place under the cap, given back when dropped, or as soon as the connection
+/// is closed to make room for a newer one of its source (its task may take a moment to end).
+pub(super) struct Ticket {
+    gate: Arc<Gate>,
+    released: Arc<AtomicBool>,
+}
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.gate.release(&self.released);
     }
 }
 
@@ -165,14 +171,21 @@ impl Gate {
         stream: TcpStream,
         peer: IpAddr,
     ) -> Option<(TcpStream, Ticket, HelloSlot)> {
+        // The slot first: at its source's share it closes the oldest, whose place under the cap
+        // is then free for this one.
+        let released = Arc::new(AtomicBool::new(false));
+        let slot = self.hello_slot(peer, released.clone());
         let admitted =
             self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.cap).then_some(n + 1));
         match admitted {
             Ok(n) => {
                 self.high.fetch_max(n + 1, Ordering::AcqRel);
-                Some((stream, Ticket(self.clone()), self.hello_slot(peer)))
+                Some((stream, Ticket { gate: self.clone(), released }, slot))
             }
             Err(_) => {
+                // No place was taken: nothing to give back.
+                released.store(true, Ordering::Release);
+                drop(slot);
                 let message = self.refusal();
                 tracing::debug!(%peer, "{message}");
                 write_refusal(stream, message);
@@ -181,17 +194,26 @@ impl Gate {
         }
     }
 
-    /// A place among `peer`'s source's connections before their hello; at the source's share,
-    /// its oldest such connection is told to close.
-    pub(super) fn hello_slot(self: &Arc<Gate>, peer: IpAddr) -> HelloSlot {
+    /// Gives a place under the cap back, once (`released` says whether it was).
+    fn release(&self, released: &AtomicBool) {
+        if !released.swap(true, Ordering::AcqRel) {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A place among `peer`'s source's connections before their hello, for a connection whose
+    /// place under the cap is `released`; at the source's share, its oldest such connection is
+    /// told to close, and its place under the cap is given back at once.
+    pub(super) fn hello_slot(self: &Arc<Gate>, peer: IpAddr, released: Arc<AtomicBool>) -> HelloSlot {
         let source = source_of(peer);
         let (id, evict) = (self.next_slot.fetch_add(1, Ordering::Relaxed), Arc::new(Notify::new()));
         let mut waiting = self.waiting();
         let queue = waiting.entry(source).or_default();
         let oldest = if queue.len() >= self.per_source { queue.pop_front() } else { None };
-        queue.push_back(Waiting { id, evict: evict.clone() });
+        queue.push_back(Waiting { id, evict: evict.clone(), released });
         drop(waiting);
         if let Some(oldest) = oldest {
+            self.release(&oldest.released);
             // A permit is kept if the connection is not waiting for it yet.
             oldest.evict.notify_one();
             if let Some(held) = EVICTED.admit_now() {
@@ -319,19 +341,25 @@ mod tests {
         let limits = ConnectionLimits { before_hello_per_source: 3, ..ConnectionLimits::default() };
         let gate = Gate::new(&limits);
         let host: IpAddr = "192.0.2.7".parse().unwrap();
-        let mut held: VecDeque<HelloSlot> = (0..3).map(|_| gate.hello_slot(host)).collect();
+        // Each with a place under the cap, as `admit` gives them.
+        let slot = |peer: IpAddr| {
+            gate.open.fetch_add(1, Ordering::AcqRel);
+            gate.hello_slot(peer, Arc::new(AtomicBool::new(false)))
+        };
+        let mut held: VecDeque<HelloSlot> = (0..3).map(|_| slot(host)).collect();
         assert!(!held.iter().any(was_evicted), "within the share");
-        // A fourth: the oldest is told to close, the others stay.
-        held.push_back(gate.hello_slot(host));
+        // A fourth: the oldest is told to close, and its place under the cap is free at once.
+        held.push_back(slot(host));
         assert!(was_evicted(&held[0]));
+        assert_eq!(gate.open.load(Ordering::Acquire), 3);
         assert!(!held.iter().skip(1).any(was_evicted));
         drop(held.pop_front());
         // Another source is not affected.
-        let other = gate.hello_slot("192.0.2.8".parse().unwrap());
+        let other = slot("192.0.2.8".parse().unwrap());
         assert!(!was_evicted(&other));
         // One says hello (its slot is dropped): the next one takes its place, nobody is closed.
         drop(held.pop_back());
-        held.push_back(gate.hello_slot(host));
+        held.push_back(slot(host));
         assert!(!held.iter().any(was_evicted));
         drop((held, other));
         assert!(gate.waiting().is_empty(), "no entry is kept for a source with none");
