@@ -11,8 +11,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use troupe_node::client::{Client, ClientError};
-use troupe_node::protocol::{self, ClientFrame, ServerFrame, PROTOCOL_VERSION};
 use troupe_node::model::config::DEFAULT_BEFORE_HELLO_PER_SOURCE;
+use troupe_node::protocol::{self, ClientFrame, ServerFrame, PROTOCOL_VERSION};
 use troupe_tests::{free_port, status_of, troupe, wait_for, NodeProc, TestDir, REPLY_TIMEOUT};
 
 fn write_frame(s: &mut TcpStream, body: &[u8]) {
@@ -102,7 +102,10 @@ async fn an_idle_client_is_closed_with_the_reason_and_a_waiting_one_is_kept() {
         other => panic!("an idle client got {other:?}"),
     };
     assert!(t0.elapsed() >= Duration::from_millis(300), "closed after {:?}", t0.elapsed());
-    assert!(why.contains("nothing was sent") && why.contains("for 300ms (the node's --idle-timeout)"), "{why}");
+    assert!(
+        why.contains("nothing was sent") && why.contains("for 300ms (the node's --idle-timeout)"),
+        "{why}"
+    );
     // That it is closed at the set time, not at twice it, is node/src/admin/server/tests.rs's
     // (tokio's paused clock): here an upper bound would race the machine's load.
     assert!(read_frame(&mut idle).is_none(), "the connection stays open");

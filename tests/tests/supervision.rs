@@ -59,7 +59,10 @@ async fn a_child_whose_constructor_always_fails_is_restarted_at_a_bounded_rate_a
     // Each restart waits at least the floor: no more restarts than the floor allows in the time
     // that passed (the doubling makes them far fewer still).
     let allowed = (elapsed.as_millis() / MIN_RESTART_BACKOFF.as_millis()) as u64 + 1;
-    assert!(restarts <= allowed, "{restarts} restarts in {elapsed:?}: more than one per {MIN_RESTART_BACKOFF:?}");
+    assert!(
+        restarts <= allowed,
+        "{restarts} restarts in {elapsed:?}: more than one per {MIN_RESTART_BACKOFF:?}"
+    );
     assert!(log_growth <= LOG_GROWTH_MAX, "the node's log grew by {log_growth} bytes in {elapsed:?}");
 
     // It is still being restarted (the budget is not spent), and the node serves everyone.

@@ -325,7 +325,8 @@ mod tests {
 
     #[test]
     fn the_refusal_names_the_cap_and_the_flag() {
-        let limits = ConnectionLimits { max_connections: 8, idle_timeout: None, ..ConnectionLimits::default() };
+        let limits =
+            ConnectionLimits { max_connections: 8, idle_timeout: None, ..ConnectionLimits::default() };
         let gate = Gate::new(&limits);
         assert_eq!(gate.refusal(), "the node has 8 connections open (--max-connections 8): try again later");
     }

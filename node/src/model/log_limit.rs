@@ -57,9 +57,7 @@ impl std::fmt::Display for HeldBack {
 impl Repeats {
     /// A limiter with nothing written yet (for a `static`).
     pub const fn new() -> Repeats {
-        Repeats {
-            state: Mutex::new(State { window: None, passed: 0, held: 0, held_since: None }),
-        }
+        Repeats { state: Mutex::new(State { window: None, passed: 0, held: 0, held_since: None }) }
     }
 
     /// Whether a line may be written at `now`: `Some` with what was held back before it (to be

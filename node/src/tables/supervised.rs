@@ -143,12 +143,22 @@ mod tests {
     #[test]
     fn a_child_that_always_fails_waits_the_floor_then_longer_even_when_no_backoff_was_asked() {
         let s = Supervised::default();
-        s.add(child(), 1, CreateSpec::default(), RestartPolicy::on_failure(u32::MAX, Duration::from_secs(3600)));
-        let failed = ExitReason::CreateFailed(CreateError::PluginError { type_name: "x.Y".into(), message: "no".into() });
+        s.add(
+            child(),
+            1,
+            CreateSpec::default(),
+            RestartPolicy::on_failure(u32::MAX, Duration::from_secs(3600)),
+        );
+        let failed = ExitReason::CreateFailed(CreateError::PluginError {
+            type_name: "x.Y".into(),
+            message: "no".into(),
+        });
         let mut now = Instant::now();
         let mut delays = Vec::new();
         for _ in 0..10 {
-            let Verdict::Restart { delay, .. } = s.exited(&child(), &failed, now) else { panic!("not restarted") };
+            let Verdict::Restart { delay, .. } = s.exited(&child(), &failed, now) else {
+                panic!("not restarted")
+            };
             delays.push(delay.as_millis() as u64);
             // It fails again as soon as it is restarted.
             now += delay;

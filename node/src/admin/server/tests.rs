@@ -94,7 +94,8 @@ async fn a_peer_call_registers_a_member_and_gets_the_member_list() {
 async fn start_with(dir: &tempfile::TempDir, limits: crate::model::config::ConnectionLimits) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let node = Node::new(NodeConfig { connections: limits, ..NodeConfig::for_test(&addr, dir.path()) }).unwrap();
+    let node =
+        Node::new(NodeConfig { connections: limits, ..NodeConfig::for_test(&addr, dir.path()) }).unwrap();
     tokio::spawn(serve(node, listener));
     addr
 }
@@ -128,8 +129,13 @@ async fn a_silent_client_is_closed_at_the_idle_timeout_not_twice_it() {
     let t0 = tokio::time::Instant::now();
     let bytes = tokio::time::timeout(idle * 4, framed.next()).await.expect("never closed").unwrap().unwrap();
     let closed_after = t0.elapsed();
-    let ServerFrame::ProtocolError { message } = protocol::decode(&bytes).unwrap() else { panic!("not closed") };
+    let ServerFrame::ProtocolError { message } = protocol::decode(&bytes).unwrap() else {
+        panic!("not closed")
+    };
     assert!(message.contains("for 5s (the node's --idle-timeout)"), "{message}");
-    assert!(closed_after >= idle && closed_after < idle + idle / 2, "closed after {closed_after:?}, set to {idle:?}");
+    assert!(
+        closed_after >= idle && closed_after < idle + idle / 2,
+        "closed after {closed_after:?}, set to {idle:?}"
+    );
     assert!(framed.next().await.is_none(), "the connection stays open");
 }
