@@ -24,6 +24,7 @@ use troupe_actor_abi::message::{Address, Incoming};
 
 use super::dispatch::{self, STOP_TIMEOUT};
 use super::gate::{self, AcceptBackoff, Gate};
+use crate::model::log_limit::Repeats;
 use crate::node::Node;
 use crate::runtime::core::Core;
 use crate::wire::{
@@ -36,6 +37,10 @@ use crate::wire::{
 /// never says hello holds its place under the cap and its source's share
 /// ([`gate::HelloSlot`]) that long.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The warnings about connections that did not prove the secret: anyone who reaches the port
+/// can repeat them without bound.
+static UNPROVEN: Repeats = Repeats::new();
 
 type Conn = protocol::noise::Conn;
 /// A frame for the connection's writer, and who waits until it is written.
@@ -206,7 +211,9 @@ async fn handshake(core: &Core, framed: &mut Conn) -> Result<Option<Vec<u8>>, St
             "a wrong proof of the shared secret"
         };
         let peer = framed.get_ref().peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        tracing::warn!(%peer, %agent, "refused a connection: {why}");
+        if let Some(held) = UNPROVEN.admit_now() {
+            tracing::warn!(%peer, %agent, "refused a connection: {why}{held}");
+        }
         let msg = "authentication failed: this node requires the convention's shared secret";
         return Err(reject(framed, msg.into()).await);
     };
@@ -231,7 +238,9 @@ async fn encrypt(
         Ok(Err(Refusal::BadFrame(why))) => Err(reject(framed, why).await),
         Ok(Err(Refusal::Unproven(why))) => {
             let peer = framed.get_ref().peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-            tracing::warn!(%peer, "refused a connection: {why}");
+            if let Some(held) = UNPROVEN.admit_now() {
+                tracing::warn!(%peer, "refused a connection: {why}{held}");
+            }
             let msg = "authentication failed: this node requires the convention's shared secret";
             Err(reject(framed, msg.into()).await)
         }
