@@ -9,6 +9,7 @@ use troupe_actor_abi::message::{Address, CreateError, CreateSpec, ExitReason};
 use super::core::Core;
 use crate::host::effect::{Cmd, Effect, LocalQueue};
 use crate::model::error::OpError;
+use crate::model::log_limit::Repeats;
 use crate::model::placement::{self, HereView, LocalVersion, MemberView, Plan, Target};
 use crate::tables::actors::{ActorKind, ActorRec};
 use crate::wire::{HeldOutcome, PeerRequest, Response, SourceHint, SourceSummary};
@@ -469,7 +470,12 @@ impl Core {
         if let Some(host) = retire {
             let _ = host.send(Cmd::Retire);
         }
-        tracing::info!(actor = id, "create failed: {text}");
+        // Creates that keep failing (a supervised child whose constructor always fails) would
+        // repeat this line without bound.
+        static CREATE_FAILED: Repeats = Repeats::new();
+        if let Some(held) = CREATE_FAILED.admit_now() {
+            tracing::info!(actor = id, "create failed: {text}{held}");
+        }
         for m in buffered {
             self.poison(m, self.address(id), text.clone());
         }
