@@ -6,9 +6,10 @@
 //!
 //! The first upgrade is kept running, without any timing, by an actor whose handler is busy
 //! for a long while: an actor moves only between two messages, so the upgrade cannot end
-//! before that handler does. The test waits until every other actor has moved (so the first
-//! upgrade is under way), asks for the second, then checks that the first had not ended yet
-//! when the second was answered.
+//! before that handler does. The test waits until status lists that handler as running (so
+//! the upgrade cannot move the actor first), starts the first upgrade, waits until every other
+//! actor has moved (so it is under way), asks for the second, then checks that the first had
+//! not ended yet when the second was answered.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,6 +88,21 @@ async fn wait_on_version(nodes: &[String], hash: &str, at_least: usize) {
     }
 }
 
+/// Waits until `actor`'s node lists its handler as running long: it holds its actor, so an
+/// upgrade asked for now cannot move it before the handler returns.
+async fn wait_busy(actor: &Address) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut c = Client::connect(&actor.node).await.unwrap();
+    loop {
+        let st = status_of(&mut c).await;
+        if st.versions.iter().any(|v| v.long_handlers.iter().any(|h| h.actor.id == actor.id)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{actor}'s handler is not listed as running: {:?}", st.versions);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The second upgrade's outcome is a refusal naming the first, whole (refused by the node
 /// asked) or per node (refused where the first still runs).
 fn assert_refused(second: &Result<UpgradeReport, ClientError>, busy_node: &str) {
@@ -146,6 +162,7 @@ async fn race(
 ) -> (UpgradeReport, Result<UpgradeReport, ClientError>) {
     let mut holder = Client::connect(&nodes[0]).await.unwrap();
     send_text(&mut holder, busy, &format!("busy {BUSY_MS}")).await;
+    wait_busy(busy).await;
     let first = tokio::spawn(request_upgrade(nodes[0].clone(), v1.into(), v2.into()));
     wait_on_version(nodes, v2, n - 1).await;
     let second = request_upgrade(second_at.to_string(), v1.into(), v3.into()).await;
