@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use troupe_actor_abi::message::Address;
 use troupe_node::client::{Client, ClientError};
 use troupe_node::protocol::{Request, Response, UpgradeOptions, UpgradeReport};
-use troupe_tests::{
-    ask, create, next_text, plugin_lib, send_text, status_of, Convention, NodeProc, TestDir,
-};
+use troupe_tests::{ask, create, next_text, plugin_lib, send_text, status_of, Convention, NodeProc, TestDir};
 
 /// How long the busy actor's handler runs: far longer than asking for the second upgrade
 /// takes, so the first is still waiting for that actor when the second is answered (the test
@@ -33,7 +31,8 @@ const PATIENCE: Duration = Duration::from_secs(120);
 fn counter_zips(dir: &TestDir) -> [PathBuf; 3] {
     let crates = ["troupe-test-counter-v1", "troupe-test-counter-v2", "troupe-test-counter-v3"];
     troupe_tests::ensure_built_packages(&crates);
-    [1, 2, 3].map(|v| dir.pack(&format!("counter-v{v}.zip"), &[plugin_lib(&format!("troupe_test_counter_v{v}"))]))
+    [1, 2, 3]
+        .map(|v| dir.pack(&format!("counter-v{v}.zip"), &[plugin_lib(&format!("troupe_test_counter_v{v}"))]))
 }
 
 async fn request_upgrade(addr: String, from: String, to: String) -> Result<UpgradeReport, ClientError> {
@@ -113,7 +112,8 @@ fn assert_refused(second: &Result<UpgradeReport, ClientError>, busy_node: &str) 
         }
         Ok(report) => {
             let node = report.nodes.iter().find(|n| n.node == busy_node);
-            let refused = node.is_some_and(|n| n.failed.iter().any(|f| f.reason.contains("upgrade_in_progress")));
+            let refused =
+                node.is_some_and(|n| n.failed.iter().any(|f| f.reason.contains("upgrade_in_progress")));
             assert!(refused, "the node still upgrading did not refuse: {report:?}");
             assert_eq!(report.moved(), 0, "{report:?}");
         }
@@ -133,7 +133,12 @@ async fn assert_exact(nodes: &[String], made: &[(Address, u64)], v2: &str) {
         let st = status_of(&mut Client::connect(addr).await.unwrap()).await;
         let live: usize = st.versions.iter().map(|v| v.live_actors).sum();
         let per_version: BTreeMap<_, _> = st.versions.iter().map(|v| (&v.hash[..8], v.live_actors)).collect();
-        assert_eq!(live, st.actors.len(), "{addr}: versions count {per_version:?}, status lists {}", st.actors.len());
+        assert_eq!(
+            live,
+            st.actors.len(),
+            "{addr}: versions count {per_version:?}, status lists {}",
+            st.actors.len()
+        );
         assert!(st.actors.iter().all(|a| a.hash == v2), "{addr}: {:?}", st.actors);
         listed += st.actors.len();
     }
@@ -152,26 +157,28 @@ async fn assert_unloads(addr: &str, hash: &str) {
 }
 
 /// Runs the race: `busy` is held up, the first upgrade (asked at `nodes[0]`) waits for it, the
-/// second (asked at `second_at`) comes meanwhile. Returns both outcomes.
+/// second (asked at `second_at`) comes meanwhile. Returns both outcomes, and whether the first
+/// was still running when the second was answered.
 async fn race(
     nodes: &[String],
     busy: &Address,
     n: usize,
     [v1, v2, v3]: [&str; 3],
     second_at: &str,
-) -> (UpgradeReport, Result<UpgradeReport, ClientError>) {
+) -> (UpgradeReport, Result<UpgradeReport, ClientError>, bool) {
     let mut holder = Client::connect(&nodes[0]).await.unwrap();
     send_text(&mut holder, busy, &format!("busy {BUSY_MS}")).await;
     wait_busy(busy).await;
     let first = tokio::spawn(request_upgrade(nodes[0].clone(), v1.into(), v2.into()));
     wait_on_version(nodes, v2, n - 1).await;
     let second = request_upgrade(second_at.to_string(), v1.into(), v3.into()).await;
-    assert!(!first.is_finished(), "the first upgrade ended before the second was answered: no race");
+    // Checked by the caller after the counts, which say more when both upgrades ran.
+    let raced = !first.is_finished();
     let first = tokio::time::timeout(PATIENCE, first).await.expect("the first upgrade ends").unwrap();
     let first = first.unwrap_or_else(|e| panic!("the first upgrade failed: {e}"));
     // The busy actor answers its own `busy` once its handler is done.
     assert!(next_text(&mut holder).await.starts_with("v1 count="));
-    (first, second)
+    (first, second, raced)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,10 +192,11 @@ async fn two_upgrades_of_one_version_on_one_node_move_each_actor_once() {
     let made = counters(&mut c, &v1, N).await;
     let nodes = vec![node.addr()];
 
-    let (first, second) = race(&nodes, &made[N / 2].0, N, [&v1, &v2, &v3], &nodes[0]).await;
+    let (first, second, raced) = race(&nodes, &made[N / 2].0, N, [&v1, &v2, &v3], &nodes[0]).await;
     let second_moved = second.as_ref().map_or(0, UpgradeReport::moved);
     assert!(first.moved() + second_moved <= N, "moved {} + {second_moved} of {N}", first.moved());
     assert_exact(&nodes, &made, &v2).await;
+    assert!(raced, "the first upgrade ended before the second was answered");
     assert_refused(&second, &nodes[0]);
     assert_eq!(first.moved(), N, "{first:?}");
     assert!(first.nodes.iter().all(|n| n.failed.is_empty()), "{first:?}");
@@ -220,10 +228,11 @@ async fn two_upgrades_of_one_version_on_three_nodes_move_each_actor_once() {
     let busy = made.iter().find(|(a, _)| a.node == nodes[1]).unwrap_or(&made[0]).0.clone();
     let n = made.len();
 
-    let (first, second) = race(&nodes, &busy, n, [&v1, &v2, &v3], &nodes[2]).await;
+    let (first, second, raced) = race(&nodes, &busy, n, [&v1, &v2, &v3], &nodes[2]).await;
     let second_moved = second.as_ref().map_or(0, UpgradeReport::moved);
     assert!(first.moved() + second_moved <= n, "moved {} + {second_moved} of {n}", first.moved());
     assert_exact(&nodes, &made, &v2).await;
+    assert!(raced, "the first upgrade ended before the second was answered");
     assert_refused(&second, &busy.node);
     assert_eq!(first.moved(), n, "{first:?}");
     assert_unloads(&nodes[0], &v2).await;

@@ -21,11 +21,11 @@ use crate::host::migrate::{self, Outcome, Report};
 use crate::host::NodeSeam;
 use crate::model::error::OpError;
 use crate::model::metrics::short_hash;
-use crate::runtime::core::Core;
 use crate::ops::unload::WhenBusy;
+use crate::runtime::core::Core;
 use crate::tables::upgrades::{Busy, Claim, HeldMove};
-use crate::wire::Coded;
 use crate::tables::versions::UpgradeTarget;
+use crate::wire::Coded;
 use crate::wire::{
     NodeUpgrade, PeerRequest, Response, SourceHint, SourceSummary, TypeOutcome, UpgradeFailure,
     UpgradeOptions, UpgradeReport,

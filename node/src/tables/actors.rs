@@ -321,7 +321,14 @@ impl Actors {
     /// Live upgrade: plugin actor `id` now runs on generation `gen` of `hash` as `type_name`.
     /// Returns the generation it ran on, which the caller moves its count from (`None`: it is
     /// not a plugin actor here any more, e.g. it exited meanwhile; nothing changed).
-    pub(crate) fn rehost(&self, id: u64, gen: u64, hash: &str, type_name: &str, host: HostHandle) -> Option<u64> {
+    pub(crate) fn rehost(
+        &self,
+        id: u64,
+        gen: u64,
+        hash: &str,
+        type_name: &str,
+        host: HostHandle,
+    ) -> Option<u64> {
         let mut st = self.lock();
         let rec = st.map.get_mut(&id)?;
         let ActorKind::Plugin { gen: was, .. } = rec.kind else { return None };
@@ -533,7 +540,8 @@ mod tests {
     #[test]
     fn a_rehost_says_where_the_actor_came_from_and_skips_an_actor_that_left() {
         let actors = Actors::default();
-        let host = || HostHandle::new(std::sync::Arc::new(crate::host::pool::Pool::new(1, Default::default())));
+        let host =
+            || HostHandle::new(std::sync::Arc::new(crate::host::pool::Pool::new(1, Default::default())));
         let kind = ActorKind::Plugin { gen: 1, hash: "v1".into(), type_name: "m.T".into(), host: host() };
         actors.insert(3, ActorRec::new(kind, None, None, Vec::new()));
         assert_eq!(actors.rehost(3, 2, "v2", "m.T", host()), Some(1));

@@ -113,7 +113,9 @@ impl Upgrades {
     /// under way here holds one of them.
     pub(crate) fn claim(&self, upgrade: u64, from: &str, to: &str, by: &str) -> Result<Claim, Busy> {
         let mut st = self.shared.lock();
-        if let Some(busy) = st.running.values().find(|b| b.touches(from) || b.touches(to) || b.upgrade == upgrade) {
+        if let Some(busy) =
+            st.running.values().find(|b| b.touches(from) || b.touches(to) || b.upgrade == upgrade)
+        {
             return Err(busy.clone());
         }
         let busy = Busy { upgrade, from: from.to_string(), to: to.to_string(), by: by.to_string() };

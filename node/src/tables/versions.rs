@@ -27,7 +27,7 @@ use crate::model::error::LoadError;
 use crate::model::placement::LocalVersion;
 use crate::model::version_state::VersionState;
 use crate::wire::peer::SourceSummary;
-use crate::wire::status::{GoneStatus, LongHandlerStatus, ThreadsStatus, VersionStatus};
+use crate::wire::status::{GoneStatus, VersionStatus};
 
 /// How many unloaded versions `status` lists.
 const GONE_HISTORY: usize = 64;
@@ -591,23 +591,8 @@ impl Versions {
     }
 }
 
-fn host_threads(h: &HostHandle) -> ThreadsStatus {
-    let (busy, idle, limit, _) = h.load();
-    ThreadsStatus { busy, idle, limit }
-}
-
-fn long_handlers(h: &HostHandle, threshold: Duration) -> Vec<LongHandlerStatus> {
-    h.long_calls(threshold)
-        .into_iter()
-        .map(|(id, running, _)| LongHandlerStatus {
-            actor: troupe_actor_abi::message::Address { node: String::new(), id },
-            type_name: String::new(),
-            running_ms: running.as_millis() as u64,
-        })
-        .collect()
-}
-
 mod types;
+use types::{host_threads, long_handlers};
 pub(crate) use types::{Admission, Drain, NewVersion, UpgradeTarget, VersionCounters};
 
 #[cfg(test)]

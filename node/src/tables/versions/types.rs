@@ -1,14 +1,16 @@
 //! What the version registry takes and gives: a load's declaration, an admission, a drain,
-//! an upgrade's target and metrics counters (kept apart so that `versions.rs`, which owns the
-//! lock, stays readable).
+//! an upgrade's target, metrics counters and what `status` shows of a host (kept apart so
+//! that `versions.rs`, which owns the lock, stays readable).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::host::effect::{HostHandle, VersionStats};
 use crate::model::version_state::VersionState;
+use crate::wire::status::{LongHandlerStatus, ThreadsStatus};
 
 /// One generation's numbers for metrics.
 pub(crate) struct VersionCounters {
@@ -71,4 +73,23 @@ pub(crate) enum Drain {
     Cancelled,
     /// It is draining; `gone` answers when it is.
     Draining { gen: u64, live: usize, gone: oneshot::Receiver<()>, retire: Option<HostHandle> },
+}
+
+/// A host's threads, for `status`.
+pub(super) fn host_threads(h: &HostHandle) -> ThreadsStatus {
+    let (busy, idle, limit, _) = h.load();
+    ThreadsStatus { busy, idle, limit }
+}
+
+/// A host's handlers running longer than `threshold`, for `status` (by actor id: the caller
+/// names them).
+pub(super) fn long_handlers(h: &HostHandle, threshold: Duration) -> Vec<LongHandlerStatus> {
+    h.long_calls(threshold)
+        .into_iter()
+        .map(|(id, running, _)| LongHandlerStatus {
+            actor: troupe_actor_abi::message::Address { node: String::new(), id },
+            type_name: String::new(),
+            running_ms: running.as_millis() as u64,
+        })
+        .collect()
 }
