@@ -172,8 +172,18 @@ async fn race(
     let first = tokio::spawn(request_upgrade(nodes[0].clone(), v1.into(), v2.into()));
     wait_on_version(nodes, v2, n - 1).await;
     let second = request_upgrade(second_at.to_string(), v1.into(), v3.into()).await;
+    // An operator's unload of the version the first upgrade moves actors to waits for nothing
+    // and unloads nothing under it: refused, naming that upgrade.
+    let unload = Request::Unload { hash: v2.into(), grace_ms: None };
+    let unload = Client::connect(&nodes[0]).await.unwrap().request(unload).await;
     // Checked by the caller after the counts, which say more when both upgrades ran.
     let raced = !first.is_finished();
+    if raced {
+        match unload {
+            Err(ClientError::Refused(reply)) => assert_eq!(reply.code, "upgrade_in_progress", "{reply:?}"),
+            other => panic!("an unload of {v2} during its upgrade: {other:?}"),
+        }
+    }
     let first = tokio::time::timeout(PATIENCE, first).await.expect("the first upgrade ends").unwrap();
     let first = first.unwrap_or_else(|e| panic!("the first upgrade failed: {e}"));
     // The busy actor answers its own `busy` once its handler is done.
