@@ -63,6 +63,13 @@ impl Worker {
             return Step::Continue(Some(a));
         }
         let run = self.runner().clone();
+        if !Arc::ptr_eq(&mv.from.pool(), &run.pool) {
+            // The export followed the actor to another version (it waited in the mailbox that
+            // an earlier move handed over): moving it from here would hand it over from the
+            // version it left, and leave this copy paused for ever.
+            mv.tell(Outcome::Failed("it moved to another version meanwhile".into()));
+            return Step::Continue(Some(a));
+        }
         let plugin = &run.plugins[a.plugin as usize];
         if !plugin.migrates() {
             mv.tell(Outcome::Stayed);

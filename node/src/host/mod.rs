@@ -70,7 +70,7 @@ pub(crate) trait NodeSeam: Send + Sync + 'static {
     /// The version's host has ended.
     fn version_ended(&self, hash: &str, gen: u64, end: VersionEnd);
     /// Live upgrade: actor `id` now runs on generation `gen` (`hash`, as `type_name`, reached
-    /// through `host`); its old version still counts it until [`NodeSeam::moved_out`].
+    /// through `host`); its count moves with its record in the actor table.
     fn moved(&self, id: u64, gen: u64, hash: &str, type_name: &str, host: effect::HostHandle);
     /// Live upgrade: the old state of actor `id` was dropped by generation `gen`.
     fn moved_out(&self, id: u64, gen: u64);

@@ -21,9 +21,11 @@ use crate::host::migrate::{self, Outcome, Report};
 use crate::host::NodeSeam;
 use crate::model::error::OpError;
 use crate::model::metrics::short_hash;
+use crate::ops::unload::WhenBusy;
 use crate::runtime::core::Core;
-use crate::tables::upgrades::HeldMove;
+use crate::tables::upgrades::{Busy, Claim, HeldMove};
 use crate::tables::versions::UpgradeTarget;
+use crate::wire::Coded;
 use crate::wire::{
     NodeUpgrade, PeerRequest, Response, SourceHint, SourceSummary, TypeOutcome, UpgradeFailure,
     UpgradeOptions, UpgradeReport,
@@ -49,16 +51,19 @@ use moves::{Moves, Pending};
 impl Core {
     /// `troupe upgrade`: moves every live actor of `from` to `to`, here and on every member;
     /// then `from` drains (empty but for actors that do not migrate) and unloads, unless the
-    /// upgrade was rolled back.
+    /// upgrade was rolled back. Refused while another upgrade here holds either version.
     pub async fn upgrade(
         self: &Arc<Self>,
         from: &str,
         to: &str,
         options: UpgradeOptions,
     ) -> Result<UpgradeReport, OpError> {
-        let report = self.upgrade_everywhere(from, to, &options).await?;
+        let claimed = self.claim_upgrade(from, to)?;
+        let report = self.upgrade_claimed(&claimed, &options).await?;
         if !report.rolled_back {
-            if let Err(e) = self.unload(&report.from, None).await {
+            // Still under the claim: no other upgrade of FROM can start before it drains.
+            let by = WhenBusy::Exempt(claimed.claim.upgrade());
+            if let Err(e) = self.unload_as(&report.from, None, by).await {
                 tracing::warn!(from = %report.from, "upgraded, but the old version could not be unloaded: {e}");
             }
         }
@@ -72,16 +77,41 @@ impl Core {
         to: &str,
         options: &UpgradeOptions,
     ) -> Result<UpgradeReport, OpError> {
+        let claimed = self.claim_upgrade(from, to)?;
+        self.upgrade_claimed(&claimed, options).await
+    }
+
+    /// Resolves both versions and claims them here for a new upgrade: refused with
+    /// `upgrade_in_progress` if an upgrade under way here holds either.
+    fn claim_upgrade(&self, from: &str, to: &str) -> Result<Claimed, OpError> {
         let (from, to) = (self.resolve_hash(from)?, self.resolve_hash(to)?);
         if from == to {
             return Err(OpError::Usage(format!("FROM and TO are the same version ({from})")));
         }
-        let source = self.source_of(&to)?;
         let upgrade = self.ids.allocate();
+        match self.upgrades.claim(upgrade, &from, &to, &self.addr) {
+            Ok(claim) => Ok(Claimed { claim, from, to }),
+            Err(busy) => {
+                let hash = if busy.touches(&from) { from } else { to };
+                Err(in_progress(&hash, busy))
+            }
+        }
+    }
+
+    /// Runs a claimed upgrade here and on every member.
+    async fn upgrade_claimed(
+        self: &Arc<Self>,
+        claimed: &Claimed,
+        options: &UpgradeOptions,
+    ) -> Result<UpgradeReport, OpError> {
+        let Claimed { claim, from, to } = claimed;
+        let (from, to) = (from.clone(), to.clone());
+        let source = self.source_of(&to)?;
+        let upgrade = claim.upgrade();
         let hold = options.all_or_nothing;
         let members = self.members.addrs();
         let member_timeout = options.timeout_ms.map_or(PAUSE_TIMEOUT, Duration::from_millis) + MEMBER_MARGIN;
-        let here = self.upgrade_here(upgrade, &from, &to, options, hold, None);
+        let here = self.move_here(claim, &from, &to, options, hold, None);
         let there = join_all(members.iter().map(|m| {
             let request = PeerRequest::UpgradeHere {
                 upgrade,
@@ -157,11 +187,37 @@ impl Core {
         }
     }
 
-    /// Moves this node's live actors of `from` to `to` (fetched first if it is not here);
-    /// with `hold`, moved actors stay paused until [`Core::decide_upgrade`].
+    /// A member's part of upgrade `upgrade` (`PeerRequest::UpgradeHere`): claims both versions
+    /// here, then [`Core::move_here`]. If an upgrade under way here holds either, nothing moves
+    /// and the report says why (the node running the upgrade rolls back an all-or-nothing one).
     pub(crate) async fn upgrade_here(
         self: &Arc<Self>,
         upgrade: u64,
+        from: &str,
+        to: &str,
+        options: &UpgradeOptions,
+        hold: bool,
+        source: Option<SourceHint>,
+    ) -> NodeUpgrade {
+        match self.upgrades.claim(upgrade, from, to, "another node") {
+            Ok(claim) => self.move_here(&claim, from, to, options, hold, source).await,
+            Err(busy) => {
+                let hash = if busy.touches(from) { from } else { to };
+                let error = in_progress(hash, busy);
+                let address = troupe_actor_abi::message::Address { node: self.addr.clone(), id: 0 };
+                let reason = format!("{}: {error}", error.code());
+                let failed = vec![UpgradeFailure { address, type_name: "*".into(), reason }];
+                NodeUpgrade { node: self.addr.clone(), failed, ..NodeUpgrade::default() }
+            }
+        }
+    }
+
+    /// Moves this node's live actors of `from` to `to` (fetched first if it is not here),
+    /// under `claim`; with `hold`, moved actors stay paused (and the claim kept) until
+    /// [`Core::decide_upgrade`].
+    async fn move_here(
+        self: &Arc<Self>,
+        claim: &Claim,
         from: &str,
         to: &str,
         options: &UpgradeOptions,
@@ -216,9 +272,9 @@ impl Core {
                 ..*t
             })
             .collect();
-        let held = moves.finish(self);
+        let held = moves.finish(self, claim);
         if hold {
-            self.hold_moves(upgrade, held, timeout + MEMBER_MARGIN + DECIDE_MARGIN);
+            self.hold_moves(claim, held, timeout + MEMBER_MARGIN + DECIDE_MARGIN);
         }
         report.elapsed_us = started.elapsed().as_micros() as u64;
         report
@@ -246,14 +302,16 @@ impl Core {
 
     /// Outcomes that arrive after the node stopped waiting: a late move stands (it is
     /// complete and consistent); a late held move is rolled back, as its actor was reported
-    /// as not moved.
+    /// as not moved. The upgrade's claim is kept until the last of them.
     pub(super) fn settle_late(
         &self,
         mut rx: mpsc::UnboundedReceiver<Report>,
         from: HashMap<u64, HostHandle>,
         to: HostHandle,
+        claim: Claim,
     ) {
         self.rt.spawn(async move {
+            let _claim = claim;
             while let Some(Report { id, outcome }) = rx.recv().await {
                 tracing::info!(actor = id, ?outcome, "a late outcome of an upgrade");
                 if let (Outcome::Held { .. }, Some(from)) = (outcome, from.get(&id)) {
@@ -263,9 +321,11 @@ impl Core {
         });
     }
 
-    /// Keeps held moves for the decision, and rolls them back if none comes in time.
-    fn hold_moves(self: &Arc<Self>, upgrade: u64, held: Vec<HeldMove>, patience: Duration) {
-        self.upgrades.hold(upgrade, held);
+    /// Keeps held moves (and the upgrade's claim) for the decision, and rolls them back if
+    /// none comes in time.
+    fn hold_moves(self: &Arc<Self>, claim: &Claim, held: Vec<HeldMove>, patience: Duration) {
+        let upgrade = claim.upgrade();
+        self.upgrades.hold(upgrade, held, Some(claim.clone()));
         let weak = self.weak.clone();
         self.rt.spawn(async move {
             tokio::time::sleep(patience).await;
@@ -301,6 +361,24 @@ impl Core {
 
     pub(super) fn failure(&self, id: u64, type_name: &str, reason: String) -> UpgradeFailure {
         UpgradeFailure { address: self.address(id), type_name: type_name.to_string(), reason }
+    }
+}
+
+/// An upgrade's claim here, with its versions resolved.
+struct Claimed {
+    claim: Claim,
+    from: String,
+    to: String,
+}
+
+/// The refusal of something that touches `hash` while upgrade `busy` holds it here.
+pub(crate) fn in_progress(hash: &str, busy: Busy) -> OpError {
+    OpError::UpgradeInProgress {
+        hash: short_hash(hash).to_string(),
+        upgrade: busy.upgrade,
+        from: short_hash(&busy.from).to_string(),
+        to: short_hash(&busy.to).to_string(),
+        by: busy.by,
     }
 }
 
