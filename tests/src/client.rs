@@ -82,3 +82,23 @@ pub async fn create_spec(client: &mut Client, spec: CreateSpec) -> anyhow::Resul
         other => anyhow::bail!("unexpected answer to create: {other:?}"),
     }
 }
+
+/// Waits until `actor`'s node lists its handler as running long (past `--long-handler`): the
+/// handler holds its actor, so an upgrade asked for from now on cannot move it before the
+/// handler returns. Panics after `patience`.
+pub async fn wait_long_handler(actor: &Address, patience: Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    let mut c = Client::connect(&actor.node).await.expect("connect to the actor's node");
+    loop {
+        let st = status_of(&mut c).await;
+        if st.versions.iter().any(|v| v.long_handlers.iter().any(|h| h.actor.id == actor.id)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{actor}'s handler is not listed as running: {:?}",
+            st.versions
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use troupe_actor_abi::message::Address;
 use troupe_node::client::{Client, ClientError};
 use troupe_node::protocol::{Request, Response, UpgradeOptions, UpgradeReport};
-use troupe_tests::{ask, create, next_text, plugin_lib, send_text, status_of, Convention, NodeProc, TestDir};
+use troupe_tests::{
+    ask, create, next_text, plugin_lib, send_text, status_of, wait_long_handler, Convention, NodeProc,
+    TestDir,
+};
 
 /// How long the busy actor's handler runs: far longer than asking for the second upgrade
 /// takes, so the first is still waiting for that actor when the second is answered (the test
@@ -84,21 +87,6 @@ async fn wait_on_version(nodes: &[String], hash: &str, at_least: usize) {
         }
         assert!(Instant::now() < deadline, "only {n} of {at_least} counters reached {hash}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until `actor`'s node lists its handler as running long: it holds its actor, so an
-/// upgrade asked for now cannot move it before the handler returns.
-async fn wait_busy(actor: &Address) {
-    let deadline = Instant::now() + PATIENCE;
-    let mut c = Client::connect(&actor.node).await.unwrap();
-    loop {
-        let st = status_of(&mut c).await;
-        if st.versions.iter().any(|v| v.long_handlers.iter().any(|h| h.actor.id == actor.id)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{actor}'s handler is not listed as running: {:?}", st.versions);
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -168,7 +156,7 @@ async fn race(
 ) -> (UpgradeReport, Result<UpgradeReport, ClientError>, bool) {
     let mut holder = Client::connect(&nodes[0]).await.unwrap();
     send_text(&mut holder, busy, &format!("busy {BUSY_MS}")).await;
-    wait_busy(busy).await;
+    wait_long_handler(busy, PATIENCE).await;
     let first = tokio::spawn(request_upgrade(nodes[0].clone(), v1.into(), v2.into()));
     wait_on_version(nodes, v2, n - 1).await;
     let second = request_upgrade(second_at.to_string(), v1.into(), v3.into()).await;

@@ -15,6 +15,7 @@
 //! threads; this module only decides which thread does what.
 
 use std::ffi::c_void;
+use std::sync::Arc;
 use std::time::Instant;
 
 use troupe_actor_abi::abi::{self, OutSink, RawStr};
