@@ -57,6 +57,9 @@ fn text_from(m: Incoming) -> (Address, String) {
     }
 }
 
+/// A spins until released; B answers while A still spins (A's own flag says so, and A's answer
+/// cannot come before the release), then B releases A. Order and outcome only: on one shared
+/// thread B would never answer, and the test fails at its deadline instead of racing a clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_actor_does_not_stall_its_sibling() {
     let dir = TestDir::new();
@@ -65,12 +68,28 @@ async fn a_spinning_actor_does_not_stall_its_sibling() {
     let mut client = node.client().await;
     let [a, b]: [Address; 2] = spinners(&mut client, &hash, 2).await.try_into().expect("two spinners");
 
-    send_text(&mut client, &a, "spin 3000").await;
+    send_text(&mut client, &a, "spin until released").await;
+    // B answers as often as asked while A spins: A has not answered (it spins until the
+    // release), and B sees A's spin running. Until A's thread has started, B says "no".
+    let deadline = std::time::Instant::now() + FLOOD_TIMEOUT;
+    loop {
+        send_text(&mut client, &b, "spinning?").await;
+        let (from, text) = text_from(next_message(&mut client).await);
+        assert_eq!(from, b, "only B can answer while A spins, got {text:?} from {from}");
+        match text.as_str() {
+            "yes" => break,
+            "no" => assert!(std::time::Instant::now() < deadline, "A's spin never started"),
+            other => panic!("B answered {other:?} to spinning?"),
+        }
+    }
     send_text(&mut client, &b, "hello").await;
-    let first = text_from(next_message(&mut client).await);
-    assert_eq!(first, (b, "hello".to_string()), "B's answer waited for A's spin");
-    let second = text_from(next_message(&mut client).await);
-    assert_eq!(second, (a, "spun 3000".to_string()));
+    assert_eq!(text_from(next_message(&mut client).await), (b.clone(), "hello".to_string()), "B answers mid-spin");
+    send_text(&mut client, &b, "release").await;
+    let mut rest = vec![text_from(next_message(&mut client).await), text_from(next_message(&mut client).await)];
+    rest.sort();
+    let mut expected = vec![(b, "released".to_string()), (a, "spun until released".to_string())];
+    expected.sort();
+    assert_eq!(rest, expected, "B's release ends A's spin");
 }
 
 /// Sends `rounds` messages `"<tag>:<i>"` to each of `actors` (round-robin), then reads every
