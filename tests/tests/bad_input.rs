@@ -305,3 +305,28 @@ async fn an_actor_registered_as_source_authority_decides_loads() {
     node.app(&hash, "hello\n").assert_ok();
     assert_serving(&node, 2);
 }
+
+/// Issue 21 point 8: `upgrade` to a full hash no node had loaded exited 2 (a usage error), and
+/// from one it answered "moved 0" (exit 0), while an unknown prefix exited 1. A hash or prefix
+/// that names no loaded version is a refusal (`InvalidActorSourceHash`, exit 1) in every
+/// command that takes one.
+#[test]
+fn a_hash_or_prefix_that_names_no_loaded_version_is_refused_alike_everywhere() {
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "");
+    let hash = node.load(&dir.faulty_zip());
+    let full = "ab".repeat(32);
+    for unknown in [full.as_str(), "abababab"] {
+        for args in [
+            vec!["upgrade", &hash, unknown],
+            vec!["upgrade", unknown, &hash],
+            vec!["unload", unknown],
+            vec!["create", unknown, "faulty.Echo"],
+        ] {
+            let out = node.run(args[0], &args[1..]);
+            assert_eq!(out.code, 1, "{out}");
+            assert!(out.stderr.contains("InvalidActorSourceHash") && out.stderr.contains(unknown), "{out}");
+        }
+    }
+    assert_serving(&node, 1);
+}
