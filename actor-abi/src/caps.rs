@@ -96,7 +96,10 @@ fn check_name(name: &str, whole: &str) -> Result<(), CapError> {
         return Err(CapError(format!("`{whole}`: a capability name cannot contain `{c}`")));
     }
     if name.chars().any(char::is_control) {
-        return Err(CapError(format!("`{}`: a capability name cannot contain a control character", whole.escape_debug())));
+        return Err(CapError(format!(
+            "`{}`: a capability name cannot contain a control character",
+            whole.escape_debug()
+        )));
     }
     Ok(())
 }
@@ -118,7 +121,10 @@ fn check_value(value: &str, whole: &str) -> Result<(), CapError> {
         )));
     }
     if value.chars().any(char::is_control) {
-        return Err(CapError(format!("`{}`: a value cannot contain a control character", whole.escape_debug())));
+        return Err(CapError(format!(
+            "`{}`: a value cannot contain a control character",
+            whole.escape_debug()
+        )));
     }
     Ok(())
 }
@@ -416,7 +422,10 @@ mod tests {
     fn a_value_no_requirement_can_name_is_refused() {
         for (cap, c) in [("a=b=c", '='), ("a=b<c", '<'), ("a=>3", '>'), ("a=x!", '!'), ("a=1,2", ',')] {
             let e = parse_capability(cap).unwrap_err().to_string();
-            assert!(e.contains(&format!("cannot contain `{c}`")) && e.contains("no requirement"), "{cap}: {e}");
+            assert!(
+                e.contains(&format!("cannot contain `{c}`")) && e.contains("no requirement"),
+                "{cap}: {e}"
+            );
         }
         assert!(parse_list("x,a=b=c").is_err());
         // Every value that is accepted can be named by a requirement that matches it.

@@ -173,12 +173,25 @@ async fn capabilities_no_requirement_can_name_and_over_long_ones_are_refused_in_
     let huge = "n".repeat(100_000);
     let huge_value = format!("gpu={}", "v".repeat(100_000));
 
-    for (cap, why) in [("a=b=c", "no requirement"), (huge.as_str(), "at most"), (huge_value.as_str(), "at most")] {
+    for (cap, why) in
+        [("a=b=c", "no requirement"), (huge.as_str(), "at most"), (huge_value.as_str(), "at most")]
+    {
         let out = node.run("chgcap", &["+", cap]);
         assert_eq!(out.code, 2, "chgcap + {}: {out}", &cap[..cap.len().min(40)]);
-        assert!(out.stderr.contains(why) && out.stderr.len() < 1_000, "{} bytes: {}", out.stderr.len(), &out.stderr[..out.stderr.len().min(300)]);
+        assert!(
+            out.stderr.contains(why) && out.stderr.len() < 1_000,
+            "{} bytes: {}",
+            out.stderr.len(),
+            &out.stderr[..out.stderr.len().min(300)]
+        );
         let out = troupe_tests::troupe(&["start", &troupe_tests::free_port().to_string(), cap], None);
-        assert_eq!(out.code, 2, "start {}: {}", &cap[..cap.len().min(40)], &out.stderr[..out.stderr.len().min(300)]);
+        assert_eq!(
+            out.code,
+            2,
+            "start {}: {}",
+            &cap[..cap.len().min(40)],
+            &out.stderr[..out.stderr.len().min(300)]
+        );
         assert!(out.stderr.contains(why) && out.stderr.len() < 1_000, "{} bytes", out.stderr.len());
 
         // The node's own check, as a peer or an older CLI meets it.

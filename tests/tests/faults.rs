@@ -260,9 +260,7 @@ async fn an_on_unload_that_hangs_is_quarantined_and_the_node_serves_on_and_still
     // the node's own log says whether its stop ran out of time (a clock here would race it).
     node.stop();
     if node.log_text().contains("stop timed out with versions still loaded") {
-        problems.push(
-            "`troupe stop` waited for the quarantined version until its own timeout".into(),
-        );
+        problems.push("`troupe stop` waited for the quarantined version until its own timeout".into());
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

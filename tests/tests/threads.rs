@@ -83,9 +83,14 @@ async fn a_spinning_actor_does_not_stall_its_sibling() {
         }
     }
     send_text(&mut client, &b, "hello").await;
-    assert_eq!(text_from(next_message(&mut client).await), (b.clone(), "hello".to_string()), "B answers mid-spin");
+    assert_eq!(
+        text_from(next_message(&mut client).await),
+        (b.clone(), "hello".to_string()),
+        "B answers mid-spin"
+    );
     send_text(&mut client, &b, "release").await;
-    let mut rest = vec![text_from(next_message(&mut client).await), text_from(next_message(&mut client).await)];
+    let mut rest =
+        vec![text_from(next_message(&mut client).await), text_from(next_message(&mut client).await)];
     rest.sort();
     let mut expected = vec![(b, "released".to_string()), (a, "spun until released".to_string())];
     expected.sort();

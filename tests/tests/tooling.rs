@@ -61,7 +61,8 @@ fn a_new_plugin_crate_builds_passes_its_own_test_and_answers_through_ask() {
     // Its own test: builds the cdylib, packs it, starts a node, loads it, asks the Greeter. With
     // neither TROUPE_BIN nor troupe on PATH (issue 21 point 8: "put troupe on PATH"), it runs
     // the troupe that made it, which `troupe new` wrote into .cargo/config.toml.
-    let config = std::fs::read_to_string(krate.join(".cargo/config.toml")).expect(".cargo/config.toml written");
+    let config =
+        std::fs::read_to_string(krate.join(".cargo/config.toml")).expect(".cargo/config.toml written");
     let made_by = troupe_bin().canonicalize().expect("the troupe binary");
     assert!(config.contains(&format!("TROUPE_NEW_BIN = {:?}", made_by.display().to_string())), "{config}");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

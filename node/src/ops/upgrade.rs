@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use troupe_actor_abi::message::CreateError;
 use tokio::sync::mpsc;
+use troupe_actor_abi::message::CreateError;
 
 use crate::host::effect::HostHandle;
 use crate::host::migrate::{self, Outcome, Report};

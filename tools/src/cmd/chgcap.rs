@@ -48,7 +48,8 @@ impl TypedValueParser for CapabilityArg {
     ) -> Result<String, clap::Error> {
         let refuse = |why: String| {
             let what = arg.map_or_else(|| "the capability".to_string(), |a| format!("<{}>", a.get_id()));
-            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{what}: {why}\n")).with_cmd(cmd)
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{what}: {why}\n"))
+                .with_cmd(cmd)
         };
         let text = value.to_str().ok_or_else(|| refuse("not valid UTF-8".into()))?;
         let parsed = if self.list {

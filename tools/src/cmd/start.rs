@@ -15,8 +15,8 @@ use troupe_node::client::{Client, ClientError};
 use troupe_node::launch::{AuthorityKind, NodeArgs, DEFAULT_CONVENTION};
 use troupe_node::{AuthorityConfig, LibCopies, RemoteSources};
 
-use crate::{refused, usage, Failure, EXIT_OK};
 use super::chgcap::CapabilityArg;
+use crate::{refused, usage, Failure, EXIT_OK};
 
 /// How long a detached node may take to answer its first hello before `start` gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

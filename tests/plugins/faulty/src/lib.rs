@@ -304,7 +304,9 @@ impl Spinner {
     fn on_text(&self, ctx: &mut Context, from: &Address, text: &str) {
         match text {
             "count" => return ctx.send_text(from, &self.handled.to_string()),
-            "spinning?" => return ctx.send_text(from, if SPINNING.load(Ordering::SeqCst) { "yes" } else { "no" }),
+            "spinning?" => {
+                return ctx.send_text(from, if SPINNING.load(Ordering::SeqCst) { "yes" } else { "no" })
+            }
             "release" => {
                 RELEASED.store(true, Ordering::SeqCst);
                 return ctx.send_text(from, "released");

@@ -383,7 +383,9 @@ impl Actor for Fragile {
             }
             "spin until released" => {
                 let until = std::time::Instant::now() + SPIN_LIMIT;
-                while !RELEASED.swap(false, std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < until {
+                while !RELEASED.swap(false, std::sync::atomic::Ordering::SeqCst)
+                    && std::time::Instant::now() < until
+                {
                     std::hint::spin_loop();
                 }
                 ctx.send_text(&from, "spun");
