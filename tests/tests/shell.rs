@@ -82,7 +82,7 @@ fn a_piped_script_creates_asks_listens_and_kills_and_exits_with_the_first_failur
     assert_eq!(sh.run(&format!("ask {echo} \"hello there\"")), "echo: hello there");
     let id = echo.rsplit('#').next().unwrap();
     assert_eq!(
-        sh.run(&format!("ask '#{id}' again --timeout 3s")),
+        sh.run(&format!("ask '#{id}' again --timeout 30s")),
         "echo: again",
         "#ID means an actor of this node"
     );
