@@ -31,7 +31,7 @@ fn assert_load_refused(dir: &TestDir, node: &NodeProc, name: &str, bytes: &[u8],
     out.assert_code(1);
     out.assert_stderr_has(needles);
     assert!(out.stdout.is_empty(), "a refused load printed a hash:\n{out}");
-    wait_for("the store to be empty", Duration::from_secs(10), || {
+    wait_for("the store to be empty", Duration::from_secs(30), || {
         files_under(&node.store()).is_empty().then_some(())
     });
 }
@@ -198,7 +198,7 @@ fn a_missing_file_is_a_usage_error() {
 /// wrong; returns what it read.
 fn garbage(node: &NodeProc, bytes: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(node.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let _ = s.write_all(bytes);
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];

@@ -188,7 +188,7 @@ fn frames_in(mut bytes: &[u8]) -> Vec<ServerFrame> {
 /// everything the node answered until it closed.
 fn replay(port: u16, recorded: &[u8]) -> Vec<u8> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut len = [0u8; 4];
     s.read_exact(&mut len).expect("the challenge");
     let mut challenge = vec![0u8; u32::from_be_bytes(len) as usize];
