@@ -132,7 +132,7 @@ fn value(families: &BTreeMap<String, Value>, family: &str, name: &str, labels: &
 /// `GET /metrics` over plain TCP: the content type and the body.
 fn scrape(addr: &str, accept: Option<&str>) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).expect("the metrics endpoint accepts");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("set a read timeout");
     let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
     write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{accept}\r\n").expect("send the request");
     let mut response = String::new();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tokio::sync::mpsc;
+use troupe_actor_abi::message::CreateError;
 
 use crate::host::effect::HostHandle;
 use crate::host::migrate::{self, Outcome, Report};
@@ -85,6 +86,7 @@ impl Core {
     /// `upgrade_in_progress` if an upgrade under way here holds either.
     fn claim_upgrade(&self, from: &str, to: &str) -> Result<Claimed, OpError> {
         let (from, to) = (self.resolve_hash(from)?, self.resolve_hash(to)?);
+        self.known_somewhere(&from)?;
         if from == to {
             return Err(OpError::Usage(format!("FROM and TO are the same version ({from})")));
         }
@@ -136,7 +138,20 @@ impl Core {
         Ok(UpgradeReport { from, to, nodes, rolled_back })
     }
 
-    /// Where `to` is loaded, for members that must fetch it; an error if it is loaded nowhere.
+    /// Refuses a FROM that no node knows (loaded, or unloaded lately), as an unknown prefix is
+    /// refused: `InvalidActorSourceHash`, exit 1, rather than "moved 0".
+    fn known_somewhere(&self, hash: &str) -> Result<(), OpError> {
+        let (mut known, gone) = self.versions.hashes();
+        known.extend(self.members.hashes());
+        if known.iter().chain(&gone).any(|h| h == hash) {
+            return Ok(());
+        }
+        let detail = "does not match any loaded source".to_string();
+        Err(CreateError::InvalidActorSourceHash { hash: hash.to_string(), detail }.into())
+    }
+
+    /// Where `to` is loaded, for members that must fetch it; an error if it is loaded nowhere
+    /// (`InvalidActorSourceHash`, a refusal like every hash that names no loaded version).
     fn source_of(&self, to: &str) -> Result<SourceHint, OpError> {
         let mut holders = self.members.holders(to, "");
         let (_, _, local_types) = self.versions.local_view(to);
@@ -148,9 +163,11 @@ impl Core {
             Some(types) if !holders.is_empty() => {
                 Ok(SourceHint { summary: SourceSummary { hash: to.to_string(), types }, holders })
             }
-            _ => Err(OpError::Usage(format!(
-                "version {to} is not active on any node: load it (troupe load) before upgrading to it"
-            ))),
+            _ => Err(CreateError::InvalidActorSourceHash {
+                hash: to.to_string(),
+                detail: "is not active on any node: load it (troupe load) before upgrading to it".into(),
+            }
+            .into()),
         }
     }
 

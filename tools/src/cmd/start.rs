@@ -15,6 +15,7 @@ use troupe_node::client::{Client, ClientError};
 use troupe_node::launch::{AuthorityKind, NodeArgs, DEFAULT_CONVENTION};
 use troupe_node::{AuthorityConfig, LibCopies, RemoteSources};
 
+use super::chgcap::CapabilityArg;
 use crate::{refused, usage, Failure, EXIT_OK};
 
 /// How long a detached node may take to answer its first hello before `start` gives up.
@@ -27,7 +28,7 @@ pub(crate) struct StartArgs {
     /// Comma-separated capabilities, each a name or name=value, e.g. "morse,Caesar cipher" or
     /// "gpu=A100,mem=64,morse" (a plain name has the value true). Actors may require a value
     /// (gpu=A100) or a comparison (mem>=32).
-    #[arg(default_value = "", value_parser = checked_capabilities)]
+    #[arg(default_value = "", value_parser = CapabilityArg { list: true })]
     pub(crate) capabilities: String,
     /// Address to bind (loopback unless told otherwise).
     #[arg(long, default_value = "127.0.0.1")]
@@ -209,15 +210,10 @@ pub(crate) fn troupe_home() -> PathBuf {
 }
 
 /// `"morse, Caesar cipher,,mem = 64"` → `["morse", "Caesar cipher", "mem=64"]` (the
-/// argument was checked by [`checked_capabilities`]; an entry that does not parse is dropped).
+/// argument was checked by [`CapabilityArg`]; an entry that does not parse is dropped).
 pub(crate) fn capabilities(s: &str) -> Vec<String> {
     troupe_actor_abi::caps::parse_list(s)
         .unwrap_or_else(|_| s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
-}
-
-/// Refuses a capability list that does not parse (clap: a usage error, exit 2).
-fn checked_capabilities(s: &str) -> Result<String, String> {
-    troupe_actor_abi::caps::parse_list(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
 /// The authority and secret a node starts with, and the refusal to expose an open node.
@@ -473,8 +469,12 @@ mod tests {
         assert_eq!(capabilities("morse, Caesar cipher,,"), vec!["morse", "Caesar cipher"]);
         assert!(capabilities("").is_empty());
         assert_eq!(capabilities("gpu = A100,mem=64,morse"), vec!["gpu=A100", "mem=64", "morse"]);
-        let e = checked_capabilities("mem>=64").unwrap_err();
+        let e = Cli::try_parse_from(["troupe", "start", "1", "mem>=64"]).unwrap_err().to_string();
         assert!(e.contains("cannot contain `>`"), "{e}");
+        let long = format!("a={}", "b".repeat(100_000));
+        let e = Cli::try_parse_from(["troupe", "start", "1", &long]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().len() < 400, "the refusal repeats the argument: {} bytes", e.to_string().len());
     }
 
     /// `troupe ARGV...` parsed as `troupe start`.
