@@ -494,7 +494,10 @@ impl Core {
         let caps = self.members.remove(addr);
         self.names.drop_node(addr);
         let severed = self.sever(addr);
-        self.peers.forget(addr);
+        self.peers.forget(
+            addr,
+            if change == ConventionChange::Left { "it left the convention" } else { "it was declared lost" },
+        );
         if let Some(c) = self.leadership.set_down(addr) {
             self.leader_changed(c);
         }

@@ -37,6 +37,10 @@ pub(crate) enum LinkError {
     /// The link was dropped while the call waited.
     #[error("the link to {addr} closed")]
     Closed { addr: String },
+    /// This node dropped the link while the call waited (`why`: the peer left the convention
+    /// or was declared lost; see [`Peers::forget`]).
+    #[error("the link to {addr} was dropped: {why}")]
+    Dropped { addr: String, why: String },
     /// No answer in time.
     #[error("{addr} did not answer within {after:?}")]
     Timeout { addr: String, after: Duration },
@@ -44,3 +48,6 @@ pub(crate) enum LinkError {
     #[error("{}", .0.message)]
     Refused(ErrorReply),
 }
+
+#[cfg(test)]
+mod tests;

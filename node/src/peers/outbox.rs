@@ -58,6 +58,9 @@ pub(super) struct Outbox {
     /// Calls waiting for their reply, by request id.
     pub(super) pending: HashMap<u64, Reply>,
     next_id: u64,
+    /// Why this node dropped the link ([`super::Peers::forget`]): what its waiting calls and
+    /// unsent items are told.
+    pub(super) dropped: Option<String>,
 }
 
 impl Link {
@@ -75,6 +78,7 @@ impl Link {
                 flushes: Vec::new(),
                 pending: HashMap::new(),
                 next_id: 1,
+                dropped: None,
             }),
             wake: Notify::new(),
         }
