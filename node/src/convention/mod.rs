@@ -159,9 +159,10 @@ impl Core {
             Err(e) => {
                 // What we sent may not have arrived: join again next time.
                 self.members.set_copy(None);
-                // A process that is gone refuses at once; a silent one is given `dead_after`.
-                if matches!(e, LinkError::Unreachable { .. }) || self.leadership.silent(self.conv.dead_after)
-                {
+                // A process that is gone refuses at once; a silent one is given `dead_after`;
+                // one still sending us earlier answers (fetched zips) is alive.
+                let silent = self.leadership.silent(self.conv.dead_after) && !e.peer_was_busy();
+                if matches!(e, LinkError::Unreachable { .. }) || silent {
                     tracing::warn!(%leader, "the convention's leader is lost ({e})");
                     self.node_lost(&leader, ConventionChange::Lost);
                 }

@@ -17,7 +17,11 @@
 //!
 //! When a link cannot connect or breaks, whatever was queued on it is answered locally: messages
 //! come back to their senders as `PoisonMessage`, creates fail with `ChildActorExited` to their
-//! parents, calls get an error; and the node is told the peer is unreachable.
+//! parents, calls get an error; and the node is told the peer is unreachable. When the node
+//! drops a link ([`Peers::forget`]: the peer left or was declared lost), the same happens with
+//! the node's reason, and nobody is told. Replies come back in the order the peer sends them, so
+//! a call may wait behind megabytes of earlier answers: its timeout says whether bytes kept
+//! arriving meanwhile (a busy peer, not a silent one).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -128,10 +132,13 @@ impl Peers {
         if link.push(Outgoing::Call { request, reply: rtx }, false).is_err() {
             return Err(LinkError::Unreachable { addr, why: "the link closed".into() });
         }
+        let heard = link.heard();
         match tokio::time::timeout(timeout, rrx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(LinkError::Closed { addr }),
-            Err(_) => Err(LinkError::Timeout { addr, after: timeout }),
+            // Answers to other calls kept arriving meanwhile: this one waits behind them, from
+            // a peer that is busy, not silent (a heartbeat behind megabytes of fetched zips).
+            Err(_) => Err(LinkError::Timeout { addr, after: timeout, busy: link.heard() != heard }),
         }
     }
 
@@ -167,6 +174,14 @@ impl Peers {
     }
 }
 
+#[cfg(test)]
+impl Peers {
+    /// What the link to `addr` has read so far (see `Link::heard`).
+    pub(super) fn heard(&self, addr: &str) -> Option<(usize, usize)> {
+        self.inner.links().get(addr).map(|l| l.heard())
+    }
+}
+
 /// Answers locally for an outgoing item that could not be sent.
 fn fail(events: &Weak<dyn LinkEvents>, addr: &str, item: Outgoing, why: &str) {
     let Some(events) = events.upgrade() else {
@@ -193,7 +208,7 @@ fn fail(events: &Weak<dyn LinkEvents>, addr: &str, item: Outgoing, why: &str) {
 /// take at once, reads replies; on any failure, answers for everything unsent.
 async fn run(inner: Arc<Inner>, link: Arc<Link>) {
     let secret = inner.secret.clone();
-    let ended = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&link.addr, secret)).await {
+    let ended = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&link, secret)).await {
         Ok(Ok((writer, reader, sealer))) => serve(&inner, &link, writer, reader, sealer).await,
         Ok(Err(e)) => Ended::Broke(e),
         Err(_) => Ended::Broke("connect timed out".into()),
@@ -262,6 +277,7 @@ async fn serve(
     let link_r = link.clone();
     let mut replies = tokio::spawn(async move {
         while let Some(Ok(bytes)) = reader.next().await {
+            link_r.heard_frame();
             match protocol::decode::<ServerFrame>(&bytes) {
                 Ok(ServerFrame::Reply { id, result }) => {
                     let waiter = link_r.lock().pending.remove(&id);
@@ -325,12 +341,14 @@ type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, SealedCodec>;
 /// Connects and says hello; with a secret, the link is encrypted, and the writing half's
 /// [`Sealer`] goes to the outbox.
 async fn connect(
-    addr: &str,
+    link: &Link,
     secret: Option<crate::store::signing::Secret>,
 ) -> Result<(OwnedWriteHalf, Reader, Option<Sealer>), String> {
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = tokio::net::TcpStream::connect(&link.addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    let mut framed = tokio_util::codec::Framed::new(stream, SealedCodec::new(protocol::codec()));
+    // The codec publishes what it holds of a frame still arriving (see `Link::heard`).
+    let codec = SealedCodec::new(protocol::codec().progress(link.partial_in()));
+    let mut framed = tokio_util::codec::Framed::new(stream, codec);
     protocol::client_handshake(&mut framed, "troupe-node peer link", secret.as_ref()).await?;
     let mut parts = framed.into_parts();
     let sealer = parts.codec.take_sealer();
