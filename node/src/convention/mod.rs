@@ -177,9 +177,10 @@ impl Core {
             Err(e) => {
                 // What we sent may not have arrived: join again next time.
                 self.members.set_copy(None);
-                // A process that is gone refuses at once; a silent one is given `dead_after`.
-                if matches!(e, LinkError::Unreachable { .. }) || self.leadership.silent(self.conv.dead_after)
-                {
+                // A process that is gone refuses at once; a silent one is given `dead_after`;
+                // one still sending us earlier answers (fetched zips) is alive.
+                let silent = self.leadership.silent(self.conv.dead_after) && !e.peer_was_busy();
+                if matches!(e, LinkError::Unreachable { .. }) || silent {
                     tracing::warn!(%leader, "the convention's leader is lost ({e})");
                     self.node_lost(&leader, ConventionChange::Lost);
                 }
@@ -522,7 +523,10 @@ impl Core {
         }
         self.names.drop_node(addr);
         let severed = self.sever(addr);
-        self.peers.forget(addr);
+        self.peers.forget(
+            addr,
+            if change == ConventionChange::Left { "it left the convention" } else { "it was declared lost" },
+        );
         if let Some(c) = self.leadership.set_down(addr) {
             self.leader_changed(c);
         }
