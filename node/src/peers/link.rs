@@ -346,11 +346,12 @@ async fn connect(
 ) -> Result<(OwnedWriteHalf, Reader, Option<Sealer>), String> {
     let stream = tokio::net::TcpStream::connect(&link.addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    // The codec publishes what it holds of a frame still arriving (see `Link::heard`).
-    let codec = SealedCodec::new(protocol::codec().progress(link.partial_in()));
-    let mut framed = tokio_util::codec::Framed::new(stream, codec);
+    let mut framed = tokio_util::codec::Framed::new(stream, SealedCodec::new(protocol::codec()));
     protocol::client_handshake(&mut framed, "troupe-node peer link", secret.as_ref()).await?;
     let mut parts = framed.into_parts();
+    // From here on the codec counts the bytes the peer sends (see `Link::heard`): the
+    // handshake's own are no sign of a busy peer to a call queued while the link connected.
+    parts.codec.count_into(link.bytes_in());
     let sealer = parts.codec.take_sealer();
     let (read_half, write_half) = parts.io.into_split();
     // Anything the peer sent right behind its hello is already in the handshake's buffer.

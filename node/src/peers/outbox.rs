@@ -33,8 +33,8 @@ pub(crate) struct Link {
     pub(super) wake: Notify,
     /// Frames read from the peer so far.
     frames_in: AtomicUsize,
-    /// Bytes held of the frame being read (published by the reading codec).
-    partial_in: Arc<AtomicUsize>,
+    /// Bytes read from the peer after the handshake, counted by the reading codec.
+    bytes_in: Arc<AtomicUsize>,
 }
 
 pub(super) enum LinkState {
@@ -87,7 +87,7 @@ impl Link {
             }),
             wake: Notify::new(),
             frames_in: AtomicUsize::new(0),
-            partial_in: Arc::new(AtomicUsize::new(0)),
+            bytes_in: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -96,15 +96,15 @@ impl Link {
         self.frames_in.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Where the reading codec publishes the bytes held of a frame still arriving.
-    pub(super) fn partial_in(&self) -> Arc<AtomicUsize> {
-        self.partial_in.clone()
+    /// Where the reading codec publishes the count of bytes received after the handshake.
+    pub(super) fn bytes_in(&self) -> Arc<AtomicUsize> {
+        self.bytes_in.clone()
     }
 
     /// What arrived so far: it changes whenever bytes from the peer are read, so a caller that
     /// waits can tell a peer busy sending (other answers first) from a silent one.
     pub(super) fn heard(&self) -> (usize, usize) {
-        (self.frames_in.load(Ordering::Relaxed), self.partial_in.load(Ordering::Relaxed))
+        (self.frames_in.load(Ordering::Relaxed), self.bytes_in.load(Ordering::Relaxed))
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Outbox> {

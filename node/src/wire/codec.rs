@@ -49,8 +49,14 @@ impl FrameCodec {
     /// across a wait saw a change without any byte arriving, and waited the idle timeout
     /// twice, issue 21.)
     pub fn progress(mut self, counter: Arc<AtomicUsize>) -> FrameCodec {
-        self.progress = Some(counter);
+        self.count_into(counter);
         self
+    }
+
+    /// As [`FrameCodec::progress`], on a codec already in use: bytes count from the next read
+    /// on (a peer link counts what follows its handshake).
+    pub fn count_into(&mut self, counter: Arc<AtomicUsize>) {
+        self.progress = Some(counter);
     }
 
     /// The largest frame accepted.
