@@ -6,14 +6,17 @@
 //! The raw connections here speak the handshake by hand with blocking sockets: a node without
 //! a shared secret speaks plain frames (a 4-byte big-endian length, then msgpack).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use troupe_node::client::{Client, ClientError};
 use troupe_node::model::config::DEFAULT_BEFORE_HELLO_PER_SOURCE;
 use troupe_node::protocol::{self, ClientFrame, ServerFrame, PROTOCOL_VERSION};
-use troupe_tests::{free_port, status_of, troupe, wait_for, NodeProc, TestDir, REPLY_TIMEOUT};
+use troupe_tests::{free_port, status_of, troupe, troupe_bin, wait_for, NodeProc, TestDir, REPLY_TIMEOUT};
 
 fn write_frame(s: &mut TcpStream, body: &[u8]) {
     s.write_all(&(body.len() as u32).to_be_bytes()).expect("cannot write a frame head");
@@ -47,6 +50,23 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the node's status");
     let line = text.lines().find(|l| l.starts_with(field)).expect("the field");
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number of kB")
+}
+
+/// Bytes that arrived on the established loopback connections a server on `port` accepted and
+/// that it has not read yet (the receive queues in `/proc/net/tcp`).
+fn unread_by(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let established = *f.get(3)? == "01";
+            let rx = u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok()?;
+            (local_port == port && established).then_some(rx)
+        })
+        .sum()
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -192,8 +212,10 @@ async fn a_huge_announcement_reserves_nothing_and_before_the_hello_is_refused() 
         c.write_all(&(300u32 * 1024 * 1024).to_be_bytes()).unwrap();
         c.write_all(&[0u8; 10]).unwrap();
     }
-    // The node reads them at once; give it a moment (nothing happens that could be awaited).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Measured once the node has read every byte sent (nothing left in its sockets' queues).
+    wait_for("the node to read the announcements", REPLY_TIMEOUT, || {
+        (unread_by(node.port()) == 0).then_some(())
+    });
     let (rss1, size1) = (proc_kib(pid, "VmRSS:"), proc_kib(pid, "VmSize:"));
     eprintln!("VmRSS {rss0} → {rss1} KiB, VmSize {size0} → {size1} KiB");
     assert!(rss1 < rss0 + 4 * 1024, "RSS grew from {rss0} to {rss1} KiB");
@@ -269,26 +291,49 @@ fn start_right_after_a_kill_on_the_same_port_succeeds() {
 
 #[test]
 fn start_waits_for_a_port_that_is_in_use_but_does_not_answer() {
-    // A dying node: the port accepts connections and resets them, for a moment.
+    // A dying node: the port accepts connections and resets them until `troupe start` says it
+    // waits for it; then the port is free, and the node starts there.
     let port = free_port();
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
     listener.set_nonblocking(true).unwrap();
-    let dying = std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_millis(700);
-        while Instant::now() < until {
-            if let Ok((s, _)) = listener.accept() {
-                drop(s);
+    let waiting = Arc::new(AtomicBool::new(false));
+    let dying = {
+        let waiting = waiting.clone();
+        std::thread::spawn(move || {
+            // A hang guard only: the CLI says it waits at its first refused probe.
+            let guard = Instant::now() + REPLY_TIMEOUT;
+            while !waiting.load(Ordering::SeqCst) && Instant::now() < guard {
+                if let Ok((s, _)) = listener.accept() {
+                    drop(s);
+                }
+                std::thread::sleep(Duration::from_millis(2));
             }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    });
+        })
+    };
     let dir = TestDir::new();
     let (p, state) = (port.to_string(), dir.join("state").display().to_string());
     let convention = format!("127.0.0.1:{port}");
-    let start = troupe(&["start", &p, "--state-dir", &state, "--convention", &convention], None);
+    let mut start = Command::new(troupe_bin())
+        .args(["start", &p, "--state-dir", &state, "--convention", &convention])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run troupe start");
+    let said = format!("waiting for port {port}: it is in use (a node that just died?)");
+    let mut stderr = String::new();
+    for line in BufReader::new(start.stderr.take().unwrap()).lines() {
+        let line = line.expect("troupe start's stderr");
+        if line.contains(&said) {
+            waiting.store(true, Ordering::SeqCst);
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let code = start.wait().expect("troupe start").code();
     dying.join().unwrap();
-    start
-        .assert_ok()
-        .assert_stderr_has(&[&format!("waiting for port {port}: it is in use (a node that just died?)")]);
+    assert!(waiting.load(Ordering::SeqCst), "troupe start did not say it waits for the port:\n{stderr}");
+    assert_eq!(code, Some(0), "troupe start failed once the port was free:\n{stderr}");
     troupe(&["stop", &p], None).assert_ok();
 }
