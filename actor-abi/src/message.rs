@@ -688,6 +688,42 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::d
     rmp_serde::from_slice(bytes)
 }
 
+// Which exits a policy restarts depends on the exit reasons defined here; the policy itself
+// (limits, backoff) lives in `crate::restart`, which needs nothing from this module.
+impl RestartPolicy {
+    /// Whether an exit for `reason` is a failure this policy restarts: the actor's handler
+    /// failed twice on one message, its constructor failed, its node was lost, or its node
+    /// no longer has what it requires, or no node had, or no leader answered for its global
+    /// name. Losing its name to another holder is not. An exit that was asked for (an
+    /// `ActorExitRequest`, an unload, a stopping node) or a create that can never succeed (an
+    /// unknown hash or type) is not.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// assert!(RestartPolicy::restarts(&ExitReason::Failed { details: "panicked".into() }));
+    /// assert!(RestartPolicy::restarts(&ExitReason::NodeLost { node: "127.0.0.1:1901".into() }));
+    /// assert!(!RestartPolicy::restarts(&ExitReason::Requested));
+    /// assert!(!RestartPolicy::restarts(&ExitReason::Unloaded));
+    /// ```
+    pub fn restarts(reason: &ExitReason) -> bool {
+        match reason {
+            ExitReason::Failed { .. } | ExitReason::NodeLost { .. } | ExitReason::CapabilityLost { .. } => {
+                true
+            }
+            ExitReason::CreateFailed(e) => matches!(
+                e,
+                CreateError::PluginError { .. }
+                    | CreateError::NoCompatibleSystemForActor { .. }
+                    | CreateError::NoLeader { .. }
+            ),
+            // Another actor holds its name: a new one would only find that holder.
+            ExitReason::Requested
+            | ExitReason::NodeStopping
+            | ExitReason::Unloaded
+            | ExitReason::NameClash { .. } => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{CreateError, ExitReason};
-
 /// The shortest wait before any restart, whatever the policy asks. A create that fails at once
 /// takes tens of microseconds, so without a floor a child whose constructor always fails was
 /// restarted about 23 000 times a second (issue 21). 10 ms bounds that at 100 a second (before
@@ -101,38 +99,6 @@ impl RestartPolicy {
     /// longest wait has run at least that long again.
     pub fn quiet_period(&self) -> Duration {
         self.max_delay().saturating_mul(2)
-    }
-
-    /// Whether an exit for `reason` is a failure this policy restarts: the actor's handler
-    /// failed twice on one message, its constructor failed, its node was lost, or its node
-    /// no longer has what it requires, or no node had, or no leader answered for its global
-    /// name. Losing its name to another holder is not. An exit that was asked for (an
-    /// `ActorExitRequest`, an unload, a stopping node) or a create that can never succeed (an
-    /// unknown hash or type) is not.
-    /// ```
-    /// # use troupe_actor_abi::prelude::*;
-    /// assert!(RestartPolicy::restarts(&ExitReason::Failed { details: "panicked".into() }));
-    /// assert!(RestartPolicy::restarts(&ExitReason::NodeLost { node: "127.0.0.1:1901".into() }));
-    /// assert!(!RestartPolicy::restarts(&ExitReason::Requested));
-    /// assert!(!RestartPolicy::restarts(&ExitReason::Unloaded));
-    /// ```
-    pub fn restarts(reason: &ExitReason) -> bool {
-        match reason {
-            ExitReason::Failed { .. } | ExitReason::NodeLost { .. } | ExitReason::CapabilityLost { .. } => {
-                true
-            }
-            ExitReason::CreateFailed(e) => matches!(
-                e,
-                CreateError::PluginError { .. }
-                    | CreateError::NoCompatibleSystemForActor { .. }
-                    | CreateError::NoLeader { .. }
-            ),
-            // Another actor holds its name: a new one would only find that holder.
-            ExitReason::Requested
-            | ExitReason::NodeStopping
-            | ExitReason::Unloaded
-            | ExitReason::NameClash { .. } => false,
-        }
     }
 }
 

@@ -47,7 +47,7 @@ impl Core {
             let previous = self.groups.resolve(&group).ok();
             for h in previous.iter().chain(std::iter::once(&hash)) {
                 if let Some(busy) = self.upgrades.busy_with(h, None) {
-                    return Err(crate::ops::upgrade::in_progress(h, busy));
+                    return Err(busy.refusal(h));
                 }
             }
         }

@@ -53,7 +53,7 @@ impl Core {
             WhenBusy::Exempt(upgrade) => Some(upgrade),
         };
         if let Some(running) = self.upgrades.busy_with(&full, except) {
-            return Err(crate::ops::upgrade::in_progress(&full, running));
+            return Err(running.refusal(&full));
         }
         let members = self.members.addrs();
         // Every member hears of it, whether or not we know it holds the version (it may have

@@ -24,7 +24,7 @@ use crate::model::error::OpError;
 use crate::model::metrics::short_hash;
 use crate::ops::unload::WhenBusy;
 use crate::runtime::core::Core;
-use crate::tables::upgrades::{Busy, Claim, HeldMove};
+use crate::tables::upgrades::{Claim, HeldMove};
 use crate::tables::versions::UpgradeTarget;
 use crate::wire::Coded;
 use crate::wire::{
@@ -95,7 +95,7 @@ impl Core {
             Ok(claim) => Ok(Claimed { claim, from, to }),
             Err(busy) => {
                 let hash = if busy.touches(&from) { from } else { to };
-                Err(in_progress(&hash, busy))
+                Err(busy.refusal(&hash))
             }
         }
     }
@@ -220,7 +220,7 @@ impl Core {
             Ok(claim) => self.move_here(&claim, from, to, options, hold, source).await,
             Err(busy) => {
                 let hash = if busy.touches(from) { from } else { to };
-                let error = in_progress(hash, busy);
+                let error = busy.refusal(hash);
                 let address = troupe_actor_abi::message::Address { node: self.addr.clone(), id: 0 };
                 let reason = format!("{}: {error}", error.code());
                 let failed = vec![UpgradeFailure { address, type_name: "*".into(), reason }];
@@ -386,17 +386,6 @@ struct Claimed {
     claim: Claim,
     from: String,
     to: String,
-}
-
-/// The refusal of something that touches `hash` while upgrade `busy` holds it here.
-pub(crate) fn in_progress(hash: &str, busy: Busy) -> OpError {
-    OpError::UpgradeInProgress {
-        hash: short_hash(hash).to_string(),
-        upgrade: busy.upgrade,
-        from: short_hash(&busy.from).to_string(),
-        to: short_hash(&busy.to).to_string(),
-        by: busy.by,
-    }
 }
 
 /// The type an actor of `from_type` becomes: the command's map, else the new version's

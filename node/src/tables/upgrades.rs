@@ -24,6 +24,8 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use crate::host::effect::HostHandle;
+use crate::model::error::OpError;
+use crate::model::metrics::short_hash;
 
 /// One actor imported and paused on its new version, still paused on its old one.
 pub(crate) struct HeldMove {
@@ -52,6 +54,17 @@ impl Busy {
     /// Whether it holds `hash`.
     pub(crate) fn touches(&self, hash: &str) -> bool {
         self.from == hash || self.to == hash
+    }
+
+    /// The refusal of something that touches `hash` while this upgrade holds it here.
+    pub(crate) fn refusal(self, hash: &str) -> OpError {
+        OpError::UpgradeInProgress {
+            hash: short_hash(hash).to_string(),
+            upgrade: self.upgrade,
+            from: short_hash(&self.from).to_string(),
+            to: short_hash(&self.to).to_string(),
+            by: self.by,
+        }
     }
 }
 
