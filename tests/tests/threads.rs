@@ -161,26 +161,35 @@ async fn unload_after_multithreaded_work_leaves_no_mapping_and_no_thread() {
     let threads_before = node.threads();
     let hash = node.load(&zip);
     let mut client = node.client().await;
-    let actors = spinners(&mut client, &hash, 4).await;
+    let actors = spinners(&mut client, &hash, 3).await;
+    let (spinning, releaser) = (&actors[..2], &actors[2]);
 
-    for a in &actors {
-        send_text(&mut client, a, "spin 300").await;
+    // Two handlers that run until released: the version runs them on two threads at once, and
+    // status sees it however slowly it is asked (no window to catch).
+    for a in spinning {
+        send_text(&mut client, a, "spin until released").await;
     }
-    // Four handlers waiting at once: the version runs them on more than one thread.
-    let threads = wait_for("the version to run on two threads or more", STATUS_TIMEOUT, || {
+    let threads = wait_for("the version to run two handlers at once", STATUS_TIMEOUT, || {
         let st = node.try_status()?;
         let t = &version(&st, &hash)?.threads;
-        (t.busy + t.idle >= 2).then(|| t.clone())
+        (t.busy >= 2).then(|| t.clone())
     });
     assert!(threads.limit == 4, "--version-threads 4 is the limit: {threads:?}");
+    // A third thread takes each `release` while the two spin; each ends one spin.
     let mut answered: Vec<Address> = Vec::new();
-    for _ in &actors {
-        let (from, text) = text_from(next_message(&mut client).await);
-        assert_eq!(text, "spun 300", "from {from}");
-        answered.push(from);
+    for _ in spinning {
+        send_text(&mut client, releaser, "release").await;
+        for _ in 0..2 {
+            let (from, text) = text_from(next_message(&mut client).await);
+            match text.as_str() {
+                "released" => assert_eq!(&from, releaser),
+                "spun until released" => answered.push(from),
+                other => panic!("{from} answered {other:?}"),
+            }
+        }
     }
     answered.sort();
-    let mut expected = actors.clone();
+    let mut expected = spinning.to_vec();
     expected.sort();
     assert_eq!(answered, expected, "every spinner answers once");
 
