@@ -274,7 +274,9 @@ async fn memory_comes_back_after_a_burst_of_connections() {
         "2000 connections: VmRSS {rss0} → {rss1} → {rss2} KiB; descriptors {fds0} → {fds1} → {}",
         open_fds(pid)
     );
-    assert!(fds1 >= fds0 + 2000, "the connections were not all open: {fds0} → {fds1}");
+    // The baseline may hold a descriptor that was closing (the warm-up's status client), as
+    // the return to it allows two.
+    assert!(fds1 + 2 >= fds0 + 2000, "the connections were not all open: {fds0} → {fds1}");
 }
 
 #[test]

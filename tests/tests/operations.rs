@@ -177,12 +177,14 @@ fn the_metrics_endpoint_serves_prometheus_text_with_the_documented_series() {
         assert!(text.contains(&format!("# TYPE {family} ")), "{name} has no TYPE line");
     }
     node.run("unload", &[&hash, "--grace", "200ms"]).assert_ok();
-    let text = http_get(&metrics, "/metrics");
-    assert!(
-        text.contains("troupe_unload_close_seconds_count 1\n")
-            && text.contains("troupe_drain_seconds_count 1\n"),
-        "{text}"
-    );
+    // The unload's answer may come a moment before its timings are recorded: wait for them.
+    let counted = |t: &str| {
+        t.contains("troupe_unload_close_seconds_count 1\n") && t.contains("troupe_drain_seconds_count 1\n")
+    };
+    wait_for("the unload's timings in /metrics", REPLY_TIMEOUT, || {
+        let t = http_get(&metrics, "/metrics");
+        counted(&t).then_some(())
+    });
     assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
 }
 
