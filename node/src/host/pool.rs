@@ -288,40 +288,50 @@ impl Pool {
         None
     }
 
-    /// Work is waiting: an idle thread that was not woken yet takes it, or a new one is started
-    /// if there is none.
+    /// Work is waiting: every ready mailbox gets a thread that will take it. Threads between
+    /// turns and idle ones already woken come anyway; for each ready mailbox beyond those, an
+    /// idle thread is woken, or a new one started while the version is under its limit. (One
+    /// thread per call is not enough: a thread between turns covers one mailbox, and if the
+    /// handler it takes next never returns — a spin until released, a blocking call — the
+    /// mailbox behind it would wait for it.)
     fn wake(&self, mut st: MutexGuard<'_, State>) {
-        if st.ready.is_empty() {
-            return;
-        }
-        if st.idle > st.woken {
-            st.woken += 1;
-            self.work.notify_one();
-            return;
-        }
-        let between_turns = st.threads.saturating_sub(st.idle + st.turns);
-        if st.retiring || between_turns > 0 {
-            return;
-        }
-        let (Some(spawn), Some(slot)) = (self.spawner.get(), st.free_slots.pop()) else {
-            return;
-        };
-        // Started under the lock, so that its handle is recorded before it can exit.
-        match spawn(slot) {
-            Ok(handle) => {
-                st.threads += 1;
-                // Threads that exited idle are joined here, so their handles do not pile up.
-                let (done, live): (Vec<_>, Vec<_>) = st.handles.drain(..).partition(|h| h.is_finished());
-                st.handles = live;
-                st.handles.push(handle);
-                drop(st);
-                done.into_iter().for_each(|h| drop(h.join()));
+        let mut finished = Vec::new();
+        loop {
+            let between_turns = st.threads.saturating_sub(st.idle + st.turns);
+            if st.ready.len() <= st.woken + between_turns {
+                break;
             }
-            Err(e) => {
-                st.free_slots.push(slot);
-                tracing::warn!("cannot start another thread for a version ({e}); its threads serve on");
+            if st.idle > st.woken {
+                st.woken += 1;
+                self.work.notify_one();
+                continue;
+            }
+            if st.retiring {
+                break;
+            }
+            let (Some(spawn), Some(slot)) = (self.spawner.get(), st.free_slots.pop()) else {
+                break;
+            };
+            // Started under the lock, so that its handle is recorded before it can exit.
+            match spawn(slot) {
+                Ok(handle) => {
+                    st.threads += 1;
+                    // Threads that exited idle are joined (below), so their handles do not
+                    // pile up.
+                    let (done, live): (Vec<_>, Vec<_>) = st.handles.drain(..).partition(|h| h.is_finished());
+                    st.handles = live;
+                    st.handles.push(handle);
+                    finished.extend(done);
+                }
+                Err(e) => {
+                    st.free_slots.push(slot);
+                    tracing::warn!("cannot start another thread for a version ({e}); its threads serve on");
+                    break;
+                }
             }
         }
+        drop(st);
+        finished.into_iter().for_each(|h| drop(h.join()));
     }
 
     /// The next turn, if work waits right now (never waits itself; see [`Pool::next`]).
@@ -403,12 +413,9 @@ impl Pool {
             mb.work = VecDeque::new();
         } else {
             st.ready.push_back(id);
-            // The calling thread takes the next turn itself; an idle one is woken only if
-            // another actor waits besides this one.
-            if st.ready.len() > 1 && st.idle > st.woken {
-                st.woken += 1;
-                self.work.notify_one();
-            }
+            // The calling thread takes the next turn itself (it is between turns now); another
+            // is woken or started only if more mailboxes wait than threads come for them.
+            self.wake(st);
         }
         Vec::new()
     }

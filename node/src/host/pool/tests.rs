@@ -127,6 +127,62 @@ fn threads_are_added_while_work_waits_up_to_the_limit_and_the_last_one_retires_t
 }
 
 #[test]
+fn each_waiting_mailbox_gets_a_thread_even_while_one_is_between_turns() {
+    let pool = Arc::new(Pool::new(4, Default::default()));
+    let (took_tx, took_rx) = std::sync::mpsc::channel::<u64>();
+    let release = Arc::new((Mutex::new(false), Condvar::new()));
+    let (p, r) = (Arc::downgrade(&pool), release.clone());
+    pool.running(Box::new(move |slot| {
+        let (p, took, r) = (p.clone(), took_tx.clone(), r.clone());
+        std::thread::Builder::new().spawn(move || {
+            let Some(pool) = p.upgrade() else { return };
+            // Each started thread takes one turn and holds it (a handler that never returns
+            // until the test lets go).
+            if let Next::Run(turn) = pool.next(slot) {
+                let _ = took.send(turn.id);
+                let mut go = r.0.lock().unwrap();
+                while !*go {
+                    go = r.1.wait(go).unwrap();
+                }
+                pool.finish(turn.id, actor());
+            }
+            while !matches!(pool.next(slot), Next::Exit | Next::Last) {}
+        })
+    }));
+    // The starting thread ends a turn: it is between turns, and will take one mailbox itself.
+    pool.send(to(1, "first")).unwrap();
+    let t = pool.try_next().unwrap();
+    assert!(pool.finish(t.id, actor()).is_empty());
+    // Two actors get work before it looks again: it covers one; the other gets a thread of its
+    // own, or it would wait behind whatever the starting thread takes next.
+    pool.send(to(2, "spin")).unwrap();
+    pool.send(to(3, "spin")).unwrap();
+    let own = pool.try_next().expect("the starting thread's next turn").id;
+    let other = took_rx.recv_timeout(Duration::from_secs(30)).expect("no thread took the other waiting actor");
+    let mut both = [own, other];
+    both.sort();
+    assert_eq!(both, [2, 3], "both waiting actors run at once");
+    // Likewise when a turn ends with its actor still busy and another actor waiting.
+    pool.send(to(own, "more")).unwrap();
+    pool.send(to(4, "spin")).unwrap();
+    let more = pool.finish(own, actor());
+    assert!(more.is_empty());
+    let next = pool.try_next().expect("the starting thread's next turn").id;
+    let started = took_rx.recv_timeout(Duration::from_secs(30)).expect("no thread took the other waiting actor");
+    let mut both = [next, started];
+    both.sort();
+    let mut expected = [own, 4];
+    expected.sort();
+    assert_eq!(both, expected, "the waiting actor did not wait behind the busy one");
+    *release.0.lock().unwrap() = true;
+    release.1.notify_all();
+    pool.send(Cmd::Retire).unwrap();
+    for h in pool.take_handles() {
+        h.join().unwrap();
+    }
+}
+
+#[test]
 fn a_long_call_is_reported_while_it_runs() {
     let pool = Pool::new(2, Default::default());
     pool.call_started(1, 42);
