@@ -123,6 +123,8 @@ function render(v) {
   renderUpgrades(v.upgrades);
   renderEvents(v.events);
   fillSelects(v);
+  // The actor list follows the convention too (a search costs the server one scan, no node).
+  search();
 }
 
 function renderNodes(v) {
