@@ -1,0 +1,158 @@
+//! B11: what `troupe dashboard` costs and how fast it shows things, on B3's three-node
+//! convention. `B11.off`/`B11.on`: B3's warm request latency and throughput without and with
+//! a dashboard refreshing every second and a page (an SSE reader) open, in alternating runs
+//! (off, on, off, on) so that drift of the machine falls on both. `B11.load` and `B11.lost`:
+//! from a load's answer, or from a member's SIGKILL, to the first snapshot on the page's event
+//! stream that shows it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use troupe_node::client::Client;
+
+use super::requests::{demo_request, three, throughput, Throughput};
+use super::{encoders, us};
+use crate::harness::{create, load, Env, Raw};
+use crate::{percentile, Figure, Opts};
+
+/// How long a snapshot may take to show an event before the run counts as failed.
+const SHOW_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `troupe dashboard` process on a free loopback port, killed when dropped.
+struct Dash {
+    child: Child,
+    base: String,
+}
+
+impl Dash {
+    fn start(env: &Env, node_port: u16) -> Result<Dash> {
+        let mut child = Command::new(env.troupe())
+            .args(["dashboard", &node_port.to_string(), "--listen", "127.0.0.1:0", "--refresh", "1s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+        let first = lines.next().ok_or_else(|| anyhow!("troupe dashboard printed nothing"))??;
+        let base = first.split_once(" on http://").map(|(_, r)| r.trim_end_matches('/').to_string());
+        let base = base.ok_or_else(|| anyhow!("unexpected first line: {first}"))?;
+        Ok(Dash { child, base })
+    }
+
+    /// An open page: every snapshot of `/api/events` with the time it arrived.
+    async fn page(&self) -> Result<mpsc::UnboundedReceiver<(Instant, String)>> {
+        let mut s = tokio::net::TcpStream::connect(&self.base).await?;
+        // HTTP/1.0: the body is the rest of the connection, no chunk framing to take apart.
+        s.write_all(format!("GET /api/events HTTP/1.0\r\nHost: {}\r\n\r\n", self.base).as_bytes()).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(s).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(data) = line.strip_prefix("data: ") {
+                    if tx.send((Instant::now(), data.to_string())).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+impl Drop for Dash {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first snapshot after now that `shows`: how long after `t0` it arrived.
+async fn shown(page: &mut mpsc::UnboundedReceiver<(Instant, String)>, t0: Instant, shows: impl Fn(&str) -> bool) -> Result<Duration> {
+    loop {
+        let (at, data) = tokio::time::timeout(SHOW_TIMEOUT, page.recv())
+            .await
+            .map_err(|_| anyhow!("not shown within {SHOW_TIMEOUT:?}"))?
+            .ok_or_else(|| anyhow!("the event stream closed"))?;
+        if at >= t0 && shows(&data) {
+            return Ok(at - t0);
+        }
+    }
+}
+
+pub(super) async fn b11(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
+    let n = opts.scale(1000, 100);
+    let variants = encoders(env)?;
+    let mut t3 = three(env).await?;
+    let mut c = Client::connect(&t3.leader.addr()).await?;
+    let hash = load(&mut c, variants.make("11.0.0")?).await?;
+    let acceptor = create(&mut c, &hash, "app.Acceptor", Some(format!("Acceptor:{hash}"))).await?;
+    let mut raw = Raw::connect(&t3.leader.addr()).await?;
+    for _ in 0..50 {
+        demo_request(&mut raw, &acceptor, "hello").await?;
+    }
+    let secs = if opts.quick { 1.0 } else { 3.0 };
+    let (mut lat, mut rps) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for round in 0..4 {
+        let on = round % 2 == 1;
+        let dash = if on { Some(Dash::start(env, t3.leader.port)?) } else { None };
+        let _page = match &dash {
+            Some(d) => Some(d.page().await?),
+            None => None,
+        };
+        for _ in 0..n / 2 {
+            lat[on as usize].push(us(demo_request(&mut raw, &acceptor, "hello").await?));
+        }
+        let Throughput { failed, rps: r, .. } = throughput(&t3.leader.addr(), &acceptor, secs).await?;
+        if failed > 0 {
+            bail!("{failed} requests failed");
+        }
+        rps[on as usize].push(r);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (off_rps, on_rps) = (mean(&rps[0]), mean(&rps[1]));
+    let (off_p50, on_p50) = (percentile(&lat[0], 50.0), percentile(&lat[1], 50.0));
+    let mut figs = vec![
+        Figure::latency("B11.off", "B3 warm request, no dashboard", &lat[0], "µs").note(format!("{off_rps:.0} req/s")),
+        Figure::latency("B11.on", "B3 warm request, dashboard open (refresh 1 s)", &lat[1], "µs")
+            .note(format!("{on_rps:.0} req/s; p50 {:+.1} %, req/s {:+.1} % against off", 100.0 * (on_p50 / off_p50 - 1.0), 100.0 * (on_rps / off_rps - 1.0))),
+    ];
+    figs.extend(event_to_page(env, opts, &mut t3, &mut c, &variants).await?);
+    Ok(figs)
+}
+
+/// B11.load and B11.lost.
+async fn event_to_page(
+    env: &Env,
+    opts: &Opts,
+    t3: &mut super::requests::Three,
+    c: &mut Client,
+    variants: &crate::harness::ZipVariants,
+) -> Result<Vec<Figure>> {
+    let dash = Dash::start(env, t3.leader.port)?;
+    let mut page = dash.page().await?;
+    let mut loads = Vec::new();
+    for i in 0..opts.scale(10, 3) {
+        let zip = variants.make(&format!("11.1.{i}"))?;
+        let hash = load(c, zip).await?;
+        let t0 = Instant::now();
+        let needle = format!("\"hash\":\"{hash}\"");
+        loads.push(shown(&mut page, t0, |d| d.contains(&needle)).await?.as_secs_f64() * 1000.0);
+    }
+    let member = t3.members.pop().ok_or_else(|| anyhow!("no member"))?;
+    let addr = member.addr();
+    let mut member = member;
+    let t0 = Instant::now();
+    member.kill();
+    let needle = format!("\"addr\":\"{addr}\",\"role\":\"member\",\"lost\":{{");
+    let lost = shown(&mut page, t0, |d| d.contains(&needle)).await?.as_secs_f64() * 1000.0;
+    Ok(vec![
+        Figure::latency("B11.load", "a load's answer to the page's next snapshot showing it", &loads, "ms")
+            .target("p50 ≤ 1000 ms", 1000.0, true),
+        Figure::value("B11.lost", "a member's SIGKILL to the page showing it lost", lost, "ms")
+            .target("≤ 1000 ms", 1000.0, true)
+            .note("the dashboard's own poll finds it unreachable; the convention's dead-after is not waited for"),
+    ])
+}
