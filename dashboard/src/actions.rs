@@ -137,7 +137,8 @@ async fn start_upgrade(s: &AppState, node: String, q: ActionQuery) -> Result<Res
     });
     let mut c = s.nodes.fresh(&node).await?;
     let id = s.upgrades.begin(&from, &to, unix_ms(), total, to_now);
-    let options = UpgradeOptions { all_or_nothing: q.all_or_nothing.unwrap_or(false), ..UpgradeOptions::default() };
+    let options =
+        UpgradeOptions { all_or_nothing: q.all_or_nothing.unwrap_or(false), ..UpgradeOptions::default() };
     let (upgrades, wake) = (s.upgrades.clone(), s.wake.clone());
     tracing::info!(%from, %to, %node, "dashboard upgrade");
     tokio::spawn(async move {

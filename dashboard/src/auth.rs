@@ -126,7 +126,8 @@ impl Access {
         let (Some(want), Some(given)) = (self.token.as_deref(), given) else {
             return false;
         };
-        want.len() == given.len() && want.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        want.len() == given.len()
+            && want.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 }
 

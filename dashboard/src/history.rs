@@ -71,7 +71,8 @@ impl History {
         }
         self.last = seen;
         for (hash, (package, rate, depth)) in sums {
-            let e = self.series.entry(hash.to_string()).or_insert_with(|| (package.to_string(), VecDeque::new()));
+            let e =
+                self.series.entry(hash.to_string()).or_insert_with(|| (package.to_string(), VecDeque::new()));
             e.1.push_back((t_ms, rate, depth));
         }
         let oldest = t_ms.saturating_sub(WINDOW_MS);

@@ -93,7 +93,9 @@ async fn asset(kind: &'static str, body: &'static str) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -251,7 +253,8 @@ async fn actor(
     Query(q): Query<ActorQuery>,
 ) -> Result<Response, ApiError> {
     check_read(&s, &headers, q.token.as_deref())?;
-    let bad = || ApiError(StatusCode::BAD_REQUEST, format!("{} is not an actor address (host:port#id)", q.addr));
+    let bad =
+        || ApiError(StatusCode::BAD_REQUEST, format!("{} is not an actor address (host:port#id)", q.addr));
     let to = parse_address(&q.addr).ok_or_else(bad)?;
     let mut c = s.nodes.fresh(&to.node).await?;
     let status = Payload::System(SystemMessage::StatusRequest { mailbox: None });

@@ -96,11 +96,13 @@ impl Dashboard {
                 return Err(ClientError::Protocol { addr: options.node.clone(), message }.into());
             }
         }
-        let access = Access::new(options.listen, options.allow_actions).map_err(|e| DashboardError::Token(e.to_string()))?;
+        let access = Access::new(options.listen, options.allow_actions)
+            .map_err(|e| DashboardError::Token(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
             .map_err(|source| DashboardError::Bind { addr: options.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| DashboardError::Bind { addr: options.listen, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| DashboardError::Bind { addr: options.listen, source })?;
         Ok(Dashboard { listener, access: Arc::new(access), options, addr })
     }
 
@@ -116,7 +118,11 @@ impl Dashboard {
 
     /// The page's address to open, with the token when there is one (as Jupyter prints it).
     pub fn url(&self) -> String {
-        let host = if self.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { self.addr.ip().to_string() };
+        let host = if self.addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            self.addr.ip().to_string()
+        };
         let host = if host.contains(':') { format!("[{host}]") } else { host };
         match self.token() {
             Some(t) => format!("http://{host}:{}/?token={t}", self.addr.port()),
@@ -125,7 +131,10 @@ impl Dashboard {
     }
 
     /// Polls the convention and serves the page until `shutdown` completes.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), DashboardError> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DashboardError> {
         let (tx, rx) = watch::channel(Arc::new(poller::Published::default()));
         let nodes = Arc::new(nodes::Nodes::default());
         let upgrades = Arc::new(upgrades::Upgrades::default());

@@ -121,16 +121,20 @@ impl Poller {
         history: &mut History,
         answers: Vec<(String, Answer)>,
     ) -> Published {
-        let ok = |a: &str| answers.iter().find(|(x, r)| x == a && r.is_ok()).and_then(|(_, r)| r.as_ref().ok());
+        let ok =
+            |a: &str| answers.iter().find(|(x, r)| x == a && r.is_ok()).and_then(|(_, r)| r.as_ref().ok());
         let entry = ok(&self.entry).map(|(s, _)| s);
         let leader = entry.map(|s| s.convention.leader.clone()).unwrap_or_default();
         // What the leader says of its members (the entry's view if the leader did not answer).
         let says_source = ok(&leader).map(|(s, _)| s).or(entry);
         let leader_says: BTreeMap<String, (bool, u64)> = says_source
-            .map(|s| s.convention.members.iter().map(|m| (m.node.clone(), (m.alive, m.last_seen_ms))).collect())
+            .map(|s| {
+                s.convention.members.iter().map(|m| (m.node.clone(), (m.alive, m.last_seen_ms))).collect()
+            })
             .unwrap_or_default();
         let groups_source = ok(&leader).map(|(s, _)| s).or(entry);
-        let groups = groups_source.map(|s| s.groups.iter().map(|(n, g)| (n.clone(), group_view(g))).collect());
+        let groups =
+            groups_source.map(|s| s.groups.iter().map(|(n, g)| (n.clone(), group_view(g))).collect());
         let groups: BTreeMap<_, _> = groups.unwrap_or_default();
         let dead_after_ms = entry.map(|s| s.convention.dead_after_ms).unwrap_or(0);
         let mut samples = Vec::new();
@@ -191,7 +195,12 @@ fn samples_of(addr: &str, status: &StatusReport, observed: Option<&ObserveReport
             Sample {
                 node: addr.to_string(),
                 hash: c.hash.clone(),
-                package: status.versions.iter().find(|v| v.hash == c.hash).map(|v| v.package.clone()).unwrap_or_default(),
+                package: status
+                    .versions
+                    .iter()
+                    .find(|v| v.hash == c.hash)
+                    .map(|v| v.package.clone())
+                    .unwrap_or_default(),
                 handled: c.handled,
                 depth: of_hash.map(|v| v.queue_depth as u64).sum(),
             }

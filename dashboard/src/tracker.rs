@@ -125,7 +125,9 @@ impl Tracker {
         leader_says: &BTreeMap<String, (bool, u64)>,
     ) {
         let why = match leader_says.get(&addr) {
-            Some((false, ms)) => format!("{error}; the leader has not heard from it for {:.1} s", *ms as f64 / 1000.0),
+            Some((false, ms)) => {
+                format!("{error}; the leader has not heard from it for {:.1} s", *ms as f64 / 1000.0)
+            }
             Some((true, _)) => format!("{error}; the leader still hears from it"),
             None if !self.leader.is_empty() && addr != self.leader => {
                 format!("{error}; the leader no longer lists it")
@@ -165,7 +167,8 @@ fn version_changes(old: &NodeView, new: &NodeView) -> Vec<(&'static str, String)
                     out.push(("state", format!("{label} on {}: {} → {}", new.addr, o.state, v.state)));
                 }
                 if o.live_actors != v.live_actors {
-                    let text = format!("{label} on {}: actors {} → {}", new.addr, o.live_actors, v.live_actors);
+                    let text =
+                        format!("{label} on {}: actors {} → {}", new.addr, o.live_actors, v.live_actors);
                     out.push(("actors", text));
                 }
             }
@@ -203,10 +206,20 @@ mod tests {
     fn a_node_that_stops_answering_is_lost_with_why_and_comes_back() {
         let mut t = Tracker::default();
         let none = BTreeMap::new();
-        t.update(1, "L", vec![("L".into(), Ok(node("L", &[]))), ("M".into(), Ok(node("M", &[("aa", "active", 2)])))], &none);
+        t.update(
+            1,
+            "L",
+            vec![("L".into(), Ok(node("L", &[]))), ("M".into(), Ok(node("M", &[("aa", "active", 2)])))],
+            &none,
+        );
         assert!(t.events().is_empty(), "the first refresh is not news");
         let says = BTreeMap::from([("M".to_string(), (false, 2500))]);
-        let views = t.update(2, "L", vec![("L".into(), Ok(node("L", &[]))), ("M".into(), Err("connection refused".into()))], &says);
+        let views = t.update(
+            2,
+            "L",
+            vec![("L".into(), Ok(node("L", &[]))), ("M".into(), Err("connection refused".into()))],
+            &says,
+        );
         let m = views.iter().find(|v| v.addr == "M").unwrap();
         let lost = m.lost.as_ref().expect("M is lost");
         assert_eq!(lost.since_ms, 2);
@@ -225,9 +238,24 @@ mod tests {
         let mut t = Tracker::default();
         let none = BTreeMap::new();
         t.update(1, "L", vec![("L".into(), Ok(node("L", &[("aa", "active", 3)])))], &none);
-        t.update(2, "L", vec![("L".into(), Ok(node("L", &[("aa", "active", 3), ("bb", "active", 0)])))], &none);
-        t.update(3, "L", vec![("L".into(), Ok(node("L", &[("aa", "draining", 0), ("bb", "active", 3)])))], &none);
-        t.update(4, "L", vec![("L".into(), Ok(node("L", &[("bb", "active", 3)]))), ("N".into(), Ok(node("N", &[])))], &none);
+        t.update(
+            2,
+            "L",
+            vec![("L".into(), Ok(node("L", &[("aa", "active", 3), ("bb", "active", 0)])))],
+            &none,
+        );
+        t.update(
+            3,
+            "L",
+            vec![("L".into(), Ok(node("L", &[("aa", "draining", 0), ("bb", "active", 3)])))],
+            &none,
+        );
+        t.update(
+            4,
+            "L",
+            vec![("L".into(), Ok(node("L", &[("bb", "active", 3)]))), ("N".into(), Ok(node("N", &[])))],
+            &none,
+        );
         t.update(5, "N", vec![], &none);
         let kinds: Vec<String> = t.events().iter().map(|e| e.kind.clone()).collect();
         assert_eq!(kinds, vec!["load", "state", "actors", "actors", "unload", "join", "leader"]);

@@ -73,11 +73,19 @@ impl Upgrades {
     }
 
     /// An upgrade begins: `total` live actors of FROM, and TO's full hash with its live actors.
-    pub fn begin(&self, from: &str, to: &str, started_ms: u64, total: usize, to_now: Option<(String, usize)>) -> u64 {
+    pub fn begin(
+        &self,
+        from: &str,
+        to: &str,
+        started_ms: u64,
+        total: usize,
+        to_now: Option<(String, usize)>,
+    ) -> u64 {
         let mut g = self.lock();
         g.0 += 1;
         let id = g.0;
-        let view = UpgradeView { id, from: from.into(), to: to.into(), started_ms, total, ..UpgradeView::default() };
+        let view =
+            UpgradeView { id, from: from.into(), to: to.into(), started_ms, total, ..UpgradeView::default() };
         let (to_hash, to_before) = to_now.map_or((None, 0), |(h, n)| (Some(h), n));
         g.1.push(Track { view, to_hash, to_before });
         let finished = g.1.iter().filter(|t| t.view.done).count();
@@ -155,7 +163,12 @@ mod tests {
             pause_p99_us: 70,
             ..NodeUpgrade::default()
         };
-        let report = UpgradeReport { from: "aafull".into(), to: "bbfull".into(), nodes: vec![node], rolled_back: false };
+        let report = UpgradeReport {
+            from: "aafull".into(),
+            to: "bbfull".into(),
+            nodes: vec![node],
+            rolled_back: false,
+        };
         u.finish(id, Ok(&report));
         let v = &u.view()[0];
         assert!(v.done);

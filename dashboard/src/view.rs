@@ -157,7 +157,11 @@ pub fn node_view(
         .versions
         .iter()
         .flat_map(|v| v.long_handlers.iter())
-        .map(|l| LongView { actor: l.actor.to_string(), type_name: l.type_name.clone(), running_ms: l.running_ms })
+        .map(|l| LongView {
+            actor: l.actor.to_string(),
+            type_name: l.type_name.clone(),
+            running_ms: l.running_ms,
+        })
         .collect();
     NodeView {
         addr: status.node.clone(),

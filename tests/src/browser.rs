@@ -85,7 +85,10 @@ pub fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     let host = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(host).expect("the dashboard accepts connections");
     s.set_read_timeout(Some(PAGE_TIMEOUT)).expect("a read timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req += &format!("{k}: {v}\r\n");
     }
@@ -127,9 +130,16 @@ impl Browser {
             .expect("cannot run chromedriver");
         let profile = dir.join(&format!("chromium-profile-{test}"));
         let args = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--window-size=1400,1900",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,1900",
         ];
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
@@ -149,7 +159,8 @@ impl Browser {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
-        let shots = profile_dir().parent().map(|p| p.join("dashboard-screenshots")).unwrap_or_default().join(test);
+        let shots =
+            profile_dir().parent().map(|p| p.join("dashboard-screenshots")).unwrap_or_default().join(test);
         std::fs::create_dir_all(&shots).expect("screenshot directory");
         Browser { driver, client, shots }
     }
@@ -174,7 +185,10 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 let shot = self.shot("timed-out").await;
-                panic!("the page did not show {what} within {PAGE_TIMEOUT:?}; last: {v}; screenshot {}", shot.display());
+                panic!(
+                    "the page did not show {what} within {PAGE_TIMEOUT:?}; last: {v}; screenshot {}",
+                    shot.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -43,7 +43,11 @@ async fn a_walk_through_the_page() {
         }
         clients.push(c);
     }
-    let dash = DashboardProc::start(&conv.leader().port_arg(), "127.0.0.1:0", &["--allow-actions", "--refresh", "500ms"]);
+    let dash = DashboardProc::start(
+        &conv.leader().port_arg(),
+        "127.0.0.1:0",
+        &["--allow-actions", "--refresh", "500ms"],
+    );
     assert!(dash.token.is_some() && dash.url.contains("?token="), "actions need a token, printed at start");
     let b = Browser::start(&dir, "walk").await;
     b.goto(&dash.url).await;
@@ -51,11 +55,16 @@ async fn a_walk_through_the_page() {
     // Three nodes, and the demo's version and the counters'.
     let addrs: Vec<String> = (0..3).map(|i| conv.node(i).addr()).collect();
     b.wait_until("three nodes up", NODES_JS, |v| {
-        addrs.iter().all(|a| v.as_array().is_some_and(|r| r.iter().any(|n| n["node"] == *a && n["state"] == "up")))
+        addrs
+            .iter()
+            .all(|a| v.as_array().is_some_and(|r| r.iter().any(|n| n["node"] == *a && n["state"] == "up")))
     })
     .await;
     let leader_row = b.eval(NODES_JS).await;
-    assert!(leader_row.as_array().unwrap().iter().any(|n| n["node"] == addrs[0] && n["role"] == "leader"), "{leader_row}");
+    assert!(
+        leader_row.as_array().unwrap().iter().any(|n| n["node"] == addrs[0] && n["role"] == "leader"),
+        "{leader_row}"
+    );
     b.wait_until("the demo's versions", VERSIONS_JS, |v| has_hash(v, &demo) && has_hash(v, &v1)).await;
     b.shot("01-nodes-and-versions").await;
 
@@ -63,11 +72,14 @@ async fn a_walk_through_the_page() {
     b.send_keys("#zip-file", &v2_zip.display().to_string()).await;
     b.click("#load-btn").await;
     let result = b
-        .wait_until("the load's answer", "return document.querySelector('#action-result').textContent;", |v| {
-            v.as_str().is_some_and(|t| t.contains("\"hash\""))
-        })
+        .wait_until(
+            "the load's answer",
+            "return document.querySelector('#action-result').textContent;",
+            |v| v.as_str().is_some_and(|t| t.contains("\"hash\"")),
+        )
         .await;
-    let v2: String = serde_json::from_str::<Value>(result.as_str().unwrap()).unwrap()["hash"].as_str().unwrap().into();
+    let v2: String =
+        serde_json::from_str::<Value>(result.as_str().unwrap()).unwrap()["hash"].as_str().unwrap().into();
     b.wait_until("the uploaded version", VERSIONS_JS, |v| has_hash(v, &v2)).await;
     b.shot("02-second-version-loaded").await;
 
@@ -94,7 +106,10 @@ async fn a_walk_through_the_page() {
     }
     let chart = "return [...document.querySelectorAll('#rate-chart polyline')].map(p => ({hash: p.dataset.hash, points: +p.dataset.points, max: +p.dataset.max}));";
     b.wait_until("a message rate on the chart", chart, |v| {
-        v.as_array().is_some_and(|a| a.iter().any(|s| s["hash"] == v2 && s["points"].as_u64() >= Some(2) && s["max"].as_f64() > Some(0.0)))
+        v.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|s| s["hash"] == v2 && s["points"].as_u64() >= Some(2) && s["max"].as_f64() > Some(0.0))
+        })
     })
     .await;
     b.shot("04-message-rate").await;
@@ -109,18 +124,26 @@ async fn a_walk_through_the_page() {
 
     // The actor search and an actor's own status.
     b.send_keys("#actor-search", "counter").await;
-    b.wait_until("counters found", "return document.querySelectorAll('#actors tbody tr').length;", |v| v.as_u64() >= Some(2)).await;
-    let on_leader = format!("#actors tbody a.addr[data-addr^=\"{}#\"]", conv.leader().addr());
-    b.wait_until("a counter on the leader", &format!("return document.querySelectorAll('{on_leader}').length;"), |v| {
-        v.as_u64() >= Some(1)
+    b.wait_until("counters found", "return document.querySelectorAll('#actors tbody tr').length;", |v| {
+        v.as_u64() >= Some(2)
     })
+    .await;
+    let on_leader = format!("#actors tbody a.addr[data-addr^=\"{}#\"]", conv.leader().addr());
+    b.wait_until(
+        "a counter on the leader",
+        &format!("return document.querySelectorAll('{on_leader}').length;"),
+        |v| v.as_u64() >= Some(1),
+    )
     .await;
     b.click(&on_leader).await;
     b.wait_until("an actor's status", "return document.querySelector('#actor-status').textContent;", |v| {
         v.as_str().is_some_and(|t| t.contains("counter.Counter") && t.contains("handled"))
     })
     .await;
-    b.wait_until("the log", "return document.querySelector('#log').textContent.length;", |v| v.as_u64() > Some(0)).await;
+    b.wait_until("the log", "return document.querySelector('#log').textContent.length;", |v| {
+        v.as_u64() > Some(0)
+    })
+    .await;
     b.shot("06-actor-and-log").await;
     b.close().await;
 }
@@ -146,12 +169,23 @@ async fn refusals_without_the_token_or_without_allow_actions() {
         // A token in the query is for reads only: an action needs the header.
         assert_eq!(http(&open.base, "POST", &format!("{path}&token={token}"), &[], b"zip").0, 401, "{a}");
     }
-    let (code, body) = http(&open.base, "POST", "/api/action/chgcap?op=%2B&cap=dashboard-test", &[("x-troupe-token", &token)], b"");
+    let (code, body) = http(
+        &open.base,
+        "POST",
+        "/api/action/chgcap?op=%2B&cap=dashboard-test",
+        &[("x-troupe-token", &token)],
+        b"",
+    );
     assert_eq!(code, 200, "the token acts: {body}");
     assert!(conv.leader().status().capabilities.iter().any(|c| c == "dashboard-test"));
     let b = Browser::start(&dir, "refusals").await;
     b.goto(&format!("{}/", open.base)).await;
-    b.wait_until("the token asked for", "return !document.querySelector('#token-ask').hidden && document.querySelector('#main').hidden;", |v| v == true).await;
+    b.wait_until(
+        "the token asked for",
+        "return !document.querySelector('#token-ask').hidden && document.querySelector('#main').hidden;",
+        |v| v == true,
+    )
+    .await;
     b.shot("01-token-asked").await;
     b.send_keys("#token-input", &token).await;
     b.click("#token-open").await;
@@ -163,7 +197,9 @@ async fn refusals_without_the_token_or_without_allow_actions() {
     assert!(quiet.token.is_none(), "no token on loopback without actions");
     b.goto(&quiet.url).await;
     b.wait_until("the page", NODES_JS, |v| v.as_array().is_some_and(|a| a.len() == 1)).await;
-    for button in ["#load-btn", "#deploy-btn", "#upgrade-btn", "#rollback-btn", "#unload-btn", "#cap-btn", "#actions"] {
+    for button in
+        ["#load-btn", "#deploy-btn", "#upgrade-btn", "#rollback-btn", "#unload-btn", "#cap-btn", "#actions"]
+    {
         assert_eq!(b.count(button).await, 0, "{button} shown without --allow-actions");
     }
     b.shot("02-no-actions").await;

@@ -70,7 +70,11 @@ impl Drop for Dash {
 }
 
 /// The first snapshot after now that `shows`: how long after `t0` it arrived.
-async fn shown(page: &mut mpsc::UnboundedReceiver<(Instant, String)>, t0: Instant, shows: impl Fn(&str) -> bool) -> Result<Duration> {
+async fn shown(
+    page: &mut mpsc::UnboundedReceiver<(Instant, String)>,
+    t0: Instant,
+    shows: impl Fn(&str) -> bool,
+) -> Result<Duration> {
     loop {
         let (at, data) = tokio::time::timeout(SHOW_TIMEOUT, page.recv())
             .await
@@ -115,9 +119,15 @@ pub(super) async fn b11(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
     let (off_rps, on_rps) = (mean(&rps[0]), mean(&rps[1]));
     let (off_p50, on_p50) = (percentile(&lat[0], 50.0), percentile(&lat[1], 50.0));
     let mut figs = vec![
-        Figure::latency("B11.off", "B3 warm request, no dashboard", &lat[0], "µs").note(format!("{off_rps:.0} req/s")),
-        Figure::latency("B11.on", "B3 warm request, dashboard open (refresh 1 s)", &lat[1], "µs")
-            .note(format!("{on_rps:.0} req/s; p50 {:+.1} %, req/s {:+.1} % against off", 100.0 * (on_p50 / off_p50 - 1.0), 100.0 * (on_rps / off_rps - 1.0))),
+        Figure::latency("B11.off", "B3 warm request, no dashboard", &lat[0], "µs")
+            .note(format!("{off_rps:.0} req/s")),
+        Figure::latency("B11.on", "B3 warm request, dashboard open (refresh 1 s)", &lat[1], "µs").note(
+            format!(
+                "{on_rps:.0} req/s; p50 {:+.1} %, req/s {:+.1} % against off",
+                100.0 * (on_p50 / off_p50 - 1.0),
+                100.0 * (on_rps / off_rps - 1.0)
+            ),
+        ),
     ];
     figs.extend(event_to_page(env, opts, &mut t3, &mut c, &variants).await?);
     Ok(figs)
