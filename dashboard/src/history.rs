@@ -19,7 +19,7 @@ pub struct SeriesView {
     /// Package and version, for the legend.
     pub package: String,
     /// `[t_ms, messages per second, mailbox depth]`, oldest first.
-    pub points: Vec<(u64, f64, u64)>,
+    pub points: Vec<Point>,
 }
 
 /// One node's sample of one hash at a refresh.
@@ -37,12 +37,15 @@ pub struct Sample {
     pub depth: u64,
 }
 
+/// A chart point: `(t_ms, messages per second, mailbox depth)`.
+type Point = (u64, f64, u64);
+
 /// The series, owned by the poller.
 #[derive(Default)]
 pub struct History {
     /// The last counter seen per (node, hash), and when.
     last: HashMap<(String, String), (Instant, u64)>,
-    series: BTreeMap<String, (String, VecDeque<(u64, f64, u64)>)>,
+    series: BTreeMap<String, (String, VecDeque<Point>)>,
 }
 
 impl History {
