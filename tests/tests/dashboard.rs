@@ -12,7 +12,7 @@ use troupe_tests::{
 };
 
 /// The page's nodes: `[{node, role, state}]`.
-const NODES_JS: &str = "return [...document.querySelectorAll('#nodes tbody tr')].map(r => ({node: r.dataset.node, role: r.dataset.role, state: r.dataset.state}));";
+const NODES_JS: &str = "return [...document.querySelectorAll('#nodes tbody tr')].map(r => ({node: r.dataset.node, role: r.dataset.role, state: r.dataset.state, rss: r.children[7].textContent, uptime: r.children[5].textContent}));";
 /// The page's versions: `[{node, hash, state, live}]`.
 const VERSIONS_JS: &str = "return [...document.querySelectorAll('#versions tbody tr')].map(r => ({node: r.dataset.node, hash: r.dataset.hash, state: r.dataset.state, live: +r.dataset.live}));";
 
@@ -65,6 +65,9 @@ async fn a_walk_through_the_page() {
         leader_row.as_array().unwrap().iter().any(|n| n["node"] == addrs[0] && n["role"] == "leader"),
         "{leader_row}"
     );
+    // Each node's own figures come from its answer to `Observe`.
+    let rows = leader_row.as_array().unwrap();
+    assert!(rows.iter().all(|n| n["rss"].as_str().is_some_and(|t| t.ends_with("MiB"))), "{leader_row}");
     b.wait_until("the demo's versions", VERSIONS_JS, |v| has_hash(v, &demo) && has_hash(v, &v1)).await;
     b.shot("01-nodes-and-versions").await;
 
