@@ -18,6 +18,9 @@ use super::{encoders, us};
 use crate::harness::{create, load, Env, Raw};
 use crate::{percentile, Figure, Opts};
 
+/// The dashboard's refresh in these runs: the "refresh of 1 s".
+const REFRESH: Duration = Duration::from_secs(1);
+
 /// How long a snapshot may take to show an event before the run counts as failed.
 const SHOW_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -30,7 +33,8 @@ struct Dash {
 impl Dash {
     fn start(env: &Env, node_port: u16) -> Result<Dash> {
         let mut child = Command::new(env.troupe())
-            .args(["dashboard", &node_port.to_string(), "--listen", "127.0.0.1:0", "--refresh", "1s"])
+            .args(["dashboard", &node_port.to_string(), "--listen", "127.0.0.1:0"])
+            .args(["--refresh", &format!("{}ms", REFRESH.as_millis())])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
@@ -144,8 +148,12 @@ async fn event_to_page(
     let dash = Dash::start(env, t3.leader.port)?;
     let mut page = dash.page().await?;
     let mut loads = Vec::new();
-    for i in 0..opts.scale(10, 3) {
+    let n = opts.scale(10, 3);
+    for i in 0..n {
         let zip = variants.make(&format!("11.1.{i}"))?;
+        // Each measurement ends at a snapshot, right after a refresh: without a pause every
+        // load would wait a whole period. Pauses spread over the period give its distribution.
+        tokio::time::sleep(REFRESH.mul_f64(i as f64 / n as f64)).await;
         let hash = load(c, zip).await?;
         let t0 = Instant::now();
         let needle = format!("\"hash\":\"{hash}\"");
@@ -154,15 +162,26 @@ async fn event_to_page(
     let member = t3.members.pop().ok_or_else(|| anyhow!("no member"))?;
     let addr = member.addr();
     let mut member = member;
+    tokio::time::sleep(REFRESH / 2).await;
     let t0 = Instant::now();
     member.kill();
     let needle = format!("\"addr\":\"{addr}\",\"role\":\"member\",\"lost\":{{");
     let lost = shown(&mut page, t0, |d| d.contains(&needle)).await?.as_secs_f64() * 1000.0;
     Ok(vec![
-        Figure::latency("B11.load", "a load's answer to the page's next snapshot showing it", &loads, "ms")
-            .target("p50 ≤ 1000 ms", 1000.0, true),
-        Figure::value("B11.lost", "a member's SIGKILL to the page showing it lost", lost, "ms")
-            .target("≤ 1000 ms", 1000.0, true)
-            .note("the dashboard's own poll finds it unreachable; the convention's dead-after is not waited for"),
+        Figure::latency(
+            "B11.load",
+            "a load's answer to the page's snapshot showing it, refresh 1 s",
+            &loads,
+            "ms",
+        )
+        .target_p99("p99 ≤ 1000 ms", 1000.0, true),
+        Figure::value(
+            "B11.lost",
+            "a member's SIGKILL (half a refresh after one) to the page showing it lost",
+            lost,
+            "ms",
+        )
+        .target("≤ 1000 ms", 1000.0, true)
+        .note("the dashboard's own poll finds it unreachable; the convention's dead-after is not waited for"),
     ])
 }
