@@ -23,13 +23,24 @@ fn has_hash(rows: &Value, hash: &str) -> bool {
 /// Counters that migrate, on every node (creates from each node's client).
 const COUNTERS_PER_NODE: usize = 2;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_walk_through_the_page() {
+/// The convention of the walk: three nodes, the demo's version and counters that migrate on
+/// every node, and a client on each node to message them.
+struct Walk {
+    dir: TestDir,
+    conv: Convention,
+    demo: String,
+    v1: String,
+    v2_zip: std::path::PathBuf,
+    counters: Vec<troupe_actor_abi::message::Address>,
+    clients: Vec<troupe_node::client::Client>,
+}
+
+async fn walk_setup() -> Walk {
     ensure_built_packages(&["troupe-test-counter-v1", "troupe-test-counter-v2", "troupe-encoders"]);
     let dir = TestDir::new();
     let spec: &[(&str, &[&str])] =
         &[("morse", FAST_HEARTBEAT), ("64bit encoder", FAST_HEARTBEAT), ("Caesar cipher", FAST_HEARTBEAT)];
-    let mut conv = Convention::start(&dir, spec);
+    let conv = Convention::start(&dir, spec);
     let demo = conv.leader().load(&dir.encoders_zip());
     let v1_zip = dir.pack("counter-v1.zip", &[plugin_lib("troupe_test_counter_v1")]);
     let v2_zip = dir.pack("counter-v2.zip", &[plugin_lib("troupe_test_counter_v2")]);
@@ -43,16 +54,31 @@ async fn a_walk_through_the_page() {
         }
         clients.push(c);
     }
+    Walk { dir, conv, demo, v1, v2_zip, counters, clients }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_through_the_page() {
+    let mut w = walk_setup().await;
     let dash = DashboardProc::start(
-        &conv.leader().port_arg(),
+        &w.conv.leader().port_arg(),
         "127.0.0.1:0",
         &["--allow-actions", "--refresh", "500ms"],
     );
     assert!(dash.token.is_some() && dash.url.contains("?token="), "actions need a token, printed at start");
-    let b = Browser::start(&dir, "walk").await;
+    let b = Browser::start(&w.dir, "walk").await;
     b.goto(&dash.url).await;
+    sees_nodes_and_versions(&b, &w).await;
+    let v2 = uploads_and_upgrades(&b, &w).await;
+    charts_a_rate(&b, &mut w, &v2).await;
+    marks_a_killed_member_lost(&b, &mut w.conv).await;
+    finds_an_actor_and_the_log(&b, &w.conv).await;
+    b.close().await;
+}
 
-    // Three nodes, and the demo's version and the counters'.
+/// Three nodes, and the demo's version and the counters'.
+async fn sees_nodes_and_versions(b: &Browser, w: &Walk) {
+    let (conv, demo, v1) = (&w.conv, &w.demo, &w.v1);
     let addrs: Vec<String> = (0..3).map(|i| conv.node(i).addr()).collect();
     b.wait_until("three nodes up", NODES_JS, |v| {
         addrs
@@ -68,10 +94,14 @@ async fn a_walk_through_the_page() {
     // Each node's own figures come from its answer to `Observe`.
     let rows = leader_row.as_array().unwrap();
     assert!(rows.iter().all(|n| n["rss"].as_str().is_some_and(|t| t.ends_with("MiB"))), "{leader_row}");
-    b.wait_until("the demo's versions", VERSIONS_JS, |v| has_hash(v, &demo) && has_hash(v, &v1)).await;
+    b.wait_until("the demo's versions", VERSIONS_JS, |v| has_hash(v, demo) && has_hash(v, v1)).await;
     b.shot("01-nodes-and-versions").await;
+}
 
-    // A second version, uploaded from the page.
+/// A second version, uploaded from the page; then a live upgrade from the page, followed until
+/// every counter moved. Returns the new version's hash.
+async fn uploads_and_upgrades(b: &Browser, w: &Walk) -> String {
+    let (v1, v2_zip, counters) = (&w.v1, &w.v2_zip, &w.counters);
     b.send_keys("#zip-file", &v2_zip.display().to_string()).await;
     b.click("#load-btn").await;
     let result = b
@@ -96,10 +126,14 @@ async fn a_walk_through_the_page() {
     let up = b.wait_until("the upgrade done", js, |v| v["done"] == "true").await;
     assert_eq!(up["moved"], counters.len(), "every counter moved: {up}");
     assert_eq!(up["failed"], 0, "{up}");
-    b.wait_until("the old version gone", VERSIONS_JS, |v| !has_hash(v, &v1)).await;
+    b.wait_until("the old version gone", VERSIONS_JS, |v| !has_hash(v, v1)).await;
     b.shot("03-upgraded").await;
+    v2
+}
 
-    // Messages: the rate chart gets points above zero.
+/// Messages: the rate chart gets points above zero.
+async fn charts_a_rate(b: &Browser, w: &mut Walk, v2: &str) {
+    let (clients, counters) = (&mut w.clients, &w.counters);
     for (i, c) in clients.iter_mut().enumerate() {
         for a in &counters[i * COUNTERS_PER_NODE..(i + 1) * COUNTERS_PER_NODE] {
             for _ in 0..50 {
@@ -116,16 +150,20 @@ async fn a_walk_through_the_page() {
     })
     .await;
     b.shot("04-message-rate").await;
+}
 
-    // A member killed: marked lost, with why.
+/// A member killed: marked lost, with why.
+async fn marks_a_killed_member_lost(b: &Browser, conv: &mut Convention) {
     let lost = conv.node(2).addr();
     conv.node_mut(2).kill9();
     let js = format!("const r = document.querySelector('#nodes tr[data-node=\"{lost}\"]'); return r ? [r.dataset.state, r.querySelector('td.state').textContent] : null;");
     let row = b.wait_until("the killed member lost", &js, |v| v[0] == "lost").await;
     assert!(row[1].as_str().is_some_and(|t| t.starts_with("lost since")), "{row}");
     b.shot("05-member-lost").await;
+}
 
-    // The actor search and an actor's own status.
+/// The actor search, an actor's own status, and the log.
+async fn finds_an_actor_and_the_log(b: &Browser, conv: &Convention) {
     b.send_keys("#actor-search", "counter").await;
     b.wait_until("counters found", "return document.querySelectorAll('#actors tbody tr').length;", |v| {
         v.as_u64() >= Some(2)
@@ -148,7 +186,6 @@ async fn a_walk_through_the_page() {
     })
     .await;
     b.shot("06-actor-and-log").await;
-    b.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
