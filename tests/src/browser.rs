@@ -161,6 +161,8 @@ impl Browser {
         };
         let shots =
             profile_dir().parent().map(|p| p.join("dashboard-screenshots")).unwrap_or_default().join(test);
+        // A fresh directory each run, so no screenshot of an earlier run is taken for this one's.
+        let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots).expect("screenshot directory");
         Browser { driver, client, shots }
     }
