@@ -17,6 +17,11 @@
 //!     missing) does not satisfy it.
 //! - Names are case-sensitive and cannot contain `=`, `<`, `>`, `!` or `,`; surrounding
 //!   spaces are trimmed (`Caesar cipher` is one name).
+//! - A capability's value obeys the rules of a requirement's value, so that some requirement
+//!   can always name it: no `=`, `<`, `>`, `!` or `,` (`a=b=c` is refused, not stored).
+//! - Neither holds a control character, a name is at most [`MAX_NAME_BYTES`] and a value at
+//!   most [`MAX_VALUE_BYTES`]; an error shows only the first [`SHOWN_CHARS`] characters of
+//!   what it refuses.
 //!
 //! ```
 //! use troupe_actor_abi::caps::{satisfies, value_of};
@@ -36,6 +41,34 @@ pub const PRESENT: &str = "true";
 /// Characters that end a name (they start an operator, or separate list entries).
 const RESERVED: &[char] = &['=', '<', '>', '!', ','];
 
+/// The longest capability name, in bytes. Names are identifiers a person types into
+/// requirements and reads in `status`; 128 leaves room for descriptive ones (`Caesar cipher`,
+/// `64bit encoder`) while every name still fits on a line of a node list.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// The longest capability value, in bytes: room for a model name, a version string or a path
+/// (`gpu=NVIDIA A100-SXM4-80GB`), and still a bounded share of every member record and node
+/// list the convention sends.
+pub const MAX_VALUE_BYTES: usize = 256;
+
+/// How much of a refused entry an error repeats: enough to recognise it, never a flood.
+pub const SHOWN_CHARS: usize = 48;
+
+/// `s` as an error shows it: in full when short, else its first [`SHOWN_CHARS`] characters
+/// and its length.
+/// ```
+/// use troupe_actor_abi::caps::shown;
+/// assert_eq!(shown("gpu=A100"), "gpu=A100");
+/// assert!(shown(&"x".repeat(100_000)).ends_with("… (100000 bytes)"));
+/// ```
+pub fn shown(s: &str) -> String {
+    if s.chars().count() <= SHOWN_CHARS {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(SHOWN_CHARS).collect();
+    format!("{head}… ({} bytes)", s.len())
+}
+
 /// A capability or requirement that cannot be parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapError(pub String);
@@ -49,11 +82,49 @@ impl fmt::Display for CapError {
 impl std::error::Error for CapError {}
 
 fn check_name(name: &str, whole: &str) -> Result<(), CapError> {
+    let whole = shown(whole);
     if name.is_empty() {
         return Err(CapError(format!("`{whole}`: the capability name is empty")));
     }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(CapError(format!(
+            "`{whole}`: a capability name is at most {MAX_NAME_BYTES} bytes, this one has {}",
+            name.len()
+        )));
+    }
     if let Some(c) = name.chars().find(|c| RESERVED.contains(c)) {
         return Err(CapError(format!("`{whole}`: a capability name cannot contain `{c}`")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(CapError(format!(
+            "`{}`: a capability name cannot contain a control character",
+            whole.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// The rules a value obeys in a requirement and in a capability alike (so that a requirement
+/// can name every value a node may hold): not empty, bounded, no operator, comma or control
+/// character.
+fn check_value(value: &str, whole: &str) -> Result<(), CapError> {
+    let whole = shown(whole);
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(CapError(format!(
+            "`{whole}`: a capability value is at most {MAX_VALUE_BYTES} bytes, this one has {}",
+            value.len()
+        )));
+    }
+    if let Some(c) = value.chars().find(|c| RESERVED.contains(c)) {
+        return Err(CapError(format!(
+            "`{whole}`: a value cannot contain `{c}` (no requirement could name it)"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(CapError(format!(
+            "`{}`: a value cannot contain a control character",
+            whole.escape_debug()
+        )));
     }
     Ok(())
 }
@@ -74,12 +145,11 @@ pub fn parse_capability(s: &str) -> Result<(String, String), CapError> {
     check_name(name, whole)?;
     if value.is_empty() {
         return Err(CapError(format!(
-            "`{whole}`: the value is empty (write `{name}` alone for a plain capability)"
+            "`{}`: the value is empty (write `{name}` alone for a plain capability)",
+            shown(whole)
         )));
     }
-    if value.contains(',') {
-        return Err(CapError(format!("`{whole}`: a value cannot contain `,`")));
-    }
+    check_value(value, whole)?;
     Ok((name.to_string(), value.to_string()))
 }
 
@@ -189,6 +259,7 @@ impl Requirement {
     /// ```
     pub fn parse(s: &str) -> Result<Requirement, CapError> {
         let whole = s.trim();
+        let show = shown(whole);
         let Some(at) = whole.find(['=', '<', '>', '!']) else {
             check_name(whole, whole)?;
             return Ok(Requirement { name: whole.to_string(), op: Op::Present, value: String::new() });
@@ -207,19 +278,18 @@ impl Requirement {
         .into_iter()
         .find(|(sym, _)| rest.starts_with(sym))
         .map(|(sym, op)| (op, sym.len()))
-        .ok_or_else(|| CapError(format!("`{whole}`: expected one of =, !=, >=, <=, >, < after the name")))?;
+        .ok_or_else(|| CapError(format!("`{show}`: expected one of =, !=, >=, <=, >, < after the name")))?;
         check_name(name, whole)?;
         let value = rest[len..].trim();
         if value.is_empty() {
-            return Err(CapError(format!("`{whole}`: no value after `{}`", op.symbol())));
+            return Err(CapError(format!("`{show}`: no value after `{}`", op.symbol())));
         }
-        if let Some(c) = value.chars().find(|c| RESERVED.contains(c)) {
-            return Err(CapError(format!("`{whole}`: a value cannot contain `{c}`")));
-        }
+        check_value(value, whole)?;
         if op.numeric_only() && number(value).is_none() {
             return Err(CapError(format!(
-                "`{whole}`: `{}` compares numbers and `{value}` is not a number",
-                op.symbol()
+                "`{show}`: `{}` compares numbers and `{}` is not a number",
+                op.symbol(),
+                shown(value)
             )));
         }
         Ok(Requirement { name: name.to_string(), op, value: value.to_string() })
@@ -345,6 +415,45 @@ mod tests {
             assert!(e.to_string().contains(why), "{cap}: {e}");
         }
         assert_eq!(Requirement::parse(" mem >= 32 ").unwrap().to_string(), "mem>=32");
+    }
+
+    /// Issue 21 point 8: `a=b=c` was stored, yet no requirement can name the value `b=c`.
+    #[test]
+    fn a_value_no_requirement_can_name_is_refused() {
+        for (cap, c) in [("a=b=c", '='), ("a=b<c", '<'), ("a=>3", '>'), ("a=x!", '!'), ("a=1,2", ',')] {
+            let e = parse_capability(cap).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("cannot contain `{c}`")) && e.contains("no requirement"),
+                "{cap}: {e}"
+            );
+        }
+        assert!(parse_list("x,a=b=c").is_err());
+        // Every value that is accepted can be named by a requirement that matches it.
+        for cap in ["gpu=A100", "mem=64", "v=1.2-rc 3", "path=/opt/x"] {
+            let (name, value) = parse_capability(cap).unwrap();
+            let req = Requirement::parse(&format!("{name}={value}")).expect(cap);
+            assert!(req.holds_in(&[render(&name, &value)]), "{cap}");
+        }
+        assert!(parse_capability("a\tb=1").unwrap_err().to_string().contains("control character"));
+        assert!(parse_capability("a=b\nc").unwrap_err().to_string().contains("control character"));
+    }
+
+    /// Issue 21 point 8: a 100 KB name was accepted and echoed in full.
+    #[test]
+    fn over_long_names_and_values_are_refused_and_shown_in_short() {
+        let name = "n".repeat(MAX_NAME_BYTES);
+        assert!(parse_capability(&name).is_ok(), "the longest name is fine");
+        let huge = "n".repeat(100_000);
+        for entry in [huge.clone(), format!("{huge}=1"), format!("x={huge}"), format!("{name}n")] {
+            let e = parse_capability(&entry).unwrap_err().to_string();
+            assert!(e.contains("at most"), "{e}");
+            assert!(e.len() < 200, "the error repeats {} bytes", e.len());
+            let r = Requirement::parse(&entry).unwrap_err().to_string();
+            assert!(r.contains("at most") && r.len() < 200, "{}", &r[..200.min(r.len())]);
+        }
+        assert!(parse_capability(&format!("x={}", "v".repeat(MAX_VALUE_BYTES))).is_ok());
+        let e = Requirement::parse(&format!("mem>={huge}")).unwrap_err().to_string();
+        assert!(e.len() < 200, "{}", e.len());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`abi`]: the raw `#[repr(C)]` plugin root and host API table (what the node reads);
 //! - [`caps`]: capabilities with values and the requirements matched against them;
 //! - [`message`]: the msgpack message shapes (addresses, payloads, system messages);
+//! - [`restart`]: supervision's restart policy and the node's floor and cap on its waits;
 //! - [`sdk`]: the safe actor trait, context and [`export_plugin!`] macro (what plugins use).
 //!
 //! No tokio, no threads: everything here runs on whatever thread the node calls from.
@@ -15,6 +16,7 @@
 pub mod abi;
 pub mod caps;
 pub mod message;
+pub mod restart;
 pub mod sdk;
 
 /// `rustc --version` of the build, recorded in every plugin root for diagnostics.

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use crate::restart::{RestartPolicy, DEFAULT_MAX_BACKOFF, MIN_RESTART_BACKOFF};
+
 /// Where an actor lives: the admin address of its node and an id unique within that node's
 /// lifetime. Addresses are plain values: they can be copied, compared and sent in messages.
 /// It displays as `host:port#hexid`, the form `troupe create` prints and `troupe tell`/`ask`
@@ -337,87 +339,6 @@ pub enum SystemCall {
     },
     /// Stop the node gracefully (as `troupe stop`): the answer is sent before it stops.
     ShutdownNode,
-}
-
-/// When the runtime re-creates a supervised child (see
-/// [`Context::create_supervised`](crate::sdk::Context::create_supervised)): up to
-/// `max_restarts` times within `within_ms`, waiting `backoff_ms` before the first restart and
-/// twice as long before each next one (at most `max_backoff_ms`). When the budget is spent the
-/// parent gets `ChildActorExited` as for any other child.
-///
-/// ```
-/// # use troupe_actor_abi::prelude::*;
-/// use std::time::Duration;
-/// let p = RestartPolicy::on_failure(3, Duration::from_secs(60))
-///     .backoff(Duration::from_millis(100), Duration::from_secs(5));
-/// assert_eq!((p.max_restarts, p.within_ms, p.backoff_ms, p.max_backoff_ms), (3, 60_000, 100, 5_000));
-/// assert_eq!(p.delay(1), Duration::from_millis(100));
-/// assert_eq!(p.delay(3), Duration::from_millis(400));
-/// assert_eq!(p.delay(30), Duration::from_secs(5));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestartPolicy {
-    /// The most restarts within the window.
-    pub max_restarts: u32,
-    /// The window, in milliseconds.
-    pub within_ms: u64,
-    /// The wait before the first restart of a run of failures, in milliseconds.
-    pub backoff_ms: u64,
-    /// The longest wait, in milliseconds.
-    pub max_backoff_ms: u64,
-}
-
-impl RestartPolicy {
-    /// Restart on failure up to `max_restarts` times within `within`, at once (no backoff).
-    pub fn on_failure(max_restarts: u32, within: std::time::Duration) -> RestartPolicy {
-        let within_ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
-        RestartPolicy { max_restarts, within_ms, backoff_ms: 0, max_backoff_ms: 0 }
-    }
-
-    /// Waits `first` before the first restart, doubling up to `max` for each next one.
-    pub fn backoff(self, first: std::time::Duration, max: std::time::Duration) -> RestartPolicy {
-        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        RestartPolicy { backoff_ms: ms(first), max_backoff_ms: ms(max).max(ms(first)), ..self }
-    }
-
-    /// The wait before the `n`th restart of the window (1-based).
-    pub fn delay(&self, n: u32) -> std::time::Duration {
-        let factor = 1u64.checked_shl(n.saturating_sub(1)).unwrap_or(u64::MAX);
-        let ms = self.backoff_ms.saturating_mul(factor).min(self.max_backoff_ms.max(self.backoff_ms));
-        std::time::Duration::from_millis(ms)
-    }
-
-    /// Whether an exit for `reason` is a failure this policy restarts: the actor's handler
-    /// failed twice on one message, its constructor failed, its node was lost, or its node
-    /// no longer has what it requires, or no node had, or no leader answered for its global
-    /// name. Losing its name to another holder is not. An exit that was asked for (an
-    /// `ActorExitRequest`, an unload, a stopping node) or a create that can never succeed (an
-    /// unknown hash or type) is not.
-    /// ```
-    /// # use troupe_actor_abi::prelude::*;
-    /// assert!(RestartPolicy::restarts(&ExitReason::Failed { details: "panicked".into() }));
-    /// assert!(RestartPolicy::restarts(&ExitReason::NodeLost { node: "127.0.0.1:1901".into() }));
-    /// assert!(!RestartPolicy::restarts(&ExitReason::Requested));
-    /// assert!(!RestartPolicy::restarts(&ExitReason::Unloaded));
-    /// ```
-    pub fn restarts(reason: &ExitReason) -> bool {
-        match reason {
-            ExitReason::Failed { .. } | ExitReason::NodeLost { .. } | ExitReason::CapabilityLost { .. } => {
-                true
-            }
-            ExitReason::CreateFailed(e) => matches!(
-                e,
-                CreateError::PluginError { .. }
-                    | CreateError::NoCompatibleSystemForActor { .. }
-                    | CreateError::NoLeader { .. }
-            ),
-            // Another actor holds its name: a new one would only find that holder.
-            ExitReason::Requested
-            | ExitReason::NodeStopping
-            | ExitReason::Unloaded
-            | ExitReason::NameClash { .. } => false,
-        }
-    }
 }
 
 /// What an `ActorSystemConventionUpdate` reports.
@@ -765,6 +686,42 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 /// Decodes msgpack.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
     rmp_serde::from_slice(bytes)
+}
+
+// Which exits a policy restarts depends on the exit reasons defined here; the policy itself
+// (limits, backoff) lives in `crate::restart`, which needs nothing from this module.
+impl RestartPolicy {
+    /// Whether an exit for `reason` is a failure this policy restarts: the actor's handler
+    /// failed twice on one message, its constructor failed, its node was lost, or its node
+    /// no longer has what it requires, or no node had, or no leader answered for its global
+    /// name. Losing its name to another holder is not. An exit that was asked for (an
+    /// `ActorExitRequest`, an unload, a stopping node) or a create that can never succeed (an
+    /// unknown hash or type) is not.
+    /// ```
+    /// # use troupe_actor_abi::prelude::*;
+    /// assert!(RestartPolicy::restarts(&ExitReason::Failed { details: "panicked".into() }));
+    /// assert!(RestartPolicy::restarts(&ExitReason::NodeLost { node: "127.0.0.1:1901".into() }));
+    /// assert!(!RestartPolicy::restarts(&ExitReason::Requested));
+    /// assert!(!RestartPolicy::restarts(&ExitReason::Unloaded));
+    /// ```
+    pub fn restarts(reason: &ExitReason) -> bool {
+        match reason {
+            ExitReason::Failed { .. } | ExitReason::NodeLost { .. } | ExitReason::CapabilityLost { .. } => {
+                true
+            }
+            ExitReason::CreateFailed(e) => matches!(
+                e,
+                CreateError::PluginError { .. }
+                    | CreateError::NoCompatibleSystemForActor { .. }
+                    | CreateError::NoLeader { .. }
+            ),
+            // Another actor holds its name: a new one would only find that holder.
+            ExitReason::Requested
+            | ExitReason::NodeStopping
+            | ExitReason::Unloaded
+            | ExitReason::NameClash { .. } => false,
+        }
+    }
 }
 
 #[cfg(test)]

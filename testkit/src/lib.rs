@@ -42,8 +42,10 @@ use troupe_node::{AuthorityConfig, ConventionConfig, Node, NodeConfig};
 
 pub use troupe_actor_abi::message;
 
-/// How long [`TestNode::ask_text`] waits for a reply.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`TestNode::ask_text`] waits for a reply: a guard against a reply that never
+/// comes, not a latency claim. `cargo test` runs many tests at once, on machines as loaded as
+/// CI runners, so the guard sits far above any honest reply (milliseconds).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long dropping a [`TestNode`] waits for its versions to unload: the SDK's `on_unload`
 /// limit (5 s) plus the time to drain what is queued.

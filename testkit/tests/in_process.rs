@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use troupe_testkit::message::Payload;
-use troupe_testkit::{Error, TestNode};
+use troupe_testkit::{Error, TestNode, DEFAULT_TIMEOUT};
 
 mod common;
 
@@ -23,7 +23,7 @@ fn create_ask_tell_and_expect_talk_to_a_real_actor() {
     assert_eq!(node.ask_text(&echo, "hi").unwrap(), "echo: hi");
     // A tell's reply comes to the test's own address.
     node.tell(&echo, "told");
-    let m = node.expect(Duration::from_secs(5)).expect("the reply to a tell");
+    let m = node.expect(DEFAULT_TIMEOUT).expect("the reply to a tell");
     assert_eq!(m.sender.as_ref(), Some(&echo));
     assert_eq!(m.payload, Payload::Text("echo: told".into()));
     // The node's status shows the actor.
@@ -44,15 +44,15 @@ fn create_ask_tell_and_expect_talk_to_a_real_actor() {
 fn a_panicking_handler_comes_back_as_poison_and_the_node_goes_on() {
     let node = node_with_faulty(&[]);
     let p = node.create("faulty.PanicOnMessage").unwrap();
-    let e = node.ask(&p, "panic", Duration::from_secs(5)).unwrap_err();
+    let e = node.ask(&p, "panic", DEFAULT_TIMEOUT).unwrap_err();
     assert!(e.to_string().contains("PoisonMessage") && e.to_string().contains("asked to panic"), "{e}");
     assert_eq!(node.ask_text(&p, "still there").unwrap(), "echo: still there");
     // A constructor that panics fails the create: its parent hears why, and the node goes on.
     let mut node = node;
     let spawner = node.create("faulty.Spawner").unwrap();
     node.tell(&spawner, "create faulty.PanicInCreate");
-    assert!(node.expect_text(Duration::from_secs(5)).unwrap().starts_with("created "));
-    let exited = node.expect_text(Duration::from_secs(5)).unwrap();
+    assert!(node.expect_text(DEFAULT_TIMEOUT).unwrap().starts_with("created "));
+    let exited = node.expect_text(DEFAULT_TIMEOUT).unwrap();
     assert!(exited.contains("PluginError") && exited.contains("constructor panicked on purpose"), "{exited}");
     assert_eq!(node.ask_text(&p, "and now").unwrap(), "echo: and now");
 }
@@ -72,11 +72,11 @@ fn requirements_are_checked_against_the_test_nodes_capabilities() {
     assert_eq!(big.ask_text(&spawner, "cap gpu").unwrap(), "cap gpu = true");
     assert_eq!(big.ask_text(&spawner, "cap disk").unwrap(), "cap disk = none");
     big.tell(&spawner, "create faulty.Roomy -");
-    let created = big.expect_text(Duration::from_secs(5)).unwrap();
+    let created = big.expect_text(DEFAULT_TIMEOUT).unwrap();
     assert!(created.starts_with("created "), "{created}");
     // Lowering the value: the child exits and its parent (relaying to us) hears why.
     big.change_capability(true, "mem=16").unwrap();
-    let why = big.expect_text(Duration::from_secs(5)).unwrap();
+    let why = big.expect_text(DEFAULT_TIMEOUT).unwrap();
     assert!(why.starts_with("child exited") && why.contains("mem>=32"), "{why}");
     assert_eq!(big.ask_text(&spawner, "cap mem").unwrap(), "cap mem = 16", "the value as changed");
 }

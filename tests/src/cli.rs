@@ -1,8 +1,8 @@
 //! Running the real `troupe` CLI as a user would ([`troupe`]) and looking at what it printed
 //! and how it exited ([`Cli`]).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{ErrorKind, Write};
+use std::process::{ChildStdin, Command, Stdio};
 
 use crate::build::troupe_bin;
 
@@ -59,6 +59,18 @@ impl std::fmt::Display for Cli {
     }
 }
 
+/// Writes `input` to a child's stdin, then closes it. A child that exits (or closes its stdin)
+/// before reading it all is not a harness error: a CLI may refuse before it reads its input
+/// (no node at that port, `quit` in a script), and the test asserts on the exit code and the
+/// output it printed.
+fn feed(mut pipe: ChildStdin, input: &str) {
+    match pipe.write_all(input.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => {}
+        Err(e) => panic!("cannot write troupe's stdin: {e}"),
+    }
+}
+
 /// Runs `troupe ARGS` with `stdin` as its input (none if `None`).
 pub fn troupe(args: &[&str], stdin: Option<&str>) -> Cli {
     troupe_with_secret(args, stdin, None)
@@ -76,11 +88,17 @@ pub fn troupe_with_secret(args: &[&str], stdin: Option<&str>, secret_file: Optio
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("cannot run troupe");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(input.as_bytes()).expect("cannot write troupe's stdin");
-    }
+    // The input is written by its own thread while this one collects stdout and stderr: a
+    // command that prints a lot before it reads on cannot block the harness, nor the harness it.
+    let writer = stdin.map(|input| {
+        let pipe = child.stdin.take().expect("stdin is piped");
+        let input = input.to_string();
+        std::thread::spawn(move || feed(pipe, &input))
+    });
     let out = child.wait_with_output().expect("cannot wait for troupe");
+    if let Some(w) = writer {
+        w.join().expect("the stdin writer panicked");
+    }
     Cli {
         command: format!("troupe {}", args.join(" ")),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

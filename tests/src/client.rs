@@ -9,8 +9,10 @@ use troupe_node::client::Client;
 use troupe_node::protocol::{Request, Response};
 use troupe_node::status::StatusReport;
 
-/// How long a reply from an actor may take before a test gives up (a deadline, not a sleep).
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a reply from an actor may take before a test gives up: a deadline, not a sleep,
+/// and far above an honest reply (milliseconds) so that a loaded 2-core machine running the
+/// whole suite and `make bench` beside it never reaches it.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Creates a top-level actor through `client`.
 pub async fn create(client: &mut Client, type_name: &str, hash: &str) -> anyhow::Result<Address> {
@@ -80,5 +82,25 @@ pub async fn create_spec(client: &mut Client, spec: CreateSpec) -> anyhow::Resul
     match client.request(Request::Create { spec }).await? {
         Response::Created { address, .. } => Ok(address),
         other => anyhow::bail!("unexpected answer to create: {other:?}"),
+    }
+}
+
+/// Waits until `actor`'s node lists its handler as running long (past `--long-handler`): the
+/// handler holds its actor, so an upgrade asked for from now on cannot move it before the
+/// handler returns. Panics after `patience`.
+pub async fn wait_long_handler(actor: &Address, patience: Duration) {
+    let deadline = std::time::Instant::now() + patience;
+    let mut c = Client::connect(&actor.node).await.expect("connect to the actor's node");
+    loop {
+        let st = status_of(&mut c).await;
+        if st.versions.iter().any(|v| v.long_handlers.iter().any(|h| h.actor.id == actor.id)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{actor}'s handler is not listed as running: {:?}",
+            st.versions
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

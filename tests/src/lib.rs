@@ -45,7 +45,8 @@ pub use build::{
 };
 pub use cli::{troupe, troupe_with_secret, Cli};
 pub use client::{
-    ask, create, create_spec, next_message, next_text, send_text, status_of, text_matching, REPLY_TIMEOUT,
+    ask, create, create_spec, next_message, next_text, send_text, status_of, text_matching,
+    wait_long_handler, REPLY_TIMEOUT,
 };
 pub use convention::{wait_conv, Convention, CONVENTION_TIMEOUT, FAST_HEARTBEAT};
 pub use demo::{hello_lines, ALL_CAPS, BASE64, MORSE_CAESAR};

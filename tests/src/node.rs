@@ -18,12 +18,14 @@ use troupe_node::protocol::{self, ServerFrame, PROTOCOL_VERSION};
 use crate::argv::node_argv;
 use crate::build::troupe_bin;
 use crate::cli::{troupe, Cli};
-use crate::convention::CONVENTION_TIMEOUT;
 use crate::files::TestDir;
 
 /// How long a node may take to answer its first hello: generous, because two cores are shared
 /// by several test processes and cargo.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a stopped node may take to exit (a hang guard).
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many times a node on a port of our choosing is started again when another process
 /// took the port between [`free_port`] and the node's bind.
@@ -258,7 +260,7 @@ impl NodeProc {
     #[track_caller]
     pub fn stop(&mut self) {
         self.run_stop().assert_ok();
-        assert!(self.wait_exit(CONVENTION_TIMEOUT).is_some(), "node {} did not exit after stop", self.addr());
+        assert!(self.wait_exit(EXIT_TIMEOUT).is_some(), "node {} did not exit after stop", self.addr());
     }
 
     fn run_stop(&self) -> Cli {

@@ -31,7 +31,7 @@ fn assert_load_refused(dir: &TestDir, node: &NodeProc, name: &str, bytes: &[u8],
     out.assert_code(1);
     out.assert_stderr_has(needles);
     assert!(out.stdout.is_empty(), "a refused load printed a hash:\n{out}");
-    wait_for("the store to be empty", Duration::from_secs(10), || {
+    wait_for("the store to be empty", Duration::from_secs(30), || {
         files_under(&node.store()).is_empty().then_some(())
     });
 }
@@ -198,7 +198,7 @@ fn a_missing_file_is_a_usage_error() {
 /// wrong; returns what it read.
 fn garbage(node: &NodeProc, bytes: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(node.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let _ = s.write_all(bytes);
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -304,4 +304,29 @@ async fn an_actor_registered_as_source_authority_decides_loads() {
     let hash = node.load(&dir.encoders_zip());
     node.app(&hash, "hello\n").assert_ok();
     assert_serving(&node, 2);
+}
+
+/// Issue 21 point 8: `upgrade` to a full hash no node had loaded exited 2 (a usage error), and
+/// from one it answered "moved 0" (exit 0), while an unknown prefix exited 1. A hash or prefix
+/// that names no loaded version is a refusal (`InvalidActorSourceHash`, exit 1) in every
+/// command that takes one.
+#[test]
+fn a_hash_or_prefix_that_names_no_loaded_version_is_refused_alike_everywhere() {
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "");
+    let hash = node.load(&dir.faulty_zip());
+    let full = "ab".repeat(32);
+    for unknown in [full.as_str(), "abababab"] {
+        for args in [
+            vec!["upgrade", &hash, unknown],
+            vec!["upgrade", unknown, &hash],
+            vec!["unload", unknown],
+            vec!["create", unknown, "faulty.Echo"],
+        ] {
+            let out = node.run(args[0], &args[1..]);
+            assert_eq!(out.code, 1, "{out}");
+            assert!(out.stderr.contains("InvalidActorSourceHash") && out.stderr.contains(unknown), "{out}");
+        }
+    }
+    assert_serving(&node, 1);
 }

@@ -159,3 +159,50 @@ fn bad_capabilities_and_requirements_are_usage_errors_that_change_nothing() {
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("NoCompatibleSystemForActor") && out.stderr.contains("mem>64"), "{out}");
 }
+
+/// Issue 21 point 8: `a=b=c` was accepted though no requirement can name the value `b=c`, and
+/// a 100 KB name was accepted and echoed in full. The CLI (`chgcap`, `start`) and the node
+/// (for a peer or an older CLI that sends anything) refuse both as usage errors, show only a
+/// short prefix, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_no_requirement_can_name_and_over_long_ones_are_refused_in_short() {
+    use troupe_node::client::ClientError;
+    use troupe_node::protocol::{ErrorKind, Request};
+    let dir = TestDir::new();
+    let node = NodeProc::start(&dir, "mem=64");
+    let huge = "n".repeat(100_000);
+    let huge_value = format!("gpu={}", "v".repeat(100_000));
+
+    for (cap, why) in
+        [("a=b=c", "no requirement"), (huge.as_str(), "at most"), (huge_value.as_str(), "at most")]
+    {
+        let out = node.run("chgcap", &["+", cap]);
+        assert_eq!(out.code, 2, "chgcap + {}: {out}", &cap[..cap.len().min(40)]);
+        assert!(
+            out.stderr.contains(why) && out.stderr.len() < 1_000,
+            "{} bytes: {}",
+            out.stderr.len(),
+            &out.stderr[..out.stderr.len().min(300)]
+        );
+        let out = troupe_tests::troupe(&["start", &troupe_tests::free_port().to_string(), cap], None);
+        assert_eq!(
+            out.code,
+            2,
+            "start {}: {}",
+            &cap[..cap.len().min(40)],
+            &out.stderr[..out.stderr.len().min(300)]
+        );
+        assert!(out.stderr.contains(why) && out.stderr.len() < 1_000, "{} bytes", out.stderr.len());
+
+        // The node's own check, as a peer or an older CLI meets it.
+        let mut c = node.client().await;
+        match c.request(Request::ChangeCapability { add: true, name: cap.to_string() }).await {
+            Err(ClientError::Refused(r)) => {
+                assert_eq!(r.kind, ErrorKind::BadRequest, "{r:?}");
+                assert!(r.message.contains(why) && r.message.len() < 300, "{} bytes", r.message.len());
+            }
+            other => panic!("the node took {}: {:?}", &cap[..cap.len().min(40)], other.map(|_| "an answer")),
+        }
+    }
+    assert_eq!(node.status().capabilities, ["mem=64"], "a refused change changes nothing");
+}

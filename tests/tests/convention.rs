@@ -235,13 +235,11 @@ async fn global_names_are_convention_wide_and_a_forwarded_named_create_answers_a
     assert_eq!(first.node, conv.node(1).addr());
 
     // The forwarded-create regression (Thespian §2.3): the second identical create must not hang.
-    let t = Instant::now();
     let second = tokio::time::timeout(REPLY_TIMEOUT, create_spec(&mut c, named("faulty.Picky", "OnlyOne")))
         .await
         .expect("the second named create hangs")
         .expect("second create");
     assert_eq!(second, first);
-    assert!(t.elapsed() < Duration::from_secs(3), "the second named create took {:?}", t.elapsed());
 
     // Through the other members, with a different type even: the same actor (scenarios 31, 34).
     for i in [1, 2] {
@@ -378,11 +376,9 @@ async fn watchers_hear_of_members_joins_capability_changes_leaves_and_losses() {
     let t = update_about(&mut mc, &b).await;
     assert!(t.starts_with(&format!("update {b} added=false")), "{t}");
 
-    // A loss (SIGKILL): within the failure-detection time.
-    let killed = Instant::now();
+    // A loss (SIGKILL): reported as Lost (how soon is `make bench`'s question).
     conv.node_mut(ci).kill9();
     assert_eq!(update_about(&mut c, &cn).await, format!("update {cn} added=false Lost [c]"));
-    assert!(killed.elapsed() < Duration::from_secs(5), "the loss was noticed after {:?}", killed.elapsed());
 
     // After unwatch, nothing more.
     send_text(&mut c, &watcher, "unwatch").await;

@@ -122,7 +122,7 @@ fn stop_ends_the_process_and_deletes_the_store() {
     let hash = node.load(&dir.encoders_zip());
     node.app(&hash, "hello\n").assert_ok(); // live actors and a loaded version
                                             // The zip is written into the store (for peers that fetch it) once the load is answered.
-    wait_for("the zip in the store", Duration::from_secs(10), || {
+    wait_for("the zip in the store", Duration::from_secs(30), || {
         (!files_under(&node.store()).is_empty()).then_some(())
     });
 

@@ -347,18 +347,16 @@ async fn a_named_create_from_an_actor_does_not_stall_its_version_while_the_leade
     assert_eq!(ask(&mut m, &sibling, "before").await, "echo: before");
 
     signal(&leader, libc::SIGSTOP);
-    let t = Instant::now();
     let created = ask(&mut m, &spawner, &format!("create faulty.Echo {hash} Later")).await;
     assert!(created.starts_with(&format!("created {}#", member.addr())), "{created}");
+    // Both answers come while the leader is stopped: a version blocked on the claim would
+    // answer only when it gives up (an error, not `created`), and its sibling not before.
     assert_eq!(ask(&mut m, &sibling, "during").await, "echo: during");
-    let quick = t.elapsed();
     // Sent while the claim waits: delivered once the child starts, in order.
     send_text(&mut m, &spawner, "send queued").await;
     signal(&leader, libc::SIGCONT);
     let relayed = text_matching(&mut m, CONVENTION_TIMEOUT, |x| x.starts_with("relay:")).await;
     assert_eq!(relayed, "relay: echo: queued");
-    // A version blocked on the claim would answer only when it gives up (10 s).
-    assert!(quick < Duration::from_secs(5), "the version waited {quick:?} on the stalled leader");
     let holder = wait_status(&member, "the name held here", |s| s.global_names.contains_key("Later"));
     assert_eq!(format!("created {}", holder.global_names["Later"]), created);
 }

@@ -245,7 +245,8 @@ async fn an_on_unload_that_hangs_is_quarantined_and_the_node_serves_on_and_still
     assert_eq!(ask(&mut client, &e3, "new").await, "echo: new");
     assert_eq!(status_of(&mut client).await.versions.iter().filter(|v| v.state == "quarantined").count(), 1);
 
-    match tokio::time::timeout(Duration::from_secs(10), unload).await {
+    // The version is quarantined already: the answer is due now; 60 s only guards a hang.
+    match tokio::time::timeout(Duration::from_secs(60), unload).await {
         Ok(Ok((Ok(Response::Unloaded { .. }), took))) => eprintln!("unload answered after {took:?}"),
         Ok(Ok((other, _))) => problems.push(format!("the unload of the hanging version answered {other:?}")),
         Ok(Err(e)) => problems.push(format!("the unload task failed: {e}")),
@@ -255,15 +256,11 @@ async fn an_on_unload_that_hangs_is_quarantined_and_the_node_serves_on_and_still
         ),
     }
 
-    // A graceful stop still completes, and does not wait for the version it already gave up on.
-    let t = std::time::Instant::now();
+    // A graceful stop still completes, and does not wait for the version it already gave up on:
+    // the node's own log says whether its stop ran out of time (a clock here would race it).
     node.stop();
-    let took = t.elapsed();
-    eprintln!("stop took {took:?}");
-    if took >= Duration::from_secs(15) {
-        problems.push(format!(
-            "`troupe stop` took {took:?}: it waited for the quarantined version until its own 20 s timeout"
-        ));
+    if node.log_text().contains("stop timed out with versions still loaded") {
+        problems.push("`troupe stop` waited for the quarantined version until its own timeout".into());
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -38,7 +38,7 @@ print(json.dumps([
 "#;
 
 /// Every family the endpoint writes, by the name the parsers give it, and its type.
-const FAMILIES: [(&str, &str); 18] = [
+const FAMILIES: [(&str, &str); 19] = [
     ("troupe_actors", "gauge"),
     ("troupe_mailbox_depth", "gauge"),
     ("troupe_version_threads", "gauge"),
@@ -47,6 +47,7 @@ const FAMILIES: [(&str, &str); 18] = [
     ("troupe_messages", "counter"),
     ("troupe_versions", "gauge"),
     ("troupe_loads", "counter"),
+    ("troupe_fetches", "counter"),
     ("troupe_leader_changes", "counter"),
     ("troupe_fenced", "counter"),
     ("troupe_name_clashes", "counter"),
@@ -131,7 +132,7 @@ fn value(families: &BTreeMap<String, Value>, family: &str, name: &str, labels: &
 /// `GET /metrics` over plain TCP: the content type and the body.
 fn scrape(addr: &str, accept: Option<&str>) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).expect("the metrics endpoint accepts");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("set a read timeout");
     let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
     write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{accept}\r\n").expect("send the request");
     let mut response = String::new();

@@ -215,7 +215,7 @@ fn logs_show_the_node_log_and_json_logs_are_json() {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
@@ -233,5 +233,5 @@ fn closed_client_connections_leave_no_descriptor_or_endpoint_behind() {
     }
     // Each command's connection is closed by the time the CLI exits; the node lets go of its
     // socket right after.
-    eventually("the node to close the CLI connections", Duration::from_secs(10), || node.fds() <= before);
+    eventually("the node to close the CLI connections", Duration::from_secs(30), || node.fds() <= before);
 }

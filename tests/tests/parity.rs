@@ -391,7 +391,8 @@ async fn a_supervised_child_whose_node_is_lost_is_restarted_on_another_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_actor_reports_its_status_and_troupe_ask_status_prints_it() {
     let dir = TestDir::new();
-    let node = NodeProc::start(&dir, "");
+    // Two threads: G releases F while F spins.
+    let node = NodeProc::start_with(&dir, "", &["--version-threads", "2"]);
     let parity = node.load(&parity_zip(&dir));
     let mut c = node.client().await;
     let f = create(&mut c, "parity.Fragile", &parity).await.unwrap();
@@ -407,11 +408,16 @@ async fn an_actor_reports_its_status_and_troupe_ask_status_prints_it() {
     assert!(lines[3].starts_with("age      "), "{out}");
     assert_eq!(lines[4], "seen     3", "what the actor adds: {out}");
 
-    // Messages waiting behind the request are its mailbox depth.
-    send_text(&mut c, &f, "spin 700").await;
+    // Messages waiting behind the request are its mailbox depth. F spins until G releases it;
+    // G's echo on the same connection shows the node has queued everything sent before it.
+    let g = create(&mut c, "parity.Fragile", &parity).await.unwrap();
+    send_text(&mut c, &f, "spin until released").await;
     send_system(&mut c, &f, SystemMessage::StatusRequest { mailbox: None }).await;
     send_text(&mut c, &f, "ping").await;
     send_text(&mut c, &f, "ping").await;
+    assert_eq!(ask(&mut c, &g, "queued").await, "echo: queued", "F answers nothing while it spins");
+    let mut c2 = node.client().await;
+    assert_eq!(ask(&mut c2, &g, "release").await, "released");
     assert_eq!(next_text(&mut c).await, "spun");
     match next_message(&mut c).await.payload {
         Payload::System(SystemMessage::ActorStatus { type_name, handled, mailbox, extra, .. }) => {

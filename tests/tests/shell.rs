@@ -82,7 +82,7 @@ fn a_piped_script_creates_asks_listens_and_kills_and_exits_with_the_first_failur
     assert_eq!(sh.run(&format!("ask {echo} \"hello there\"")), "echo: hello there");
     let id = echo.rsplit('#').next().unwrap();
     assert_eq!(
-        sh.run(&format!("ask '#{id}' again --timeout 3s")),
+        sh.run(&format!("ask '#{id}' again --timeout 30s")),
         "echo: again",
         "#ID means an actor of this node"
     );
@@ -151,6 +151,18 @@ fn a_script_that_succeeds_exits_0_usage_errors_exit_2_and_no_node_exits_3() {
     assert!(out.stderr.contains("listen [DURATION]") && out.stdout.contains("capabilities"), "{out}");
 
     let out = troupe(&["shell", &free_port().to_string()], Some("status\n"));
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stderr.contains("no node is listening"), "{out}");
+}
+
+/// A shell with no node at its port exits 3 at once, before it reads its script: a script
+/// longer than a pipe holds must still give that exit code and message, not a harness error
+/// (issue 21 point 7: "cannot write troupe's stdin: Broken pipe").
+#[test]
+fn a_script_the_shell_never_reads_still_gets_its_exit_code() {
+    // Several times what a pipe buffers (64 KiB on Linux), so the write meets a closed pipe.
+    let script = "status\n".repeat(200_000);
+    let out = troupe(&["shell", &free_port().to_string()], Some(&script));
     assert_eq!(out.code, 3, "{out}");
     assert!(out.stderr.contains("no node is listening"), "{out}");
 }

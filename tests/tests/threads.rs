@@ -24,7 +24,7 @@ const SPINNER: &str = "faulty.Spinner";
 
 /// How long `status` (or the log) may take to show what a test waits for: a deadline, not a
 /// sleep. Two cores are shared by several test processes and cargo.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(15);
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest phase of a test whose messages number in the hundred thousands (a debug build
 /// on shared cores): past it the test fails instead of hanging.
@@ -57,6 +57,9 @@ fn text_from(m: Incoming) -> (Address, String) {
     }
 }
 
+/// A spins until released; B answers while A still spins (A's own flag says so, and A's answer
+/// cannot come before the release), then B releases A. Order and outcome only: on one shared
+/// thread B would never answer, and the test fails at its deadline instead of racing a clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_actor_does_not_stall_its_sibling() {
     let dir = TestDir::new();
@@ -65,12 +68,33 @@ async fn a_spinning_actor_does_not_stall_its_sibling() {
     let mut client = node.client().await;
     let [a, b]: [Address; 2] = spinners(&mut client, &hash, 2).await.try_into().expect("two spinners");
 
-    send_text(&mut client, &a, "spin 3000").await;
+    send_text(&mut client, &a, "spin until released").await;
+    // B answers as often as asked while A spins: A has not answered (it spins until the
+    // release), and B sees A's spin running. Until A's thread has started, B says "no".
+    let deadline = std::time::Instant::now() + FLOOD_TIMEOUT;
+    loop {
+        send_text(&mut client, &b, "spinning?").await;
+        let (from, text) = text_from(next_message(&mut client).await);
+        assert_eq!(from, b, "only B can answer while A spins, got {text:?} from {from}");
+        match text.as_str() {
+            "yes" => break,
+            "no" => assert!(std::time::Instant::now() < deadline, "A's spin never started"),
+            other => panic!("B answered {other:?} to spinning?"),
+        }
+    }
     send_text(&mut client, &b, "hello").await;
-    let first = text_from(next_message(&mut client).await);
-    assert_eq!(first, (b, "hello".to_string()), "B's answer waited for A's spin");
-    let second = text_from(next_message(&mut client).await);
-    assert_eq!(second, (a, "spun 3000".to_string()));
+    assert_eq!(
+        text_from(next_message(&mut client).await),
+        (b.clone(), "hello".to_string()),
+        "B answers mid-spin"
+    );
+    send_text(&mut client, &b, "release").await;
+    let mut rest =
+        vec![text_from(next_message(&mut client).await), text_from(next_message(&mut client).await)];
+    rest.sort();
+    let mut expected = vec![(b, "released".to_string()), (a, "spun until released".to_string())];
+    expected.sort();
+    assert_eq!(rest, expected, "B's release ends A's spin");
 }
 
 /// Sends `rounds` messages `"<tag>:<i>"` to each of `actors` (round-robin), then reads every
@@ -137,26 +161,35 @@ async fn unload_after_multithreaded_work_leaves_no_mapping_and_no_thread() {
     let threads_before = node.threads();
     let hash = node.load(&zip);
     let mut client = node.client().await;
-    let actors = spinners(&mut client, &hash, 4).await;
+    let actors = spinners(&mut client, &hash, 3).await;
+    let (spinning, releaser) = (&actors[..2], &actors[2]);
 
-    for a in &actors {
-        send_text(&mut client, a, "spin 300").await;
+    // Two handlers that run until released: the version runs them on two threads at once, and
+    // status sees it however slowly it is asked (no window to catch).
+    for a in spinning {
+        send_text(&mut client, a, "spin until released").await;
     }
-    // Four handlers waiting at once: the version runs them on more than one thread.
-    let threads = wait_for("the version to run on two threads or more", STATUS_TIMEOUT, || {
+    let threads = wait_for("the version to run two handlers at once", STATUS_TIMEOUT, || {
         let st = node.try_status()?;
         let t = &version(&st, &hash)?.threads;
-        (t.busy + t.idle >= 2).then(|| t.clone())
+        (t.busy >= 2).then(|| t.clone())
     });
     assert!(threads.limit == 4, "--version-threads 4 is the limit: {threads:?}");
+    // A third thread takes each `release` while the two spin; each ends one spin.
     let mut answered: Vec<Address> = Vec::new();
-    for _ in &actors {
-        let (from, text) = text_from(next_message(&mut client).await);
-        assert_eq!(text, "spun 300", "from {from}");
-        answered.push(from);
+    for _ in spinning {
+        send_text(&mut client, releaser, "release").await;
+        for _ in 0..2 {
+            let (from, text) = text_from(next_message(&mut client).await);
+            match text.as_str() {
+                "released" => assert_eq!(&from, releaser),
+                "spun until released" => answered.push(from),
+                other => panic!("{from} answered {other:?}"),
+            }
+        }
     }
     answered.sort();
-    let mut expected = actors.clone();
+    let mut expected = spinning.to_vec();
     expected.sort();
     assert_eq!(answered, expected, "every spinner answers once");
 
@@ -179,8 +212,9 @@ async fn a_long_handler_is_reported_while_it_runs_and_forgotten_after() {
     let mut client = node.client().await;
     let [a, b]: [Address; 2] = spinners(&mut client, &hash, 2).await.try_into().expect("two spinners");
 
-    send_text(&mut client, &a, "spin 2000").await;
-    // The sibling answers while A spins (its answer comes before A's).
+    // A spins until B releases it, so status and the log are read while it surely runs.
+    send_text(&mut client, &a, "spin until released").await;
+    // The sibling answers while A spins (A cannot answer before the release).
     send_text(&mut client, &b, "still here").await;
     let (from, text) = text_from(next_message(&mut client).await);
     assert_eq!((from, text.as_str()), (b.clone(), "still here"), "B's answer waited for A's spin");
@@ -196,8 +230,13 @@ async fn a_long_handler_is_reported_while_it_runs_and_forgotten_after() {
         log.lines().any(|l| l.contains("longer than") && l.contains(&a_text)).then_some(())
     });
 
-    let (from, text) = text_from(next_message(&mut client).await);
-    assert_eq!((from, text.as_str()), (a.clone(), "spun 2000"));
+    send_text(&mut client, &b, "release").await;
+    let mut answers =
+        vec![text_from(next_message(&mut client).await), text_from(next_message(&mut client).await)];
+    answers.sort();
+    let mut expected = vec![(a.clone(), "spun until released".to_string()), (b, "released".to_string())];
+    expected.sort();
+    assert_eq!(answers, expected);
     wait_for("status to forget A's handler once it returned", STATUS_TIMEOUT, || {
         let st = node.try_status()?;
         version(&st, &hash)?.long_handlers.is_empty().then_some(())

@@ -29,6 +29,14 @@ fn troupe_new(args: &[&str]) -> Cli {
     }
 }
 
+/// `PATH` without any directory that holds a `troupe`: a newcomer's shell before they installed
+/// the CLI.
+fn path_without_troupe() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).filter(|d| !d.join("troupe").exists());
+    std::env::join_paths(dirs).expect("PATH entries join again")
+}
+
 /// Where generated crates are built: a directory of the target dir kept between runs, so that
 /// only the first run compiles their dependencies.
 fn generated_target_dir() -> PathBuf {
@@ -50,14 +58,22 @@ fn a_new_plugin_crate_builds_passes_its_own_test_and_answers_through_ask() {
         assert!(krate.join(f).is_file(), "{f} missing");
     }
 
-    // Its own test: builds the cdylib, packs it, starts a node, loads it, asks the Greeter.
+    // Its own test: builds the cdylib, packs it, starts a node, loads it, asks the Greeter. With
+    // neither TROUPE_BIN nor troupe on PATH (issue 21 point 8: "put troupe on PATH"), it runs
+    // the troupe that made it, which `troupe new` wrote into .cargo/config.toml.
+    let config =
+        std::fs::read_to_string(krate.join(".cargo/config.toml")).expect(".cargo/config.toml written");
+    let made_by = troupe_bin().canonicalize().expect("the troupe binary");
+    assert!(config.contains(&format!("TROUPE_NEW_BIN = {:?}", made_by.display().to_string())), "{config}");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target = generated_target_dir();
     let test = Command::new(&cargo)
-        .args(["test", "--manifest-path"])
-        .arg(krate.join("Cargo.toml"))
+        .args(["test", "--offline"])
+        // In the crate, as its `next:` lines say: cargo reads .cargo/config.toml from there.
+        .current_dir(&krate)
         .env("CARGO_TARGET_DIR", &target)
-        .env("TROUPE_BIN", troupe_bin())
+        .env_remove("TROUPE_BIN")
+        .env("PATH", path_without_troupe())
         .output()
         .expect("cannot run cargo test");
     let test_out =

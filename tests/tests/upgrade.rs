@@ -368,8 +368,11 @@ async fn an_actor_busy_past_the_timeout_stays_on_the_old_version_and_is_reported
     ask(&mut c, &busy, "inc").await;
     ask(&mut c, &idle, "inc").await;
 
-    // The busy actor's handler runs for 3 s; the upgrade waits 300 ms for it.
-    send_text(&mut c, &busy, "busy 3000").await;
+    // The busy actor's handler runs for 6 s (listed as long after 1 s); the upgrade waits 300 ms for it.
+    send_text(&mut c, &busy, "busy 6000").await;
+    // Only once the handler runs does it hold its actor: an upgrade asked for earlier would
+    // put the export ahead of it and move the actor before it is busy.
+    troupe_tests::wait_long_handler(&busy, std::time::Duration::from_secs(60)).await;
     let mut admin = node.client().await;
     let options = UpgradeOptions { timeout_ms: Some(300), ..UpgradeOptions::default() };
     let report = upgrade(&mut admin, &v1, &v2, options).await;

@@ -243,3 +243,42 @@ fn watch_loads_survives_a_broken_build_and_upgrades_the_running_actor_on_the_fix
     assert_eq!(ask_text(&node, &actor, "inc"), "v2 count=4");
     assert!(node.status().versions.iter().any(|v| v.hash == v2), "v2 is not loaded any more");
 }
+
+/// Issue 21 point 8: on the crate `troupe new` makes, editing the Greeter's reply left the
+/// actor made before the save on the old text ("1 stayed (does not migrate)"). The template's
+/// Greeter opts in to live upgrade, so the same actor answers with the new text.
+#[test]
+fn watch_on_the_template_moves_its_greeter_to_the_edited_reply() {
+    let dir = TestDir::new();
+    let krate = dir.join("greeted");
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../actor-abi").canonicalize().expect("actor-abi");
+    let out = Command::new(troupe_bin())
+        .args(["new", "greeted", "--path"])
+        .arg(&krate)
+        .env("TROUPE_SDK_PATH", sdk)
+        .output()
+        .expect("cannot run troupe new");
+    assert!(out.status.success(), "troupe new failed: {}", String::from_utf8_lossy(&out.stderr));
+    let node = NodeProc::start(&dir, "");
+    let mut watch = Watching::start(&krate, node.port());
+    let v1 = watch.expect("stdout", "the loaded line", FIRST_BUILD_TIMEOUT, |l| l.starts_with("loaded "));
+    let v1 = v1.trim_start_matches("loaded ").to_string();
+    let actor = node.run("create", &[&v1, "greeted.Greeter"]);
+    actor.assert_ok();
+    let actor = actor.stdout.trim().to_string();
+    assert_eq!(ask_text(&node, &actor, "world"), "hello, world");
+
+    // The newcomer's first edit: the reply's text.
+    let lib = krate.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).expect("src/lib.rs");
+    assert!(source.contains(r#"format!("hello, {name}")"#), "the template's reply moved:\n{source}");
+    std::fs::write(&lib, source.replace(r#"format!("hello, {name}")"#, r#"format!("hi there, {name}")"#))
+        .expect("write src/lib.rs");
+    watch.expect_line("stdout", "changed: src/lib.rs", ROUND_TIMEOUT);
+    let moved = format!("{}  greeted.Greeter → greeted.Greeter  moved 1", node.addr());
+    watch.expect_line("stdout", &moved, ROUND_TIMEOUT);
+    let summary = watch.expect("stdout", "the summary", ROUND_TIMEOUT, |l| l.starts_with("moved "));
+    assert!(summary.ends_with("; 0 stayed, 0 failed"), "{summary}");
+    // The actor made before the save answers from the new code.
+    assert_eq!(ask_text(&node, &actor, "world"), "hi there, world");
+}

@@ -269,6 +269,7 @@ enum Command {
         #[arg(value_parser = ["+", "-"])]
         op: String,
         /// `NAME` or `NAME=VALUE` to set (a plain name has the value true); `NAME` to remove.
+        #[arg(value_parser = cmd::chgcap::CapabilityArg { list: false })]
         capability: String,
     },
     // Plugin tooling (new, create, tell, ask, completions): arguments and code in dev.rs.

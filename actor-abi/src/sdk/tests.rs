@@ -554,7 +554,7 @@ fn restart_policies_back_off_and_restart_only_failures() {
     use crate::message::{CreateError, ExitReason, RestartPolicy};
     use std::time::Duration;
     let p = RestartPolicy::on_failure(3, Duration::from_secs(1));
-    assert_eq!(p.delay(1), Duration::ZERO, "no backoff unless asked");
+    assert_eq!(p.delay(1), crate::message::MIN_RESTART_BACKOFF, "the node's floor unless asked for more");
     let p = p.backoff(Duration::from_millis(10), Duration::from_millis(50));
     let delays: Vec<u64> = (1..=5).map(|n| p.delay(n).as_millis() as u64).collect();
     assert_eq!(delays, [10, 20, 40, 50, 50]);

@@ -167,6 +167,7 @@ fn registry(metrics: &Metrics, snapshot: &Snapshot) -> Registry {
     reg.register("versions", "Loaded versions by state", versions);
 
     reg.register("loads", "Loads by result", metrics.loads.clone());
+    reg.register("fetches", "Versions fetched from a peer, by result", metrics.fetches.clone());
     reg.register(
         "leader_changes",
         "Changes of the convention's leader seen by this node",

@@ -2,6 +2,8 @@
 //! ([`crate::wire`]).
 //!
 //! Every connection gets its own task and its own client address (so actors can answer it).
+//! Until its hello it holds a place among its source's connections before their hello
+//! ([`gate::HelloSlot`]); a newer one of a source at its share closes it.
 //! A connection that does not say hello within [`HELLO_TIMEOUT`], speaks another protocol
 //! version, sends garbage or an oversized frame gets a `ProtocolError` frame and is closed; the
 //! node keeps serving everyone else. Requests on one connection are handled concurrently (a slow
@@ -22,15 +24,23 @@ use troupe_actor_abi::message::{Address, Incoming};
 
 use super::dispatch::{self, STOP_TIMEOUT};
 use super::gate::{self, AcceptBackoff, Gate};
+use crate::model::log_limit::Repeats;
 use crate::node::Node;
 use crate::runtime::core::Core;
 use crate::wire::{
     self as protocol, ClientFrame, PeerRequest, Request, Response, ServerFrame, PROTOCOL_VERSION,
 };
 
-/// How long a new connection may take to say hello: long enough for any honest client on a
-/// loaded machine, short enough that half-open connections do not pile up.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection may take to say hello. An honest client answers the challenge at
+/// once (with a shared secret, after a Noise handshake of two more messages): milliseconds,
+/// and 5 s is still a thousand times that on a loaded machine. It was 10 s: a connection that
+/// never says hello holds its place under the cap and its source's share
+/// ([`gate::HelloSlot`]) that long.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The warnings about connections that did not prove the secret: anyone who reaches the port
+/// can repeat them without bound.
+static UNPROVEN: Repeats = Repeats::new();
 
 type Conn = protocol::noise::Conn;
 /// A frame for the connection's writer, and who waits until it is written.
@@ -51,11 +61,11 @@ pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff.reset();
-                    let Some((stream, ticket)) = gate.admit(stream) else { continue };
+                    let Some((stream, ticket, hello)) = gate.admit(stream, peer.ip()) else { continue };
                     let core = node.core().clone();
                     let done = done.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = connection(core, stream, done, limits.idle_timeout).await {
+                        if let Err(e) = connection(core, stream, done, limits.idle_timeout, hello).await {
                             tracing::debug!(%peer, "connection ended: {e}");
                         }
                         drop(ticket);
@@ -88,6 +98,7 @@ async fn connection(
     stream: TcpStream,
     done: Arc<Notify>,
     idle: Option<Duration>,
+    hello_slot: gate::HelloSlot,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let progress = Arc::new(AtomicUsize::new(0));
@@ -97,7 +108,17 @@ async fn connection(
         protocol::SealedCodec::new(protocol::codec().progress(progress.clone())),
         0,
     );
-    let server_proof = handshake(&core, &mut framed).await?;
+    // A newer connection of the same source may take this one's place until it said hello.
+    let shaken = tokio::select! {
+        proof = handshake(&core, &mut framed) => Some(proof),
+        () = hello_slot.evicted() => None,
+    };
+    let server_proof = match shaken {
+        Some(proof) => proof,
+        None => Err(reject(&mut framed, hello_slot.why()).await),
+    };
+    drop(hello_slot);
+    let server_proof = server_proof?;
     framed.codec_mut().set_max_frame_length(protocol::MAX_FRAME_BYTES);
     let (dtx, drx) = mpsc::unbounded_channel::<Incoming>();
     let me = core.register_client(dtx);
@@ -159,7 +180,7 @@ async fn handshake(core: &Core, framed: &mut Conn) -> Result<Option<Vec<u8>>, St
         encrypt(framed, secret, &nonce, deadline).await?;
     }
     let first = match tokio::time::timeout_at(deadline, framed.next()).await {
-        Err(_) => return Err(reject(framed, "no hello within 10s".into()).await),
+        Err(_) => return Err(reject(framed, no_hello()).await),
         Ok(None) => return Err("closed before hello".into()),
         Ok(Some(Err(e))) => return Err(reject(framed, format!("bad frame: {e}")).await),
         Ok(Some(Ok(bytes))) => bytes,
@@ -190,7 +211,9 @@ async fn handshake(core: &Core, framed: &mut Conn) -> Result<Option<Vec<u8>>, St
             "a wrong proof of the shared secret"
         };
         let peer = framed.get_ref().peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        tracing::warn!(%peer, %agent, "refused a connection: {why}");
+        if let Some(held) = UNPROVEN.admit_now() {
+            tracing::warn!(%peer, %agent, "refused a connection: {why}{held}");
+        }
         let msg = "authentication failed: this node requires the convention's shared secret";
         return Err(reject(framed, msg.into()).await);
     };
@@ -209,17 +232,24 @@ async fn encrypt(
 ) -> Result<(), String> {
     use protocol::noise::{respond, Refusal};
     match tokio::time::timeout_at(deadline, respond(framed, secret, nonce)).await {
-        Err(_) => Err(reject(framed, "no hello within 10s".into()).await),
+        Err(_) => Err(reject(framed, no_hello()).await),
         Ok(Ok(())) => Ok(()),
         Ok(Err(Refusal::Closed(why))) => Err(why),
         Ok(Err(Refusal::BadFrame(why))) => Err(reject(framed, why).await),
         Ok(Err(Refusal::Unproven(why))) => {
             let peer = framed.get_ref().peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-            tracing::warn!(%peer, "refused a connection: {why}");
+            if let Some(held) = UNPROVEN.admit_now() {
+                tracing::warn!(%peer, "refused a connection: {why}{held}");
+            }
             let msg = "authentication failed: this node requires the convention's shared secret";
             Err(reject(framed, msg.into()).await)
         }
     }
+}
+
+/// What a connection that did not say hello in time is told.
+fn no_hello() -> String {
+    format!("no hello within {HELLO_TIMEOUT:?}")
 }
 
 /// Sends a `ProtocolError` (briefly: the client may not read) and returns its message.
@@ -296,7 +326,7 @@ struct Session {
     peer: bool,
     /// A client connection silent this long is closed.
     idle: Option<Duration>,
-    /// Bytes held of a frame still arriving (from the codec): a slow upload is not silence.
+    /// Bytes received so far (from the codec; it only grows): a slow upload is not silence.
     progress: Arc<AtomicUsize>,
 }
 
@@ -306,7 +336,9 @@ impl Session {
         Err(message)
     }
 
-    /// The next frame, or the refusal of a client that stayed silent for the idle timeout.
+    /// The next frame, or the refusal of a client that stayed silent for the idle timeout: closed
+    /// `idle` after the wait began when no byte arrived meanwhile; a frame still arriving gets
+    /// another `idle` each time bytes came during the last.
     async fn next_frame(
         &self,
         stream: &mut SplitStream<Conn>,

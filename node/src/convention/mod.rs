@@ -29,11 +29,17 @@
 //! - **Loss.** When a node is lost, every local actor with a child there gets
 //!   `ChildActorExited` (`NodeLost`), and every local actor whose parent was there is stopped.
 //!   Watchers hear of it.
+//! - **A new convention, and a lone node.** A single listed leader with no record of having
+//!   led members ([`record`]) answers claims at once; one that led members before, or with
+//!   other leaders listed, gathers first. An unlisted node that no leader has answered, with
+//!   nobody listening at any listed address, serves alone until a leader starts ([`alone`]).
 //! - **Global names** ([`names`]) are unique in the convention: the leader holds the table;
 //!   without a leader, a named create waits for one up to its timeout, then fails; it never
 //!   registers a second holder.
 
+mod alone;
 pub(crate) mod names;
+mod record;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -53,11 +59,19 @@ use crate::wire::{DirectoryVersion, MemberInfo, PeerRequest, Registration, Respo
 pub(crate) fn start(core: &Arc<Core>) {
     if core.is_leader() {
         core.begin_leading();
-        // A leader that starts cannot know whether members are out there (it may have been
-        // restarted): they come back within a heartbeat, so it waits that long for their names.
-        // Members it hears of from those (their `known`) are waited for up to `dead_after`: a
-        // live member speaks within that, by definition.
-        core.leadership.wait_at_least(core.conv.heartbeat + GATHER_MARGIN, core.conv.dead_after);
+        // A leader that led members before (its record says so) may have been restarted while
+        // they hold names it granted: they come back within a heartbeat, so it waits that long
+        // for their names. Members it hears of from those (their `known`) are waited for up to
+        // `dead_after`: a live member speaks within that, by definition. With other leaders
+        // listed, one of them may have led while this one was down, so it waits as well. A
+        // fresh single leader was never part of an earlier convention: it answers at once.
+        if core.led_members_before() || core.leadership.list().len() > 1 {
+            core.leadership.wait_at_least(core.conv.heartbeat + GATHER_MARGIN, core.conv.dead_after);
+        } else {
+            tracing::info!(
+                "a new convention (no earlier life of this leader led members): names are answered at once"
+            );
+        }
     }
     let weak = Arc::downgrade(core);
     let heartbeat = core.conv.heartbeat;
@@ -73,6 +87,10 @@ pub(crate) fn start(core: &Arc<Core>) {
                 s.lead(stalled);
             } else {
                 let _ = s.refresh_membership().await;
+            }
+            // Not answered by a leader yet (and not listed): is anybody there at all?
+            if s.leadership.may_be_alone() {
+                s.probe_listed().await;
             }
             let period = if s.is_leader() { heartbeat / 2 } else { heartbeat };
             tokio::select! {
@@ -159,9 +177,10 @@ impl Core {
             Err(e) => {
                 // What we sent may not have arrived: join again next time.
                 self.members.set_copy(None);
-                // A process that is gone refuses at once; a silent one is given `dead_after`.
-                if matches!(e, LinkError::Unreachable { .. }) || self.leadership.silent(self.conv.dead_after)
-                {
+                // A process that is gone refuses at once; a silent one is given `dead_after`;
+                // one still sending us earlier answers (fetched zips) is alive.
+                let silent = self.leadership.silent(self.conv.dead_after) && !e.peer_was_busy();
+                if matches!(e, LinkError::Unreachable { .. }) || silent {
                     tracing::warn!(%leader, "the convention's leader is lost ({e})");
                     self.node_lost(&leader, ConventionChange::Lost);
                 }
@@ -301,6 +320,7 @@ impl Core {
                     continue;
                 }
                 tracing::info!(leader = %addr, "a listed leader before ours is back");
+                self.leadership.mark_joined();
                 if let Some(c) = self.leadership.set_live(&addr) {
                     self.leader_changed(c);
                 }
@@ -368,10 +388,16 @@ impl Core {
         if !self.is_leader() {
             return Response::NotLeader { leader: Some(self.leader()) };
         }
+        if self.leadership.alone() {
+            // It leads nobody's convention but its own: whoever lists it is misconfigured.
+            return Response::NotLeader { leader: None };
+        }
         if self.members.was_lost(&reg.node, reg.incarnation) {
             tracing::warn!(node = %reg.node, "a member declared lost registers again: fencing it");
             return Response::Fenced;
         }
+        // Before any member may hold a name this node answers for: a restart must gather.
+        self.record_leading_members();
         // Our own entry as it is now (a version loaded here a moment ago is listed).
         self.members.set_own(self.self_info());
         let known = self.members.touch(&reg.node, reg.incarnation);
@@ -492,9 +518,15 @@ impl Core {
     /// forget its names, tell watchers.
     pub fn node_lost(&self, addr: &str, change: ConventionChange) {
         let caps = self.members.remove(addr);
+        if caps.is_some() && change != ConventionChange::Left && self.is_leader() {
+            self.leadership.lost_member_silently();
+        }
         self.names.drop_node(addr);
         let severed = self.sever(addr);
-        self.peers.forget(addr);
+        self.peers.forget(
+            addr,
+            if change == ConventionChange::Left { "it left the convention" } else { "it was declared lost" },
+        );
         if let Some(c) = self.leadership.set_down(addr) {
             self.leader_changed(c);
         }
@@ -545,6 +577,7 @@ impl Core {
                 self.peers.notify(&leader, bye());
             }
         }
+        self.forget_record_if_unneeded();
         self.peers.flush(Duration::from_secs(3)).await;
     }
 }

@@ -1,7 +1,10 @@
 //! Global names across the convention: claims and releases go to the leader, which holds the
 //! table ([`crate::tables::names`]). Without a leader that answers, a claim waits for one (a
 //! new leader first gathers the names members hold) up to [`CLAIM_TIMEOUT`], then fails: a
-//! node never registers a holder on its own, so a name never has two holders by a claim.
+//! node never registers a holder on its own, so a name never has two holders by a claim. The
+//! one exception is a node that serves alone (nobody listens at any listed address and no
+//! leader ever answered it): it is its own leader, and a leader that appears later settles a
+//! clash as after a partition.
 //! Two holders can only meet when a table is rebuilt (a partition healed, a stalled leader
 //! resumed); the leader then keeps the first and asks the other to exit.
 
@@ -36,6 +39,14 @@ impl Core {
     /// A claim from another node: answered once this node has gathered the names (waiting up
     /// to `dead_after`), or refused with `NotLeader`.
     pub async fn handle_claim(&self, name: &str, candidate: Option<Address>) -> Response {
+        if self.leadership.alone() {
+            // A lone node grants names to itself only (whoever lists it is misconfigured).
+            return Response::NotLeader { leader: None };
+        }
+        if self.is_leader() {
+            // Before another node may hold a name this node granted: a restart must gather.
+            self.record_leading_members();
+        }
         let deadline = Instant::now() + self.conv.dead_after;
         loop {
             if let Some(holder) = self.try_claim(name, candidate.clone()) {

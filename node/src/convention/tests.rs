@@ -164,3 +164,103 @@ async fn members_bring_their_names_to_a_new_leader_and_a_second_holder_is_found(
     assert_eq!(core.try_claim("A", None), Some(Some(at("m:1", 5))));
     assert_eq!(core.status().convention.names.len(), 2);
 }
+
+/// The path of the leader's record of having led members, in `dir` (its state directory).
+fn record(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("led-members")
+}
+
+#[tokio::test]
+async fn a_fresh_leader_answers_claims_at_once_and_one_that_led_members_gathers_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = leader(&dir);
+    super::start(&first);
+    assert!(!first.status().convention.gathering, "a fresh state directory: no earlier convention");
+    assert_eq!(first.try_claim("A", Some(first.address(1))), Some(Some(first.address(1))));
+    // A member joins: the record is on disk before the answer.
+    assert!(!record(&dir).exists());
+    first.handle_register(join(member("m:1", &[], 1), &[("B", 6)]));
+    assert!(record(&dir).exists());
+    // The same node restarted (a SIGKILL leaves the state directory): it gathers the names
+    // members still hold before it answers a claim.
+    let again = leader(&dir);
+    super::start(&again);
+    assert!(again.status().convention.gathering);
+    assert_eq!(again.try_claim("B", Some(again.address(2))), None, "no claim answered while gathering");
+}
+
+#[tokio::test]
+async fn a_leader_listed_with_others_gathers_even_when_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::for_test("127.0.0.1:9", dir.path());
+    config.convention.leaders = vec!["127.0.0.1:9".into(), "127.0.0.1:10".into()];
+    let core = Core::new(config).expect("a core");
+    super::start(&core);
+    assert!(core.status().convention.gathering, "the next listed node may have led meanwhile");
+}
+
+#[tokio::test]
+async fn a_graceful_stop_keeps_the_record_while_members_may_hold_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = leader(&dir);
+    core.handle_register(join(member("m:1", &[], 1), &[]));
+    // What a stop does after saying goodbye to the members.
+    core.forget_record_if_unneeded();
+    assert!(record(&dir).exists(), "a member still runs, with names this leader granted");
+    core.node_lost("m:1", ConventionChange::Left);
+    core.leave_convention().await;
+    assert!(!record(&dir).exists(), "every member left with a goodbye: nobody holds its names");
+    let other = tempfile::tempdir().unwrap();
+    let core = leader(&other);
+    core.handle_register(join(member("m:1", &[], 1), &[]));
+    core.node_lost("m:1", ConventionChange::Lost);
+    core.leave_convention().await;
+    assert!(record(&other).exists(), "a member lost without a goodbye may come back with names");
+}
+
+/// A node listing `leader` as its convention (nobody there unless the test listens).
+fn node_of(dir: &tempfile::TempDir, leader: &str) -> std::sync::Arc<Core> {
+    let mut config = NodeConfig::for_test("127.0.0.1:11", dir.path());
+    config.convention.leaders = vec![leader.to_string()];
+    Core::new(config).expect("a core")
+}
+
+/// A loopback address nobody listens on (bound a moment ago, then let go).
+fn nobody() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+#[tokio::test]
+async fn a_node_with_nobody_at_its_convention_address_serves_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = node_of(&dir, &nobody());
+    let (one, two) = (core.register_client(mpsc::unbounded_channel().0), core.address(2));
+    assert_eq!(core.try_claim("A", Some(one.clone())), None, "before it knows, it grants nothing");
+    core.probe_listed().await;
+    let st = core.status().convention;
+    assert_eq!((st.role.as_str(), st.joined), ("alone", false));
+    assert_eq!(core.try_claim("A", Some(one.clone())), Some(Some(one.clone())));
+    assert_eq!(core.try_claim("A", Some(two)), Some(Some(one)), "one holder");
+    // Another node that lists it (misconfigured) is not its member.
+    assert!(matches!(core.handle_register(join(member("m:1", &[], 1), &[])), Response::NotLeader { .. }));
+    assert!(!record(&dir).exists());
+}
+
+#[tokio::test]
+async fn a_stalled_leader_is_not_nobody_and_a_node_a_leader_answered_never_serves_alone() {
+    // Bound and listening, never answering: what a stopped (SIGSTOP) leader looks like.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dir = tempfile::tempdir().unwrap();
+    let core = node_of(&dir, &stalled.local_addr().expect("addr").to_string());
+    core.probe_listed().await;
+    assert_eq!(core.status().convention.role, "member");
+    assert_eq!(core.try_claim("A", Some(core.address(1))), None);
+    // A node that was part of a convention and lost its leader.
+    let dir = tempfile::tempdir().unwrap();
+    let core = node_of(&dir, &nobody());
+    core.leadership.answered();
+    core.probe_listed().await;
+    assert_eq!(core.status().convention.role, "member");
+    assert_eq!(core.try_claim("A", Some(core.address(1))), None, "it must not grant names on its own");
+}

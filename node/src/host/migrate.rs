@@ -15,102 +15,19 @@
 //! threads; this module only decides which thread does what.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::sync::mpsc::UnboundedSender;
 use troupe_actor_abi::abi::{self, OutSink, RawStr};
 use troupe_actor_abi::message::{self, MigratedState, Migration, VersionIdentity};
 
-use super::effect::HostHandle;
 use super::host_api::CallCtx;
-use super::pool::{ActorState, Work};
-use super::worker::{err_text, Worker};
+// A move travels in the pools' mailboxes and holds both pools' handles, so its types live with
+// the pool ([`super::pool::handle`]); named here too, where the upgrade finds them.
+use super::pool::{ActorState, HostHandle, Work};
+pub(crate) use super::pool::{Gate, Import, Move, Outcome, Report};
+use super::worker::{err_text, Step, Worker};
 use crate::model::metrics::short_hash;
-
-/// Whether a move may still start: the node gives up on a move that has not started in time,
-/// and a thread starts only a move the node has not given up on.
-#[derive(Default)]
-pub(crate) struct Gate(AtomicU8);
-
-const PENDING: u8 = 0;
-const STARTED: u8 = 1;
-const CANCELLED: u8 = 2;
-
-impl Gate {
-    /// The thread starts the move, unless it was cancelled.
-    fn start(&self) -> bool {
-        self.0.compare_exchange(PENDING, STARTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-    /// The node gives up on the move, unless it started.
-    pub(crate) fn cancel(&self) -> bool {
-        self.0.compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-}
-
-/// One actor's move, as it travels from the old version's thread to the new one's. A move
-/// dropped without an outcome (its actor exited first) reports that as its outcome.
-pub(crate) struct Move {
-    pub(crate) id: u64,
-    /// The actor's type in the old version, and in the new one.
-    pub(crate) from_type: String,
-    pub(crate) to_type: String,
-    /// The old version's package (the new version is told where the state comes from).
-    pub(crate) package: String,
-    pub(crate) from: HostHandle,
-    pub(crate) to: HostHandle,
-    /// Keep the imported actor paused until the node commits or rolls back every move.
-    pub(crate) hold: bool,
-    pub(crate) report: UnboundedSender<Report>,
-    pub(crate) gate: Arc<Gate>,
-    /// An outcome was sent (or the node took the move back).
-    pub(crate) done: bool,
-}
-
-/// The new side's work: build the actor from `migration` (msgpack [`Migration`]).
-pub(crate) struct Import {
-    pub(crate) migration: Vec<u8>,
-    /// When the actor was paused.
-    pub(crate) paused_at: Instant,
-    pub(crate) mv: Box<Move>,
-}
-
-/// What became of one actor.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// It runs on the new version; it was paused this long.
-    Moved { pause: Duration },
-    /// Imported and paused on the new version, waiting for [`commit`] or [`roll_back`].
-    Held { paused_at: Instant },
-    /// It does not opt in (or its library predates live upgrade): it stays.
-    Stayed,
-    /// It stays on the old version, for this reason.
-    Failed(String),
-}
-
-/// An outcome, for actor `id`.
-#[derive(Debug)]
-pub(crate) struct Report {
-    pub(crate) id: u64,
-    pub(crate) outcome: Outcome,
-}
-
-impl Move {
-    fn tell(mut self, outcome: Outcome) {
-        self.done = true;
-        let _ = self.report.send(Report { id: self.id, outcome });
-    }
-}
-
-impl Drop for Move {
-    fn drop(&mut self) {
-        if !self.done {
-            let outcome = Outcome::Failed("it exited before it could move".into());
-            let _ = self.report.send(Report { id: self.id, outcome });
-        }
-    }
-}
 
 /// Commits a held move: what waited on the old version goes first on the new one, which
 /// resumes the actor; the old state is dropped by the old version. The caller routes the
@@ -124,14 +41,6 @@ pub(crate) fn commit(id: u64, from: &HostHandle, to: &HostHandle) {
 pub(crate) fn roll_back(id: u64, from: &HostHandle, to: &HostHandle) {
     to.drop_import(id);
     from.resume(id);
-}
-
-/// What a thread's turn does after a migration step.
-pub(super) enum Step {
-    /// The turn goes on with this actor (if any).
-    Continue(Option<ActorState>),
-    /// The actor is paused in the pool: the turn ends here.
-    Paused,
 }
 
 impl Worker {
@@ -155,6 +64,13 @@ impl Worker {
             return Step::Continue(Some(a));
         }
         let run = self.runner().clone();
+        if !Arc::ptr_eq(&mv.from.pool(), &run.pool) {
+            // The export followed the actor to another version (it waited in the mailbox that
+            // an earlier move handed over): moving it from here would hand it over from the
+            // version it left, and leave this copy paused for ever.
+            mv.tell(Outcome::Failed("it moved to another version meanwhile".into()));
+            return Step::Continue(Some(a));
+        }
         let plugin = &run.plugins[a.plugin as usize];
         if !plugin.migrates() {
             mv.tell(Outcome::Stayed);

@@ -6,7 +6,9 @@
 //! - [`closer`]: joins every thread of a finished version, then dlcloses and frees the copies;
 //! - [`migrate`]: live upgrade: an actor's state leaves one version for another;
 //! - [`host_api`]: the function table plugins call back into during a call.
-//! - [`effect`]: commands, deliveries and effects passed between node and executor.
+//! - [`effect`]: the effects a plugin call asks for, and the names the node uses for what
+//!   passes between it and an executor;
+//! - [`types`]: the leaf types: commands, deliveries, per-version counters.
 //! - [`plugin`]: opening a cdylib and checking its root before any plugin code runs.
 //!
 //! The host reaches the rest of the node only through [`NodeSeam`], which the runtime
@@ -21,6 +23,7 @@ pub(crate) mod migrate;
 pub mod plugin;
 pub(crate) mod pool;
 pub(crate) mod pthread_keys;
+pub(crate) mod types;
 pub(crate) mod worker;
 
 use std::time::Duration;
@@ -67,7 +70,7 @@ pub(crate) trait NodeSeam: Send + Sync + 'static {
     /// The version's host has ended.
     fn version_ended(&self, hash: &str, gen: u64, end: VersionEnd);
     /// Live upgrade: actor `id` now runs on generation `gen` (`hash`, as `type_name`, reached
-    /// through `host`); its old version still counts it until [`NodeSeam::moved_out`].
+    /// through `host`); its count moves with its record in the actor table.
     fn moved(&self, id: u64, gen: u64, hash: &str, type_name: &str, host: effect::HostHandle);
     /// Live upgrade: the old state of actor `id` was dropped by generation `gen`.
     fn moved_out(&self, id: u64, gen: u64);

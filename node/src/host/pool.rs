@@ -20,8 +20,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::effect::{Cmd, Delivery, VersionStats};
-use super::migrate::{Import, Move};
+mod handle;
+
+pub(crate) use handle::{Gate, HostHandle, Import, Move, Outcome, Report};
+
+use super::types::{Cmd, Delivery, VersionStats};
 use crate::model::ids::IdHash;
 
 /// How many creates and messages a thread runs for one actor before it lets the others have a

@@ -15,11 +15,18 @@ use troupe_actor_abi::message::{self, Address, Payload, SystemMessage};
 
 use super::effect::{ClientSend, Cmd, Delivery, Effect, LocalQueue};
 use super::host_api::CallCtx;
-use super::migrate::Step;
 use super::plugin::Plugin;
 use super::pool::{ActorState, Next, Pool, Work};
 use super::NodeSeam;
 use crate::store::libcopy::LibImage;
+
+/// What a thread's turn does after a migration step.
+pub(super) enum Step {
+    /// The turn goes on with this actor (if any).
+    Continue(Option<ActorState>),
+    /// The actor is paused in the pool: the turn ends here.
+    Paused,
+}
 
 /// Peer frames queued by a thread are written when it runs out of work, or after this many
 /// calls, or once the oldest waited this long: alone, a reply leaves at once; under load, many

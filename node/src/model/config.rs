@@ -114,6 +114,15 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// The default of [`ConnectionLimits::idle_timeout`] (`--idle-timeout`).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default of [`ConnectionLimits::before_hello_per_source`]. An honest client says hello
+/// right after the node's challenge and frees its place within milliseconds, so even one host
+/// running many clients and nodes (the tests' and benchmarks' loopback, where 64 nodes join at
+/// once and 100 connections misbehave beside an honest client) holds a few dozen at a time;
+/// 128 leaves twice that, and one host that opens connections and never says hello (issue 21:
+/// 5 000 of them locked `troupe status` out for 10 s) holds at most an eighth of the default
+/// `--max-connections`.
+pub const DEFAULT_BEFORE_HELLO_PER_SOURCE: usize = 128;
+
 /// Descriptors kept for the node's own work whatever `--max-connections` says: store files,
 /// one memory file per loaded library, outgoing peer links, the metrics endpoint and its
 /// clients, the log, the runtime's own (epoll, eventfds, signal pipes). Half the limit when
@@ -129,6 +138,9 @@ pub struct ConnectionLimits {
     /// A client connection that sends nothing for this long after its handshake is closed
     /// (peer links are not); none: never.
     pub idle_timeout: Option<Duration>,
+    /// The most connections one source (an IPv4 address, an IPv6 /64) may hold open before
+    /// their hello; more from it are refused at accept with a reason, before anything is read.
+    pub before_hello_per_source: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -136,6 +148,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            before_hello_per_source: DEFAULT_BEFORE_HELLO_PER_SOURCE,
         }
     }
 }

@@ -166,6 +166,18 @@ pub enum OpError {
     /// Another node (the leader, for groups) refused: its reply, passed on as it is.
     #[error("{}", .0.message)]
     Remote(ErrorReply),
+    /// A version is being upgraded here: another upgrade, an unload or a deploy that touches
+    /// it is refused until that upgrade ends.
+    #[error("version {hash} is being upgraded here (upgrade {upgrade}: {from} to {to}, run by {by}); retry when it ends")]
+    UpgradeInProgress {
+        /// The version asked about.
+        hash: String,
+        /// The running upgrade's id, its versions and the node that runs it.
+        upgrade: u64,
+        from: String,
+        to: String,
+        by: String,
+    },
     /// A bug.
     #[error("{0}")]
     Internal(String),
@@ -188,6 +200,7 @@ impl Coded for OpError {
             OpError::LeaderUnreachable { .. } => "leader_unreachable",
             OpError::Store(_) => "store",
             OpError::Remote(r) => &r.code,
+            OpError::UpgradeInProgress { .. } => "upgrade_in_progress",
             OpError::Internal(_) => "internal",
         }
     }

@@ -94,6 +94,9 @@ pub(crate) struct ResultLabels {
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pub(crate) loads: Family<ResultLabels, Counter>,
+    /// Versions fetched from a peer (one per fetch that went out, however many creates waited
+    /// for it), by result (`ok`, `failed`).
+    pub(crate) fetches: Family<ResultLabels, Counter>,
     pub(crate) heartbeat_rtt: Histogram,
     pub(crate) drain: Histogram,
     pub(crate) unload_close: Histogram,
@@ -126,12 +129,17 @@ impl Metrics {
         for result in ["ok", "rejected"] {
             let _ = loads.get_or_create(&ResultLabels { result });
         }
+        let fetches = Family::default();
+        for result in ["ok", "failed"] {
+            let _ = fetches.get_or_create(&ResultLabels { result });
+        }
         let upgraded = Family::default();
         for result in ["moved", "stayed", "failed"] {
             let _ = upgraded.get_or_create(&ResultLabels { result });
         }
         Metrics {
             loads,
+            fetches,
             heartbeat_rtt: Histogram::new(RTT_BUCKETS),
             drain: Histogram::new(DRAIN_BUCKETS),
             unload_close: Histogram::new(CLOSE_BUCKETS),
@@ -154,6 +162,12 @@ impl Metrics {
     /// A load was rejected.
     pub fn load_rejected(&self) {
         self.loads.get_or_create(&ResultLabels { result: "rejected" }).inc();
+    }
+
+    /// A fetch of a version from a peer ended: the version is active here (`ok`) or not.
+    pub fn fetched(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.fetches.get_or_create(&ResultLabels { result }).inc();
     }
 
     /// A registration round trip to the leader took `rtt` (members).

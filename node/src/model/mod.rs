@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub(crate) mod ids;
 pub mod launch;
+pub mod log_limit;
 pub mod metrics;
 pub(crate) mod placement;
 pub mod version_state;

@@ -3,7 +3,7 @@
 //! so every rule is unit-tested without a process.
 //!
 //! The rules (DESIGN §5): here if this node's capabilities satisfy the type's requirements and
-//! the version is active here (or can be fetched here); else a member that satisfies them and
+//! the version is active here (or is being fetched here, or can be fetched here); else a member that satisfies them and
 //! holds the version or may fetch it, rotating over the eligible ones; else
 //! `NoCompatibleSystemForActor`, naming the requirements and the nodes considered.
 
@@ -21,7 +21,8 @@ pub const MIN_HASH_PREFIX: usize = 8;
 /// Where a create will run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
-    /// Here, from the active generation `Some(gen)`, or after fetching the version (`None`).
+    /// Here, from the active generation `Some(gen)`, or after fetching the version (`None`: the
+    /// fetch under way, or a new one).
     Local(Option<u64>),
     /// On another node.
     Remote(String),
@@ -42,8 +43,11 @@ pub(crate) struct Plan {
 pub(crate) enum LocalVersion {
     /// Not here.
     Absent,
-    /// Being validated.
+    /// Being validated (a load here, not a fetch).
     Validating,
+    /// Being fetched from a peer (and maybe validated already): it will be active here, or the
+    /// fetch fails and every create waiting for it with it.
+    Fetching,
     /// Active, generation `.0`.
     Active(u64),
 }
@@ -95,6 +99,8 @@ pub(crate) fn plan(
     let Some(types) = here.types.take() else {
         let detail = if here.draining {
             "was unloaded: its version is draining and creates no new actors"
+        } else if here.version == LocalVersion::Fetching {
+            "is being fetched here, and no member lists its types"
         } else if here.version != LocalVersion::Absent {
             "is still being validated"
         } else {
@@ -161,9 +167,10 @@ fn place(
     let here_ok = here_caps
         && !here.draining
         && match here.version {
-            LocalVersion::Active(_) => true,
+            // Being fetched is as good as here: the create waits for that one fetch.
+            LocalVersion::Active(_) | LocalVersion::Fetching => true,
             LocalVersion::Absent => can_fetch_here,
-            _ => false,
+            LocalVersion::Validating => false,
         };
     if here_ok {
         return Ok(Target::Local(local_active));

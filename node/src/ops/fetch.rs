@@ -1,6 +1,8 @@
 //! Versions between nodes: serving an active version's zip to a peer, and fetching a version
 //! this node was asked to host but lacks (from a holder the fetch policy allows), checked
-//! against its hash and run through this node's own source authority.
+//! against its hash and run through this node's own source authority. One fetch per hash at a
+//! time ([`crate::tables::fetches`]): the first create or upgrade that needs the version leads
+//! it, the others wait for its outcome.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use crate::host::effect::Cmd;
 use crate::model::config::RemoteSources;
 use crate::model::error::OpError;
 use crate::runtime::core::Core;
+use crate::tables::fetches::{FetchOutcome, Turn};
 use crate::tables::versions::ZipSource;
 use crate::wire::{PeerRequest, Response};
 
@@ -36,10 +39,22 @@ impl Core {
         Ok(Response::Source { zip })
     }
 
-    /// Actor `id` was placed here but its version is not: fetch it from a peer that has it,
-    /// validate it with our own authority, then create the actor and hand it what waited.
-    pub(crate) async fn fetch_then_create(self: Arc<Self>, id: u64, hash: String) {
-        let error = match (self.fetch_version(&hash).await, self.versions.active(&hash)) {
+    /// Actor `id` was placed here but its version is not: joins the fetch of it now (so that
+    /// a fetch already under way is the one it waits for, and placement sees the version as
+    /// coming here), then, off the caller, creates the actor and hands it what waited once the
+    /// version is active, or fails it with the fetch's reason.
+    pub(crate) fn fetch_then_create(self: Arc<Self>, id: u64, hash: String) {
+        let turn = self.fetch_turn(&hash);
+        let me = self.clone();
+        self.rt.spawn(async move { me.create_after_fetch(id, hash, turn).await });
+    }
+
+    async fn create_after_fetch(self: Arc<Self>, id: u64, hash: String, turn: Option<Turn>) {
+        let fetched = match turn {
+            None => Ok(()),
+            Some(turn) => self.take_turn(&hash, turn).await,
+        };
+        let error = match (fetched, self.versions.active(&hash)) {
             (Ok(()), Some((gen, host))) if self.versions.add_actor(gen).is_some() => {
                 let Some(promoted) = self.actors.promote(id, gen, host.clone()) else {
                     // The pending actor was stopped meanwhile: it never counted.
@@ -65,11 +80,41 @@ impl Core {
         self.create_failed(id, None, error);
     }
 
-    /// Makes `hash` active here, fetching it from a peer if needed (policy permitting).
+    /// Makes `hash` active here, fetching it from a peer if needed (policy permitting): one
+    /// fetch per hash at a time, which every caller that needs it meanwhile waits for.
     pub(crate) async fn fetch_version(self: &Arc<Self>, hash: &str) -> Result<(), String> {
-        if self.versions.is_active(hash) {
-            return Ok(());
+        match self.fetch_turn(hash) {
+            None => Ok(()),
+            Some(turn) => self.take_turn(hash, turn).await,
         }
+    }
+
+    /// `None` if `hash` is active here; else this caller's turn in the fetch of it.
+    fn fetch_turn(&self, hash: &str) -> Option<Turn> {
+        (!self.versions.is_active(hash)).then(|| self.fetches.join(hash))
+    }
+
+    /// Leads the fetch of `hash` or waits for the one under way; its outcome.
+    async fn take_turn(self: &Arc<Self>, hash: &str, turn: Turn) -> FetchOutcome {
+        let flight = match turn {
+            Turn::Wait(waiter) => return waiter.outcome().await,
+            Turn::Lead(flight) => flight,
+        };
+        // The fetch before this one may have ended between our look at the versions and
+        // joining: then the version is here, and nothing is fetched again.
+        let outcome = if self.versions.is_active(hash) {
+            Ok(())
+        } else {
+            let fetched = self.fetch_from_peers(hash).await;
+            self.metrics.fetched(fetched.is_ok());
+            fetched
+        };
+        flight.finish(outcome.clone());
+        outcome
+    }
+
+    /// Fetches `hash` from the first holder that serves it (the leader first) and loads it.
+    async fn fetch_from_peers(self: &Arc<Self>, hash: &str) -> Result<(), String> {
         // Prefer the leader, then the others.
         let leader = self.leader();
         let holders = self.members.holders(hash, &leader);

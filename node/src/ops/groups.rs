@@ -3,6 +3,10 @@
 //! beyond the kept window drain and unload; `troupe rollback` makes the previous one active
 //! again while it is still loaded.
 //!
+//! A deploy touches no version a live upgrade holds here: `--migrate` from or to one is
+//! refused (`upgrade_in_progress`), and a version beyond the kept window unloads once such an
+//! upgrade ends.
+//!
 //! The leader holds the groups ([`crate::tables::groups`]) and hands them to members with every
 //! registration, so a member that restarts has them back within a heartbeat.
 
@@ -10,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::error::OpError;
+use crate::ops::unload::WhenBusy;
 use crate::peers::LinkError;
 use crate::runtime::core::Core;
 use crate::wire::{PeerRequest, Response, UpgradeOptions};
@@ -36,6 +41,16 @@ impl Core {
         let Response::Loaded { hash, .. } = self.load(zip, info).await? else {
             return Err(OpError::Internal("load gave an unexpected answer".into()));
         };
+        if migrate.is_some() {
+            // Refused before the group changes: the migration could not run (its claim would be
+            // refused the same way, but after the new version became the group's active one).
+            let previous = self.groups.resolve(&group).ok();
+            for h in previous.iter().chain(std::iter::once(&hash)) {
+                if let Some(busy) = self.upgrades.busy_with(h, None) {
+                    return Err(busy.refusal(h));
+                }
+            }
+        }
         let mut answer = self
             .group_request(PeerRequest::GroupActivate { group, hash: hash.clone(), keep, grace_ms })
             .await?;
@@ -93,7 +108,10 @@ impl Core {
             let me = self.clone();
             let (h, group) = (h.clone(), group.clone());
             tokio::spawn(async move {
-                if let Err(e) = me.unload(&h, grace_ms.map(Duration::from_millis)).await {
+                // A version a live upgrade holds (a `deploy --migrate` moving its actors away)
+                // is unloaded once that upgrade ends.
+                let grace = grace_ms.map(Duration::from_millis);
+                if let Err(e) = me.unload_as(&h, grace, WhenBusy::Wait).await {
                     tracing::warn!(%group, hash = %h, "could not unload an old version: {e}");
                 }
             });

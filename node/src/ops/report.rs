@@ -35,8 +35,14 @@ impl Core {
     pub(crate) fn convention_status(&self) -> ConventionStatus {
         let leader = self.leader();
         let leading = leader == self.addr;
+        let role = match (leading, self.leadership.alone()) {
+            (true, true) => "alone",
+            (true, false) => "leader",
+            (false, _) => "member",
+        };
         ConventionStatus {
-            role: if leading { "leader".into() } else { "member".into() },
+            role: role.into(),
+            joined: self.leadership.was_answered(),
             remote_sources: format!("{:?}", self.conv.remote_sources).to_lowercase(),
             heartbeat_ms: self.conv.heartbeat.as_millis() as u64,
             dead_after_ms: self.conv.dead_after.as_millis() as u64,

@@ -1,6 +1,10 @@
 //! Unloading a version: it turns draining everywhere it is held (no new actor from it; live
 //! ones keep serving) and is really unloaded — `on_unload`, thread joined, `dlclose`, copies
 //! freed — when its last actor exits. With a grace period, the stragglers are asked to exit.
+//!
+//! A version a live upgrade holds here (`tables::upgrades`) is not unloaded under it: an
+//! operator's unload is refused with `upgrade_in_progress`; an unload a peer spreads, or a
+//! group's kept window asks for, waits until the upgrade ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +17,44 @@ use crate::runtime::core::Core;
 use crate::tables::versions::Drain;
 use crate::wire::{PeerRequest, Response};
 
+/// What an unload does about a live upgrade that holds the version here.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WhenBusy {
+    /// Refused with `upgrade_in_progress` (an operator's `troupe unload`).
+    Refuse,
+    /// It waits for the upgrade to end (a group's kept window).
+    Wait,
+    /// This upgrade unloads its own FROM: not in its way; others are refused.
+    Exempt(u64),
+}
+
 impl Core {
     /// Unloads a version here and on every member. With a grace period, actors still alive
     /// after it are asked to exit and the answer waits until the version is gone here.
+    /// Refused while a live upgrade here holds the version.
     pub async fn unload(self: &Arc<Self>, hash: &str, grace: Option<Duration>) -> Result<Response, OpError> {
+        self.unload_as(hash, grace, WhenBusy::Refuse).await
+    }
+
+    /// [`Core::unload`], with what to do about an upgrade that holds the version here.
+    pub(crate) async fn unload_as(
+        self: &Arc<Self>,
+        hash: &str,
+        grace: Option<Duration>,
+        busy: WhenBusy,
+    ) -> Result<Response, OpError> {
         let full = self.resolve_hash(hash)?;
+        let except = match busy {
+            WhenBusy::Refuse => None,
+            WhenBusy::Wait => {
+                self.upgrades.until_free(&full, None).await;
+                None
+            }
+            WhenBusy::Exempt(upgrade) => Some(upgrade),
+        };
+        if let Some(running) = self.upgrades.busy_with(&full, except) {
+            return Err(running.refusal(&full));
+        }
         let members = self.members.addrs();
         // Every member hears of it, whether or not we know it holds the version (it may have
         // fetched it a moment ago); a node without it ignores the request.
@@ -29,7 +66,7 @@ impl Core {
             self.peers.notify(m, req);
         }
         let held_elsewhere = self.members.anyone_holds(&full);
-        match self.unload_local(&full, grace).await {
+        match self.drain_here(&full, grace, except).await {
             Ok(Response::Unloaded { hash, live_actors, gone, .. }) => {
                 Ok(Response::Unloaded { hash, live_actors, gone, spread_to: members })
             }
@@ -40,13 +77,25 @@ impl Core {
         }
     }
 
-    /// Unloads a version on this node only.
+    /// Unloads a version on this node only (a peer's `UnloadSpread`): after any live upgrade
+    /// that holds it here has ended.
     pub(crate) async fn unload_local(
         &self,
         hash: &str,
         grace: Option<Duration>,
     ) -> Result<Response, OpError> {
+        self.drain_here(hash, grace, None).await
+    }
+
+    /// Unloads a version on this node only, once no upgrade but `except` holds it here.
+    async fn drain_here(
+        &self,
+        hash: &str,
+        grace: Option<Duration>,
+        except: Option<u64>,
+    ) -> Result<Response, OpError> {
         let hash = self.resolve_hash(hash)?;
+        self.upgrades.until_free(&hash, except).await;
         let done = |live_actors, gone| {
             Ok(Response::Unloaded { hash: hash.clone(), live_actors, gone, spread_to: Vec::new() })
         };

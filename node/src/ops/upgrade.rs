@@ -15,15 +15,18 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tokio::sync::mpsc;
+use troupe_actor_abi::message::CreateError;
 
 use crate::host::effect::HostHandle;
 use crate::host::migrate::{self, Outcome, Report};
 use crate::host::NodeSeam;
 use crate::model::error::OpError;
 use crate::model::metrics::short_hash;
+use crate::ops::unload::WhenBusy;
 use crate::runtime::core::Core;
-use crate::tables::upgrades::HeldMove;
+use crate::tables::upgrades::{Claim, HeldMove};
 use crate::tables::versions::UpgradeTarget;
+use crate::wire::Coded;
 use crate::wire::{
     NodeUpgrade, PeerRequest, Response, SourceHint, SourceSummary, TypeOutcome, UpgradeFailure,
     UpgradeOptions, UpgradeReport,
@@ -49,16 +52,19 @@ use moves::{Moves, Pending};
 impl Core {
     /// `troupe upgrade`: moves every live actor of `from` to `to`, here and on every member;
     /// then `from` drains (empty but for actors that do not migrate) and unloads, unless the
-    /// upgrade was rolled back.
+    /// upgrade was rolled back. Refused while another upgrade here holds either version.
     pub async fn upgrade(
         self: &Arc<Self>,
         from: &str,
         to: &str,
         options: UpgradeOptions,
     ) -> Result<UpgradeReport, OpError> {
-        let report = self.upgrade_everywhere(from, to, &options).await?;
+        let claimed = self.claim_upgrade(from, to)?;
+        let report = self.upgrade_claimed(&claimed, &options).await?;
         if !report.rolled_back {
-            if let Err(e) = self.unload(&report.from, None).await {
+            // Still under the claim: no other upgrade of FROM can start before it drains.
+            let by = WhenBusy::Exempt(claimed.claim.upgrade());
+            if let Err(e) = self.unload_as(&report.from, None, by).await {
                 tracing::warn!(from = %report.from, "upgraded, but the old version could not be unloaded: {e}");
             }
         }
@@ -72,16 +78,42 @@ impl Core {
         to: &str,
         options: &UpgradeOptions,
     ) -> Result<UpgradeReport, OpError> {
+        let claimed = self.claim_upgrade(from, to)?;
+        self.upgrade_claimed(&claimed, options).await
+    }
+
+    /// Resolves both versions and claims them here for a new upgrade: refused with
+    /// `upgrade_in_progress` if an upgrade under way here holds either.
+    fn claim_upgrade(&self, from: &str, to: &str) -> Result<Claimed, OpError> {
         let (from, to) = (self.resolve_hash(from)?, self.resolve_hash(to)?);
+        self.known_somewhere(&from)?;
         if from == to {
             return Err(OpError::Usage(format!("FROM and TO are the same version ({from})")));
         }
-        let source = self.source_of(&to)?;
         let upgrade = self.ids.allocate();
+        match self.upgrades.claim(upgrade, &from, &to, &self.addr) {
+            Ok(claim) => Ok(Claimed { claim, from, to }),
+            Err(busy) => {
+                let hash = if busy.touches(&from) { from } else { to };
+                Err(busy.refusal(&hash))
+            }
+        }
+    }
+
+    /// Runs a claimed upgrade here and on every member.
+    async fn upgrade_claimed(
+        self: &Arc<Self>,
+        claimed: &Claimed,
+        options: &UpgradeOptions,
+    ) -> Result<UpgradeReport, OpError> {
+        let Claimed { claim, from, to } = claimed;
+        let (from, to) = (from.clone(), to.clone());
+        let source = self.source_of(&to)?;
+        let upgrade = claim.upgrade();
         let hold = options.all_or_nothing;
         let members = self.members.addrs();
         let member_timeout = options.timeout_ms.map_or(PAUSE_TIMEOUT, Duration::from_millis) + MEMBER_MARGIN;
-        let here = self.upgrade_here(upgrade, &from, &to, options, hold, None);
+        let here = self.move_here(claim, &from, &to, options, hold, None);
         let there = join_all(members.iter().map(|m| {
             let request = PeerRequest::UpgradeHere {
                 upgrade,
@@ -106,7 +138,20 @@ impl Core {
         Ok(UpgradeReport { from, to, nodes, rolled_back })
     }
 
-    /// Where `to` is loaded, for members that must fetch it; an error if it is loaded nowhere.
+    /// Refuses a FROM that no node knows (loaded, or unloaded lately), as an unknown prefix is
+    /// refused: `InvalidActorSourceHash`, exit 1, rather than "moved 0".
+    fn known_somewhere(&self, hash: &str) -> Result<(), OpError> {
+        let (mut known, gone) = self.versions.hashes();
+        known.extend(self.members.hashes());
+        if known.iter().chain(&gone).any(|h| h == hash) {
+            return Ok(());
+        }
+        let detail = "does not match any loaded source".to_string();
+        Err(CreateError::InvalidActorSourceHash { hash: hash.to_string(), detail }.into())
+    }
+
+    /// Where `to` is loaded, for members that must fetch it; an error if it is loaded nowhere
+    /// (`InvalidActorSourceHash`, a refusal like every hash that names no loaded version).
     fn source_of(&self, to: &str) -> Result<SourceHint, OpError> {
         let mut holders = self.members.holders(to, "");
         let (_, _, local_types) = self.versions.local_view(to);
@@ -118,9 +163,11 @@ impl Core {
             Some(types) if !holders.is_empty() => {
                 Ok(SourceHint { summary: SourceSummary { hash: to.to_string(), types }, holders })
             }
-            _ => Err(OpError::Usage(format!(
-                "version {to} is not active on any node: load it (troupe load) before upgrading to it"
-            ))),
+            _ => Err(CreateError::InvalidActorSourceHash {
+                hash: to.to_string(),
+                detail: "is not active on any node: load it (troupe load) before upgrading to it".into(),
+            }
+            .into()),
         }
     }
 
@@ -157,11 +204,37 @@ impl Core {
         }
     }
 
-    /// Moves this node's live actors of `from` to `to` (fetched first if it is not here);
-    /// with `hold`, moved actors stay paused until [`Core::decide_upgrade`].
+    /// A member's part of upgrade `upgrade` (`PeerRequest::UpgradeHere`): claims both versions
+    /// here, then [`Core::move_here`]. If an upgrade under way here holds either, nothing moves
+    /// and the report says why (the node running the upgrade rolls back an all-or-nothing one).
     pub(crate) async fn upgrade_here(
         self: &Arc<Self>,
         upgrade: u64,
+        from: &str,
+        to: &str,
+        options: &UpgradeOptions,
+        hold: bool,
+        source: Option<SourceHint>,
+    ) -> NodeUpgrade {
+        match self.upgrades.claim(upgrade, from, to, "another node") {
+            Ok(claim) => self.move_here(&claim, from, to, options, hold, source).await,
+            Err(busy) => {
+                let hash = if busy.touches(from) { from } else { to };
+                let error = busy.refusal(hash);
+                let address = troupe_actor_abi::message::Address { node: self.addr.clone(), id: 0 };
+                let reason = format!("{}: {error}", error.code());
+                let failed = vec![UpgradeFailure { address, type_name: "*".into(), reason }];
+                NodeUpgrade { node: self.addr.clone(), failed, ..NodeUpgrade::default() }
+            }
+        }
+    }
+
+    /// Moves this node's live actors of `from` to `to` (fetched first if it is not here),
+    /// under `claim`; with `hold`, moved actors stay paused (and the claim kept) until
+    /// [`Core::decide_upgrade`].
+    async fn move_here(
+        self: &Arc<Self>,
+        claim: &Claim,
         from: &str,
         to: &str,
         options: &UpgradeOptions,
@@ -216,9 +289,9 @@ impl Core {
                 ..*t
             })
             .collect();
-        let held = moves.finish(self);
+        let held = moves.finish(self, claim);
         if hold {
-            self.hold_moves(upgrade, held, timeout + MEMBER_MARGIN + DECIDE_MARGIN);
+            self.hold_moves(claim, held, timeout + MEMBER_MARGIN + DECIDE_MARGIN);
         }
         report.elapsed_us = started.elapsed().as_micros() as u64;
         report
@@ -246,14 +319,16 @@ impl Core {
 
     /// Outcomes that arrive after the node stopped waiting: a late move stands (it is
     /// complete and consistent); a late held move is rolled back, as its actor was reported
-    /// as not moved.
+    /// as not moved. The upgrade's claim is kept until the last of them.
     pub(super) fn settle_late(
         &self,
         mut rx: mpsc::UnboundedReceiver<Report>,
         from: HashMap<u64, HostHandle>,
         to: HostHandle,
+        claim: Claim,
     ) {
         self.rt.spawn(async move {
+            let _claim = claim;
             while let Some(Report { id, outcome }) = rx.recv().await {
                 tracing::info!(actor = id, ?outcome, "a late outcome of an upgrade");
                 if let (Outcome::Held { .. }, Some(from)) = (outcome, from.get(&id)) {
@@ -263,9 +338,11 @@ impl Core {
         });
     }
 
-    /// Keeps held moves for the decision, and rolls them back if none comes in time.
-    fn hold_moves(self: &Arc<Self>, upgrade: u64, held: Vec<HeldMove>, patience: Duration) {
-        self.upgrades.hold(upgrade, held);
+    /// Keeps held moves (and the upgrade's claim) for the decision, and rolls them back if
+    /// none comes in time.
+    fn hold_moves(self: &Arc<Self>, claim: &Claim, held: Vec<HeldMove>, patience: Duration) {
+        let upgrade = claim.upgrade();
+        self.upgrades.hold(upgrade, held, Some(claim.clone()));
         let weak = self.weak.clone();
         self.rt.spawn(async move {
             tokio::time::sleep(patience).await;
@@ -302,6 +379,13 @@ impl Core {
     pub(super) fn failure(&self, id: u64, type_name: &str, reason: String) -> UpgradeFailure {
         UpgradeFailure { address: self.address(id), type_name: type_name.to_string(), reason }
     }
+}
+
+/// An upgrade's claim here, with its versions resolved.
+struct Claimed {
+    claim: Claim,
+    from: String,
+    to: String,
 }
 
 /// The type an actor of `from_type` becomes: the command's map, else the new version's

@@ -17,7 +17,11 @@
 //!
 //! When a link cannot connect or breaks, whatever was queued on it is answered locally: messages
 //! come back to their senders as `PoisonMessage`, creates fail with `ChildActorExited` to their
-//! parents, calls get an error; and the node is told the peer is unreachable.
+//! parents, calls get an error; and the node is told the peer is unreachable. When the node
+//! drops a link ([`Peers::forget`]: the peer left or was declared lost), the same happens with
+//! the node's reason, and nobody is told. Replies come back in the order the peer sends them, so
+//! a call may wait behind megabytes of earlier answers: its timeout says whether bytes kept
+//! arriving meanwhile (a busy peer, not a silent one).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -128,10 +132,13 @@ impl Peers {
         if link.push(Outgoing::Call { request, reply: rtx }, false).is_err() {
             return Err(LinkError::Unreachable { addr, why: "the link closed".into() });
         }
+        let heard = link.heard();
         match tokio::time::timeout(timeout, rrx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(LinkError::Closed { addr }),
-            Err(_) => Err(LinkError::Timeout { addr, after: timeout }),
+            // Answers to other calls kept arriving meanwhile: this one waits behind them, from
+            // a peer that is busy, not silent (a heartbeat behind megabytes of fetched zips).
+            Err(_) => Err(LinkError::Timeout { addr, after: timeout, busy: link.heard() != heard }),
         }
     }
 
@@ -148,12 +155,30 @@ impl Peers {
         let _ = tokio::time::timeout(timeout, futures::future::join_all(acks)).await;
     }
 
-    /// Drops the link to `addr` (its task ends once its outbox is written).
-    pub(crate) fn forget(&self, addr: &str) {
-        let link = self.inner.links().remove(addr);
+    /// Drops the link to `addr` (its task ends once its outbox is written); `why` (the peer
+    /// left or was declared lost) is what calls still waiting on it are told.
+    pub(crate) fn forget(&self, addr: &str, why: &str) {
+        let link = {
+            let mut links = self.inner.links();
+            let link = links.remove(addr);
+            // Recorded before the task can see the link gone from the table (same lock order
+            // as `link`: the table, then the outbox).
+            if let Some(l) = &link {
+                l.lock().dropped = Some(why.to_string());
+            }
+            link
+        };
         if let Some(l) = link {
             l.wake.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+impl Peers {
+    /// What the link to `addr` has read so far (see `Link::heard`).
+    pub(super) fn heard(&self, addr: &str) -> Option<(usize, usize)> {
+        self.inner.links().get(addr).map(|l| l.heard())
     }
 }
 
@@ -183,18 +208,23 @@ fn fail(events: &Weak<dyn LinkEvents>, addr: &str, item: Outgoing, why: &str) {
 /// take at once, reads replies; on any failure, answers for everything unsent.
 async fn run(inner: Arc<Inner>, link: Arc<Link>) {
     let secret = inner.secret.clone();
-    let why = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&link.addr, secret)).await {
+    let ended = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&link, secret)).await {
         Ok(Ok((writer, reader, sealer))) => serve(&inner, &link, writer, reader, sealer).await,
-        Ok(Err(e)) => e,
-        Err(_) => "connect timed out".into(),
+        Ok(Err(e)) => Ended::Broke(e),
+        Err(_) => Ended::Broke("connect timed out".into()),
     };
     let (unsent, pending) = {
         let mut out = link.lock();
         let unsent = out.take_unsent();
         (unsent, std::mem::take(&mut out.pending))
     };
+    let addr = link.addr.clone();
+    let (why, error) = match ended {
+        Ended::Dropped(why) => (why.clone(), LinkError::Dropped { addr, why }),
+        Ended::Broke(why) => (why.clone(), LinkError::Broke { addr, why }),
+    };
     for (_, w) in pending {
-        let _ = w.send(Err(LinkError::Broke { addr: link.addr.clone(), why: why.clone() }));
+        let _ = w.send(Err(error.clone()));
     }
     {
         let mut links = inner.links();
@@ -206,21 +236,31 @@ async fn run(inner: Arc<Inner>, link: Arc<Link>) {
         fail(&inner.events, &link.addr, item, &why);
     }
     // A link the node dropped on purpose (`forget`) ends quietly.
-    if !why.is_empty() {
+    if matches!(error, LinkError::Broke { .. }) {
         if let Some(events) = inner.events.upgrade() {
             events.unreachable(&link.addr, &why);
         }
     }
 }
 
-/// The connected link's life; returns why it ended ("" for a link the node forgot).
+/// Why a link's task ended. Both carry a reason for whoever waited on the link: an empty one
+/// read "the link to … broke: " (issue 21).
+enum Ended {
+    /// This node dropped the link on purpose ([`Peers::forget`]), or is gone: nobody is told
+    /// the peer is unreachable.
+    Dropped(String),
+    /// It could not connect, or broke.
+    Broke(String),
+}
+
+/// The connected link's life; returns why it ended.
 async fn serve(
     inner: &Inner,
     link: &Arc<Link>,
     writer: OwnedWriteHalf,
     mut reader: Reader,
     sealer: Option<Sealer>,
-) -> String {
+) -> Ended {
     let writer = Arc::new(writer);
     {
         let mut out = link.lock();
@@ -237,6 +277,7 @@ async fn serve(
     let link_r = link.clone();
     let mut replies = tokio::spawn(async move {
         while let Some(Ok(bytes)) = reader.next().await {
+            link_r.heard_frame();
             match protocol::decode::<ServerFrame>(&bytes) {
                 Ok(ServerFrame::Reply { id, result }) => {
                     let waiter = link_r.lock().pending.remove(&id);
@@ -251,36 +292,47 @@ async fn serve(
         }
         "the connection closed".to_string()
     });
-    let why = loop {
+    let broke =
+        |why: Result<String, tokio::task::JoinError>| Ended::Broke(why.unwrap_or_else(|e| e.to_string()));
+    let ended = loop {
         // Write whatever is queued; when the socket is full, wait until it drains.
         let result = {
             let mut out = link.lock();
             out.write_some(&writer)
         };
         match result {
-            Err(e) => break e.to_string(),
+            Err(e) => break Ended::Broke(e.to_string()),
             Ok(false) => {
                 tokio::select! {
-                    r = writer.writable() => if let Err(e) = r { break e.to_string() },
-                    why = &mut replies => break why.unwrap_or_else(|e| e.to_string()),
+                    r = writer.writable() => if let Err(e) = r { break Ended::Broke(e.to_string()) },
+                    why = &mut replies => break broke(why),
                 }
                 continue;
             }
             Ok(true) => {}
         }
-        // The node is gone, or it dropped this link.
-        let forgotten = inner.events.strong_count() == 0
-            || !inner.links().get(&link.addr).is_some_and(|l| Arc::ptr_eq(l, link));
-        if forgotten {
-            break String::new();
+        if let Some(dropped) = dropped(inner, link) {
+            break dropped;
         }
         tokio::select! {
             _ = link.wake.notified() => {}
-            why = &mut replies => break why.unwrap_or_else(|e| e.to_string()),
+            why = &mut replies => break broke(why),
         }
     };
     replies.abort();
-    why
+    ended
+}
+
+/// Whether the node is gone or dropped this link, and what its waiting calls are told.
+fn dropped(inner: &Inner, link: &Arc<Link>) -> Option<Ended> {
+    if inner.events.strong_count() == 0 {
+        return Some(Ended::Dropped("this node is stopping".into()));
+    }
+    if inner.links().get(&link.addr).is_some_and(|l| Arc::ptr_eq(l, link)) {
+        return None;
+    }
+    let why = link.lock().dropped.clone();
+    Some(Ended::Dropped(why.unwrap_or_else(|| "this node dropped the link".into())))
 }
 
 /// The link's reading half: opens what the peer sealed (encrypted links).
@@ -289,14 +341,17 @@ type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, SealedCodec>;
 /// Connects and says hello; with a secret, the link is encrypted, and the writing half's
 /// [`Sealer`] goes to the outbox.
 async fn connect(
-    addr: &str,
+    link: &Link,
     secret: Option<crate::store::signing::Secret>,
 ) -> Result<(OwnedWriteHalf, Reader, Option<Sealer>), String> {
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let stream = tokio::net::TcpStream::connect(&link.addr).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let mut framed = tokio_util::codec::Framed::new(stream, SealedCodec::new(protocol::codec()));
     protocol::client_handshake(&mut framed, "troupe-node peer link", secret.as_ref()).await?;
     let mut parts = framed.into_parts();
+    // From here on the codec counts the bytes the peer sends (see `Link::heard`): the
+    // handshake's own are no sign of a busy peer to a call queued while the link connected.
+    parts.codec.count_into(link.bytes_in());
     let sealer = parts.codec.take_sealer();
     let (read_half, write_half) = parts.io.into_split();
     // Anything the peer sent right behind its hello is already in the handshake's buffer.

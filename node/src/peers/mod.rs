@@ -37,10 +37,35 @@ pub(crate) enum LinkError {
     /// The link was dropped while the call waited.
     #[error("the link to {addr} closed")]
     Closed { addr: String },
-    /// No answer in time.
-    #[error("{addr} did not answer within {after:?}")]
-    Timeout { addr: String, after: Duration },
+    /// This node dropped the link while the call waited (`why`: the peer left the convention
+    /// or was declared lost; see [`Peers::forget`]).
+    #[error("the link to {addr} was dropped: {why}")]
+    Dropped { addr: String, why: String },
+    /// No answer in time; `busy`: bytes from the peer kept arriving on the link meanwhile (its
+    /// answers to earlier calls), so it is alive, only busy.
+    #[error("{addr} did not answer within {after:?}{}", busy_note(*.busy))]
+    Timeout { addr: String, after: Duration, busy: bool },
     /// The peer answered with a refusal.
     #[error("{}", .0.message)]
     Refused(ErrorReply),
 }
+
+/// What a timeout adds when the peer was busy.
+fn busy_note(busy: bool) -> &'static str {
+    if busy {
+        " (it was busy sending earlier answers on the same link)"
+    } else {
+        ""
+    }
+}
+
+impl LinkError {
+    /// Whether the peer was heard from while the call waited: a timeout of a busy peer is no
+    /// sign that it is gone.
+    pub(crate) fn peer_was_busy(&self) -> bool {
+        matches!(self, LinkError::Timeout { busy: true, .. })
+    }
+}
+
+#[cfg(test)]
+mod tests;

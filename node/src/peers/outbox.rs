@@ -7,6 +7,7 @@
 //! the nonces.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::net::tcp::OwnedWriteHalf;
@@ -25,11 +26,15 @@ pub(crate) enum Outgoing {
     Flush(oneshot::Sender<()>),
 }
 
-/// One link's shared half: its outbox and the signal that wakes its task.
+/// One link's shared half: its outbox, the signal that wakes its task, and what arrived on it.
 pub(crate) struct Link {
     pub(super) addr: String,
     out: Mutex<Outbox>,
     pub(super) wake: Notify,
+    /// Frames read from the peer so far.
+    frames_in: AtomicUsize,
+    /// Bytes read from the peer after the handshake, counted by the reading codec.
+    bytes_in: Arc<AtomicUsize>,
 }
 
 pub(super) enum LinkState {
@@ -58,6 +63,9 @@ pub(super) struct Outbox {
     /// Calls waiting for their reply, by request id.
     pub(super) pending: HashMap<u64, Reply>,
     next_id: u64,
+    /// Why this node dropped the link ([`super::Peers::forget`]): what its waiting calls and
+    /// unsent items are told.
+    pub(super) dropped: Option<String>,
 }
 
 impl Link {
@@ -75,9 +83,28 @@ impl Link {
                 flushes: Vec::new(),
                 pending: HashMap::new(),
                 next_id: 1,
+                dropped: None,
             }),
             wake: Notify::new(),
+            frames_in: AtomicUsize::new(0),
+            bytes_in: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A frame from the peer was read.
+    pub(super) fn heard_frame(&self) {
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Where the reading codec publishes the count of bytes received after the handshake.
+    pub(super) fn bytes_in(&self) -> Arc<AtomicUsize> {
+        self.bytes_in.clone()
+    }
+
+    /// What arrived so far: it changes whenever bytes from the peer are read, so a caller that
+    /// waits can tell a peer busy sending (other answers first) from a silent one.
+    pub(super) fn heard(&self) -> (usize, usize) {
+        (self.frames_in.load(Ordering::Relaxed), self.bytes_in.load(Ordering::Relaxed))
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Outbox> {

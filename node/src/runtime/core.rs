@@ -31,6 +31,7 @@ use crate::store::signing::Secret;
 use crate::tables::actors::{ActorRec, Actors};
 use crate::tables::authority::SourceAuthority;
 use crate::tables::capabilities::Capabilities;
+use crate::tables::fetches::Fetches;
 use crate::tables::groups::Groups;
 use crate::tables::leadership::Leadership;
 use crate::tables::members::Members;
@@ -65,6 +66,8 @@ pub struct Core {
     pub(crate) groups: Groups,
     pub(crate) caps: Capabilities,
     pub(crate) upgrades: Upgrades,
+    /// Versions being fetched from a peer (one fetch per hash at a time).
+    pub(crate) fetches: Fetches,
     pub(crate) leadership: Leadership,
     /// This node's incarnation (see [`crate::wire::MemberInfo::incarnation`]).
     pub(crate) incarnation: AtomicU64,
@@ -128,6 +131,7 @@ impl Core {
                 groups: Groups::default(),
                 caps: Capabilities::new(&config.capabilities),
                 upgrades: Upgrades::default(),
+                fetches: Fetches::default(),
                 leadership,
                 incarnation: AtomicU64::new(new_incarnation()),
                 rt,

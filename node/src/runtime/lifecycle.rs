@@ -9,7 +9,8 @@ use troupe_actor_abi::message::{Address, CreateError, CreateSpec, ExitReason};
 use super::core::Core;
 use crate::host::effect::{Cmd, Effect, LocalQueue};
 use crate::model::error::OpError;
-use crate::model::placement::{self, HereView, MemberView, Plan, Target};
+use crate::model::log_limit::Repeats;
+use crate::model::placement::{self, HereView, LocalVersion, MemberView, Plan, Target};
 use crate::tables::actors::{ActorKind, ActorRec};
 use crate::wire::{HeldOutcome, PeerRequest, Response, SourceHint, SourceSummary};
 
@@ -42,7 +43,12 @@ impl Core {
             });
         };
         let hash = self.resolve_hash(hash)?;
-        let (version, draining, mut types) = self.versions.local_view(&hash);
+        let (mut version, draining, mut types) = self.versions.local_view(&hash);
+        if !matches!(version, LocalVersion::Active(_)) && self.fetches.in_flight(&hash) {
+            // On its way here (fetched, maybe validating already): a create that qualifies
+            // here waits for that fetch rather than going elsewhere.
+            version = LocalVersion::Fetching;
+        }
         if types.is_none() && !draining {
             types = self.members.types_of(&hash);
         }
@@ -211,7 +217,7 @@ impl Core {
                     self.names.hold_here(&name, id);
                 }
                 if let Some(me) = self.arc() {
-                    self.rt.spawn(async move { me.fetch_then_create(id, hash).await });
+                    me.fetch_then_create(id, hash);
                 }
             }
             HeldOutcome::Forward(to) => {
@@ -378,10 +384,11 @@ impl Core {
                 if let Some(name) = &spec.global_name {
                     self.names.hold_here(name, id);
                 }
-                // Pending, as a held create is, until its version is fetched.
+                // Pending, as a held create is, until its version is fetched; it joins the fetch
+                // now, so the next create placed here sees the version coming.
                 self.hold(id, parent, &spec, &plan);
                 if let Some(me) = self.arc() {
-                    self.rt.spawn(async move { me.fetch_then_create(id, plan.hash).await });
+                    me.fetch_then_create(id, plan.hash);
                 }
             }
             Target::Local(Some(gen)) => {
@@ -463,7 +470,12 @@ impl Core {
         if let Some(host) = retire {
             let _ = host.send(Cmd::Retire);
         }
-        tracing::info!(actor = id, "create failed: {text}");
+        // Creates that keep failing (a supervised child whose constructor always fails) would
+        // repeat this line without bound.
+        static CREATE_FAILED: Repeats = Repeats::new();
+        if let Some(held) = CREATE_FAILED.admit_now() {
+            tracing::info!(actor = id, "create failed: {text}{held}");
+        }
         for m in buffered {
             self.poison(m, self.address(id), text.clone());
         }

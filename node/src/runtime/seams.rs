@@ -58,14 +58,18 @@ impl NodeSeam for Core {
     }
 
     fn moved(&self, id: u64, gen: u64, hash: &str, type_name: &str, host: HostHandle) {
-        self.versions.add_actor(gen);
-        self.actors.rehost(id, gen, hash, type_name, host);
+        // The count follows the actor table's record, once, from where the record was: an
+        // actor that exited meanwhile (no record) moves no count.
+        let Some(was) = self.actors.rehost(id, gen, hash, type_name, host) else { return };
+        if let Some(retire) = self.versions.actor_moved(was, gen) {
+            // Its old state is dropped before the version retires: `DropMoved` was queued
+            // there before this, and a retiring version's threads finish what is queued.
+            let _ = retire.send(Cmd::Retire);
+        }
     }
 
-    fn moved_out(&self, _id: u64, gen: u64) {
-        if let Some(host) = self.versions.actor_left(gen) {
-            let _ = host.send(Cmd::Retire);
-        }
+    fn moved_out(&self, _id: u64, _gen: u64) {
+        // The old state is dropped; the actor's count moved at `moved`, with its record.
     }
 
     fn version_ended(&self, hash: &str, gen: u64, end: VersionEnd) {

@@ -17,6 +17,10 @@
 //!   senders get it back as `PoisonMessage` when the restart does not happen. Messages to a
 //!   child on another node come back as `PoisonMessage` in that window.
 //! - Global name, requirements and version are those of the first create.
+//! - The wait before a restart is never under `MIN_RESTART_BACKOFF` and doubles while the child
+//!   keeps failing ([`RestartPolicy::delay`], the run kept by [`crate::tables::supervised`]), and
+//!   the log lines of restarts are limited ([`Repeats`]): a child whose constructor always fails
+//!   costs a few restarts and lines a second, not a busy loop.
 
 use std::time::Instant;
 
@@ -25,9 +29,14 @@ use troupe_actor_abi::message::{
 };
 
 use super::core::Core;
+use crate::model::log_limit::Repeats;
 use crate::model::placement::Target;
 use crate::tables::actors::{ActorKind, ActorRec};
 use crate::tables::supervised::Verdict;
+
+/// The log lines of restarts: children that keep failing would repeat them without bound.
+static RESTARTING: Repeats = Repeats::new();
+static RESTART_FAILED: Repeats = Repeats::new();
 
 impl Core {
     /// `parent` supervises `child` by `policy`. On the parent's node the child's spec is kept
@@ -82,7 +91,9 @@ impl Core {
             self.actors.insert(child.id, ActorRec::new(kind, Some(self.address(parent)), None, Vec::new()));
         }
         let (child, reason) = (child.clone(), reason.clone());
-        tracing::info!(%child, %reason, restarts, ?delay, "restarting a supervised child");
+        if let Some(held) = RESTARTING.admit_now() {
+            tracing::info!(%child, %reason, restarts, ?delay, "restarting a supervised child{held}");
+        }
         // Held weakly during the backoff, as timers do: a stopped node is not kept alive.
         let weak = self.weak.clone();
         self.rt.spawn(async move {
@@ -204,7 +215,9 @@ impl Core {
     /// A restart could not be placed or created: that counts as the child failing again
     /// (restarted after a longer backoff, or given up on when the budget is spent).
     fn restart_failed(&self, parent: Address, old: Address, e: CreateError) {
-        tracing::info!(child = %old, "restarting a supervised child failed: {e}");
+        if let Some(held) = RESTART_FAILED.admit_now() {
+            tracing::info!(child = %old, "restarting a supervised child failed: {e}{held}");
+        }
         self.notify_parent(parent, old, ExitReason::CreateFailed(e));
     }
 }

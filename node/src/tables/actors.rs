@@ -319,11 +319,21 @@ impl Actors {
     }
 
     /// Live upgrade: plugin actor `id` now runs on generation `gen` of `hash` as `type_name`.
-    pub(crate) fn rehost(&self, id: u64, gen: u64, hash: &str, type_name: &str, host: HostHandle) {
-        if let Some(rec) = self.lock().map.get_mut(&id) {
-            rec.kind =
-                ActorKind::Plugin { gen, hash: hash.to_string(), type_name: type_name.to_string(), host };
-        }
+    /// Returns the generation it ran on, which the caller moves its count from (`None`: it is
+    /// not a plugin actor here any more, e.g. it exited meanwhile; nothing changed).
+    pub(crate) fn rehost(
+        &self,
+        id: u64,
+        gen: u64,
+        hash: &str,
+        type_name: &str,
+        host: HostHandle,
+    ) -> Option<u64> {
+        let mut st = self.lock();
+        let rec = st.map.get_mut(&id)?;
+        let ActorKind::Plugin { gen: was, .. } = rec.kind else { return None };
+        rec.kind = ActorKind::Plugin { gen, hash: hash.to_string(), type_name: type_name.to_string(), host };
+        Some(was)
     }
 
     /// Live plugin actors of generation `gen` not being stopped, with their types.
@@ -525,6 +535,24 @@ mod tests {
         assert_eq!(orphans, vec![1]);
         assert_eq!(bereaved, vec![(2, Address { node: "far:1".into(), id: 78 })]);
         assert!(actors.lose_node("far:1").1.is_empty(), "the lost child is forgotten");
+    }
+
+    #[test]
+    fn a_rehost_says_where_the_actor_came_from_and_skips_an_actor_that_left() {
+        let actors = Actors::default();
+        let host =
+            || HostHandle::new(std::sync::Arc::new(crate::host::pool::Pool::new(1, Default::default())));
+        let kind = ActorKind::Plugin { gen: 1, hash: "v1".into(), type_name: "m.T".into(), host: host() };
+        actors.insert(3, ActorRec::new(kind, None, None, Vec::new()));
+        assert_eq!(actors.rehost(3, 2, "v2", "m.T", host()), Some(1));
+        assert_eq!((actors.of_generation(1).len(), actors.of_generation(2)), (0, vec![3]));
+        assert_eq!(actors.rehost(3, 4, "v4", "m.U", host()), Some(2), "from where it is now");
+        actors.remove(3, |_| "exited".into());
+        assert_eq!(actors.rehost(3, 5, "v5", "m.T", host()), None, "a move that lands after the exit");
+        assert!(!actors.contains(3), "does not bring it back");
+        let pending = ActorKind::Pending { hash: "v1".into(), type_name: "m.T".into(), buffer: Vec::new() };
+        actors.insert(6, ActorRec::new(pending, None, None, Vec::new()));
+        assert_eq!(actors.rehost(6, 2, "v2", "m.T", host()), None, "only a plugin actor moves");
     }
 
     #[test]

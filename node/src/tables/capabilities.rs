@@ -53,7 +53,7 @@ impl Capabilities {
         if !add && spec.contains('=') {
             return Err(CapError(format!(
                 "`{}`: to remove a capability give its name only (`{name}`)",
-                spec.trim()
+                caps::shown(spec.trim())
             )));
         }
         let mut st = self.lock();
@@ -90,6 +90,10 @@ mod tests {
         let e = c.change(false, "gpu=A100").unwrap_err();
         assert!(e.to_string().contains("name only"), "{e}");
         assert!(c.change(true, "mem>=3").is_err());
+        // Issue 21 point 8: a peer or an old CLI may send what no requirement can name.
+        assert!(c.change(true, "a=b=c").unwrap_err().to_string().contains("no requirement"));
+        let e = c.change(true, &"n".repeat(100_000)).unwrap_err().to_string();
+        assert!(e.contains("at most") && e.len() < 200, "{} bytes", e.len());
         assert_eq!(c.list(), ["gpu", "morse"], "a refused change changes nothing");
     }
 }

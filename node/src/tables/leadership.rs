@@ -7,8 +7,19 @@
 //!
 //! A node that starts to lead *gathers* before it answers name claims: members bring it their
 //! global names when they join it, and it waits until every member it expects has joined, or
-//! for `dead_after` (see `convention`). The lock is private and never held while anything
-//! else is called.
+//! for `dead_after` (see `convention`).
+//!
+//! **Alone.** A node that is not listed serves on its own (it is its own leader: names,
+//! groups, placement among itself) while both hold: no leader has ever answered it in this
+//! process's life, and every listed node *refuses connections* (nobody listens there). A
+//! listed node that accepts a connection but does not answer (stalled, or still starting) is
+//! not "nobody": the node then waits for it as any member would. Once a leader has answered,
+//! the node never serves alone again: it may hold names that leader granted, and a node that
+//! lost its leaders must not grant names on its own (a claim fails with `NoLeader` instead).
+//! A lone node whose leader appears joins it like any member, bringing its names (a clash is
+//! settled as after a partition, see `convention::names`).
+//!
+//! The lock is private and never held while anything else is called.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
@@ -36,6 +47,15 @@ struct Inner {
     last_tick: Instant,
     /// Whether listed nodes are being asked (one round at a time).
     asking: bool,
+    /// Whether a leader answered this node in this process's life (then it never serves alone).
+    joined: bool,
+    /// Listed nodes whose port refused a connection when last probed (nobody listens there).
+    refused: BTreeSet<String>,
+    /// Whether this life wrote its record of having led members (see `convention::record`).
+    recorded: bool,
+    /// Whether, while leading, a member was lost without saying goodbye (it may come back
+    /// holding names this node granted).
+    lost_silently: bool,
 }
 
 /// A new leader's wait for the members' names: over when every expected member joined and
@@ -69,6 +89,10 @@ impl Leadership {
                 changes: 0,
                 last_tick: Instant::now(),
                 asking: false,
+                joined: false,
+                refused: BTreeSet::new(),
+                recorded: false,
+                lost_silently: false,
             }),
         }
     }
@@ -78,12 +102,74 @@ impl Leadership {
     }
 
     fn current_in(&self, st: &Inner) -> String {
+        if self.alone_in(st) {
+            return self.me.clone();
+        }
         self.list
             .iter()
             .find(|a| **a == self.me || !st.down.contains(*a))
             // Every listed node is down and this one is not listed: keep asking the first.
             .unwrap_or(&self.list[0])
             .clone()
+    }
+
+    /// Whether this node is listed (a listed node leads once every node before it is down: it
+    /// is never alone).
+    fn listed(&self) -> bool {
+        self.list.contains(&self.me)
+    }
+
+    fn alone_in(&self, st: &Inner) -> bool {
+        !st.joined && !self.listed() && self.list.iter().all(|a| st.refused.contains(a))
+    }
+
+    /// Whether this node serves alone (see the module's documentation).
+    pub(crate) fn alone(&self) -> bool {
+        self.alone_in(&self.lock())
+    }
+
+    /// Whether this node might serve alone, so its membership task probes the listed nodes:
+    /// it is not listed and no leader has answered it yet.
+    pub(crate) fn may_be_alone(&self) -> bool {
+        !self.listed() && !self.lock().joined
+    }
+
+    /// Whether a leader has answered this node in this process's life.
+    pub(crate) fn was_answered(&self) -> bool {
+        self.lock().joined
+    }
+
+    /// A leader answered a registration (this node is part of a convention from now on).
+    pub(crate) fn mark_joined(&self) {
+        self.lock().joined = true;
+    }
+
+    /// A probe of listed node `addr`: whether its port refused the connection (nobody
+    /// listens). The new leader if that changes it (this node, when it is now alone).
+    pub(crate) fn probed(&self, addr: &str, refuses: bool) -> Option<Change> {
+        let mut st = self.lock();
+        let before = self.current_in(&st);
+        if refuses {
+            st.refused.insert(addr.to_string());
+        } else {
+            st.refused.remove(addr);
+        }
+        self.change(&mut st, before)
+    }
+
+    /// Whether this life has yet to write its record of leading members; true once.
+    pub(crate) fn must_record(&self) -> bool {
+        !std::mem::replace(&mut self.lock().recorded, true)
+    }
+
+    /// While leading, a member was lost without a goodbye.
+    pub(crate) fn lost_member_silently(&self) {
+        self.lock().lost_silently = true;
+    }
+
+    /// Whether a member was lost without a goodbye while this node led.
+    pub(crate) fn lost_any_silently(&self) -> bool {
+        self.lock().lost_silently
     }
 
     /// The configured list.
@@ -146,6 +232,7 @@ impl Leadership {
         let mut st = self.lock();
         let before = self.current_in(&st);
         st.down.remove(addr);
+        st.refused.remove(addr);
         self.change(&mut st, before)
     }
 
@@ -158,9 +245,11 @@ impl Leadership {
         (gap > limit).then_some(gap)
     }
 
-    /// The current leader answered a registration.
+    /// The current leader answered a registration (so this node has joined a convention).
     pub(crate) fn answered(&self) {
-        self.lock().last_ok = Instant::now();
+        let mut st = self.lock();
+        st.last_ok = Instant::now();
+        st.joined = true;
     }
 
     /// Whether the current leader has not answered for `dead_after`.
@@ -293,6 +382,56 @@ mod tests {
         assert_eq!(m.current(), "a:1");
         assert_eq!(m.down_before_current(), vec!["b:2".to_string(), "c:3".to_string()]);
         assert_eq!(m.set_live("c:3").map(|c| c.to), Some("c:3".into()));
+    }
+
+    #[test]
+    fn an_unlisted_node_serves_alone_only_while_every_listed_node_refuses_and_none_ever_answered() {
+        let m = Leadership::new("m:9", &["a:1".to_string(), "b:2".to_string()]);
+        assert!(m.may_be_alone());
+        assert!(!m.alone(), "nothing probed yet: it does not know");
+        assert_eq!(m.probed("a:1", true), None);
+        assert!(!m.alone(), "b:2 was not found refusing");
+        assert_eq!(m.probed("b:2", true), Some(Change { from: "a:1".into(), to: "m:9".into() }));
+        assert!(m.alone() && m.is_me(), "nobody listens anywhere: it is its own leader");
+        assert_eq!(m.down_before_current(), Vec::<String>::new(), "none of them is known down yet");
+        // Something listens at b:2 (stalled, or still starting): that is not nobody.
+        assert_eq!(m.probed("b:2", false).map(|c| c.to), Some("a:1".into()));
+        assert!(!m.alone() && !m.is_me());
+        assert_eq!(m.probed("b:2", true).map(|c| c.to), Some("m:9".into()));
+        // A listed node answers: it leads, and once it answered, this node is never alone again.
+        assert_eq!(m.set_live("a:1").map(|c| c.to), Some("a:1".into()));
+        m.answered();
+        assert!(m.was_answered() && !m.may_be_alone());
+        m.probed("a:1", true);
+        m.probed("b:2", true);
+        assert!(!m.alone(), "a node that was part of a convention never grants names on its own");
+        assert_eq!(m.current(), "a:1");
+    }
+
+    #[test]
+    fn a_listed_node_is_never_alone_and_an_answer_from_a_leader_it_was_asking_counts() {
+        let b = Leadership::new("b:2", &list());
+        assert!(!b.may_be_alone());
+        for a in list() {
+            b.probed(&a, true);
+        }
+        assert!(!b.alone(), "a listed node leads in its turn instead");
+        let m = Leadership::new("m:9", &list());
+        m.mark_joined();
+        for a in list() {
+            m.probed(&a, true);
+        }
+        assert!(!m.alone());
+    }
+
+    #[test]
+    fn the_record_is_written_once_and_a_silent_loss_is_remembered() {
+        let a = Leadership::new("a:1", &list());
+        assert!(a.must_record());
+        assert!(!a.must_record(), "once per life");
+        assert!(!a.lost_any_silently());
+        a.lost_member_silently();
+        assert!(a.lost_any_silently());
     }
 
     #[test]

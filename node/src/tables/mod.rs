@@ -14,11 +14,13 @@
 //! - [`capabilities`]: this node's capabilities;
 //! - [`upgrades`]: live upgrades held until every node is ready (`--all-or-nothing`);
 //! - [`source_watch`]: the actors that hear `LoadedSource` / `UnloadedSource`;
-//! - [`supervised`]: children created with a restart policy, and their restarts.
+//! - [`supervised`]: children created with a restart policy, and their restarts;
+//! - [`fetches`]: versions being fetched from a peer, one fetch per hash at a time.
 
 pub(crate) mod actors;
 pub(crate) mod authority;
 pub(crate) mod capabilities;
+pub(crate) mod fetches;
 pub(crate) mod groups;
 pub(crate) mod leadership;
 pub(crate) mod members;

@@ -17,6 +17,11 @@ struct Entry {
     policy: RestartPolicy,
     /// When it was restarted within the policy's window.
     restarts: VecDeque<Instant>,
+    /// Restarts in the current run of failures (the wait doubles with each), and when the last
+    /// one was decided: a child that went the policy's quiet period without failing starts a
+    /// new run, at the first wait again.
+    run: u32,
+    last: Option<Instant>,
 }
 
 /// What to do with a child's exit.
@@ -41,7 +46,8 @@ impl Supervised {
 
     /// Supervises `child` of local actor `parent`.
     pub(crate) fn add(&self, child: Address, parent: u64, spec: CreateSpec, policy: RestartPolicy) {
-        self.lock().insert(child, Entry { parent, spec, policy, restarts: VecDeque::new() });
+        let entry = Entry { parent, spec, policy, restarts: VecDeque::new(), run: 0, last: None };
+        self.lock().insert(child, entry);
     }
 
     /// Whether `child` is supervised.
@@ -51,7 +57,9 @@ impl Supervised {
     }
 
     /// `child` exited for `reason`, at `now`: restart it, or tell its parent. A child that is
-    /// not restarted is forgotten.
+    /// not restarted is forgotten. The wait before a restart is the policy's
+    /// ([`RestartPolicy::delay`]: never under `MIN_RESTART_BACKOFF`, so that a child that can
+    /// never run is not a busy loop), by the restarts of the current run of failures.
     pub(crate) fn exited(&self, child: &Address, reason: &ExitReason, now: Instant) -> Verdict {
         let mut st = self.lock();
         let Some(e) = st.get_mut(child) else {
@@ -70,8 +78,13 @@ impl Supervised {
             return Verdict::Deliver;
         }
         e.restarts.push_back(now);
+        if e.last.is_some_and(|t| now.duration_since(t) >= e.policy.quiet_period()) {
+            e.run = 0;
+        }
+        e.run = e.run.saturating_add(1);
+        e.last = Some(now);
         let restarts = e.restarts.len() as u32;
-        Verdict::Restart { parent: e.parent, spec: e.spec.clone(), delay: e.policy.delay(restarts), restarts }
+        Verdict::Restart { parent: e.parent, spec: e.spec.clone(), delay: e.policy.delay(e.run), restarts }
     }
 
     /// The child restarted at `new` (a different address than `old`): its entry follows it.
@@ -125,6 +138,52 @@ mod tests {
         assert_eq!((delay, restarts), (Duration::from_millis(20), 2));
         assert_eq!(s.exited(&child(), &failed, t0), Verdict::Deliver, "the budget is spent");
         assert!(!s.contains(&child()), "a child given up on is forgotten");
+    }
+
+    #[test]
+    fn a_child_that_always_fails_waits_the_floor_then_longer_even_when_no_backoff_was_asked() {
+        let s = Supervised::default();
+        s.add(
+            child(),
+            1,
+            CreateSpec::default(),
+            RestartPolicy::on_failure(u32::MAX, Duration::from_secs(3600)),
+        );
+        let failed = ExitReason::CreateFailed(CreateError::PluginError {
+            type_name: "x.Y".into(),
+            message: "no".into(),
+        });
+        let mut now = Instant::now();
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            let Verdict::Restart { delay, .. } = s.exited(&child(), &failed, now) else {
+                panic!("not restarted")
+            };
+            delays.push(delay.as_millis() as u64);
+            // It fails again as soon as it is restarted.
+            now += delay;
+        }
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn a_quiet_period_ends_the_run_of_failures() {
+        let s = Supervised::default();
+        let policy = RestartPolicy::on_failure(100, Duration::from_secs(3600))
+            .backoff(Duration::from_millis(100), Duration::from_secs(1));
+        s.add(child(), 1, CreateSpec::default(), policy);
+        let failed = ExitReason::Failed { details: "panicked".into() };
+        let t0 = Instant::now();
+        let delay_at = |now| match s.exited(&child(), &failed, now) {
+            Verdict::Restart { delay, restarts, .. } => (delay.as_millis() as u64, restarts),
+            Verdict::Deliver => panic!("not restarted"),
+        };
+        assert_eq!(delay_at(t0), (100, 1));
+        assert_eq!(delay_at(t0 + Duration::from_millis(500)), (200, 2));
+        // Quiet for less than twice the longest wait: the run goes on.
+        assert_eq!(delay_at(t0 + Duration::from_millis(2400)), (400, 3));
+        // Quiet for twice the longest wait: a new run, while the budget still counts all three.
+        assert_eq!(delay_at(t0 + Duration::from_millis(4400)), (100, 4));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::model::error::LoadError;
 use crate::model::placement::LocalVersion;
 use crate::model::version_state::VersionState;
 use crate::wire::peer::SourceSummary;
-use crate::wire::status::{GoneStatus, LongHandlerStatus, ThreadsStatus, VersionStatus};
+use crate::wire::status::{GoneStatus, VersionStatus};
 
 /// How many unloaded versions `status` lists.
 const GONE_HISTORY: usize = 64;
@@ -48,35 +48,6 @@ pub(crate) enum ZipSource {
     Stored(PathBuf),
 }
 
-/// One generation's numbers for metrics.
-pub(crate) struct VersionCounters {
-    pub(crate) hash: String,
-    pub(crate) state: VersionState,
-    /// Messages queued to its actors, ever.
-    pub(crate) queued: u64,
-    /// Messages its actors handled, ever.
-    pub(crate) handled: u64,
-    pub(crate) busy: usize,
-    pub(crate) idle: usize,
-    /// Handlers running longer than the threshold now.
-    pub(crate) long: usize,
-}
-
-/// What a load declares of a new version.
-pub(crate) struct NewVersion {
-    pub(crate) hash: String,
-    pub(crate) package: String,
-    pub(crate) info: String,
-    /// `module.Type` → declared requirements.
-    pub(crate) types: BTreeMap<String, Vec<String>>,
-    /// The libraries' names in the zip.
-    pub(crate) files: Vec<String>,
-    /// The package's name (the manifest's).
-    pub(crate) name: String,
-    /// Live upgrade renames: old `module.Type` → the type of this version that takes over.
-    pub(crate) renames: BTreeMap<String, String>,
-}
-
 struct VersionRec {
     hash: String,
     state: VersionState,
@@ -86,6 +57,11 @@ struct VersionRec {
     renames: BTreeMap<String, String>,
     /// Set once the host runs; taken when the version retires.
     host: Option<HostHandle>,
+    /// Its actors: the actor table's records of this generation, plus creates admitted and not
+    /// recorded there yet. It changes only with the actor table: an admission
+    /// ([`Versions::add_actor`]) before the record enters, a record leaving
+    /// ([`Versions::actor_left`]), and a move the table made ([`Versions::actor_moved`], from
+    /// what `Actors::rehost` returns), so the two cannot drift apart.
     live: usize,
     types: BTreeMap<String, Vec<String>>,
     /// The libraries: their names in the zip, and once active where their copies are.
@@ -122,40 +98,6 @@ impl VersionRec {
     fn retire_if_idle(&mut self) -> Option<HostHandle> {
         (self.state == VersionState::Draining && self.live == 0).then(|| self.host.take()).flatten()
     }
-}
-
-/// What a load of bytes gets.
-/// What a live upgrade needs of its new version.
-pub(crate) struct UpgradeTarget {
-    pub(crate) gen: u64,
-    pub(crate) host: HostHandle,
-    /// Its exported types.
-    pub(crate) types: std::collections::BTreeSet<String>,
-    /// Old type → the type that takes it over (the manifest's `replaces`).
-    pub(crate) renames: BTreeMap<String, String>,
-}
-
-pub(crate) enum Admission<D> {
-    /// The same bytes are active: nothing to do.
-    AlreadyActive,
-    /// The same bytes were draining, with actors left: that generation is active again.
-    Revived { gen: u64 },
-    /// The same bytes are being validated: wait for that.
-    Wait(oneshot::Receiver<Result<(), String>>),
-    /// A new generation, validating, with the authority's decision.
-    New { gen: u64, stats: Arc<VersionStats>, decision: D },
-}
-
-/// What an unload of one hash did here.
-pub(crate) enum Drain {
-    /// No generation of it is here, and none was unloaded here.
-    Unknown,
-    /// It was unloaded here before and is gone.
-    AlreadyGone,
-    /// It was still being validated: the load is abandoned.
-    Cancelled,
-    /// It is draining; `gone` answers when it is.
-    Draining { gen: u64, live: usize, gone: oneshot::Receiver<()>, retire: Option<HostHandle> },
 }
 
 #[derive(Default)]
@@ -352,7 +294,6 @@ impl Versions {
         }
     }
 
-    /// Counts a new actor of `gen`; its host, unless the generation has retired.
     /// Live upgrade, old side: every generation of `hash` that runs here (active or
     /// draining), with its host and its package's name.
     pub(crate) fn running(&self, hash: &str) -> Vec<(u64, HostHandle, String)> {
@@ -382,6 +323,8 @@ impl Versions {
         })
     }
 
+    /// An actor of `gen` is admitted (before its record enters the actor table): it counts,
+    /// so the generation cannot retire under it; its host, unless the generation has retired.
     pub(crate) fn add_actor(&self, gen: u64) -> Option<HostHandle> {
         let mut st = self.lock();
         let v = st.by_gen.get_mut(&gen)?;
@@ -390,11 +333,27 @@ impl Versions {
         Some(host)
     }
 
-    /// An actor of `gen` is gone; the host to retire if that was the last one of a draining
-    /// generation.
+    /// An actor of `gen` left the actor table (or an admitted one never entered it); the host
+    /// to retire if that was the last one of a draining generation.
     pub(crate) fn actor_left(&self, gen: u64) -> Option<HostHandle> {
         let mut st = self.lock();
         let v = st.by_gen.get_mut(&gen)?;
+        v.live = v.live.saturating_sub(1);
+        v.retire_if_idle()
+    }
+
+    /// Live upgrade: the actor table moved an actor from generation `from` to `to` (called only
+    /// when it did, once per move: see `Actors::rehost`); the host of `from` to retire if that
+    /// was its last actor and it drains.
+    pub(crate) fn actor_moved(&self, from: u64, to: u64) -> Option<HostHandle> {
+        if from == to {
+            return None;
+        }
+        let mut st = self.lock();
+        if let Some(v) = st.by_gen.get_mut(&to) {
+            v.live += 1;
+        }
+        let v = st.by_gen.get_mut(&from)?;
         v.live = v.live.saturating_sub(1);
         v.retire_if_idle()
     }
@@ -632,21 +591,9 @@ impl Versions {
     }
 }
 
-fn host_threads(h: &HostHandle) -> ThreadsStatus {
-    let (busy, idle, limit, _) = h.load();
-    ThreadsStatus { busy, idle, limit }
-}
-
-fn long_handlers(h: &HostHandle, threshold: Duration) -> Vec<LongHandlerStatus> {
-    h.long_calls(threshold)
-        .into_iter()
-        .map(|(id, running, _)| LongHandlerStatus {
-            actor: troupe_actor_abi::message::Address { node: String::new(), id },
-            type_name: String::new(),
-            running_ms: running.as_millis() as u64,
-        })
-        .collect()
-}
+mod types;
+use types::{host_threads, long_handlers};
+pub(crate) use types::{Admission, Drain, NewVersion, UpgradeTarget, VersionCounters};
 
 #[cfg(test)]
 mod tests;

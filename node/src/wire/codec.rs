@@ -30,22 +30,33 @@ pub struct FrameCodec {
     max: usize,
     /// The announced length of the frame being read, once its head is consumed.
     pending: Option<usize>,
-    /// Where the bytes held of an incomplete frame are published (see [`FrameCodec::progress`]).
+    /// Where the count of bytes received is published (see [`FrameCodec::progress`]).
     progress: Option<Arc<AtomicUsize>>,
+    /// Bytes left in the buffer after the last decode: what arrived since is the rest.
+    held: usize,
 }
 
 impl FrameCodec {
     /// A codec accepting frames of at most `max` bytes.
     pub fn new(max: usize) -> FrameCodec {
-        FrameCodec { max, pending: None, progress: None }
+        FrameCodec { max, pending: None, progress: None, held: 0 }
     }
 
-    /// Publishes, after every read that leaves a frame incomplete, how many of its bytes are
-    /// held: a value that changes while a long frame is arriving, so that a reader waiting for
-    /// a frame can tell a slow upload from silence.
+    /// Publishes how many bytes have arrived so far, counted as each read is decoded: a count
+    /// that only grows, and grows while a long frame is arriving, so that a reader waiting for a
+    /// frame can tell a slow upload from silence. (It used to publish the bytes held of the
+    /// frame being read, which falls back when a frame completes: a reader that compared it
+    /// across a wait saw a change without any byte arriving, and waited the idle timeout
+    /// twice, issue 21.)
     pub fn progress(mut self, counter: Arc<AtomicUsize>) -> FrameCodec {
-        self.progress = Some(counter);
+        self.count_into(counter);
         self
+    }
+
+    /// As [`FrameCodec::progress`], on a codec already in use: bytes count from the next read
+    /// on (a peer link counts what follows its handshake).
+    pub fn count_into(&mut self, counter: Arc<AtomicUsize>) {
+        self.progress = Some(counter);
     }
 
     /// The largest frame accepted.
@@ -78,15 +89,25 @@ impl Decoder for FrameCodec {
     type Error = std::io::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, std::io::Error> {
+        if let Some(p) = &self.progress {
+            // Only this decoder takes bytes out of `src`: beyond what it left, they are new.
+            p.fetch_add(src.len().saturating_sub(self.held), Ordering::Relaxed);
+        }
+        let frame = self.next_frame(src);
+        self.held = src.len();
+        frame
+    }
+}
+
+impl FrameCodec {
+    /// The next whole frame in `src`, if it holds one.
+    fn next_frame(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, std::io::Error> {
         let len = match self.pending {
             Some(len) => len,
             None => {
                 if src.len() < HEAD {
                     if !src.is_empty() {
                         room(src, MIN_READ);
-                    }
-                    if let Some(p) = &self.progress {
-                        p.store(src.len(), Ordering::Relaxed);
                     }
                     return Ok(None);
                 }
@@ -105,9 +126,6 @@ impl Decoder for FrameCodec {
         }
         // Room for what may come next, never for what is merely announced.
         room(src, (len - src.len()).clamp(MIN_READ, READ_AHEAD));
-        if let Some(p) = &self.progress {
-            p.store(src.len(), Ordering::Relaxed);
-        }
         Ok(None)
     }
 }
@@ -180,10 +198,15 @@ mod tests {
         let mut buf = head(1000);
         buf.extend_from_slice(&[0u8; 10]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
-        assert_eq!(counter.load(Ordering::Relaxed), 10);
+        assert_eq!(counter.load(Ordering::Relaxed), 14);
         buf.extend_from_slice(&[0u8; 30]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
-        assert_eq!(counter.load(Ordering::Relaxed), 40);
+        assert_eq!(counter.load(Ordering::Relaxed), 44);
+        // The frame completes, and a decode with nothing new leaves the count where it was.
+        buf.extend_from_slice(&[0u8; 960]);
+        assert_eq!(codec.decode(&mut buf).unwrap().map(|f| f.len()), Some(1000));
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(counter.load(Ordering::Relaxed), 1004, "every byte counted once, the head too");
     }
 
     #[test]

@@ -206,6 +206,11 @@ impl SealedCodec {
     pub fn set_max_frame_length(&mut self, max: usize) {
         self.inner.set_max_frame_length(max);
     }
+
+    /// Publishes the bytes received from now on (see [`FrameCodec::count_into`]).
+    pub fn count_into(&mut self, counter: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        self.inner.count_into(counter);
+    }
 }
 
 impl Decoder for SealedCodec {

@@ -46,10 +46,16 @@ pub struct StatusReport {
 /// A node's view of its convention.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ConventionStatus {
-    /// The leader's admin address.
+    /// The leader's admin address (its own, on a node that serves alone).
     pub leader: String,
-    /// `leader` or `member`.
+    /// `leader`, `member`, or `alone`: nobody listens at any listed leader's address and no
+    /// leader ever answered this node, so it serves on its own (names, groups and placement
+    /// among itself) until a leader starts there.
     pub role: String,
+    /// Whether a leader has answered this node's registration in this process's life (a
+    /// member that has not joined yet, and a lone node, say false).
+    #[serde(default)]
+    pub joined: bool,
     /// `yes`, `no` or `leaderonly`.
     pub remote_sources: String,
     /// Registration period.

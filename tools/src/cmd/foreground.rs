@@ -123,6 +123,7 @@ async fn serve(args: StartArgs, dir: PathBuf) -> Result<u8, Failure> {
         connections: troupe_node::ConnectionLimits {
             max_connections: args.max_connections,
             idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+            ..troupe_node::ConnectionLimits::default()
         },
         actor_system_calls: args.actor_system_calls,
         authority_timeout: args.authority_timeout,

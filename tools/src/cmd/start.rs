@@ -15,6 +15,7 @@ use troupe_node::client::{Client, ClientError};
 use troupe_node::launch::{AuthorityKind, NodeArgs, DEFAULT_CONVENTION};
 use troupe_node::{AuthorityConfig, LibCopies, RemoteSources};
 
+use super::chgcap::CapabilityArg;
 use crate::{refused, usage, Failure, EXIT_OK};
 
 /// How long a detached node may take to answer its first hello before `start` gives up.
@@ -27,7 +28,7 @@ pub(crate) struct StartArgs {
     /// Comma-separated capabilities, each a name or name=value, e.g. "morse,Caesar cipher" or
     /// "gpu=A100,mem=64,morse" (a plain name has the value true). Actors may require a value
     /// (gpu=A100) or a comparison (mem>=32).
-    #[arg(default_value = "", value_parser = checked_capabilities)]
+    #[arg(default_value = "", value_parser = CapabilityArg { list: true })]
     pub(crate) capabilities: String,
     /// Address to bind (loopback unless told otherwise).
     #[arg(long, default_value = "127.0.0.1")]
@@ -62,7 +63,9 @@ pub(crate) struct StartArgs {
     pub(crate) foreground: bool,
     /// The convention's leaders, in order: host:port (or a port) each, comma-separated, the
     /// same list on every node. The first listed node that is live leads; a listed node takes
-    /// over when the ones before it are lost, and hands back when they return.
+    /// over when the ones before it are lost, and hands back when they return. A node that
+    /// finds nobody listening at any of them serves alone until a leader starts there (once
+    /// a leader has answered it, it waits for a leader instead).
     #[arg(long, default_value = DEFAULT_CONVENTION, env = "TROUPE_CONVENTION", value_name = "ADDR[,ADDR...]", value_parser = parse_leaders)]
     pub(crate) convention: String,
     /// How often members register with the leader.
@@ -207,15 +210,10 @@ pub(crate) fn troupe_home() -> PathBuf {
 }
 
 /// `"morse, Caesar cipher,,mem = 64"` → `["morse", "Caesar cipher", "mem=64"]` (the
-/// argument was checked by [`checked_capabilities`]; an entry that does not parse is dropped).
+/// argument was checked by [`CapabilityArg`]; an entry that does not parse is dropped).
 pub(crate) fn capabilities(s: &str) -> Vec<String> {
     troupe_actor_abi::caps::parse_list(s)
         .unwrap_or_else(|_| s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
-}
-
-/// Refuses a capability list that does not parse (clap: a usage error, exit 2).
-fn checked_capabilities(s: &str) -> Result<String, String> {
-    troupe_actor_abi::caps::parse_list(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
 /// The authority and secret a node starts with, and the refusal to expose an open node.
@@ -267,6 +265,7 @@ pub(crate) fn start_detached(args: StartArgs) -> Result<u8, Failure> {
     refuse_taken_port(&rt, &probe_addr, &addr, args.port)?;
     let dir = state_dir(&args);
     let caps = capabilities(&args.capabilities);
+    let settle = args.heartbeat + SETTLE_MARGIN;
     let mut node = NodeArgs::from(args);
     node.foreground = true;
     node.state_dir = Some(dir.clone());
@@ -279,7 +278,32 @@ pub(crate) fn start_detached(args: StartArgs) -> Result<u8, Failure> {
         if caps.is_empty() { "none".to_string() } else { caps.join(", ") },
         log_path.display()
     );
+    println!("  {}", convention_line(&rt, &probe_addr, settle));
     Ok(EXIT_OK)
+}
+
+/// Beyond a heartbeat, how long `start` waits for a new node to find its place in the
+/// convention (a leader's answer, or nobody at the convention address) before saying where it
+/// stands: a refused port or a loopback leader answers in milliseconds.
+const SETTLE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Where the node at `addr` stands in its convention, once it knows (or after `wait`): it
+/// leads, serves alone, or a leader answered it.
+fn convention_line(rt: &tokio::runtime::Runtime, addr: &str, wait: Duration) -> String {
+    let deadline = Instant::now() + wait;
+    loop {
+        let report = rt.block_on(super::status::node_status(addr));
+        let late = Instant::now() >= deadline;
+        match report {
+            Ok(r) if late || r.convention.role != "member" || r.convention.joined => {
+                return super::status::convention_place(&r.convention)
+            }
+            Err(f) if late => return format!("its convention is not known yet: {}", f.error),
+            _ => {}
+        }
+        // Nothing announces the node's first registration: ask again, soon.
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// How long `start` waits for a port that is in use but does not answer as a troupe node: a
@@ -445,8 +469,12 @@ mod tests {
         assert_eq!(capabilities("morse, Caesar cipher,,"), vec!["morse", "Caesar cipher"]);
         assert!(capabilities("").is_empty());
         assert_eq!(capabilities("gpu = A100,mem=64,morse"), vec!["gpu=A100", "mem=64", "morse"]);
-        let e = checked_capabilities("mem>=64").unwrap_err();
+        let e = Cli::try_parse_from(["troupe", "start", "1", "mem>=64"]).unwrap_err().to_string();
         assert!(e.contains("cannot contain `>`"), "{e}");
+        let long = format!("a={}", "b".repeat(100_000));
+        let e = Cli::try_parse_from(["troupe", "start", "1", &long]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().len() < 400, "the refusal repeats the argument: {} bytes", e.to_string().len());
     }
 
     /// `troupe ARGV...` parsed as `troupe start`.

@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 use troupe_node::protocol::{Request, Response};
-use troupe_node::status::StatusReport;
+use troupe_node::status::{ConventionStatus, StatusReport};
 
 use super::node_addr;
 use crate::{refused, Failure, EXIT_OK};
@@ -96,12 +96,16 @@ async fn convention_nodes(report: &StatusReport) -> Vec<ConventionNode> {
 
 /// The `status --convention` text: one table per node, or why it did not answer.
 fn render_convention(report: &StatusReport, nodes: &[ConventionNode]) -> String {
-    let mut s = format!(
-        "convention led by {} ({} node{})\n",
-        report.convention.leader,
-        nodes.len(),
-        if nodes.len() == 1 { "" } else { "s" }
-    );
+    let mut s = if report.convention.role == "alone" {
+        format!("{}: {}\n", report.node, convention_place(&report.convention))
+    } else {
+        format!(
+            "convention led by {} ({} node{})\n",
+            report.convention.leader,
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" }
+        )
+    };
     for n in nodes {
         s += &format!(
             "\n=== {} ({}, {}) ===\n",
@@ -132,15 +136,29 @@ pub fn render_status(r: &StatusReport) -> String {
     s
 }
 
+/// Where a node stands in its convention, as `status` and `start` say it.
+pub(crate) fn convention_place(c: &ConventionStatus) -> String {
+    match c.role.as_str() {
+        "alone" => format!(
+            "serving alone: nobody listens at the convention address ({}); it joins a leader that starts there",
+            c.leaders.join(", ")
+        ),
+        "leader" if c.gathering => {
+            format!("leader of the convention led by {}, gathering its members' names", c.leader)
+        }
+        "member" if !c.joined => format!("member of the convention led by {}, not answered yet", c.leader),
+        role => format!("{role} of the convention led by {}", c.leader),
+    }
+}
+
 /// The node itself: address, role, capabilities, authority, store and pthread keys.
 fn render_header(r: &StatusReport) -> String {
     let caps = if r.capabilities.is_empty() { "none".to_string() } else { r.capabilities.join(", ") };
     format!(
-        "node {} (pid {}, {} of the convention led by {})\n  capabilities: {caps}\n  source authority: {}\n  remote sources: {}\n  store: {}\n  pthread keys: {} in use of {} (loads refused from {})\n",
+        "node {} (pid {}, {})\n  capabilities: {caps}\n  source authority: {}\n  remote sources: {}\n  store: {}\n  pthread keys: {} in use of {} (loads refused from {})\n",
         r.node,
         r.pid,
-        r.convention.role,
-        r.convention.leader,
+        convention_place(&r.convention),
         r.authority,
         r.convention.remote_sources,
         r.store,

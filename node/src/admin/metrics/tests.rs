@@ -76,7 +76,7 @@ fn observed() -> Metrics {
     m
 }
 
-const OPENMETRICS_TYPES: [(&str, &str); 18] = [
+const OPENMETRICS_TYPES: [(&str, &str); 19] = [
     ("troupe_actors", "gauge"),
     ("troupe_mailbox_depth", "gauge"),
     ("troupe_version_threads", "gauge"),
@@ -85,6 +85,7 @@ const OPENMETRICS_TYPES: [(&str, &str); 18] = [
     ("troupe_messages", "counter"),
     ("troupe_versions", "gauge"),
     ("troupe_loads", "counter"),
+    ("troupe_fetches", "counter"),
     ("troupe_leader_changes", "counter"),
     ("troupe_fenced", "counter"),
     ("troupe_name_clashes", "counter"),
@@ -112,6 +113,7 @@ fn every_family_is_typed_before_its_samples_in_both_formats() {
     for counter in [
         "troupe_messages",
         "troupe_loads",
+        "troupe_fetches",
         "troupe_long_handlers",
         "troupe_upgraded_actors",
         "troupe_leader_changes",
@@ -178,6 +180,7 @@ fn an_empty_node_still_has_its_unlabelled_families_and_every_version_state() {
     let want = [
         "troupe_drain_seconds",
         "troupe_fenced_total",
+        "troupe_fetches_total",
         "troupe_heartbeat_rtt_seconds",
         "troupe_leader_changes_total",
         "troupe_loads_total",
@@ -194,6 +197,7 @@ fn an_empty_node_still_has_its_unlabelled_families_and_every_version_state() {
         assert!(text.contains(&format!("troupe_versions{{state=\"{}\"}} 0\n", state.label())), "{text}");
     }
     assert!(text.contains("troupe_loads_total{result=\"rejected\"} 0\n"), "{text}");
+    assert!(text.contains("troupe_fetches_total{result=\"failed\"} 0\n"), "{text}");
     assert!(text.contains("troupe_heartbeat_rtt_seconds_count 0\n"), "{text}");
 }
 

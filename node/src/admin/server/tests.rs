@@ -89,3 +89,53 @@ async fn a_peer_call_registers_a_member_and_gets_the_member_list() {
     let nodes: Vec<&str> = members.iter().map(|m| m.node.as_str()).collect();
     assert_eq!(nodes, vec!["127.0.0.1:1", addr.as_str()], "the member, then the leader itself");
 }
+
+/// A node serving in-process with `limits`.
+async fn start_with(dir: &tempfile::TempDir, limits: crate::model::config::ConnectionLimits) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let node =
+        Node::new(NodeConfig { connections: limits, ..NodeConfig::for_test(&addr, dir.path()) }).unwrap();
+    tokio::spawn(serve(node, listener));
+    addr
+}
+
+/// Writes `frame` as a plain client without a codec may: the 4-byte head, then the body, in
+/// two writes.
+async fn write_in_two(framed: &mut Conn, frame: &ClientFrame) {
+    use tokio::io::AsyncWriteExt;
+    let body = protocol::encode(frame);
+    let s = framed.get_mut();
+    s.write_all(&(body.len() as u32).to_be_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    tokio::task::yield_now().await;
+    s.write_all(&body).await.unwrap();
+}
+
+// The clock is tokio's paused clock: it moves only when every task waits, straight to the next
+// timer, so the close is seen at the time the node set, whatever the machine's load.
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_closed_at_the_idle_timeout_not_twice_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let idle = Duration::from_secs(5);
+    let limits = crate::model::config::ConnectionLimits { idle_timeout: Some(idle), ..Default::default() };
+    let addr = start_with(&dir, limits).await;
+    let mut framed =
+        Framed::new(TcpStream::connect(&addr).await.unwrap(), protocol::SealedCodec::new(protocol::codec()));
+    assert!(matches!(next(&mut framed).await, ServerFrame::Challenge { .. }));
+    let hello = ClientFrame::Hello { protocol: PROTOCOL_VERSION, agent: "silent".into(), auth: None };
+    write_in_two(&mut framed, &hello).await;
+    assert!(matches!(next(&mut framed).await, ServerFrame::Hello { .. }));
+    let t0 = tokio::time::Instant::now();
+    let bytes = tokio::time::timeout(idle * 4, framed.next()).await.expect("never closed").unwrap().unwrap();
+    let closed_after = t0.elapsed();
+    let ServerFrame::ProtocolError { message } = protocol::decode(&bytes).unwrap() else {
+        panic!("not closed")
+    };
+    assert!(message.contains("for 5s (the node's --idle-timeout)"), "{message}");
+    assert!(
+        closed_after >= idle && closed_after < idle + idle / 2,
+        "closed after {closed_after:?}, set to {idle:?}"
+    );
+    assert!(framed.next().await.is_none(), "the connection stays open");
+}

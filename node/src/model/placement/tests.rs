@@ -97,6 +97,36 @@ fn a_version_still_being_validated_here_is_not_placed_here() {
 }
 
 #[test]
+fn a_version_being_fetched_here_places_every_create_that_fits_here() {
+    // Issue 21: while the first create's fetch was on the wire or validating, later creates
+    // went to a member that holds the version. They wait for that fetch instead.
+    let (t, c) = (types(), caps(&["morse"]));
+    let members = [member("a:1", &c, true)];
+    for turn in 0..4 {
+        let r = Request { turn, ..req("morse.MorseEncoder") };
+        let h = here(&c, LocalVersion::Fetching, &t);
+        assert_eq!(plan(&r, h, &members).unwrap().target, Ok(Target::Local(None)), "turn {turn}");
+    }
+    // Whatever the fetch policy says now: the fetch is under way already.
+    let mut h = here(&c, LocalVersion::Fetching, &t);
+    h.remote_sources = RemoteSources::No;
+    let forced = Request { forced_local: true, ..req("morse.MorseEncoder") };
+    assert_eq!(plan(&forced, h, &members).unwrap().target, Ok(Target::Local(None)));
+    // A create that does not fit here still goes where it fits.
+    let h = here(&c, LocalVersion::Fetching, &t);
+    let extra = vec!["gpu".to_string()];
+    let gpu = caps(&["morse", "gpu"]);
+    let members = [member("g:2", &gpu, true)];
+    let r = Request { extra_requirements: &extra, ..req("morse.MorseEncoder") };
+    assert_eq!(plan(&r, h, &members).unwrap().target, Ok(Target::Remote("g:2".into())));
+    // No types known yet (no member lists them): the error says the version is on its way.
+    let mut h = here(&c, LocalVersion::Fetching, &t);
+    h.types = None;
+    let err = plan(&req("morse.MorseEncoder"), h, &[]).unwrap_err();
+    assert!(err.to_string().contains("being fetched here"), "{err}");
+}
+
+#[test]
 fn an_unknown_type_lists_the_types_the_version_has() {
     let (t, c) = (types(), caps(&[]));
     let err = plan(&req("morse.Nope"), here(&c, LocalVersion::Active(1), &t), &[]).unwrap_err();

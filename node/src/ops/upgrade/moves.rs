@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::host::effect::HostHandle;
 use crate::host::migrate::{Gate, Move, Outcome, Report};
 use crate::runtime::core::Core;
-use crate::tables::upgrades::HeldMove;
+use crate::tables::upgrades::{Claim, HeldMove};
 use crate::tables::versions::UpgradeTarget;
 use crate::wire::{NodeUpgrade, TypeOutcome};
 
@@ -110,10 +110,11 @@ impl<'a> Moves<'a> {
         self
     }
 
-    /// The held moves, and what to do with outcomes that come after the node stopped waiting.
-    pub(super) fn finish(self, core: &Core) -> Vec<HeldMove> {
+    /// The held moves, and what to do with outcomes that come after the node stopped waiting
+    /// (the upgrade's `claim` is kept until they came).
+    pub(super) fn finish(self, core: &Core, claim: &Claim) -> Vec<HeldMove> {
         if !self.late.is_empty() {
-            core.settle_late(self.rx, self.late, self.target.host.clone());
+            core.settle_late(self.rx, self.late, self.target.host.clone(), claim.clone());
         }
         self.held
     }

@@ -116,3 +116,27 @@ async fn a_stop_drains_everything_admits_nothing_and_ends_when_only_quarantined_
     assert!(v.quarantine(b), "a quarantined version is as good as gone for a stop");
     gone.await.unwrap();
 }
+
+/// The live count of `hash`'s generation, as status shows it.
+fn live(v: &Versions, gen: u64) -> usize {
+    v.status(Duration::from_secs(60)).0.iter().find(|s| s.generation == gen).map_or(0, |s| s.live_actors)
+}
+
+#[test]
+fn a_move_carries_one_count_and_retires_a_draining_version_with_its_last_actor() {
+    let v = Versions::default();
+    let (g1, g2) = (admit_new(&v, "v1"), admit_new(&v, "v2"));
+    activate(&v, g1, "v1");
+    activate(&v, g2, "v2");
+    v.add_actor(g1);
+    v.add_actor(g1);
+    assert!(matches!(v.drain("v1"), Drain::Draining { live: 2, retire: None, .. }));
+    assert!(v.actor_moved(g1, g2).is_none(), "one actor left on v1");
+    assert_eq!((live(&v, g1), live(&v, g2)), (1, 1));
+    assert!(v.actor_moved(g1, g1).is_none(), "a move to where it is changes nothing");
+    assert_eq!(live(&v, g1), 1);
+    assert!(v.actor_moved(g1, g2).is_some(), "the last actor's move retires v1");
+    assert!(v.actor_moved(g1, g2).is_none(), "its host is handed out once");
+    assert_eq!(live(&v, g2), 3, "counted wherever the actor table says it went");
+    assert_eq!(live(&v, g1), 0);
+}

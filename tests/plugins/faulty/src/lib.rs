@@ -26,10 +26,14 @@
 //!   (answer `unwatched`).
 //! - `faulty.Spinner`: `spin N` busy-loops N milliseconds on its thread (a real CPU spin, not a
 //!   sleep: the thread stays busy, as with a slow handler), then answers `spun N`; `count`
-//!   answers how many messages it handled before this one; any other text is answered as it is
-//!   (the bare text, for tests that check order by content).
+//!   answers how many messages it handled before this one; `spin until released` busy-loops
+//!   until any Spinner of the same loaded version is sent `release` (answer `released`), then
+//!   answers `spun until released` (`gave up spinning` after [`SPIN_LIMIT`], so a broken
+//!   build cannot spin forever); `spinning?` answers `yes` while such a spin runs, else `no`;
+//!   any other text is answered as it is (the bare text, for tests that check order by content).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use troupe_actor_abi::prelude::*;
 
@@ -278,6 +282,17 @@ impl Actor for Watcher {
     }
 }
 
+/// Whether a `spin until released` runs now. One per loaded version (the cdylib's own static):
+/// a sibling Spinner reads it to say whether it answers while another one spins.
+static SPINNING: AtomicBool = AtomicBool::new(false);
+
+/// Set by `release`, read (and reset) by the spin it ends.
+static RELEASED: AtomicBool = AtomicBool::new(false);
+
+/// The longest a `spin until released` runs unreleased: a guard for a test that fails (its
+/// sibling never answered, so nobody releases it), long past any test's own deadline.
+const SPIN_LIMIT: Duration = Duration::from_secs(120);
+
 /// `faulty.Spinner`.
 #[derive(Default)]
 struct Spinner {
@@ -287,9 +302,17 @@ struct Spinner {
 
 impl Spinner {
     fn on_text(&self, ctx: &mut Context, from: &Address, text: &str) {
-        if text == "count" {
-            ctx.send_text(from, &self.handled.to_string());
-            return;
+        match text {
+            "count" => return ctx.send_text(from, &self.handled.to_string()),
+            "spinning?" => {
+                return ctx.send_text(from, if SPINNING.load(Ordering::SeqCst) { "yes" } else { "no" })
+            }
+            "release" => {
+                RELEASED.store(true, Ordering::SeqCst);
+                return ctx.send_text(from, "released");
+            }
+            "spin until released" => return ctx.send_text(from, spin_until_released()),
+            _ => {}
         }
         let Some(ms) = text.strip_prefix("spin ") else {
             ctx.send_text(from, text);
@@ -305,6 +328,27 @@ impl Spinner {
             }
             Err(_) => ctx.send_text(from, &format!("usage: spin MILLISECONDS (not {ms:?})")),
         }
+    }
+}
+
+/// Spins until `release` (or [`SPIN_LIMIT`]); what the spinner answers.
+fn spin_until_released() -> &'static str {
+    let start = Instant::now();
+    SPINNING.store(true, Ordering::SeqCst);
+    let released = loop {
+        if RELEASED.swap(false, Ordering::SeqCst) {
+            break true;
+        }
+        if start.elapsed() > SPIN_LIMIT {
+            break false;
+        }
+        std::hint::spin_loop();
+    };
+    SPINNING.store(false, Ordering::SeqCst);
+    if released {
+        "spun until released"
+    } else {
+        "gave up spinning"
     }
 }
 

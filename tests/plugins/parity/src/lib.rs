@@ -17,7 +17,9 @@
 //!   create children (reported `child ADDRESS`); `tell ADDRESS TEXT` sends;
 //!   reports `exited CHILD: REASON` and `restarted CHILD (was PREVIOUS) after REASON, restart N`.
 //! - `parity.Fragile`: `ping` → `alive N` (N: messages since it was created), `panic` panics,
-//!   `name` → `name: NAME` or `name: None`; its status adds `seen`.
+//!   `name` → `name: NAME` or `name: None`; `spin until released` busy-loops until any Fragile
+//!   of the same loaded version is sent `release` (answer `released`), then answers `spun`;
+//!   its status adds `seen`.
 //! - `parity.BadCtor`: its constructor always fails.
 //! - `parity.BrokenAuthority`: `register` makes it the source authority (`registered`); its
 //!   handler fails on every `ValidateSource`.
@@ -348,6 +350,14 @@ impl Actor for Parent {
     }
 }
 
+/// Set by a Fragile's `release`, taken by the `spin until released` it ends (one per loaded
+/// version: the cdylib's own static).
+static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The longest a `spin until released` runs unreleased: a guard for a failing test, long past
+/// any test's own deadline.
+const SPIN_LIMIT: Duration = Duration::from_secs(120);
+
 #[derive(Default)]
 struct Fragile {
     seen: u64,
@@ -366,6 +376,19 @@ impl Actor for Fragile {
             "name" => {
                 let name = ctx.global_name().unwrap_or_else(|| "None".into());
                 ctx.send_text(&from, &format!("name: {name}"));
+            }
+            "release" => {
+                RELEASED.store(true, std::sync::atomic::Ordering::SeqCst);
+                ctx.send_text(&from, "released");
+            }
+            "spin until released" => {
+                let until = std::time::Instant::now() + SPIN_LIMIT;
+                while !RELEASED.swap(false, std::sync::atomic::Ordering::SeqCst)
+                    && std::time::Instant::now() < until
+                {
+                    std::hint::spin_loop();
+                }
+                ctx.send_text(&from, "spun");
             }
             other => {
                 if let Some(ms) = other.strip_prefix("spin ") {
