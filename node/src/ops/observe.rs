@@ -1,6 +1,7 @@
 //! What a watcher polls besides the status ([`crate::wire::Request::Observe`]): the process's
-//! figures from `/proc/self/status`, each hash's message counters from the versions table, and
-//! a piece of `node.log` (where `troupe logs` finds it: beside the store).
+//! figures from `/proc/self/status`, each hash's message counters from the versions table, the
+//! live upgrades' progress (progress table), the latest departures (members table), and a
+//! piece of `node.log` (where `troupe logs` finds it: beside the store).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -38,6 +39,8 @@ impl Core {
             heartbeat_rtt_us: self.metrics.last_heartbeat_rtt().map(|d| d.as_micros() as u64),
             versions: counts,
             log,
+            upgrades: self.progress.view(),
+            departed: self.members.departed(),
         }
     }
 }
