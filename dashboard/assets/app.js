@@ -130,8 +130,10 @@ function render(v) {
 function renderNodes(v) {
   const body = $('#nodes tbody');
   body.replaceChildren(...v.nodes.map((n) => {
-    const state = n.lost ? 'lost since ' + clock(n.lost.since_ms) + ': ' + n.lost.why : 'up';
-    return el('tr', { 'data-node': n.addr, 'data-role': n.role, 'data-state': n.lost ? 'lost' : 'up' },
+    const state = n.lost ? 'lost since ' + clock(n.lost.since_ms) + ': ' + n.lost.why
+      : n.left ? 'left at ' + clock(n.left.since_ms) + ' (stopped gracefully)' : 'up';
+    const key = n.lost ? 'lost' : n.left ? 'left' : 'up';
+    return el('tr', { 'data-node': n.addr, 'data-role': n.role, 'data-state': key, class: key },
       el('td', { text: n.addr }), el('td', { text: n.role }), el('td', { class: 'state', text: state }),
       el('td', { text: n.caps.join(', ') }), el('td', { text: n.incarnation }),
       el('td', { text: duration(n.uptime_ms) }), el('td', { text: micros(n.rtt_us) }),
@@ -209,26 +211,47 @@ function renderLong(v) {
   $('#long tbody').replaceChildren(...rows);
 }
 
+// Every live upgrade the nodes report, whoever started it: counts so far, a bar, each node's
+// share, and the pause histogram (power-of-two buckets of microseconds).
 function renderUpgrades(ups) {
-  if (!ups.length) return;
-  $('#upgrades').replaceChildren(...ups.slice().reverse().map((u) => {
-    const pct = u.total ? Math.min(100, (100 * u.moved) / u.total) : (u.done ? 100 : 0);
+  if (!ups.length) {
+    $('#upgrades').replaceChildren(el('p', { class: 'muted', text: 'none under way or lately ended' }));
+    return;
+  }
+  $('#upgrades').replaceChildren(...ups.map((u) => {
+    const pct = u.total ? Math.min(100, (100 * (u.moved + u.stayed + u.failed)) / u.total) : 100;
     const bar = el('div', { class: 'bar' }, el('div'));
     bar.firstChild.style.width = pct + '%';
-    const head = (u.done ? 'done: ' : 'running: ') + short(u.from) + ' → ' + short(u.to);
+    const head = (u.running ? 'running: ' : 'ended: ') + short(u.from) + ' → ' + short(u.to) +
+      (u.origin ? ' (run by ' + u.origin + ', since ' + clock(u.started_ms) + ')' : ' (since ' + clock(u.started_ms) + ')');
     const counts = el('p', {},
       'moved ', el('b', { class: 'moved', text: u.moved }), ' of ', el('b', { class: 'total', text: u.total }),
       ', stayed ', el('b', { class: 'stayed', text: u.stayed }), ', failed ', el('b', { class: 'failed', text: u.failed }),
-      u.done && !u.error ? ' in ' + micros(u.elapsed_us) : '', u.rolled_back ? ' (rolled back)' : '');
-    const maxPause = Math.max(1, ...u.pauses.map((p) => p.max_us));
-    const hbar = (us) => { const b = el('span', { class: 'hbar' }); b.style.width = (120 * us / maxPause).toFixed(0) + 'px'; return b; };
-    const pauses = el('table', { class: 'pauses' }, el('tr', {}, ...['node', 'moved', 'pause p50', 'p99', 'max'].map((h) => el('th', { text: h }))),
-      ...u.pauses.map((p) => el('tr', {}, el('td', { text: p.node }), el('td', { text: p.moved }),
-        el('td', {}, hbar(p.p50_us), micros(p.p50_us)), el('td', {}, hbar(p.p99_us), micros(p.p99_us)),
-        el('td', {}, hbar(p.max_us), micros(p.max_us)))));
-    return el('div', { class: 'upgrade', 'data-id': u.id, 'data-done': u.done, 'data-moved': u.moved, 'data-total': u.total },
-      el('b', { text: head }), bar, counts, u.error ? el('p', { class: 'error', text: u.error }) : '', u.pauses.length ? pauses : '');
+      u.rolled_back ? ' (rolled back)' : '');
+    const shares = el('table', { class: 'pauses' }, el('tr', {}, ...['node', 'moved', 'of', 'stayed', 'failed', ''].map((h) => el('th', { text: h }))),
+      ...u.nodes.map((p) => el('tr', { 'data-node': p.node }, el('td', { text: p.node }), el('td', { text: p.moved }),
+        el('td', { text: p.total }), el('td', { text: p.stayed }), el('td', { text: p.failed }),
+        el('td', { text: p.running ? 'running' : 'ended' }))));
+    return el('div', { class: 'upgrade', 'data-id': u.id, 'data-from': u.from, 'data-to': u.to, 'data-running': u.running,
+      'data-moved': u.moved, 'data-total': u.total, 'data-origin': u.origin },
+      el('b', { text: head }), bar, counts, shares, histogram(u.pause_histogram));
   }));
+}
+
+// Bucket i holds pauses of [2^i, 2^(i+1)) µs; only the span from the first to the last
+// non-empty bucket is drawn.
+function histogram(buckets) {
+  const used = buckets.map((n, i) => [n, i]).filter(([n]) => n > 0).map(([, i]) => i);
+  const box = el('div', { class: 'histogram', 'data-pauses': buckets.reduce((a, n) => a + n, 0) });
+  if (!used.length) { box.append(el('span', { class: 'muted', text: 'no pauses measured yet' })); return box; }
+  const max = Math.max(...buckets);
+  for (let i = Math.min(...used); i <= Math.max(...used); i++) {
+    const bar = el('span', { class: 'hbar' });
+    bar.style.width = (160 * buckets[i] / max).toFixed(0) + 'px';
+    box.append(el('div', { class: 'hrow', 'data-bucket': i, 'data-count': buckets[i] },
+      el('span', { class: 'hlabel', text: '< ' + micros(2 ** (i + 1)) }), bar, el('span', { text: ' ' + buckets[i] })));
+  }
+  return box;
 }
 
 function renderEvents(evs) {

@@ -4,8 +4,8 @@
 //! authority and the same checks as `troupe load` and the rest; each needs the token in the
 //! `x-troupe-token` header (see `auth.rs`). After each, the poller refreshes at once.
 //!
-//! An upgrade is answered as soon as it starts (`{"id": N}`): the page follows it through the
-//! refreshes, whose `upgrades` show the moved count grow and then the node's report.
+//! An upgrade is answered with the node's report once it ends; while it runs, the page's
+//! upgrade panel shows it from the nodes' own progress, as it shows one started elsewhere.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -16,7 +16,6 @@ use serde::Deserialize;
 use troupe_node::protocol::{Request, Response as NodeResponse, UpgradeOptions};
 
 use crate::http::{header_token, ApiError, AppState};
-use crate::poller::unix_ms;
 
 /// An action's parameters (each action reads the ones it needs).
 #[derive(Debug, Default, Deserialize)]
@@ -73,7 +72,7 @@ pub async fn act(
             grace_ms: q.grace_ms,
             migrate: q.migrate.unwrap_or(false).then(UpgradeOptions::default),
         },
-        "upgrade" => return start_upgrade(&s, node, q).await,
+        "upgrade" => return upgrade(&s, node, q).await,
         "rollback" => Request::Rollback { group: need(q.group.clone(), "a group name")? },
         "unload" => Request::Unload { hash: need(q.hash.clone(), "a hash")?, grace_ms: q.grace_ms },
         "chgcap" => {
@@ -109,46 +108,25 @@ fn describe(r: NodeResponse) -> serde_json::Value {
         NodeResponse::Capabilities { capabilities, stopped_actors } => {
             serde_json::json!({ "capabilities": capabilities, "stopped_actors": stopped_actors })
         }
+        NodeResponse::Upgraded(r) => serde_json::json!({
+            "from": r.from, "to": r.to, "moved": r.moved(), "stayed": r.stayed(),
+            "failed": r.failed().count(), "rolled_back": r.rolled_back,
+        }),
         other => serde_json::json!({ "answer": format!("{other:?}") }),
     }
 }
 
-/// Starts an upgrade in the background and answers with its id.
-async fn start_upgrade(s: &AppState, node: String, q: ActionQuery) -> Result<Response, ApiError> {
+/// An upgrade: the CLI's request, answered when the node's report comes. Meanwhile the
+/// page's upgrade panel follows it as it does any upgrade (the nodes' `Observe` progress).
+async fn upgrade(s: &AppState, node: String, q: ActionQuery) -> Result<Response, ApiError> {
     let from = need(q.from, "the version to upgrade from")?;
     let to = need(q.to, "the version to upgrade to")?;
-    let latest = s.published.borrow().clone();
-    let live = latest.live_by_hash();
-    let resolve = |given: &str| {
-        let name = given.strip_prefix('@');
-        let group = name.and_then(|g| latest.view.groups.get(g)).and_then(|g| g.active.clone());
-        group.or_else(|| {
-            let mut hits = live.keys().filter(|h| h.starts_with(given));
-            match (hits.next(), hits.next()) {
-                (Some(h), None) => Some(h.clone()),
-                _ => None,
-            }
-        })
-    };
-    let total = resolve(&from).and_then(|h| live.get(&h).copied()).unwrap_or(0);
-    let to_now = resolve(&to).map(|h| {
-        let n = live.get(&h).copied().unwrap_or(0);
-        (h, n)
-    });
-    let mut c = s.nodes.fresh(&node).await?;
-    let id = s.upgrades.begin(&from, &to, unix_ms(), total, to_now);
     let options =
         UpgradeOptions { all_or_nothing: q.all_or_nothing.unwrap_or(false), ..UpgradeOptions::default() };
-    let (upgrades, wake) = (s.upgrades.clone(), s.wake.clone());
     tracing::info!(%from, %to, %node, "dashboard upgrade");
-    tokio::spawn(async move {
-        match c.request(Request::Upgrade { from, to, options }).await {
-            Ok(NodeResponse::Upgraded(r)) => upgrades.finish(id, Ok(&r)),
-            Ok(other) => upgrades.finish(id, Err(format!("unexpected answer: {other:?}"))),
-            Err(e) => upgrades.finish(id, Err(e.to_string())),
-        }
-        wake.notify_one();
-    });
+    let mut c = s.nodes.fresh(&node).await?;
     s.wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response())
+    let answer = c.request(Request::Upgrade { from, to, options }).await;
+    s.wake.notify_one();
+    Ok(Json(describe(answer?)).into_response())
 }

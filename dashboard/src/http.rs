@@ -23,7 +23,6 @@ use troupe_node::protocol::{Request, Response as NodeResponse};
 use crate::auth::{Access, Refusal, TOKEN_HEADER};
 use crate::nodes::Nodes;
 use crate::poller::Published;
-use crate::upgrades::Upgrades;
 
 /// How long the page waits for an actor's status answer: as `troupe ask`'s default.
 const ACTOR_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,7 +36,6 @@ pub struct AppState {
     pub access: Arc<Access>,
     pub nodes: Arc<Nodes>,
     pub published: watch::Receiver<Arc<Published>>,
-    pub upgrades: Arc<Upgrades>,
     pub wake: Arc<Notify>,
     pub entry: String,
     pub refresh: Duration,

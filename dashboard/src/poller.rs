@@ -5,19 +5,19 @@
 //! The poller owns the [`Tracker`] and the [`History`] (nobody else touches them); it shares
 //! only what it publishes, through a `watch` channel that keeps the latest value.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{watch, Notify};
-use troupe_node::protocol::observe::ObserveReport;
+use troupe_node::protocol::observe::{Departure, ObserveReport};
 use troupe_node::protocol::status::StatusReport;
 use troupe_node::protocol::{Request, Response};
 
 use crate::history::{History, Sample};
 use crate::nodes::Nodes;
 use crate::tracker::{Polled, Tracker};
-use crate::upgrades::Upgrades;
+use crate::upgrades::upgrades_of;
 use crate::view::{group_view, node_view, View};
 
 /// How many times one refresh follows new addresses (a member's answer names nodes the entry
@@ -35,17 +35,6 @@ pub struct Published {
     pub statuses: Vec<StatusReport>,
 }
 
-impl Published {
-    /// Live actors per full hash, every node added up.
-    pub fn live_by_hash(&self) -> HashMap<String, usize> {
-        let mut live = HashMap::new();
-        for v in self.statuses.iter().flat_map(|s| s.versions.iter()) {
-            *live.entry(v.hash.clone()).or_default() += v.live_actors;
-        }
-        live
-    }
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -59,8 +48,6 @@ pub struct Poller {
     pub entry: String,
     /// The refresh period.
     pub refresh: Duration,
-    /// Upgrades started from the page.
-    pub upgrades: Arc<Upgrades>,
     /// Rung by an action: refresh now.
     pub wake: Arc<Notify>,
     /// Where each refresh goes.
@@ -137,6 +124,20 @@ impl Poller {
             groups_source.map(|s| s.groups.iter().map(|(n, g)| (n.clone(), group_view(g))).collect());
         let groups: BTreeMap<_, _> = groups.unwrap_or_default();
         let dead_after_ms = entry.map(|s| s.convention.dead_after_ms).unwrap_or(0);
+        // Departures as the convention saw them: the leader's word first (a member learns of a
+        // departure from the leader's directory, which does not say whether the node left).
+        let mut departed: BTreeMap<String, Departure> = BTreeMap::new();
+        let observed_by_leader_first = answers
+            .iter()
+            .filter(|(a, _)| *a == leader)
+            .chain(answers.iter().filter(|(a, _)| *a != leader))
+            .filter_map(|(_, r)| r.as_ref().ok().and_then(|(_, o)| o.as_ref()));
+        for o in observed_by_leader_first {
+            for d in &o.departed {
+                departed.entry(d.node.clone()).or_insert_with(|| d.clone());
+            }
+        }
+        let mut shares = Vec::new();
         let mut samples = Vec::new();
         let mut statuses = Vec::new();
         let mut polled: Vec<Polled> = Vec::new();
@@ -144,16 +145,18 @@ impl Poller {
             match answer {
                 Ok((status, observed)) => {
                     samples.extend(samples_of(&addr, &status, observed.as_ref()));
+                    if let Some(o) = &observed {
+                        shares.push((addr.clone(), o.upgrades.clone()));
+                    }
                     polled.push((addr, Ok(node_view(&status, observed.as_ref(), &groups))));
                     statuses.push(status);
                 }
                 Err(e) => polled.push((addr, Err(e))),
             }
         }
-        let nodes = tracker.update(t_ms, &leader, polled, &leader_says);
+        let nodes = tracker.update(t_ms, &leader, polled, &leader_says, &departed);
         history.record(now, t_ms, &samples);
         let mut published = Published { statuses, ..Published::default() };
-        self.upgrades.progress(&published.live_by_hash());
         published.view = View {
             t_ms,
             entry: self.entry.clone(),
@@ -163,7 +166,7 @@ impl Poller {
             nodes,
             groups,
             series: history.view(),
-            upgrades: self.upgrades.view(),
+            upgrades: upgrades_of(&shares),
             events: tracker.events(),
         };
         published.json = serde_json::to_string(&published.view).unwrap_or_else(|_| "{}".into()).into();

@@ -1,181 +1,137 @@
-//! Live upgrades started from the page: how far each has got. While one runs, the count of
-//! moved actors is read from the refreshes (live actors of the new version, less those it had
-//! when the upgrade began); when the node answers, its report (moved, stayed, failed and the
-//! pauses per node) replaces the estimate.
+//! Live upgrades as the page shows them, whoever started them (`troupe upgrade`, `deploy
+//! --migrate`, `troupe watch`, this page): each node's `Observe` answer carries its share of
+//! the upgrades under way there and of the last few ended (moved, stayed, failed so far and a
+//! pause histogram); one refresh adds the shares of one upgrade up across the nodes.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
-use troupe_node::protocol::UpgradeReport;
+use troupe_node::protocol::observe::{UpgradeProgress, PAUSE_BUCKETS};
 
-/// How many finished upgrades the page keeps showing.
-const KEPT: usize = 10;
-
-/// One upgrade as the page shows it.
-#[derive(Clone, Debug, Default, Serialize)]
+/// One upgrade, every node added up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct UpgradeView {
-    /// Its number in this dashboard.
+    /// The upgrade's id on the node that runs it.
     pub id: u64,
-    /// Old and new version as asked (hash, prefix or `@group`), and their full hashes once known.
+    /// Old and new version (full hashes).
     pub from: String,
     pub to: String,
-    /// When it was asked for, in milliseconds since the Unix epoch.
+    /// The node that runs it (empty if it did not answer: the shares of the others are shown).
+    pub origin: String,
+    /// When the first share began, in milliseconds since the Unix epoch.
     pub started_ms: u64,
-    /// Live actors of the old version when it began (every node).
-    pub total: usize,
-    /// Moved so far (from the refreshes while it runs; the report's count once done).
-    pub moved: usize,
-    /// Stayed (do not migrate) and failed, from the report.
-    pub stayed: usize,
-    pub failed: usize,
-    /// The node answered.
-    pub done: bool,
-    /// `--all-or-nothing` rolled every actor back.
+    /// Some node still moves actors.
+    pub running: bool,
+    /// Live actors of FROM when the shares began, moved, stayed and failed so far.
+    pub total: u64,
+    pub moved: u64,
+    pub stayed: u64,
+    pub failed: u64,
+    /// An all-or-nothing upgrade rolled back somewhere.
     pub rolled_back: bool,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-    /// Per node: pause median, 99th percentile and longest, in microseconds.
-    pub pauses: Vec<PauseView>,
-    /// The slowest node's time, in microseconds.
-    pub elapsed_us: u64,
+    /// Pauses per bucket, every node added up: bucket `i` is `[2^i, 2^(i+1))` µs.
+    pub pause_histogram: Vec<u64>,
+    /// Each node's share.
+    pub nodes: Vec<ShareView>,
 }
 
-/// One node's pauses in an upgrade.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PauseView {
-    /// The node.
+/// One node's share of an upgrade.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ShareView {
     pub node: String,
-    /// Actors moved there.
-    pub moved: usize,
-    /// Pauses: median, 99th percentile, longest (µs).
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub max_us: u64,
+    pub running: bool,
+    pub total: u64,
+    pub moved: u64,
+    pub stayed: u64,
+    pub failed: u64,
 }
 
-struct Track {
-    view: UpgradeView,
-    /// The new version's full hash (if it could be resolved) and its live actors at the start.
-    to_hash: Option<String>,
-    to_before: usize,
-}
-
-/// The upgrades; written by the action that runs one and by the poller, read by the poller.
-#[derive(Default)]
-pub struct Upgrades {
-    inner: Mutex<(u64, Vec<Track>)>,
-}
-
-impl Upgrades {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, Vec<Track>)> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// An upgrade begins: `total` live actors of FROM, and TO's full hash with its live actors.
-    pub fn begin(
-        &self,
-        from: &str,
-        to: &str,
-        started_ms: u64,
-        total: usize,
-        to_now: Option<(String, usize)>,
-    ) -> u64 {
-        let mut g = self.lock();
-        g.0 += 1;
-        let id = g.0;
-        let view =
-            UpgradeView { id, from: from.into(), to: to.into(), started_ms, total, ..UpgradeView::default() };
-        let (to_hash, to_before) = to_now.map_or((None, 0), |(h, n)| (Some(h), n));
-        g.1.push(Track { view, to_hash, to_before });
-        let finished = g.1.iter().filter(|t| t.view.done).count();
-        if finished > KEPT {
-            if let Some(i) = g.1.iter().position(|t| t.view.done) {
-                g.1.remove(i);
+/// The upgrades in `shares` (node, its `Observe` list), newest first.
+pub fn upgrades_of(shares: &[(String, Vec<UpgradeProgress>)]) -> Vec<UpgradeView> {
+    let mut by: BTreeMap<(u64, String, String), UpgradeView> = BTreeMap::new();
+    for (node, list) in shares {
+        for p in list {
+            let u = by.entry((p.upgrade, p.from.clone(), p.to.clone())).or_insert_with(|| UpgradeView {
+                id: p.upgrade,
+                from: p.from.clone(),
+                to: p.to.clone(),
+                started_ms: p.started_unix_ms,
+                pause_histogram: vec![0; PAUSE_BUCKETS],
+                ..UpgradeView::default()
+            });
+            if p.origin {
+                u.origin = node.clone();
             }
-        }
-        id
-    }
-
-    /// A refresh: live actors per full hash, every node added up.
-    pub fn progress(&self, live: &HashMap<String, usize>) {
-        for t in self.lock().1.iter_mut().filter(|t| !t.view.done) {
-            if let Some(h) = &t.to_hash {
-                let now = live.get(h).copied().unwrap_or(0);
-                t.view.moved = now.saturating_sub(t.to_before).min(t.view.total).max(t.view.moved);
+            u.started_ms = u.started_ms.min(p.started_unix_ms);
+            u.running |= p.running;
+            u.rolled_back |= p.rolled_back;
+            u.total += p.total;
+            u.moved += p.moved;
+            u.stayed += p.stayed;
+            u.failed += p.failed;
+            for (sum, n) in u.pause_histogram.iter_mut().zip(&p.pause_histogram) {
+                *sum += n;
             }
+            u.nodes.push(ShareView {
+                node: node.clone(),
+                running: p.running,
+                total: p.total,
+                moved: p.moved,
+                stayed: p.stayed,
+                failed: p.failed,
+            });
         }
     }
-
-    /// The node answered.
-    pub fn finish(&self, id: u64, outcome: Result<&UpgradeReport, String>) {
-        let mut g = self.lock();
-        let Some(t) = g.1.iter_mut().find(|t| t.view.id == id) else { return };
-        t.view.done = true;
-        match outcome {
-            Ok(r) => {
-                t.view.from = r.from.clone();
-                t.view.to = r.to.clone();
-                t.view.moved = r.moved();
-                t.view.stayed = r.stayed();
-                t.view.failed = r.failed().count();
-                t.view.rolled_back = r.rolled_back;
-                t.view.elapsed_us = r.nodes.iter().map(|n| n.elapsed_us).max().unwrap_or(0);
-                t.view.pauses = r
-                    .nodes
-                    .iter()
-                    .map(|n| PauseView {
-                        node: n.node.clone(),
-                        moved: n.moved(),
-                        p50_us: n.pause_p50_us,
-                        p99_us: n.pause_p99_us,
-                        max_us: n.pause_max_us,
-                    })
-                    .collect();
-            }
-            Err(e) => t.view.error = Some(e),
-        }
-    }
-
-    /// Every upgrade kept, oldest first.
-    pub fn view(&self) -> Vec<UpgradeView> {
-        self.lock().1.iter().map(|t| t.view.clone()).collect()
-    }
+    let mut all: Vec<UpgradeView> = by.into_values().collect();
+    all.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.id.cmp(&a.id)));
+    all
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use troupe_node::protocol::{NodeUpgrade, TypeOutcome};
+
+    fn share(
+        upgrade: u64,
+        origin: bool,
+        running: bool,
+        moved: u64,
+        pauses: &[(usize, u64)],
+    ) -> UpgradeProgress {
+        let mut pause_histogram = vec![0; PAUSE_BUCKETS];
+        for (b, n) in pauses {
+            pause_histogram[*b] = *n;
+        }
+        UpgradeProgress {
+            upgrade,
+            from: "v1".into(),
+            to: "v2".into(),
+            origin,
+            started_unix_ms: 1000 + upgrade,
+            running,
+            total: 4,
+            moved,
+            stayed: 1,
+            failed: 0,
+            pause_histogram,
+            rolled_back: false,
+        }
+    }
 
     #[test]
-    fn moved_grows_with_the_refreshes_then_the_report_says() {
-        let u = Upgrades::default();
-        let id = u.begin("aa", "bb", 1, 10, Some(("bbfull".into(), 2)));
-        u.progress(&HashMap::from([("bbfull".to_string(), 6)]));
-        assert_eq!(u.view()[0].moved, 4);
-        // A refresh that sees fewer (an actor of the new version exited) never counts back.
-        u.progress(&HashMap::from([("bbfull".to_string(), 5)]));
-        assert_eq!(u.view()[0].moved, 4);
-        let node = NodeUpgrade {
-            node: "n".into(),
-            types: vec![TypeOutcome { from_type: "t".into(), to_type: "t".into(), moved: 9, stayed: 1 }],
-            pause_p99_us: 70,
-            ..NodeUpgrade::default()
-        };
-        let report = UpgradeReport {
-            from: "aafull".into(),
-            to: "bbfull".into(),
-            nodes: vec![node],
-            rolled_back: false,
-        };
-        u.finish(id, Ok(&report));
-        let v = &u.view()[0];
-        assert!(v.done);
-        assert_eq!((v.moved, v.stayed, v.failed, v.to.as_str()), (9, 1, 0, "bbfull"));
-        assert_eq!(v.pauses[0].p99_us, 70);
-        let bad = u.begin("x", "y", 2, 0, None);
-        u.finish(bad, Err("unknown hash".into()));
-        assert_eq!(u.view()[1].error.as_deref(), Some("unknown hash"));
+    fn shares_of_one_upgrade_add_up_across_nodes() {
+        let shares = vec![
+            ("a:1".to_string(), vec![share(7, true, false, 3, &[(4, 2), (9, 1)])]),
+            ("b:2".to_string(), vec![share(7, false, true, 1, &[(4, 1)]), share(8, false, false, 4, &[])]),
+        ];
+        let ups = upgrades_of(&shares);
+        assert_eq!(ups.iter().map(|u| u.id).collect::<Vec<_>>(), vec![8, 7], "newest first");
+        let u = &ups[1];
+        assert_eq!(u.origin, "a:1");
+        assert!(u.running, "b:2 still moves");
+        assert_eq!((u.total, u.moved, u.stayed, u.failed), (8, 4, 2, 0));
+        assert_eq!((u.pause_histogram[4], u.pause_histogram[9]), (3, 1));
+        assert_eq!(u.nodes.len(), 2);
+        assert_eq!(ups[0].origin, "", "its origin did not report it");
     }
 }

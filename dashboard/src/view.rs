@@ -11,7 +11,7 @@ use troupe_node::protocol::status::{StatusReport, ThreadsStatus};
 use troupe_node::protocol::GroupInfo;
 
 use crate::history::SeriesView;
-use crate::tracker::{EventView, LostView};
+use crate::tracker::{EventView, LeftView, LostView};
 use crate::upgrades::UpgradeView;
 
 /// The whole page's data at one refresh.
@@ -33,7 +33,7 @@ pub struct View {
     pub groups: BTreeMap<String, GroupView>,
     /// Messages per second and mailbox depth per version over the last minutes.
     pub series: Vec<SeriesView>,
-    /// Live upgrades started from this page, under way and finished.
+    /// Live upgrades under way and lately ended, whoever started them, newest first.
     pub upgrades: Vec<UpgradeView>,
     /// What changed, newest last.
     pub events: Vec<EventView>,
@@ -48,6 +48,8 @@ pub struct NodeView {
     pub role: String,
     /// Set when the node is lost: since when and why.
     pub lost: Option<LostView>,
+    /// Set when the node left gracefully (`troupe stop`): since when.
+    pub left: Option<LeftView>,
     /// Capabilities (`name` or `name=value`).
     pub caps: Vec<String>,
     /// Its incarnation (new at each start).
@@ -167,6 +169,7 @@ pub fn node_view(
         addr: status.node.clone(),
         role: role.into(),
         lost: None,
+        left: None,
         caps: status.capabilities.clone(),
         incarnation: conv.incarnation,
         pid: status.pid,

@@ -252,8 +252,9 @@ enum Command {
         /// Allow actions from the page (each needs the token).
         #[arg(long)]
         allow_actions: bool,
-        /// How often the nodes are asked for their status.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        /// How often the nodes are asked for their status (an event reaches the page within
+        /// about one refresh).
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
         refresh: Duration,
     },
     /// Set (+) or remove (-) a capability of a running node.

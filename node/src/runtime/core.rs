@@ -36,9 +36,9 @@ use crate::tables::groups::Groups;
 use crate::tables::leadership::Leadership;
 use crate::tables::members::Members;
 use crate::tables::names::Names;
+use crate::tables::progress::Progress;
 use crate::tables::source_watch::SourceWatch;
 use crate::tables::supervised::Supervised;
-use crate::tables::progress::Progress;
 use crate::tables::upgrades::Upgrades;
 use crate::tables::versions::Versions;
 

@@ -348,7 +348,8 @@ impl Members {
         let m = st.members.remove(addr)?;
         let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let left = change == ConventionChange::Left;
-        st.departed.push_back(Departure { node: addr.to_string(), left, unix_ms });
+        let incarnation = m.info.incarnation;
+        st.departed.push_back(Departure { node: addr.to_string(), incarnation, left, unix_ms });
         while st.departed.len() > DEPARTURES_KEPT {
             st.departed.pop_front();
         }
@@ -477,8 +478,12 @@ mod tests {
         assert!(m.remove("b:2", ConventionChange::Lost).is_some());
         assert!(m.remove("c:3", ConventionChange::Lost).is_none(), "not a member: no departure");
         let d = m.departed();
-        assert_eq!(d.iter().map(|d| (d.node.as_str(), d.left)).collect::<Vec<_>>(), [("a:1", true), ("b:2", false)]);
+        assert_eq!(
+            d.iter().map(|d| (d.node.as_str(), d.left)).collect::<Vec<_>>(),
+            [("a:1", true), ("b:2", false)]
+        );
         assert!(d.iter().all(|d| d.unix_ms > 0));
+        assert_eq!((d[0].incarnation, d[1].incarnation), (1, 2), "the incarnation that departed");
         for i in 0..DEPARTURES_KEPT {
             let addr = format!("n:{i}");
             m.upsert(info(&addr, &[], 3, &[]));

@@ -87,6 +87,8 @@ pub struct UpgradeProgress {
 pub struct Departure {
     /// Its admin address.
     pub node: String,
+    /// The incarnation that departed (a node started again at the address is another).
+    pub incarnation: u64,
     /// `true` if it left gracefully (`troupe stop`), `false` if it was declared lost.
     pub left: bool,
     /// When, in milliseconds since the Unix epoch.

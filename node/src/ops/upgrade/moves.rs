@@ -65,7 +65,12 @@ pub(super) struct Moves<'a> {
 }
 
 impl<'a> Moves<'a> {
-    pub(super) fn new(target: &'a UpgradeTarget, key: &'a Key<'a>, hold: bool, timeout: Duration) -> Moves<'a> {
+    pub(super) fn new(
+        target: &'a UpgradeTarget,
+        key: &'a Key<'a>,
+        hold: bool,
+        timeout: Duration,
+    ) -> Moves<'a> {
         let (tx, rx) = mpsc::unbounded_channel();
         Moves {
             target,
