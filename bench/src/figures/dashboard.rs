@@ -3,8 +3,9 @@
 //! without a dashboard, with one refreshing every second (the figure) and with one at
 //! its default refresh (500 ms), each with a page (an SSE reader) open, in alternating runs
 //! (off, 1 s, 500 ms, twice) so that drift of the machine falls on all. `B11.load` and
-//! `B11.lost`: at the default refresh, from a load's answer, or from a member's SIGKILL, to the
-//! first snapshot on the page's event stream that shows it.
+//! `B11.lost` and `B11.upgrade`: at the default refresh, from a load's answer, a member's
+//! SIGKILL, or a live upgrade's answer, to the first snapshot on the page's event stream that
+//! shows it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use anyhow::{anyhow, bail, Result};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use troupe_node::client::Client;
+use troupe_node::protocol::{Request, Response, UpgradeOptions};
 
 use super::requests::{demo_request, three, throughput, Throughput};
 use super::{encoders, us};
@@ -182,6 +184,7 @@ async fn event_to_page(
         let needle = format!("\"hash\":\"{hash}\"");
         loads.push(shown(&mut page, t0, |d| d.contains(&needle)).await?.as_secs_f64() * 1000.0);
     }
+    let upgrades = upgrade_to_page(env, opts, c, &mut page).await?;
     let member = t3.members.pop().ok_or_else(|| anyhow!("no member"))?;
     let addr = member.addr();
     let mut member = member;
@@ -206,5 +209,47 @@ async fn event_to_page(
         )
         .target("≤ 1000 ms", 1000.0, true)
         .note("the dashboard's own poll finds it unreachable; the convention's dead-after is not waited for"),
+        Figure::latency(
+            "B11.upgrade",
+            "a live upgrade's answer (`troupe upgrade`, not the page) to the page's upgrade panel showing it ended",
+            &upgrades,
+            "ms",
+        )
+        .target_p99("p99 ≤ 1000 ms", 1000.0, true)
+        .note("one Keeper moved each time; the panel reads the nodes' own progress"),
     ])
+}
+
+/// B11.upgrade: upgrades of a version holding a Keeper, each from its answer to the first
+/// snapshot whose upgrade panel shows it ended.
+async fn upgrade_to_page(
+    env: &Env,
+    opts: &Opts,
+    c: &mut Client,
+    page: &mut mpsc::UnboundedReceiver<(Instant, String)>,
+) -> Result<Vec<f64>> {
+    let variants = super::bench_plugin(env)?;
+    let mut current = load(c, variants.make("11.2.0")?).await?;
+    create(c, &current, "bench.Keeper", None).await?;
+    let n = opts.scale(10, 3);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let next = load(c, variants.make(&format!("11.2.{}", i + 1))?).await?;
+        tokio::time::sleep(DEFAULT_REFRESH.mul_f64(i as f64 / n as f64)).await;
+        let request =
+            Request::Upgrade { from: current.clone(), to: next.clone(), options: UpgradeOptions::default() };
+        match c.request(request).await? {
+            Response::Upgraded(r) if r.moved() == 1 => {}
+            other => bail!("unexpected answer to upgrade: {other:?}"),
+        }
+        let t0 = Instant::now();
+        let ended = |d: &str| {
+            let v: serde_json::Value = serde_json::from_str(d).unwrap_or_default();
+            let ups = v["upgrades"].as_array().cloned().unwrap_or_default();
+            ups.iter().any(|u| u["from"] == *current && u["to"] == *next && u["running"] == false)
+        };
+        out.push(shown(page, t0, ended).await?.as_secs_f64() * 1000.0);
+        current = next;
+    }
+    Ok(out)
 }
