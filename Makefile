@@ -12,7 +12,7 @@ PLUGIN  ?= encoders
 PY_DIR    := $(or $(CARGO_TARGET_DIR),target)/py
 PY_PARSER := prometheus_client==0.26.0
 
-.PHONY: all build load demo test lint help pydeps
+.PHONY: all build load demo test lint help pydeps browser
 
 all: build
 
@@ -35,7 +35,11 @@ pydeps: ## Install Python's prometheus_client (the metrics tests' parser) into t
 	  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
 	    --upgrade --target "$(PY_DIR)" "$(PY_PARSER)" && touch "$(PY_DIR)/.$(PY_PARSER)"; }
 
-test: pydeps ## Build everything and run every test
+browser: ## Install Debian's chromium and chromium-driver when missing (the dashboard's browser tests; CI runs as root)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+test: pydeps browser ## Build everything and run every test
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 

@@ -21,11 +21,13 @@
 //! - `convention`: a leader and its members, and waiting for them to agree;
 //! - `client`: acting as an actor-facing client;
 //! - `wait`: polling with a deadline;
-//! - `demo`: the capabilities and answers of the encoders demo.
+//! - `demo`: the capabilities and answers of the encoders demo;
+//! - `browser`: `troupe dashboard` and headless Chromium through WebDriver.
 //!
 //! Every public item is re-exported here: the tests use `troupe_tests::NAME`.
 
 mod argv;
+mod browser;
 mod build;
 mod cli;
 mod client;
@@ -37,6 +39,7 @@ mod node;
 mod wait;
 mod zips;
 
+pub use browser::{http, Browser, DashboardProc, PAGE_TIMEOUT};
 pub use build::{
     abort_lib, ensure_built, ensure_built_packages, hostile_lib, plugin_lib, profile_dir, troupe_bin,
 };

@@ -233,6 +233,30 @@ enum Command {
         #[arg(long)]
         iterations: Option<u64>,
     },
+    /// Serve a live web page of the convention (nodes, versions, actors, charts, log, upgrades).
+    ///
+    /// The page's server is a client of the node's admin protocol, as the CLI is (the same
+    /// secret, TROUPE_SECRET_FILE or --secret-file). It listens on loopback unless told
+    /// otherwise; on any other address every request needs the token it prints at start.
+    /// Actions (load, deploy, upgrade, rollback, unload, chgcap) are off unless
+    /// --allow-actions, and need the token too.
+    #[command(
+        after_help = "Examples:\n  troupe dashboard 1900                      # http://127.0.0.1:8080/\n  troupe dashboard 1900 --listen 127.0.0.1:0 # a free port, printed at start\n  troupe dashboard 1900 --allow-actions      # prints the page's address with its token\n  troupe dashboard 1900 --listen 0.0.0.0:8080 --allow-actions"
+    )]
+    Dashboard {
+        /// Admin port (or host:port) of a node of the convention.
+        port: String,
+        /// Where to serve the page (loopback by default; elsewhere needs the token).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Allow actions from the page (each needs the token).
+        #[arg(long)]
+        allow_actions: bool,
+        /// How often the nodes are asked for their status (an event reaches the page within
+        /// about one refresh).
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+        refresh: Duration,
+    },
     /// Set (+) or remove (-) a capability of a running node.
     ///
     /// Actors whose requirements no longer hold are asked to exit.
@@ -371,6 +395,9 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Logs { port, follow, lines } => logs::logs(&port, follow, lines).await,
         Command::Top { port, interval, convention, iterations } => {
             top::top(&port, interval, convention, iterations).await
+        }
+        Command::Dashboard { port, listen, allow_actions, refresh } => {
+            cmd::dashboard::dashboard(&port, listen, allow_actions, refresh).await
         }
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! One module per group, or per pair of groups that share a setup: `loads` (B1), `requests`
 //! (B2 and B3, on the same three-node convention), `messages` (B4, B5), `swap` (B6), `memory`
-//! (B7), `scale` (B8, with `failover` for its convention of listed leaders), `threads` (B9), `upgrade` (B10) and `watch` (B10.watch, called by
-//! `upgrade`). This module holds what several of them use.
+//! (B7), `scale` (B8, with `failover` for its convention of listed leaders), `threads` (B9), `upgrade` (B10), `watch` (B10.watch, called by
+//! `upgrade`) and `dashboard` (B11, on B3's convention). This module holds what several of them use.
 
+mod dashboard;
 mod failover;
 mod loads;
 mod memory;
@@ -58,6 +59,7 @@ pub async fn run_all(env: &Env, opts: &Opts) -> Vec<Figure> {
     group!("B8", "scale", scale::b8(env, opts));
     group!("B9", "a version's threads", threads::b9(env, opts));
     group!("B10", "live upgrade", upgrade::b10(env, opts));
+    group!("B11", "the dashboard's cost and latency", dashboard::b11(env, opts));
     figs
 }
 

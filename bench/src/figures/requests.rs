@@ -19,14 +19,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 // ---- three-node convention ----------------------------------------------------------------------
 
-struct Three {
-    leader: Node,
-    members: Vec<Node>,
+pub(super) struct Three {
+    pub(super) leader: Node,
+    pub(super) members: Vec<Node>,
 }
 
 /// A leader and two members; the encoders' capabilities are spread so that a request's six
 /// actors land on all three nodes.
-async fn three(env: &Env) -> Result<Three> {
+pub(super) async fn three(env: &Env) -> Result<Three> {
     let leader = Node::start(env, "64bit encoder", None).await?;
     let mut members = Vec::new();
     for caps in ["Caesar cipher", "morse"] {
@@ -121,10 +121,10 @@ fn cold_request(env: &Env, port: u16, hash: &str) -> Result<Duration> {
 // ---- B3 -----------------------------------------------------------------------------------------
 
 /// What the throughput run did: requests answered, requests failed, and the rate.
-struct Throughput {
-    total: usize,
-    failed: usize,
-    rps: f64,
+pub(super) struct Throughput {
+    pub(super) total: usize,
+    pub(super) failed: usize,
+    pub(super) rps: f64,
 }
 
 pub(super) async fn b3(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
@@ -157,7 +157,7 @@ pub(super) async fn b3(env: &Env, opts: &Opts) -> Result<Vec<Figure>> {
 
 /// Throughput for `secs`: 8 connections with 8 requests in flight each; requests/s counted
 /// until the last answer of the last request sent in time.
-async fn throughput(addr: &str, acceptor: &Address, secs: f64) -> Result<Throughput> {
+pub(super) async fn throughput(addr: &str, acceptor: &Address, secs: f64) -> Result<Throughput> {
     let (conns, depth) = (8usize, 8usize);
     let mut tasks = Vec::new();
     let start = Instant::now();

@@ -40,6 +40,7 @@ pub(crate) async fn handle(core: &Arc<Core>, me: &Address, request: Request) -> 
             reply(core.upgrade(&from, &to, options).await.map(Response::Upgraded))
         }
         Request::Rollback { group } => reply(core.rollback(group).await),
+        Request::Observe { log_from } => Ok(Response::Observed(Box::new(core.observe(log_from).await))),
     }
 }
 

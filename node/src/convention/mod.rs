@@ -517,7 +517,7 @@ impl Core {
     /// A peer left or was lost: tell parents of its actors, stop children of its actors,
     /// forget its names, tell watchers.
     pub fn node_lost(&self, addr: &str, change: ConventionChange) {
-        let caps = self.members.remove(addr);
+        let caps = self.members.remove(addr, change);
         if caps.is_some() && change != ConventionChange::Left && self.is_leader() {
             self.leadership.lost_member_silently();
         }

@@ -108,6 +108,11 @@ pub struct Metrics {
     pub(crate) leader_changes: Counter,
     pub(crate) fenced: Counter,
     pub(crate) name_clashes: Counter,
+    /// When the node's core was made: its uptime, for `Request::Observe`.
+    pub(crate) started: std::time::Instant,
+    /// The last registration round trip in microseconds (0: none yet), for `Request::Observe`:
+    /// the histogram above keeps only buckets.
+    pub(crate) last_rtt_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -144,6 +149,8 @@ impl Metrics {
             leader_changes: Counter::default(),
             fenced: Counter::default(),
             name_clashes: Counter::default(),
+            started: std::time::Instant::now(),
+            last_rtt_us: Default::default(),
         }
     }
 
@@ -166,6 +173,22 @@ impl Metrics {
     /// A registration round trip to the leader took `rtt` (members).
     pub fn heartbeat_rtt(&self, rtt: Duration) {
         self.heartbeat_rtt.observe(rtt.as_secs_f64());
+        // At least 1, so that a sub-microsecond round trip is not read as "none yet".
+        let us = (rtt.as_micros() as u64).max(1);
+        self.last_rtt_us.store(us, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The last registration round trip, if there was one.
+    pub fn last_heartbeat_rtt(&self) -> Option<Duration> {
+        match self.last_rtt_us.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// How long since the node's core was made.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// A live upgrade on this node: `moved`, `stayed` and `failed` actors, and each moved

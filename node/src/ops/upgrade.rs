@@ -24,6 +24,7 @@ use crate::model::error::OpError;
 use crate::model::metrics::short_hash;
 use crate::ops::unload::WhenBusy;
 use crate::runtime::core::Core;
+use crate::tables::progress::Key;
 use crate::tables::upgrades::{Claim, HeldMove};
 use crate::tables::versions::UpgradeTarget;
 use crate::wire::Coded;
@@ -248,12 +249,18 @@ impl Core {
         if actors.iter().all(Vec::is_empty) {
             return report;
         }
+        // Watchers see this share as it goes. The node that runs the upgrade has TO already and
+        // passes no source hint; a member is always given one.
+        let key = Key { upgrade: claim.upgrade(), from, to };
+        self.progress.begin(&key, source.is_none(), actors.iter().map(Vec::len).sum());
         let target = match self.upgrade_target(to, source).await {
             Ok(target) => target,
             Err(why) => {
                 for (id, ty) in actors.into_iter().flatten() {
                     report.failed.push(self.failure(id, &ty, why.clone()));
                 }
+                self.progress.add(&key, 0, 0, report.failed.len(), &[]);
+                self.progress.end(&key);
                 return report;
             }
         };
@@ -278,8 +285,9 @@ impl Core {
                 });
             }
         }
+        self.progress.add(&key, 0, 0, report.failed.len(), &[]);
         let timeout = options.timeout_ms.map_or(PAUSE_TIMEOUT, Duration::from_millis);
-        let moves = Moves::new(&target, to, hold, timeout).run(self, queue, &mut report).await;
+        let moves = Moves::new(&target, &key, hold, timeout).run(self, queue, &mut report).await;
         report.types = moves
             .outcomes
             .iter()
@@ -294,6 +302,7 @@ impl Core {
             self.hold_moves(claim, held, timeout + MEMBER_MARGIN + DECIDE_MARGIN);
         }
         report.elapsed_us = started.elapsed().as_micros() as u64;
+        self.progress.end(&key);
         report
     }
 
@@ -362,7 +371,9 @@ impl Core {
     pub(crate) fn decide_upgrade(&self, upgrade: u64, commit: bool) -> NodeUpgrade {
         let mut report = NodeUpgrade { node: self.addr.clone(), ..NodeUpgrade::default() };
         let mut pauses = Vec::new();
-        for h in self.upgrades.take(upgrade) {
+        let held = self.upgrades.take(upgrade);
+        let to_hash = held.first().map(|h| h.to_hash.clone()).unwrap_or_default();
+        for h in held {
             if commit {
                 migrate::commit(h.id, &h.from, &h.to);
                 NodeSeam::moved(self, h.id, h.to_gen, &h.to_hash, &h.to_type, h.to.clone());
@@ -372,6 +383,7 @@ impl Core {
             }
         }
         self.metrics.upgraded(pauses.len(), 0, 0, &pauses);
+        self.progress.decided(upgrade, &to_hash, commit, &pauses);
         set_pauses(&mut report, &mut pauses);
         report
     }

@@ -36,6 +36,7 @@ use crate::tables::groups::Groups;
 use crate::tables::leadership::Leadership;
 use crate::tables::members::Members;
 use crate::tables::names::Names;
+use crate::tables::progress::Progress;
 use crate::tables::source_watch::SourceWatch;
 use crate::tables::supervised::Supervised;
 use crate::tables::upgrades::Upgrades;
@@ -66,6 +67,8 @@ pub struct Core {
     pub(crate) groups: Groups,
     pub(crate) caps: Capabilities,
     pub(crate) upgrades: Upgrades,
+    /// How far each live upgrade got here, for watchers.
+    pub(crate) progress: Progress,
     /// Versions being fetched from a peer (one fetch per hash at a time).
     pub(crate) fetches: Fetches,
     pub(crate) leadership: Leadership,
@@ -131,6 +134,7 @@ impl Core {
                 groups: Groups::default(),
                 caps: Capabilities::new(&config.capabilities),
                 upgrades: Upgrades::default(),
+                progress: Progress::default(),
                 fetches: Fetches::default(),
                 leadership,
                 incarnation: AtomicU64::new(new_incarnation()),

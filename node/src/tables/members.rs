@@ -5,11 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use troupe_actor_abi::message::{Address, ConventionChange, Payload, SystemMessage};
 
 use crate::model::config::RemoteSources;
+use crate::wire::observe::Departure;
 use crate::wire::peer::{DirectoryVersion, MemberInfo, SourceHint};
 use crate::wire::status::MemberStatus;
 
@@ -24,6 +25,10 @@ struct Member {
 /// How many departures the leader remembers for deltas; a member whose copy is older gets the
 /// whole directory.
 const REMOVALS: usize = 1024;
+
+/// How many departures (left or lost) are kept for watchers (`Request::Observe`): a screenful,
+/// whatever the churn.
+const DEPARTURES_KEPT: usize = 32;
 
 impl Member {
     fn has_source(&self, hash: &str) -> bool {
@@ -72,6 +77,8 @@ struct Inner {
     copy: Option<DirectoryVersion>,
     /// On a member: the entry it last sent the leader.
     sent: Option<MemberInfo>,
+    /// The latest departures, oldest first, for watchers.
+    departed: VecDeque<Departure>,
 }
 
 impl Inner {
@@ -99,6 +106,7 @@ impl Default for Members {
                 lost: HashMap::new(),
                 copy: None,
                 sent: None,
+                departed: VecDeque::new(),
             }),
         }
     }
@@ -333,9 +341,18 @@ impl Members {
 
     /// Forgets member `addr` (remembering its incarnation as lost); its capabilities, if it
     /// was one.
-    pub(crate) fn remove(&self, addr: &str) -> Option<Vec<String>> {
+    /// A member left (`change` is `Left`) or was declared lost: removed from the directory, and
+    /// its departure kept for watchers. Its capabilities, if it was a member.
+    pub(crate) fn remove(&self, addr: &str, change: ConventionChange) -> Option<Vec<String>> {
         let mut st = self.lock();
         let m = st.members.remove(addr)?;
+        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let left = change == ConventionChange::Left;
+        let incarnation = m.info.incarnation;
+        st.departed.push_back(Departure { node: addr.to_string(), incarnation, left, unix_ms });
+        while st.departed.len() > DEPARTURES_KEPT {
+            st.departed.pop_front();
+        }
         st.lost.insert(addr.to_string(), m.info.incarnation);
         let v = st.bump();
         st.removed.push_back((v, addr.to_string()));
@@ -345,6 +362,11 @@ impl Members {
             }
         }
         Some(m.info.capabilities)
+    }
+
+    /// The latest departures, oldest first.
+    pub(crate) fn departed(&self) -> Vec<Departure> {
+        self.lock().departed.iter().cloned().collect()
     }
 
     /// For `status`.
@@ -445,6 +467,31 @@ mod tests {
         ]);
         assert_eq!(m.missing_from(&listed), vec!["b:2".to_string(), "c:3".to_string()]);
         assert_eq!(m.holders("h", "x"), vec!["a:1".to_string()]);
+    }
+
+    #[test]
+    fn departures_say_who_left_and_who_was_lost_and_keep_the_latest() {
+        let m = Members::default();
+        m.upsert(info("a:1", &[], 1, &[]));
+        m.upsert(info("b:2", &[], 2, &[]));
+        assert!(m.remove("a:1", ConventionChange::Left).is_some());
+        assert!(m.remove("b:2", ConventionChange::Lost).is_some());
+        assert!(m.remove("c:3", ConventionChange::Lost).is_none(), "not a member: no departure");
+        let d = m.departed();
+        assert_eq!(
+            d.iter().map(|d| (d.node.as_str(), d.left)).collect::<Vec<_>>(),
+            [("a:1", true), ("b:2", false)]
+        );
+        assert!(d.iter().all(|d| d.unix_ms > 0));
+        assert_eq!((d[0].incarnation, d[1].incarnation), (1, 2), "the incarnation that departed");
+        for i in 0..DEPARTURES_KEPT {
+            let addr = format!("n:{i}");
+            m.upsert(info(&addr, &[], 3, &[]));
+            m.remove(&addr, ConventionChange::Left);
+        }
+        let d = m.departed();
+        assert_eq!(d.len(), DEPARTURES_KEPT);
+        assert_eq!(d[0].node, "n:0", "the oldest went first");
     }
 
     #[test]

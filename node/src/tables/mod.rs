@@ -13,6 +13,7 @@
 //! - [`names`]: global names; [`groups`]: named releases;
 //! - [`capabilities`]: this node's capabilities;
 //! - [`upgrades`]: live upgrades held until every node is ready (`--all-or-nothing`);
+//! - [`progress`]: how far each live upgrade got here (moved, stayed, failed, pauses), for watchers;
 //! - [`source_watch`]: the actors that hear `LoadedSource` / `UnloadedSource`;
 //! - [`supervised`]: children created with a restart policy, and their restarts;
 //! - [`fetches`]: versions being fetched from a peer, one fetch per hash at a time.
@@ -25,6 +26,7 @@ pub(crate) mod groups;
 pub(crate) mod leadership;
 pub(crate) mod members;
 pub(crate) mod names;
+pub(crate) mod progress;
 pub(crate) mod source_watch;
 pub(crate) mod supervised;
 pub(crate) mod upgrades;

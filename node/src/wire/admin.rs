@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use troupe_actor_abi::message::{Address, CreateSpec, Incoming, Payload};
 
 use super::error::ErrorReply;
+use super::observe::ObserveReport;
 use super::peer::{DirectoryVersion, GroupInfo, GroupsCopy, MemberInfo, PeerRequest};
 use super::status::StatusReport;
 use super::upgrade::{UpgradeOptions, UpgradeReport};
@@ -136,6 +137,16 @@ pub enum Request {
     Rollback {
         /// The group's name.
         group: String,
+    },
+    /// What a watcher polls besides the status: the process's figures, each version's message
+    /// counters, and the log from byte `log_from` (`None`: no log;
+    /// [`super::observe::LOG_FROM_END`]: its last lines). Last, so that every other variant
+    /// keeps its encoding; a node older than this request closes the connection with a
+    /// protocol error, which a watcher takes as "not available".
+    Observe {
+        /// Where to read the log from.
+        #[serde(default)]
+        log_from: Option<u64>,
     },
 }
 
@@ -293,6 +304,8 @@ pub enum Response {
     },
     /// Done (for requests with nothing to report).
     Done,
+    /// The answer to [`Request::Observe`]. Last, as that request is.
+    Observed(Box<ObserveReport>),
 }
 
 /// A client's proof that it knows the shared secret: HMAC-SHA256 over ("client", the node's

@@ -8,6 +8,7 @@
 //! - [`peer`]: what nodes of a convention ask each other, and their directory entries;
 //! - [`error`]: why a request failed, as it travels (class, stable code, message);
 //! - [`status`]: what `troupe status` reports;
+//! - [`observe`]: what a watcher (`troupe dashboard`) polls besides the status;
 //! - [`upgrade`]: what a live upgrade is asked and reports.
 //!
 //! The crate re-exports this module as `troupe_node::protocol`.
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod noise;
+pub mod observe;
 pub mod peer;
 pub mod seal;
 pub mod status;

@@ -14,6 +14,7 @@ use crate::{usage, Failure};
 
 pub(crate) mod app;
 pub(crate) mod chgcap;
+pub(crate) mod dashboard;
 pub(crate) mod foreground;
 pub(crate) mod load;
 pub(crate) mod logs;

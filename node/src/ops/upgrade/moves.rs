@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::host::effect::HostHandle;
 use crate::host::migrate::{Gate, Move, Outcome, Report};
 use crate::runtime::core::Core;
+use crate::tables::progress::Key;
 use crate::tables::upgrades::{Claim, HeldMove};
 use crate::tables::versions::UpgradeTarget;
 use crate::wire::{NodeUpgrade, TypeOutcome};
@@ -48,7 +49,8 @@ struct Flying {
 /// The moves of one node (see the module's documentation).
 pub(super) struct Moves<'a> {
     target: &'a UpgradeTarget,
-    to: &'a str,
+    /// The upgrade and its versions, for the progress watchers see.
+    key: &'a Key<'a>,
     hold: bool,
     timeout: Duration,
     tx: mpsc::UnboundedSender<Report>,
@@ -63,11 +65,16 @@ pub(super) struct Moves<'a> {
 }
 
 impl<'a> Moves<'a> {
-    pub(super) fn new(target: &'a UpgradeTarget, to: &'a str, hold: bool, timeout: Duration) -> Moves<'a> {
+    pub(super) fn new(
+        target: &'a UpgradeTarget,
+        key: &'a Key<'a>,
+        hold: bool,
+        timeout: Duration,
+    ) -> Moves<'a> {
         let (tx, rx) = mpsc::unbounded_channel();
         Moves {
             target,
-            to,
+            key,
             hold,
             timeout,
             tx,
@@ -140,6 +147,7 @@ impl<'a> Moves<'a> {
                 mv.done = true;
                 let why = "it is being stopped or moved by another upgrade".to_string();
                 report.failed.push(core.failure(p.id, &p.from_type, why));
+                core.progress.add(self.key, 0, 0, 1, &[]);
                 continue;
             }
             self.outcomes.entry((p.from_type.clone(), p.to_type.clone())).or_default();
@@ -159,25 +167,36 @@ impl<'a> Moves<'a> {
     fn settle(&mut self, core: &Core, Report { id, outcome }: Report, report: &mut NodeUpgrade) {
         let Some(f) = self.flying.remove(&id) else { return };
         let counts = self.outcomes.entry((f.from_type.clone(), f.to_type.clone())).or_default();
+        let progress = |moved, stayed, failed, pauses: &[Duration]| {
+            core.progress.add(self.key, moved, stayed, failed, pauses);
+        };
         match outcome {
             Outcome::Moved { pause } => {
                 counts.moved += 1;
                 self.pauses.push(pause);
+                progress(1, 0, 0, &[pause]);
             }
             Outcome::Held { paused_at } => {
                 counts.moved += 1;
+                progress(1, 0, 0, &[]);
                 self.held.push(HeldMove {
                     id,
                     from: f.from,
                     to: self.target.host.clone(),
                     to_gen: self.target.gen,
-                    to_hash: self.to.to_string(),
+                    to_hash: self.key.to.to_string(),
                     to_type: f.to_type,
                     paused_at,
                 });
             }
-            Outcome::Stayed => counts.stayed += 1,
-            Outcome::Failed(why) => report.failed.push(core.failure(id, &f.from_type, why)),
+            Outcome::Stayed => {
+                counts.stayed += 1;
+                progress(0, 1, 0, &[]);
+            }
+            Outcome::Failed(why) => {
+                report.failed.push(core.failure(id, &f.from_type, why));
+                progress(0, 0, 1, &[]);
+            }
         }
     }
 
@@ -200,6 +219,7 @@ impl<'a> Moves<'a> {
             };
             if let Some(f) = self.flying.remove(&id) {
                 report.failed.push(core.failure(id, &f.from_type, why));
+                core.progress.add(self.key, 0, 0, 1, &[]);
                 self.late.insert(id, f.from);
             }
         }
