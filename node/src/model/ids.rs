@@ -21,6 +21,12 @@ impl IdAllocator {
         IdAllocator { next: AtomicU64::new((prefix.max(1) << 32) + 1) }
     }
 
+    /// Whether `id` was allocated by this allocator (its prefix is this process start's): an id
+    /// with another prefix was allocated by another node, for a create it sends here.
+    pub(crate) fn is_ours(&self, id: u64) -> bool {
+        id >> 32 == self.next.load(Ordering::Relaxed) >> 32
+    }
+
     /// The next id.
     pub(crate) fn allocate(&self) -> u64 {
         self.next.fetch_add(1, Ordering::Relaxed)

@@ -60,6 +60,8 @@ pub struct Core {
     /// Rotates placement over eligible nodes.
     pub(crate) placement_turn: AtomicUsize,
     pub(crate) actors: Actors,
+    /// Messages to creates still on their way here.
+    pub(crate) awaited: crate::tables::awaited::Awaited,
     pub(crate) versions: Versions,
     pub(crate) authority: SourceAuthority,
     pub(crate) members: Members,
@@ -127,6 +129,7 @@ impl Core {
                 ids: IdAllocator::new(),
                 placement_turn: AtomicUsize::new(0),
                 actors: Actors::default(),
+                awaited: Default::default(),
                 versions: Versions::default(),
                 authority: SourceAuthority::new(config.authority),
                 members: Members::default(),

@@ -13,6 +13,10 @@ use crate::host::effect::{Cmd, Delivery, LocalQueue};
 use crate::tables::actors::{ActorRec, Route};
 use crate::wire::PeerRequest;
 
+/// How often a message waiting for a create in flight looks for its actor: a create crosses a
+/// loopback or LAN link in well under this, so the wait adds little beyond the create's own trip.
+const AWAIT_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl Core {
     /// Registers a client connection's endpoint; messages to it go to `tx`.
     pub fn register_client(&self, tx: mpsc::UnboundedSender<Incoming>) -> Address {
@@ -44,11 +48,19 @@ impl Core {
                 return;
             }
         }
+        // Behind the messages that already wait for this actor's create, if any.
+        let Err(msg) = self.awaited.join(to.id, msg) else { return };
         self.route_here(Delivery::Msg(msg), to.id, local)
     }
 
     /// Delivers `msg` to actor `id` of this node.
     pub(crate) fn route_here(&self, msg: Delivery, id: u64, local: Option<&mut LocalQueue<'_>>) {
+        self.deliver_here(msg, id, local, true)
+    }
+
+    /// Delivers `msg` to actor `id` of this node; one to an unknown actor another node
+    /// allocated may wait for its create (`may_wait`), else it goes back as poison.
+    fn deliver_here(&self, msg: Delivery, id: u64, local: Option<&mut LocalQueue<'_>>, may_wait: bool) {
         let local_gen = local.as_ref().map(|l| l.gen);
         match self.actors.route(id, msg, local_gen) {
             Route::Local { msg } => {
@@ -73,12 +85,39 @@ impl Core {
                     let _ = tx.send(msg.into_incoming());
                 }
             },
+            Route::Unknown { msg, why } if may_wait && why.is_none() && !self.ids.is_ours(id) => {
+                self.await_create(id, msg.into_incoming())
+            }
             Route::Unknown { msg, why } => {
                 let details =
                     why.unwrap_or_else(|| format!("no actor {} exists on this node", self.address(id)));
                 self.poison(msg.into_incoming(), self.address(id), details);
             }
         }
+    }
+
+    /// A message to actor `id`, which another node allocated and this node does not know (no
+    /// actor, no tombstone): its create may still be on its way, on another node's link. It
+    /// waits, with any that follow it, until the actor exists or is refused, or for
+    /// `dead_after` (a node that sends nothing that long is lost by definition, and the create
+    /// with it); then they are routed in order, and what is still unknown goes back as poison.
+    fn await_create(&self, id: u64, msg: Incoming) {
+        if !self.awaited.start(id, msg) {
+            return;
+        }
+        let Some(me) = self.arc() else { return };
+        let deadline = tokio::time::Instant::now() + self.conv.dead_after;
+        self.rt.spawn(async move {
+            while !me.actors.contains(id)
+                && me.actors.tombstone_of(id).is_none()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(AWAIT_POLL).await;
+            }
+            while let Some(m) = me.awaited.next(id) {
+                me.deliver_here(Delivery::Msg(m), id, None, false);
+            }
+        });
     }
 
     /// A message could not be handled by `target`: return it to its sender, unless it is a

@@ -133,3 +133,48 @@ async fn a_stopped_core_refuses_loads_and_creates_as_shutting_down() {
     assert_eq!(err.code(), "ActorSystemShuttingDown");
     assert!(!dir.path().join("store").exists(), "the store is deleted at stop");
 }
+
+/// An id as another node allocates it (another prefix than this process start's).
+fn foreign_id(core: &Core) -> u64 {
+    let ours = core.ids.allocate();
+    (((ours >> 32) ^ 1) << 32) | 5
+}
+
+#[tokio::test]
+async fn a_message_that_overtakes_its_actors_create_waits_for_it_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(&dir);
+    let (stx, mut srx) = mpsc::unbounded_channel();
+    let sender = core.register_client(stx);
+    // The address came from elsewhere (the leader); the create is still on another link.
+    let id = foreign_id(&core);
+    let at = core.address(id);
+    core.send(Some(sender.clone()), &at, text("first"));
+    core.send(Some(sender.clone()), &at, text("second"));
+    // The create lands (a client endpoint stands in for the actor).
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    core.actors.insert(id, crate::tables::actors::ActorRec::client(tx));
+    core.send(Some(sender.clone()), &at, text("third"));
+    for want in ["first", "second", "third"] {
+        assert_eq!(next(&mut rx).await.payload, text(want), "delivered, in order");
+    }
+    assert!(srx.try_recv().is_err(), "no poison came back");
+}
+
+#[tokio::test]
+async fn a_message_to_an_actor_that_never_comes_goes_back_after_the_wait_and_ours_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(&dir);
+    let (stx, mut srx) = mpsc::unbounded_channel();
+    let sender = core.register_client(stx);
+    let ours = core.address(core.ids.allocate() + 100);
+    core.send(Some(sender.clone()), &ours, text("to nobody"));
+    let poison = |m: Incoming| match m.payload {
+        Payload::System(SystemMessage::PoisonMessage { target, .. }) => target,
+        other => panic!("not poison: {other:?}"),
+    };
+    assert_eq!(poison(next(&mut srx).await), ours, "an id this node allocated is not awaited");
+    let theirs = core.address(foreign_id(&core));
+    core.send(Some(sender), &theirs, text("to a create that never comes"));
+    assert_eq!(poison(next(&mut srx).await), theirs, "after the wait, it goes back");
+}

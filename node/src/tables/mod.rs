@@ -3,7 +3,8 @@
 //! its table while holding it (the one exception, versions → authority, is documented in
 //! [`authority`]).
 //!
-//! - [`actors`]: the actor table and tombstones;
+//! - [`actors`]: the actor table and tombstones; [`awaited`]: messages to creates still on
+//!   their way here;
 //! - [`versions`]: the version registry and its `validating → active → draining → gone`
 //!   machine, with its waiters;
 //! - [`authority`]: the source authority and pending validations;
@@ -19,6 +20,7 @@
 //! - [`fetches`]: versions being fetched from a peer, one fetch per hash at a time.
 
 pub(crate) mod actors;
+pub(crate) mod awaited;
 pub(crate) mod authority;
 pub(crate) mod capabilities;
 pub(crate) mod fetches;
