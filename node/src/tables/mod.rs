@@ -20,8 +20,8 @@
 //! - [`fetches`]: versions being fetched from a peer, one fetch per hash at a time.
 
 pub(crate) mod actors;
-pub(crate) mod awaited;
 pub(crate) mod authority;
+pub(crate) mod awaited;
 pub(crate) mod capabilities;
 pub(crate) mod fetches;
 pub(crate) mod groups;

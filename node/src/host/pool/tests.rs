@@ -158,7 +158,8 @@ fn each_waiting_mailbox_gets_a_thread_even_while_one_is_between_turns() {
     pool.send(to(2, "spin")).unwrap();
     pool.send(to(3, "spin")).unwrap();
     let own = pool.try_next().expect("the starting thread's next turn").id;
-    let other = took_rx.recv_timeout(Duration::from_secs(30)).expect("no thread took the other waiting actor");
+    let other =
+        took_rx.recv_timeout(Duration::from_secs(30)).expect("no thread took the other waiting actor");
     let mut both = [own, other];
     both.sort();
     assert_eq!(both, [2, 3], "both waiting actors run at once");
@@ -168,7 +169,8 @@ fn each_waiting_mailbox_gets_a_thread_even_while_one_is_between_turns() {
     let more = pool.finish(own, actor());
     assert!(more.is_empty());
     let next = pool.try_next().expect("the starting thread's next turn").id;
-    let started = took_rx.recv_timeout(Duration::from_secs(30)).expect("no thread took the other waiting actor");
+    let started =
+        took_rx.recv_timeout(Duration::from_secs(30)).expect("no thread took the other waiting actor");
     let mut both = [next, started];
     both.sort();
     let mut expected = [own, 4];
