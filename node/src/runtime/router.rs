@@ -49,7 +49,7 @@ impl Core {
             }
         }
         // Behind the messages that already wait for this actor's create, if any.
-        let Err(msg) = self.awaited.join(to.id, msg) else { return };
+        let Some(msg) = self.awaited.join(to.id, msg) else { return };
         self.route_here(Delivery::Msg(msg), to.id, local)
     }
 

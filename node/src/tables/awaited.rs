@@ -30,16 +30,16 @@ impl Awaited {
 
     /// Queues `msg` behind the messages already waiting for `id`; gives it back if none wait
     /// (then it is routed as usual).
-    pub(crate) fn join(&self, id: u64, msg: Incoming) -> Result<(), Incoming> {
+    pub(crate) fn join(&self, id: u64, msg: Incoming) -> Option<Incoming> {
         if self.ids.load(Ordering::Acquire) == 0 {
-            return Err(msg);
+            return Some(msg);
         }
         match self.lock().get_mut(&id) {
             Some(q) => {
                 q.push_back(msg);
-                Ok(())
+                None
             }
-            None => Err(msg),
+            None => Some(msg),
         }
     }
 
@@ -81,14 +81,14 @@ mod tests {
     #[test]
     fn messages_wait_in_order_and_the_wait_ends_once_drained() {
         let w = Awaited::default();
-        assert!(w.join(7, msg("early")).is_err(), "nothing waits: routed as usual");
+        assert!(w.join(7, msg("early")).is_some(), "nothing waits: routed as usual");
         assert!(w.start(7, msg("1")));
-        assert!(w.join(7, msg("2")).is_ok());
+        assert!(w.join(7, msg("2")).is_none());
         assert!(!w.start(7, msg("3")), "the wait had started");
-        assert!(w.join(8, msg("other")).is_err(), "another id does not wait");
+        assert!(w.join(8, msg("other")).is_some(), "another id does not wait");
         let drained: Vec<_> = std::iter::from_fn(|| w.next(7)).collect();
         assert_eq!(drained, vec![msg("1"), msg("2"), msg("3")]);
-        assert!(w.join(7, msg("4")).is_err(), "the wait is over");
+        assert!(w.join(7, msg("4")).is_some(), "the wait is over");
         assert_eq!(w.next(7), None);
     }
 }
