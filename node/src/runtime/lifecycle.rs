@@ -3,7 +3,8 @@
 //! is known before the actor exists. Messages sent to it queue behind the create, on the
 //! version's executor or on the peer link to the node that hosts it; a message that reached the
 //! host by another link (the address came from the leader) waits there for the create
-//! ([`super::router`]). A create that fails reaches the creator as `ChildActorExited`, never only as a log line.
+//! ([`super::router`]). A create that fails reaches the creator as `ChildActorExited`, never
+//! only as a log line.
 
 use troupe_actor_abi::message::{Address, CreateError, CreateSpec, ExitReason};
 

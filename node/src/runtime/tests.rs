@@ -65,8 +65,7 @@ async fn a_message_to_a_gone_actor_comes_back_with_the_reason() {
 async fn a_message_to_an_unreachable_node_comes_back_to_its_sender() {
     let dir = tempfile::tempdir().unwrap();
     let core = core(&dir);
-    let (atx, mut arx) = mpsc::unbounded_channel();
-    let a = core.register_client(atx);
+    let (a, mut arx) = endpoint(&core);
     // A loopback port nothing listens on: the link cannot connect.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let far = Address { node: format!("127.0.0.1:{port}"), id: 7 };
@@ -134,6 +133,12 @@ async fn a_stopped_core_refuses_loads_and_creates_as_shutting_down() {
     assert!(!dir.path().join("store").exists(), "the store is deleted at stop");
 }
 
+/// A client endpoint registered on `core`: its address, and what reaches it.
+fn endpoint(core: &Core) -> (Address, mpsc::UnboundedReceiver<Incoming>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (core.register_client(tx), rx)
+}
+
 /// An id as another node allocates it (another prefix than this process start's).
 fn foreign_id(core: &Core) -> u64 {
     let ours = core.ids.allocate();
@@ -144,8 +149,7 @@ fn foreign_id(core: &Core) -> u64 {
 async fn a_message_that_overtakes_its_actors_create_waits_for_it_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let core = core(&dir);
-    let (stx, mut srx) = mpsc::unbounded_channel();
-    let sender = core.register_client(stx);
+    let (sender, mut srx) = endpoint(&core);
     // The address came from elsewhere (the leader); the create is still on another link.
     let id = foreign_id(&core);
     let at = core.address(id);
@@ -165,8 +169,7 @@ async fn a_message_that_overtakes_its_actors_create_waits_for_it_in_order() {
 async fn a_message_to_an_actor_that_never_comes_goes_back_after_the_wait_and_ours_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let core = core(&dir);
-    let (stx, mut srx) = mpsc::unbounded_channel();
-    let sender = core.register_client(stx);
+    let (sender, mut srx) = endpoint(&core);
     let ours = core.address(core.ids.allocate() + 100);
     core.send(Some(sender.clone()), &ours, text("to nobody"));
     let poison = |m: Incoming| match m.payload {
